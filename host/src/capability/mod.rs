@@ -1,0 +1,11 @@
+//! The capabilities the host lends to plugins, one module per imported interface.
+
+pub mod http;
+pub mod log;
+pub mod output;
+
+use crate::bindings::types;
+use crate::state::PluginState;
+
+/// The shared types interface has no functions.
+impl types::Host for PluginState {}

@@ -1,0 +1,210 @@
+//! The command line, built on the library's API.
+
+#[cfg(feature = "demo")]
+mod demo;
+mod progress;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use connector_host::bindings::types::FieldKind;
+use connector_host::config::ConnectorConfig;
+use connector_host::engine::{PluginHost, SessionOptions};
+use connector_host::run::{self, RunOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "connector-host",
+    version,
+    about = "Runs sandboxed WebAssembly connector plugins and writes KDI files for Cisco Vulnerability Management"
+)]
+struct Cli {
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show a plugin's identity and configuration fields.
+    Info {
+        #[arg(long)]
+        plugin: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check that a configuration works (credentials, permissions, hosts).
+    Verify {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Fetch everything and write KDI files.
+    Run {
+        #[command(flatten)]
+        common: Common,
+        /// Directory for the KDI files.
+        #[arg(long)]
+        out: PathBuf,
+        /// Assets per KDI file.
+        #[arg(long, default_value_t = connector_host::kdi::DEFAULT_ASSETS_PER_FILE)]
+        assets_per_file: usize,
+    },
+    /// Run the Defender plugin against a simulated tenant on loopback (no credentials needed).
+    #[cfg(feature = "demo")]
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Args)]
+struct Common {
+    /// The plugin component (.wasm).
+    #[arg(long)]
+    plugin: PathBuf,
+    /// The configuration file (TOML with a [connector] table).
+    #[arg(long)]
+    config: PathBuf,
+    /// Allow plain http:// to loopback addresses (simulators, local tests).
+    #[arg(long)]
+    allow_insecure_loopback: bool,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line a person can act on; the chain reads "what: why: detail".
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn execute(command: Command) -> Result<()> {
+    match command {
+        Command::Info { plugin, json } => info(&plugin, json),
+        Command::Verify { common } => verify(&common),
+        Command::Run {
+            common,
+            out,
+            assets_per_file,
+        } => run_command(&common, out, assets_per_file),
+        #[cfg(feature = "demo")]
+        Command::Demo(args) => demo::run(args),
+    }
+}
+
+fn info(path: &std::path::Path, json: bool) -> Result<()> {
+    let host = PluginHost::new()?;
+    let plugin = host.load(path)?;
+    let i = &plugin.info;
+    let kind = |k: &FieldKind| match k {
+        FieldKind::Text => "text",
+        FieldKind::Secret => "secret",
+        FieldKind::Host => "host",
+        FieldKind::Integer => "integer",
+        FieldKind::Boolean => "boolean",
+    };
+    if json {
+        let fields: Vec<serde_json::Value> = i
+            .fields
+            .iter()
+            .map(|f| {
+                serde_json::json!({"key": f.key, "label": f.label, "help": f.help, "kind": kind(&f.kind),
+                    "required": f.required, "default": f.default_value})
+            })
+            .collect();
+        let out = serde_json::json!({"id": i.id, "name": i.name, "version": i.version, "description": i.description,
+            "scanner_type": i.scanner_type, "contract": connector_host::bindings::CONTRACT_VERSION, "fields": fields});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("{} {} ({})", i.name, i.version, i.id);
+    println!("{}", i.description);
+    println!("Scanner type: {}", i.scanner_type);
+    println!(
+        "Contract: vulnbridge:connector@{}",
+        connector_host::bindings::CONTRACT_VERSION
+    );
+    println!("Fields:");
+    for f in &i.fields {
+        let required = if f.required { "required" } else { "optional" };
+        let default = f
+            .default_value
+            .as_deref()
+            .map(|d| format!(", default `{d}`"))
+            .unwrap_or_default();
+        println!(
+            "  {:<20} {} ({}, {required}{default})",
+            f.key,
+            f.label,
+            kind(&f.kind)
+        );
+        println!("  {:<20} {}", "", f.help);
+    }
+    Ok(())
+}
+
+fn verify(common: &Common) -> Result<()> {
+    let host = PluginHost::new()?;
+    let plugin = host.load(&common.plugin)?;
+    let config = ConnectorConfig::load(&common.config)?;
+    let options = SessionOptions {
+        allow_insecure_loopback: common.allow_insecure_loopback,
+        ..Default::default()
+    };
+    let checks = run::verify(&host, &plugin, &config, options).context("verify failed")?;
+    println!(
+        "Configuration works ({} {}):",
+        plugin.info.id, plugin.info.version
+    );
+    for check in checks {
+        println!("  ok  {:<24} {}", check.name, check.detail);
+    }
+    Ok(())
+}
+
+fn run_command(common: &Common, out: PathBuf, assets_per_file: usize) -> Result<()> {
+    let host = PluginHost::new()?;
+    let plugin = host.load(&common.plugin)?;
+    let config = ConnectorConfig::load(&common.config)?;
+    let progress = progress::Progress::new();
+    let options = SessionOptions {
+        allow_insecure_loopback: common.allow_insecure_loopback,
+        progress: Some(progress.observer()),
+        ..Default::default()
+    };
+    let result = run::run(
+        &host,
+        &plugin,
+        &config,
+        options,
+        &RunOptions {
+            out_dir: out,
+            assets_per_file,
+        },
+    );
+    progress.finish();
+    let summary = result.context("run failed; no files were written")?;
+    print!("{summary}");
+    Ok(())
+}

@@ -1,0 +1,248 @@
+//! The operator's configuration file, checked against the plugin's declared fields.
+//!
+//! ```toml
+//! [connector]
+//! name = "MS Defender TVM"
+//! client_id = "00000000-0000-0000-0000-000000000000"
+//! client_secret = { env = "DEFENDER_CLIENT_SECRET" }   # or a literal string
+//! tenant_id = "00000000-0000-0000-0000-000000000000"
+//! host = "api.securitycenter.microsoft.com"
+//! ```
+//!
+//! Any value may be a literal (string, integer or boolean) or `{ env = "VAR" }`, read
+//! from the environment when the file is loaded.
+
+use crate::bindings::types::{FieldKind, PluginInfo};
+use crate::policy::Origin;
+use anyhow::{anyhow, bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A configuration file, before it is checked against a plugin.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectorConfig {
+    /// Values by field key, as text.
+    values: BTreeMap<String, String>,
+}
+
+impl ConnectorConfig {
+    /// Reads a TOML file with a `[connector]` table.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::parse(&text, &|name| std::env::var(name).ok())
+            .with_context(|| format!("config file {}", path.display()))
+    }
+
+    /// Parses TOML text; `env` looks up environment variables.
+    pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+        let doc: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| anyhow!("not valid TOML: {}", e.message()))?;
+        for key in doc.keys() {
+            if key != "connector" {
+                bail!("unknown table or key `{key}`; the connector's settings go in a `[connector]` table");
+            }
+        }
+        let table = match doc.get("connector") {
+            Some(toml::Value::Table(t)) => t,
+            Some(_) => bail!("`connector` must be a table: write `[connector]` on its own line"),
+            None => bail!("no `[connector]` table"),
+        };
+        let mut values = BTreeMap::new();
+        for (key, value) in table {
+            let text = match value {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Table(t) => {
+                    let var = match (t.get("env"), t.len()) {
+                        (Some(toml::Value::String(var)), 1) => var,
+                        _ => bail!("`{key}`: a table value must be `{{ env = \"VARIABLE\" }}`"),
+                    };
+                    env(var).ok_or_else(|| anyhow!("`{key}`: environment variable `{var}` is not set"))?
+                }
+                other => bail!("`{key}`: expected a string, integer, boolean or {{ env = \"VARIABLE\" }}, got a {}", other.type_str()),
+            };
+            values.insert(key.clone(), text);
+        }
+        Ok(ConnectorConfig { values })
+    }
+
+    /// A configuration from key-value pairs (for embedding and the demo).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        ConnectorConfig {
+            values: pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        }
+    }
+
+    /// Checks the values against the plugin's fields and fills in defaults.
+    pub fn resolve(&self, info: &PluginInfo) -> Result<ResolvedConfig> {
+        let mut problems = Vec::new();
+        for key in self.values.keys() {
+            if !info.fields.iter().any(|f| &f.key == key) {
+                let known: Vec<&str> = info.fields.iter().map(|f| f.key.as_str()).collect();
+                problems.push(format!(
+                    "`{key}` is not a field of {} (fields: {})",
+                    info.id,
+                    known.join(", ")
+                ));
+            }
+        }
+        let mut resolved = ResolvedConfig::default();
+        for field in &info.fields {
+            let value = self
+                .values
+                .get(&field.key)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty());
+            let Some(value) = value.or_else(|| field.default_value.clone()) else {
+                if field.required {
+                    problems.push(format!(
+                        "`{}` ({}) is required: {}",
+                        field.key, field.label, field.help
+                    ));
+                }
+                continue;
+            };
+            let check = match field.kind {
+                FieldKind::Integer => value
+                    .parse::<i64>()
+                    .map(|_| ())
+                    .map_err(|_| format!("expected a whole number, got `{value}`")),
+                FieldKind::Boolean => match value.as_str() {
+                    "true" | "false" => Ok(()),
+                    _ => Err(format!("expected true or false, got `{value}`")),
+                },
+                FieldKind::Host => Origin::parse_config_value(&value)
+                    .map(|_| ())
+                    .map_err(|e| format!("{e:#}")),
+                FieldKind::Text | FieldKind::Secret => Ok(()),
+            };
+            if let Err(message) = check {
+                problems.push(format!("`{}`: {message}", field.key));
+                continue;
+            }
+            match field.kind {
+                FieldKind::Secret => resolved.secrets.push(value.clone()),
+                FieldKind::Host => resolved.hosts.push((field.key.clone(), value.clone())),
+                _ => {}
+            }
+            resolved.settings.push((field.key.clone(), value));
+        }
+        if !problems.is_empty() {
+            bail!("{}", problems.join("; "));
+        }
+        Ok(resolved)
+    }
+}
+
+/// Configuration checked against a plugin's fields, defaults filled in.
+#[derive(Debug, Clone, Default)]
+pub struct ResolvedConfig {
+    /// Every field with a value, in the plugin's field order.
+    pub settings: Vec<(String, String)>,
+    /// Values of fields of kind secret, to mask wherever text leaves the host.
+    pub secrets: Vec<String>,
+    /// `(key, value)` of fields of kind host: the origins the run may reach.
+    pub hosts: Vec<(String, String)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::types::ConfigField;
+
+    fn info() -> PluginInfo {
+        let field = |key: &str, kind, required, default: Option<&str>| ConfigField {
+            key: key.into(),
+            label: key.to_uppercase(),
+            help: format!("help for {key}"),
+            kind,
+            required,
+            default_value: default.map(Into::into),
+        };
+        PluginInfo {
+            id: "p".into(),
+            name: "P".into(),
+            version: "1".into(),
+            description: String::new(),
+            scanner_type: "P".into(),
+            fields: vec![
+                field("host", FieldKind::Host, true, Some("api.example.com")),
+                field("secret", FieldKind::Secret, true, None),
+                field("size", FieldKind::Integer, false, None),
+                field("flag", FieldKind::Boolean, false, Some("false")),
+            ],
+        }
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn literal_and_environment_values_resolve_with_defaults() {
+        let env = |name: &str| (name == "MY_SECRET").then(|| "s3cret".to_string());
+        let c = ConnectorConfig::parse(
+            "[connector]\nsecret = { env = \"MY_SECRET\" }\nsize = 5\n",
+            &env,
+        )
+        .unwrap();
+        let r = c.resolve(&info()).unwrap();
+        assert_eq!(
+            r.settings,
+            [
+                ("host", "api.example.com"),
+                ("secret", "s3cret"),
+                ("size", "5"),
+                ("flag", "false")
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+        assert_eq!(r.secrets, ["s3cret"]);
+        assert_eq!(
+            r.hosts,
+            [("host".to_string(), "api.example.com".to_string())]
+        );
+    }
+
+    #[test]
+    fn every_problem_names_its_field() {
+        let c = ConnectorConfig::parse("[connector]\nsize = \"big\"\nflag = \"yes\"\ncolour = \"red\"\nhost = \"https://h/p\"\n", &no_env).unwrap();
+        let err = c.resolve(&info()).unwrap_err().to_string();
+        assert!(err.contains("`colour` is not a field of p"), "{err}");
+        assert!(err.contains("`secret` (SECRET) is required"), "{err}");
+        assert!(
+            err.contains("`size`: expected a whole number, got `big`"),
+            "{err}"
+        );
+        assert!(err.contains("`flag`: expected true or false"), "{err}");
+        assert!(err.contains("`host`: `https://h/p` has a path"), "{err}");
+    }
+
+    #[test]
+    fn malformed_files_are_explained() {
+        assert!(ConnectorConfig::parse("connector = 1", &no_env)
+            .unwrap_err()
+            .to_string()
+            .contains("must be a table"));
+        assert!(ConnectorConfig::parse("[other]\n", &no_env)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown table"));
+        assert!(
+            ConnectorConfig::parse("[connector]\nx = { env = \"NOPE\" }", &no_env)
+                .unwrap_err()
+                .to_string()
+                .contains("`NOPE` is not set")
+        );
+        assert!(ConnectorConfig::parse("[connector\n", &no_env)
+            .unwrap_err()
+            .to_string()
+            .contains("not valid TOML"));
+    }
+}

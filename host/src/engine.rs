@@ -1,0 +1,197 @@
+//! Loading plugins: one wasmtime Engine and Linker for the host's lifetime, one
+//! compiled Component per plugin, and a fresh Store for every session.
+
+use crate::bindings::{
+    types::PluginInfo, ConnectorPlugin, ConnectorPluginPre, IntoAnyhow, CONTRACT_EXPORT,
+    CONTRACT_EXPORT_PREFIX, CONTRACT_VERSION,
+};
+use crate::capability::http::{self, HttpCapability, HttpLimits};
+use crate::capability::log::LogCapability;
+use crate::capability::output::{OutputCapability, ProgressObserver};
+use crate::config::ResolvedConfig;
+use crate::policy::NetworkPolicy;
+use crate::redact::Redactor;
+use crate::session::Session;
+use crate::state::PluginState;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, Store};
+
+/// The host: shared by every plugin and session it runs.
+pub struct PluginHost {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    client: reqwest::blocking::Client,
+}
+
+impl PluginHost {
+    pub fn new() -> Result<Self> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config)
+            .into_anyhow()
+            .context("cannot start the WebAssembly engine")?;
+        let mut linker = Linker::new(&engine);
+        // Rust's std on wasm32-wasip2 imports wasi:cli and wasi:io, so WASI is linked;
+        // each Store's context grants nothing (see `PluginState::new`).
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        ConnectorPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(
+            &mut linker,
+            |state| state,
+        )?;
+        Ok(PluginHost {
+            engine,
+            linker,
+            client: http::shared_client()?,
+        })
+    }
+
+    /// Compiles a plugin, checks that it implements this host's contract version,
+    /// and reads its info.
+    pub fn load(&self, path: &Path) -> Result<Plugin> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read plugin {}", path.display()))?;
+        if bytes.get(..4) != Some(b"\0asm") {
+            bail!("{} is not a WebAssembly file", path.display());
+        }
+        // A component's layer field is 1 (a core module's is 0).
+        if bytes.get(6..8) != Some(&[1, 0]) {
+            bail!(
+                "{} is a core WebAssembly module, not a component; build the plugin with `--target wasm32-wasip2`",
+                path.display()
+            );
+        }
+        let component = Component::new(&self.engine, &bytes)
+            .into_anyhow()
+            .with_context(|| format!("cannot compile plugin {}", path.display()))?;
+        check_contract(&self.engine, &component, path)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .into_anyhow()
+            .with_context(|| {
+                format!(
+                    "plugin {} needs imports this host does not provide",
+                    path.display()
+                )
+            })?;
+        let pre = ConnectorPluginPre::new(pre)
+            .into_anyhow()
+            .with_context(|| format!("{} does not fit the connector world", path.display()))?;
+        let mut plugin = Plugin {
+            pre,
+            path: path.to_owned(),
+            info: placeholder_info(path),
+        };
+        let mut session =
+            plugin.open(self, &ResolvedConfig::default(), SessionOptions::default())?;
+        plugin.info = session.info()?;
+        drop(session);
+        Ok(plugin)
+    }
+}
+
+fn placeholder_info(path: &Path) -> PluginInfo {
+    PluginInfo {
+        id: path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        name: String::new(),
+        version: String::new(),
+        description: String::new(),
+        scanner_type: String::new(),
+        fields: Vec::new(),
+    }
+}
+
+/// Refuses a component that does not export this host's contract version, naming
+/// both versions when it exports another.
+fn check_contract(engine: &Engine, component: &Component, path: &Path) -> Result<()> {
+    let ty = component.component_type();
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    if exports.iter().any(|e| e == CONTRACT_EXPORT) {
+        return Ok(());
+    }
+    if let Some(other) = exports
+        .iter()
+        .find_map(|e| e.strip_prefix(CONTRACT_EXPORT_PREFIX))
+    {
+        bail!(
+            "plugin {} implements connector contract {other}, but this host supports {CONTRACT_VERSION}",
+            path.display()
+        );
+    }
+    bail!(
+        "{} is not a connector plugin: it exports {} instead of {CONTRACT_EXPORT}",
+        path.display(),
+        if exports.is_empty() {
+            "nothing".to_owned()
+        } else {
+            exports.join(", ")
+        }
+    )
+}
+
+/// Options of one session.
+#[derive(Default)]
+pub struct SessionOptions {
+    /// Allow `http://` to loopback addresses (simulators, local tests).
+    pub allow_insecure_loopback: bool,
+    pub http_limits: HttpLimits,
+    pub progress: Option<ProgressObserver>,
+}
+
+/// A compiled plugin, ready to instantiate.
+pub struct Plugin {
+    pre: ConnectorPluginPre<PluginState>,
+    pub path: PathBuf,
+    pub info: PluginInfo,
+}
+
+impl Plugin {
+    /// A fresh, sandboxed instance for one verify or run.
+    pub fn open(
+        &self,
+        host: &PluginHost,
+        config: &ResolvedConfig,
+        options: SessionOptions,
+    ) -> Result<Session> {
+        let redactor = Arc::new(Redactor::new(config.secrets.iter().map(String::as_str)));
+        let policy = if config.hosts.is_empty() {
+            NetworkPolicy::deny_all()
+        } else {
+            NetworkPolicy::from_host_fields(
+                config.hosts.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                options.allow_insecure_loopback,
+            )?
+        };
+        let id = self.info.id.clone();
+        let http = HttpCapability::new(
+            host.client.clone(),
+            policy,
+            options.http_limits,
+            id.clone(),
+            redactor.clone(),
+        );
+        let state = PluginState::new(
+            http,
+            LogCapability::new(id.clone(), redactor.clone()),
+            OutputCapability::new(options.progress),
+            redactor,
+        );
+        let mut store = Store::new(&host.engine, state);
+        store.limiter(|state| &mut state.limits);
+        let bindings = self
+            .pre
+            .instantiate(&mut store)
+            .into_anyhow()
+            .with_context(|| format!("cannot instantiate plugin {}", self.path.display()))?;
+        Ok(Session::new(store, bindings, id))
+    }
+}

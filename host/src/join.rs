@@ -1,0 +1,307 @@
+//! The one place where vulnerabilities meet their assets.
+//!
+//! Plugins emit assets and vulnerabilities independently and in any order; the
+//! collector keeps them, and [`Collector::finish`] joins them: every asset with all of
+//! its vulnerabilities (an empty list when it has none), vulnerabilities of unknown
+//! assets dropped and counted, and several vulnerabilities with the same asset and
+//! identifier merged into one (highest score, earliest found, latest last seen, every
+//! distinct details text kept). The output is sorted, so the same input always gives
+//! the same files.
+
+use crate::bindings::types::{Asset, Datetime, Vulnerability, VulnerabilityDefinition};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// The skip reason for vulnerabilities whose asset did not arrive in the run.
+pub const UNKNOWN_ASSET: &str =
+    "vulnerability of an asset not in this run (e.g. an inactive device)";
+
+/// One vulnerability after merging every report of it on an asset.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MergedVulnerability {
+    pub identifier: String,
+    pub score: u8,
+    pub found: Option<Datetime>,
+    pub last_seen: Option<Datetime>,
+    pub details: BTreeSet<String>,
+    /// How many source reports were merged into this one.
+    pub reports: u64,
+}
+
+impl MergedVulnerability {
+    fn new(v: Vulnerability) -> Self {
+        MergedVulnerability {
+            identifier: v.identifier,
+            score: v.score,
+            found: v.found,
+            last_seen: v.last_seen,
+            details: v.details.into_iter().filter(|d| !d.is_empty()).collect(),
+            reports: 1,
+        }
+    }
+
+    fn merge(&mut self, v: Vulnerability) {
+        self.score = self.score.max(v.score);
+        self.found = earliest(self.found, v.found);
+        self.last_seen = latest(self.last_seen, v.last_seen);
+        self.details.extend(v.details.filter(|d| !d.is_empty()));
+        self.reports += 1;
+    }
+}
+
+fn key(t: &Datetime) -> (i64, u32) {
+    (t.seconds, t.nanoseconds)
+}
+
+fn earliest(a: Option<Datetime>, b: Option<Datetime>) -> Option<Datetime> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if key(&b) < key(&a) { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
+fn latest(a: Option<Datetime>, b: Option<Datetime>) -> Option<Datetime> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if key(&b) > key(&a) { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
+/// An asset and everything found on it, ready to write.
+#[derive(Clone, Debug)]
+pub struct JoinedAsset {
+    pub asset: Asset,
+    /// Sorted by identifier.
+    pub vulnerabilities: Vec<MergedVulnerability>,
+}
+
+/// The joined result of a run.
+#[derive(Debug, Default)]
+pub struct Joined {
+    /// Sorted by asset key.
+    pub assets: Vec<JoinedAsset>,
+    /// Every definition a written vulnerability uses, by identifier.
+    pub definitions: BTreeMap<String, VulnerabilityDefinition>,
+    pub counters: BTreeMap<String, u64>,
+    pub skipped: BTreeMap<String, u64>,
+}
+
+impl Joined {
+    pub fn vulnerability_count(&self) -> usize {
+        self.assets.iter().map(|a| a.vulnerabilities.len()).sum()
+    }
+}
+
+/// Gathers a run's records as the plugin emits them.
+#[derive(Default, Debug)]
+pub struct Collector {
+    assets: HashMap<String, Asset>,
+    vulnerabilities: HashMap<String, HashMap<String, MergedVulnerability>>,
+    definitions: HashMap<String, VulnerabilityDefinition>,
+    counters: BTreeMap<String, u64>,
+    skipped: BTreeMap<String, u64>,
+}
+
+impl Collector {
+    /// A later report of the same asset key replaces the earlier one.
+    pub fn add_assets(&mut self, assets: Vec<Asset>) {
+        for asset in assets {
+            self.assets.insert(asset.key.clone(), asset);
+        }
+    }
+
+    pub fn add_vulnerabilities(&mut self, vulnerabilities: Vec<Vulnerability>) {
+        for v in vulnerabilities {
+            let on_asset = self.vulnerabilities.entry(v.asset_key.clone()).or_default();
+            match on_asset.get_mut(&v.identifier) {
+                Some(existing) => existing.merge(v),
+                None => {
+                    on_asset.insert(v.identifier.clone(), MergedVulnerability::new(v));
+                }
+            }
+        }
+    }
+
+    /// The first definition of an identifier is kept.
+    pub fn add_definitions(&mut self, definitions: Vec<VulnerabilityDefinition>) {
+        for d in definitions {
+            self.definitions.entry(d.identifier.clone()).or_insert(d);
+        }
+    }
+
+    pub fn count(&mut self, counter: String, delta: u64) {
+        *self.counters.entry(counter).or_default() += delta;
+    }
+
+    pub fn skip(&mut self, reason: String, count: u64) {
+        *self.skipped.entry(reason).or_default() += count;
+    }
+
+    pub fn asset_count(&self) -> usize {
+        self.assets.len()
+    }
+
+    /// Joins everything collected.
+    pub fn finish(self) -> Joined {
+        let Collector {
+            assets,
+            mut vulnerabilities,
+            mut definitions,
+            counters,
+            mut skipped,
+        } = self;
+        let mut joined_assets: Vec<JoinedAsset> = assets
+            .into_values()
+            .map(|asset| {
+                let mut vulns: Vec<MergedVulnerability> = vulnerabilities
+                    .remove(&asset.key)
+                    .map(|m| m.into_values().collect())
+                    .unwrap_or_default();
+                vulns.sort_by(|a, b| a.identifier.cmp(&b.identifier));
+                JoinedAsset {
+                    asset,
+                    vulnerabilities: vulns,
+                }
+            })
+            .collect();
+        joined_assets.sort_by(|a, b| a.asset.key.cmp(&b.asset.key));
+
+        let orphans: u64 = vulnerabilities
+            .values()
+            .flat_map(|m| m.values())
+            .map(|v| v.reports)
+            .sum();
+        if orphans > 0 {
+            *skipped.entry(UNKNOWN_ASSET.to_owned()).or_default() += orphans;
+        }
+
+        let mut used = BTreeMap::new();
+        for v in joined_assets.iter().flat_map(|a| &a.vulnerabilities) {
+            if !used.contains_key(&v.identifier) {
+                // A vulnerability whose definition was never emitted still needs one.
+                let definition =
+                    definitions
+                        .remove(&v.identifier)
+                        .unwrap_or_else(|| VulnerabilityDefinition {
+                            identifier: v.identifier.clone(),
+                            name: v.identifier.clone(),
+                            cve_ids: Vec::new(),
+                            description: None,
+                            solution: None,
+                        });
+                used.insert(v.identifier.clone(), definition);
+            }
+        }
+        Joined {
+            assets: joined_assets,
+            definitions: used,
+            counters,
+            skipped,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::types::Locators;
+
+    fn asset(key: &str) -> Asset {
+        Asset {
+            key: key.into(),
+            locators: Locators {
+                external_id: Some(key.into()),
+                hostname: None,
+                fqdn: None,
+                netbios: None,
+                ip_address: None,
+                mac_address: None,
+            },
+            os: None,
+            os_version: None,
+            tags: vec![],
+            last_seen: None,
+        }
+    }
+
+    fn at(seconds: i64) -> Option<Datetime> {
+        Some(Datetime {
+            seconds,
+            nanoseconds: 0,
+        })
+    }
+
+    fn vuln(
+        asset: &str,
+        id: &str,
+        score: u8,
+        found: i64,
+        seen: i64,
+        details: &str,
+    ) -> Vulnerability {
+        Vulnerability {
+            asset_key: asset.into(),
+            identifier: id.into(),
+            score,
+            found: at(found),
+            last_seen: at(seen),
+            details: Some(details.into()),
+        }
+    }
+
+    #[test]
+    fn same_identifier_on_one_asset_merges() {
+        let mut c = Collector::default();
+        c.add_assets(vec![asset("d1")]);
+        c.add_vulnerabilities(vec![
+            vuln("d1", "CVE-1", 6, 100, 500, "chrome"),
+            vuln("d1", "CVE-1", 8, 200, 400, "edge"),
+        ]);
+        c.add_vulnerabilities(vec![vuln("d1", "CVE-1", 3, 50, 450, "chrome")]);
+        let j = c.finish();
+        let v = &j.assets[0].vulnerabilities[0];
+        assert_eq!(v.score, 8);
+        assert_eq!(v.found, at(50));
+        assert_eq!(v.last_seen, at(500));
+        assert_eq!(
+            v.details.iter().cloned().collect::<Vec<_>>(),
+            ["chrome", "edge"]
+        );
+        assert_eq!(v.reports, 3);
+    }
+
+    #[test]
+    fn assets_without_vulnerabilities_are_kept_and_orphans_counted() {
+        let mut c = Collector::default();
+        c.add_vulnerabilities(vec![
+            vuln("gone", "CVE-1", 6, 1, 2, ""),
+            vuln("gone", "CVE-2", 6, 1, 2, ""),
+        ]);
+        c.add_assets(vec![asset("b"), asset("a")]);
+        let j = c.finish();
+        let keys: Vec<&str> = j.assets.iter().map(|a| a.asset.key.as_str()).collect();
+        assert_eq!(keys, ["a", "b"]);
+        assert!(j.assets.iter().all(|a| a.vulnerabilities.is_empty()));
+        assert_eq!(j.skipped.get(UNKNOWN_ASSET), Some(&2));
+        assert!(
+            j.definitions.is_empty(),
+            "definitions of dropped vulnerabilities are not written"
+        );
+    }
+
+    #[test]
+    fn missing_definitions_are_synthesized_and_unused_ones_dropped() {
+        let mut c = Collector::default();
+        c.add_assets(vec![asset("a")]);
+        c.add_definitions(vec![VulnerabilityDefinition {
+            identifier: "CVE-9".into(),
+            name: "CVE-9".into(),
+            cve_ids: vec!["CVE-9".into()],
+            description: None,
+            solution: None,
+        }]);
+        c.add_vulnerabilities(vec![vuln("a", "TVM-1", 0, 1, 2, "")]);
+        let j = c.finish();
+        assert_eq!(j.definitions.keys().collect::<Vec<_>>(), ["TVM-1"]);
+        assert!(j.definitions["TVM-1"].cve_ids.is_empty());
+    }
+}

@@ -1,0 +1,38 @@
+//! The connector host: runs sandboxed WebAssembly connector plugins (the
+//! `vulnbridge:connector` contract in `wit/`) and writes what they find as KDI files.
+//!
+//! Architecture, one module per concern:
+//! - [`engine`]: the wasmtime Engine and Linker (built once), plugin loading with a
+//!   contract-version check, and a fresh sandboxed Store per session.
+//! - [`session`]: the contract's calls on one instance; traps and plugin errors
+//!   become one-line messages with the plugin's panic text and no secrets.
+//! - [`capability`]: what a plugin can reach: `http` (allow-listed, capped),
+//!   `log` (masked, bounded) and `output` (records into the run's collector).
+//! - [`policy`]: the network allow-list; [`redact`]: secret masking.
+//! - [`config`]: the operator's TOML, checked against the plugin's fields.
+//! - [`join`]: the one place vulnerabilities are joined to assets and merged.
+//! - [`kdi`]: the KDI v2 writer; [`run`]: the run pipeline; [`summary`]: its report.
+//!
+//! ```no_run
+//! use connector_host::{config::ConnectorConfig, engine::{PluginHost, SessionOptions}, run};
+//! # fn main() -> anyhow::Result<()> {
+//! let host = PluginHost::new()?;
+//! let plugin = host.load("plugin_defender.wasm".as_ref())?;
+//! let config = ConnectorConfig::load("defender.toml".as_ref())?;
+//! let summary = run::run(&host, &plugin, &config, SessionOptions::default(), &run::RunOptions::default())?;
+//! println!("{summary}");
+//! # Ok(()) }
+//! ```
+
+pub mod bindings;
+pub mod capability;
+pub mod config;
+pub mod engine;
+pub mod join;
+pub mod kdi;
+pub mod policy;
+pub mod redact;
+pub mod run;
+pub mod session;
+pub mod state;
+pub mod summary;

@@ -1,0 +1,159 @@
+//! One plugin instance: the contract's calls, with plugin errors and traps turned
+//! into one-line, secret-free messages.
+
+use crate::bindings::types::{Check, Page, PluginError, PluginInfo};
+use crate::bindings::ConnectorPlugin;
+use crate::join::Collector;
+use crate::state::PluginState;
+use anyhow::{anyhow, Result};
+use wasmtime::Store;
+
+pub struct Session {
+    store: Store<PluginState>,
+    bindings: ConnectorPlugin,
+    plugin_id: String,
+}
+
+impl Session {
+    pub(crate) fn new(
+        store: Store<PluginState>,
+        bindings: ConnectorPlugin,
+        plugin_id: String,
+    ) -> Self {
+        Session {
+            store,
+            bindings,
+            plugin_id,
+        }
+    }
+
+    /// Runs one export call; a trap becomes an error carrying the plugin's stderr
+    /// (where a Rust panic message goes).
+    fn call<T>(
+        &mut self,
+        export: &str,
+        f: impl FnOnce(&ConnectorPlugin, &mut Store<PluginState>) -> wasmtime::Result<T>,
+    ) -> Result<T> {
+        f(&self.bindings, &mut self.store).map_err(|trap| {
+            let trap = anyhow::Error::from(trap);
+            let stderr = self.store.data().stderr_text();
+            let root = self
+                .store
+                .data()
+                .redactor
+                .redact(&format!("{}", trap.root_cause()));
+            let panic = panic_message(&stderr);
+            match panic {
+                Some(message) => anyhow!(
+                    "plugin `{}` crashed in `{export}`: {message} (trap: {root})",
+                    self.plugin_id
+                ),
+                None => anyhow!("plugin `{}` trapped in `{export}`: {root}", self.plugin_id),
+            }
+        })
+    }
+
+    fn plugin_error(&self, export: &str, e: PluginError) -> anyhow::Error {
+        let (kind, text) = match e {
+            PluginError::NotConfigured(t) => ("not configured", t),
+            PluginError::Authentication(t) => ("authentication failed", t),
+            PluginError::Permission(t) => ("permission missing", t),
+            PluginError::Unreachable(t) => ("host unreachable", t),
+            PluginError::Throttled(t) => ("throttled", t),
+            PluginError::BadResponse(t) => ("bad response", t),
+            PluginError::Other(t) => ("error", t),
+        };
+        let text = self.store.data().redactor.redact(&text);
+        anyhow!("{} {export}: {kind}: {text}", self.plugin_id)
+    }
+
+    pub fn info(&mut self) -> Result<PluginInfo> {
+        self.call("info", |b, s| {
+            b.vulnbridge_connector_connector().call_info(s)
+        })
+    }
+
+    /// Passes the settings; the plugin's field errors come back as one message.
+    pub fn configure(&mut self, settings: &[(String, String)]) -> Result<()> {
+        use crate::bindings::types::Setting;
+        let settings: Vec<Setting> = settings
+            .iter()
+            .map(|(key, value)| Setting {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect();
+        match self.call("configure", |b, s| {
+            b.vulnbridge_connector_connector()
+                .call_configure(s, &settings)
+        })? {
+            Ok(()) => Ok(()),
+            Err(errors) => {
+                let redactor = &self.store.data().redactor;
+                let lines: Vec<String> = errors
+                    .iter()
+                    .map(|e| format!("`{}`: {}", e.key, redactor.redact(&e.message)))
+                    .collect();
+                Err(anyhow!(
+                    "invalid configuration for {}: {}",
+                    self.plugin_id,
+                    lines.join("; ")
+                ))
+            }
+        }
+    }
+
+    pub fn verify(&mut self) -> Result<Vec<Check>> {
+        let result = self.call("verify", |b, s| {
+            b.vulnbridge_connector_connector().call_verify(s)
+        })?;
+        result.map_err(|e| self.plugin_error("verify", e))
+    }
+
+    pub fn fetch(&mut self) -> Result<Option<Page>> {
+        let result = self.call("fetch", |b, s| {
+            b.vulnbridge_connector_connector().call_fetch(s)
+        })?;
+        result.map_err(|e| self.plugin_error("fetch", e))
+    }
+
+    pub fn map(&mut self, page: &Page) -> Result<()> {
+        let result = self.call("map", |b, s| {
+            b.vulnbridge_connector_connector().call_map(s, page)
+        })?;
+        result.map_err(|e| self.plugin_error("map", e))
+    }
+
+    pub fn state(&self) -> &PluginState {
+        self.store.data()
+    }
+
+    /// Takes the records collected so far.
+    pub fn take_collector(&mut self) -> Collector {
+        std::mem::take(&mut self.store.data_mut().output.collector)
+    }
+}
+
+/// The message of a Rust panic in captured stderr, on one line.
+fn panic_message(stderr: &str) -> Option<String> {
+    let start = stderr.find("panicked at")?;
+    let text: Vec<&str> = stderr[start..]
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .collect();
+    Some(text.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn panic_messages_read_on_one_line() {
+        let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:10:5:\nboom: bad row\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(
+            super::panic_message(stderr).unwrap(),
+            "panicked at src/lib.rs:10:5: boom: bad row"
+        );
+        assert_eq!(super::panic_message("nothing"), None);
+    }
+}

@@ -1,0 +1,79 @@
+//! The run report of spec §7: what a person checks against the source's portal.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunSummary {
+    pub plugin: String,
+    pub plugin_version: String,
+    /// The plugin's own counters, e.g. `devices fetched`, `vulnerability rows fetched`.
+    pub counters: BTreeMap<String, u64>,
+    /// Source rows skipped, by reason.
+    pub skipped: BTreeMap<String, u64>,
+    pub pages_fetched: u64,
+    pub assets_written: usize,
+    pub vulnerabilities_written: usize,
+    pub definitions_written: usize,
+    pub files_written: Vec<PathBuf>,
+    pub api_calls: u64,
+    pub throttled_responses: u64,
+    pub plugin_log_lines_dropped: u64,
+    #[serde(serialize_with = "seconds")]
+    pub duration: Duration,
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+}
+
+impl fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        writeln!(f, "Run summary ({} {})", self.plugin, self.plugin_version)?;
+        for (name, value) in &self.counters {
+            writeln!(f, "  {:<34} {value}", capitalize(name))?;
+        }
+        let skipped: u64 = self.skipped.values().sum();
+        writeln!(f, "  {:<34} {skipped}", "Rows skipped")?;
+        for (reason, count) in &self.skipped {
+            writeln!(f, "    {count:>10}  {reason}")?;
+        }
+        let mut line = |label: &str, value: String| writeln!(f, "  {label:<34} {value}");
+        line("Assets written", self.assets_written.to_string())?;
+        line(
+            "Vulnerabilities written",
+            self.vulnerabilities_written.to_string(),
+        )?;
+        line(
+            "Vulnerability definitions written",
+            self.definitions_written.to_string(),
+        )?;
+        line("Files written", self.files_written.len().to_string())?;
+        line("API calls made", self.api_calls.to_string())?;
+        line(
+            "Throttled responses (429)",
+            self.throttled_responses.to_string(),
+        )?;
+        if self.plugin_log_lines_dropped > 0 {
+            line(
+                "Plugin log lines dropped",
+                self.plugin_log_lines_dropped.to_string(),
+            )?;
+        }
+        line(
+            "Time taken",
+            format!("{:.1} s", self.duration.as_secs_f64()),
+        )
+    }
+}
+
+fn capitalize(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
