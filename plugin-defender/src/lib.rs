@@ -98,6 +98,9 @@ impl Guest for DefenderConnector {
             PluginError::BadResponse(format!("{} page {}: {}", page.kind, page.sequence + 1, e.0))
         })?;
         output::count(counter, mapped.rows);
+        for (note, count) in &mapped.notes {
+            output::count(note, *count);
+        }
         for (reason, count) in &mapped.skipped {
             output::skip(reason, *count);
         }

@@ -17,6 +17,8 @@ use std::collections::{BTreeMap, HashSet};
 /// Counter names shown in the run summary.
 pub const DEVICES_FETCHED: &str = "devices fetched";
 pub const ROWS_FETCHED: &str = "vulnerability rows fetched";
+/// Kept, because dropping a device would close all of its vulnerabilities.
+pub const UNREADABLE_LAST_SEEN: &str = "devices kept without their unreadable lastSeen";
 
 /// Records mapped from one page, with what was skipped and why.
 #[derive(Default, Debug)]
@@ -28,6 +30,8 @@ pub struct Mapped {
     pub rows: u64,
     /// Skipped rows by reason.
     pub skipped: BTreeMap<&'static str, u64>,
+    /// Rows kept with a value dropped, by what was dropped.
+    pub notes: BTreeMap<&'static str, u64>,
 }
 
 impl Mapped {
@@ -59,7 +63,12 @@ pub fn map_machines_page(body: &[u8]) -> Result<Mapped, PageError> {
             }
         };
         match map_machine(&machine) {
-            Ok(asset) => out.assets.push(asset),
+            Ok(asset) => {
+                if asset.last_seen.is_none() && machine.last_seen.is_some() {
+                    *out.notes.entry(UNREADABLE_LAST_SEEN).or_default() += 1;
+                }
+                out.assets.push(asset)
+            }
             Err(reason) => out.skip(reason),
         }
     }
@@ -330,4 +339,266 @@ fn datetime(text: &str) -> Option<Datetime> {
         seconds: t.timestamp(),
         nanoseconds: t.timestamp_subsec_nanos(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn machine(json: &str) -> Result<Asset, &'static str> {
+        let m: Machine = serde_json::from_str(json).unwrap();
+        map_machine(&m)
+    }
+
+    fn row(json: &str) -> Result<Vulnerability, &'static str> {
+        let r: VulnerabilityRow = serde_json::from_str(json).unwrap();
+        map_row(&r)
+    }
+
+    fn iface(ip: &str, mac: Option<&str>, status: &str) -> IpAddressEntry<'static> {
+        IpAddressEntry {
+            ip_address: Some(Cow::Owned(ip.into())),
+            mac_address: mac.map(|m| Cow::Owned(m.into())),
+            operational_status: Some(Cow::Owned(status.into())),
+        }
+    }
+
+    // §5 Scanner score.
+    #[test]
+    fn severity_maps_to_score() {
+        assert_eq!(score(Some("Critical")), 10);
+        assert_eq!(score(Some("High")), 8);
+        assert_eq!(score(Some("Medium")), 6);
+        assert_eq!(score(Some("Low")), 3);
+        assert_eq!(score(Some("Other")), 0);
+        assert_eq!(score(Some("Severe")), 0);
+        assert_eq!(score(None), 0);
+    }
+
+    // §5 CVE: null or empty skipped; non-CVE ids kept without a CVE reference.
+    #[test]
+    fn cve_ids_and_other_identifiers() {
+        assert_eq!(
+            row(r#"{"deviceId":"d","cveId":null}"#).unwrap_err(),
+            "vulnerability row without cveId"
+        );
+        assert_eq!(
+            row(r#"{"deviceId":"d","cveId":"  "}"#).unwrap_err(),
+            "vulnerability row without cveId"
+        );
+        assert_eq!(
+            row(r#"{"deviceId":"d"}"#).unwrap_err(),
+            "vulnerability row without cveId"
+        );
+        let tvm = row(r#"{"deviceId":"d","cveId":"TVM-2020-0002"}"#).unwrap();
+        assert_eq!(tvm.identifier, "TVM-2020-0002");
+        assert!(definition(&tvm.identifier).cve_ids.is_empty());
+        let cve = row(r#"{"deviceId":"d","cveId":"cve-2024-12345"}"#).unwrap();
+        assert_eq!(cve.identifier, "CVE-2024-12345");
+        assert_eq!(definition(&cve.identifier).cve_ids, ["CVE-2024-12345"]);
+        assert!(!is_cve("CVE-24-1"));
+        assert!(!is_cve("c-id-123"));
+    }
+
+    // §5 Found and Last Seen; zoneless times are UTC.
+    #[test]
+    fn found_and_last_seen_come_from_the_row() {
+        let v = row(r#"{"deviceId":"d","cveId":"CVE-2024-1000","firstSeenTimestamp":"2020-12-30 14:17:26","lastSeenTimestamp":"2021-01-02 03:04:05.1234567"}"#).unwrap();
+        assert_eq!(v.found.unwrap().seconds, 1_609_337_846);
+        let seen = v.last_seen.unwrap();
+        assert_eq!(
+            (seen.seconds, seen.nanoseconds),
+            (1_609_556_645, 123_456_700)
+        );
+        assert_eq!(
+            row(r#"{"deviceId":"d","cveId":"CVE-2024-1000","firstSeenTimestamp":"yesterday"}"#)
+                .unwrap_err(),
+            "vulnerability row with unreadable firstSeenTimestamp"
+        );
+    }
+
+    #[test]
+    fn rows_without_a_device_are_skipped() {
+        assert_eq!(
+            row(r#"{"cveId":"CVE-2024-1000"}"#).unwrap_err(),
+            "vulnerability row without deviceId"
+        );
+    }
+
+    #[test]
+    fn details_name_the_software_fix_and_exploitability() {
+        let v = row(r#"{"deviceId":"d","cveId":"CVE-2024-1000","softwareVendor":"google","softwareName":"chrome",
+            "softwareVersion":"124.0","vulnerabilitySeverityLevel":"High","cvssScore":8.8,"exploitabilityLevel":"ExploitIsPublic",
+            "recommendedSecurityUpdate":"April 2020 Security Updates","recommendedSecurityUpdateId":4550961,
+            "diskPaths":["C:\\a.exe"],"registryPaths":[]}"#)
+        .unwrap();
+        assert_eq!(
+            v.details.unwrap(),
+            "Software: google chrome 124.0\nSeverity: High (CVSS 8.8)\nExploitability: ExploitIsPublic\nRecommended update: April 2020 Security Updates (4550961)\nDisk paths: C:\\a.exe"
+        );
+    }
+
+    #[test]
+    fn a_page_maps_rows_and_defines_each_identifier_once() {
+        let body = br#"{"value":[{"deviceId":"a","cveId":"CVE-2024-1000"},{"deviceId":"b","cveId":"CVE-2024-1000"},
+            {"deviceId":"a","cveId":null},7,{"deviceId":"a","cveId":"TVM-2020-0002"}]}"#;
+        let m = map_vulnerabilities_page(body).unwrap();
+        assert_eq!(m.rows, 5);
+        assert_eq!(m.vulnerabilities.len(), 3);
+        let ids: Vec<&str> = m
+            .definitions
+            .iter()
+            .map(|d| d.identifier.as_str())
+            .collect();
+        assert_eq!(ids, ["CVE-2024-1000", "TVM-2020-0002"]);
+        assert_eq!(m.skipped.get("vulnerability row without cveId"), Some(&1));
+        assert_eq!(
+            m.skipped.get("vulnerability row is not a JSON object"),
+            Some(&1)
+        );
+        assert!(map_vulnerabilities_page(b"[1,2]").is_err());
+        assert!(map_vulnerabilities_page(b"{\"value\": 3}").is_err());
+    }
+
+    // §6 External ID, status.
+    #[test]
+    fn machines_need_an_id_and_must_be_active() {
+        assert_eq!(
+            machine(r#"{"computerDnsName":"x"}"#).unwrap_err(),
+            "machine without id"
+        );
+        assert_eq!(
+            machine(r#"{"id":"m1","healthStatus":"Inactive"}"#).unwrap_err(),
+            "machine not Active"
+        );
+        let a = machine(r#"{"id":"m1","healthStatus":"Active"}"#).unwrap();
+        assert_eq!(a.key, "m1");
+        assert_eq!(a.locators.external_id.as_deref(), Some("m1"));
+    }
+
+    // §6 Operating System.
+    #[test]
+    fn os_version_combines_version_and_build() {
+        assert_eq!(
+            os_version(Some("22H2"), Some("19045")).as_deref(),
+            Some("22H2 (build 19045)")
+        );
+        assert_eq!(os_version(Some("22H2"), None).as_deref(), Some("22H2"));
+        assert_eq!(os_version(Some("22H2"), Some("0")).as_deref(), Some("22H2"));
+        assert_eq!(
+            os_version(Some("22H2"), Some("  ")).as_deref(),
+            Some("22H2")
+        );
+        assert_eq!(
+            os_version(None, Some("19045")).as_deref(),
+            Some("build 19045")
+        );
+        assert_eq!(os_version(None, None), None);
+        let a = machine(r#"{"id":"m","osPlatform":"Windows10","version":"22H2","osBuild":19045}"#)
+            .unwrap();
+        assert_eq!(
+            (a.os.as_deref(), a.os_version.as_deref()),
+            (Some("Windows10"), Some("22H2 (build 19045)"))
+        );
+    }
+
+    // §6 FQDN, Hostname, NetBIOS.
+    #[test]
+    fn dns_name_gives_fqdn_hostname_and_netbios() {
+        let a = machine(r#"{"id":"m","computerDnsName":"ws-042.corp.example.com"}"#).unwrap();
+        assert_eq!(a.locators.fqdn.as_deref(), Some("ws-042.corp.example.com"));
+        assert_eq!(a.locators.hostname.as_deref(), Some("ws-042"));
+        assert_eq!(a.locators.netbios.as_deref(), Some("ws-042"));
+        let bare = machine(r#"{"id":"m","computerDnsName":"WS-042"}"#).unwrap();
+        assert_eq!(bare.locators.fqdn, None);
+        assert_eq!(bare.locators.hostname.as_deref(), Some("WS-042"));
+        assert_eq!(bare.locators.netbios.as_deref(), Some("WS-042"));
+        let trailing = machine(r#"{"id":"m","computerDnsName":"ws-042."}"#).unwrap();
+        assert_eq!(trailing.locators.fqdn, None);
+        assert_eq!(trailing.locators.hostname.as_deref(), Some("ws-042"));
+        let none = machine(r#"{"id":"m","computerDnsName":null}"#).unwrap();
+        assert_eq!((none.locators.hostname, none.locators.fqdn), (None, None));
+    }
+
+    // §6 IP and MAC Address.
+    #[test]
+    fn mac_comes_from_the_up_interface_with_the_last_ip() {
+        let ifaces = [
+            iface("10.0.0.5", Some("0A0B0C0D0E0F"), "Down"),
+            iface("10.0.0.5", Some("00-0c-29-92-a6-43"), "Up"),
+            iface("10.0.0.6", Some("111111111111"), "Up"),
+        ];
+        assert_eq!(
+            mac_for("10.0.0.5", &ifaces).as_deref(),
+            Some("00:0C:29:92:A6:43")
+        );
+        assert_eq!(
+            mac_for("10.0.0.7", &ifaces),
+            None,
+            "no interface with that address"
+        );
+        assert_eq!(
+            mac_for(
+                "10.0.0.5",
+                &[iface("10.0.0.5", Some("000C2992A643"), "Down")]
+            ),
+            None
+        );
+        assert_eq!(mac_for("10.0.0.5", &[iface("10.0.0.5", None, "Up")]), None);
+    }
+
+    #[test]
+    fn mac_normalization() {
+        assert_eq!(
+            normalize_mac("000C2992A643").as_deref(),
+            Some("00:0C:29:92:A6:43")
+        );
+        assert_eq!(
+            normalize_mac("00:0c:29:92:a6:43").as_deref(),
+            Some("00:0C:29:92:A6:43")
+        );
+        assert_eq!(
+            normalize_mac("000c.2992.a643").as_deref(),
+            Some("00:0C:29:92:A6:43")
+        );
+        assert_eq!(normalize_mac("000000000000"), None, "all zeros");
+        assert_eq!(
+            normalize_mac("00-00-00-00-00-00"),
+            None,
+            "all zeros with separators"
+        );
+        assert_eq!(
+            normalize_mac("00000000000000E0"),
+            None,
+            "16 hex digits (tunnel adapter)"
+        );
+        assert_eq!(normalize_mac("00:0C:29:92:A6"), None, "too short");
+        assert_eq!(normalize_mac("GG0C2992A643"), None, "not hex");
+    }
+
+    #[test]
+    fn ip_address_is_the_last_ip() {
+        let a = machine(r#"{"id":"m","lastIpAddress":"10.1.2.3","ipAddresses":[{"ipAddress":"10.1.2.3","macAddress":"8CEC4B897E73","operationalStatus":"Up"}]}"#).unwrap();
+        assert_eq!(a.locators.ip_address.as_deref(), Some("10.1.2.3"));
+        assert_eq!(a.locators.mac_address.as_deref(), Some("8C:EC:4B:89:7E:73"));
+    }
+
+    // §6 Tags.
+    #[test]
+    fn tags_are_machine_tags_then_the_rbac_group() {
+        let a =
+            machine(r#"{"id":"m","machineTags":["Finance","VIP"],"rbacGroupName":"Workstations"}"#)
+                .unwrap();
+        assert_eq!(a.tags, ["Finance", "VIP", "rbacGroup: Workstations"]);
+        let b = machine(r#"{"id":"m","machineTags":[],"rbacGroupName":null}"#).unwrap();
+        assert!(b.tags.is_empty());
+    }
+
+    // §6 Last Seen.
+    #[test]
+    fn last_seen_is_the_machine_last_seen() {
+        let a = machine(r#"{"id":"m","lastSeen":"2021-01-25T07:27:36.052313Z"}"#).unwrap();
+        let t = a.last_seen.unwrap();
+        assert_eq!((t.seconds, t.nanoseconds), (1_611_559_656, 52_313_000));
+    }
 }

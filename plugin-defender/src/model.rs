@@ -11,7 +11,7 @@ use std::fmt;
 /// An OData page: the rows stay raw so that one malformed row is skipped, not fatal.
 #[derive(Deserialize)]
 pub struct Page<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow)]
     pub value: Vec<&'a RawValue>,
     #[serde(rename = "@odata.nextLink", alias = "@odata.nextlink", default)]
     pub next_link: Option<String>,
@@ -20,7 +20,7 @@ pub struct Page<'a> {
 /// The parts of a page `fetch` needs to page on: the next link and the row count.
 #[derive(Deserialize)]
 pub struct PageEnvelope {
-    #[serde(deserialize_with = "lenient::count_items", default)]
+    #[serde(deserialize_with = "lenient::count_items")]
     pub value: usize,
     #[serde(rename = "@odata.nextLink", alias = "@odata.nextlink", default)]
     pub next_link: Option<String>,
