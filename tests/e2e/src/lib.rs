@@ -1,1 +1,6 @@
-//! End-to-end tests live in `tests/`.
+//! Helpers for the end-to-end tests in `tests/`: where the built artifacts are, how
+//! to run the CLI, and an independent statement of the expected KDI output.
+
+pub mod artifacts;
+pub mod kdi;
+pub mod oracle;
