@@ -28,17 +28,14 @@ pub struct ConnectorConfig {
 impl ConnectorConfig {
     /// Reads a TOML file with a `[connector]` table.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
-        Self::parse(&text, &|name| std::env::var(name).ok())
-            .with_context(|| format!("config file {}", path.display()))
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::parse(&text, &|name| std::env::var(name).ok()).with_context(|| format!("config file {}", path.display()))
     }
 
     /// Parses TOML text; `env` looks up environment variables.
     pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
-        let doc: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| anyhow!("not valid TOML: {}", e.message()))?;
+        let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| anyhow!("not valid TOML: {}", e.message()))?;
         for key in doc.keys() {
             if key != "connector" {
                 bail!("unknown table or key `{key}`; the connector's settings go in a `[connector]` table");
@@ -62,7 +59,10 @@ impl ConnectorConfig {
                     };
                     env(var).ok_or_else(|| anyhow!("`{key}`: environment variable `{var}` is not set"))?
                 }
-                other => bail!("`{key}`: expected a string, integer, boolean or {{ env = \"VARIABLE\" }}, got a {}", other.type_str()),
+                other => bail!(
+                    "`{key}`: expected a string, integer, boolean or {{ env = \"VARIABLE\" }}, got a {}",
+                    other.type_str()
+                ),
             };
             values.insert(key.clone(), text);
         }
@@ -71,12 +71,7 @@ impl ConnectorConfig {
 
     /// A configuration from key-value pairs (for embedding and the demo).
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        ConnectorConfig {
-            values: pairs
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
-        }
+        ConnectorConfig { values: pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect() }
     }
 
     /// Checks the values against the plugin's fields and fills in defaults.
@@ -85,41 +80,27 @@ impl ConnectorConfig {
         for key in self.values.keys() {
             if !info.fields.iter().any(|f| &f.key == key) {
                 let known: Vec<&str> = info.fields.iter().map(|f| f.key.as_str()).collect();
-                problems.push(format!(
-                    "`{key}` is not a field of {} (fields: {})",
-                    info.id,
-                    known.join(", ")
-                ));
+                problems.push(format!("`{key}` is not a field of {} (fields: {})", info.id, known.join(", ")));
             }
         }
         let mut resolved = ResolvedConfig::default();
         for field in &info.fields {
-            let value = self
-                .values
-                .get(&field.key)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty());
+            let value = self.values.get(&field.key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
             let Some(value) = value.or_else(|| field.default_value.clone()) else {
                 if field.required {
-                    problems.push(format!(
-                        "`{}` ({}) is required: {}",
-                        field.key, field.label, field.help
-                    ));
+                    problems.push(format!("`{}` ({}) is required: {}", field.key, field.label, field.help));
                 }
                 continue;
             };
             let check = match field.kind {
-                FieldKind::Integer => value
-                    .parse::<i64>()
-                    .map(|_| ())
-                    .map_err(|_| format!("expected a whole number, got `{value}`")),
+                FieldKind::Integer => {
+                    value.parse::<i64>().map(|_| ()).map_err(|_| format!("expected a whole number, got `{value}`"))
+                }
                 FieldKind::Boolean => match value.as_str() {
                     "true" | "false" => Ok(()),
                     _ => Err(format!("expected true or false, got `{value}`")),
                 },
-                FieldKind::Host => Origin::parse_config_value(&value)
-                    .map(|_| ())
-                    .map_err(|e| format!("{e:#}")),
+                FieldKind::Host => Origin::parse_config_value(&value).map(|_| ()).map_err(|e| format!("{e:#}")),
                 FieldKind::Text | FieldKind::Secret => Ok(()),
             };
             if let Err(message) = check {
@@ -187,62 +168,40 @@ mod tests {
     #[test]
     fn literal_and_environment_values_resolve_with_defaults() {
         let env = |name: &str| (name == "MY_SECRET").then(|| "s3cret".to_string());
-        let c = ConnectorConfig::parse(
-            "[connector]\nsecret = { env = \"MY_SECRET\" }\nsize = 5\n",
-            &env,
-        )
-        .unwrap();
+        let c = ConnectorConfig::parse("[connector]\nsecret = { env = \"MY_SECRET\" }\nsize = 5\n", &env).unwrap();
         let r = c.resolve(&info()).unwrap();
         assert_eq!(
             r.settings,
-            [
-                ("host", "api.example.com"),
-                ("secret", "s3cret"),
-                ("size", "5"),
-                ("flag", "false")
-            ]
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            [("host", "api.example.com"), ("secret", "s3cret"), ("size", "5"), ("flag", "false")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
         );
         assert_eq!(r.secrets, ["s3cret"]);
-        assert_eq!(
-            r.hosts,
-            [("host".to_string(), "api.example.com".to_string())]
-        );
+        assert_eq!(r.hosts, [("host".to_string(), "api.example.com".to_string())]);
     }
 
     #[test]
     fn every_problem_names_its_field() {
-        let c = ConnectorConfig::parse("[connector]\nsize = \"big\"\nflag = \"yes\"\ncolour = \"red\"\nhost = \"https://h/p\"\n", &no_env).unwrap();
+        let c = ConnectorConfig::parse(
+            "[connector]\nsize = \"big\"\nflag = \"yes\"\ncolour = \"red\"\nhost = \"https://h/p\"\n",
+            &no_env,
+        )
+        .unwrap();
         let err = c.resolve(&info()).unwrap_err().to_string();
         assert!(err.contains("`colour` is not a field of p"), "{err}");
         assert!(err.contains("`secret` (SECRET) is required"), "{err}");
-        assert!(
-            err.contains("`size`: expected a whole number, got `big`"),
-            "{err}"
-        );
+        assert!(err.contains("`size`: expected a whole number, got `big`"), "{err}");
         assert!(err.contains("`flag`: expected true or false"), "{err}");
         assert!(err.contains("`host`: `https://h/p` has a path"), "{err}");
     }
 
     #[test]
     fn malformed_files_are_explained() {
-        assert!(ConnectorConfig::parse("connector = 1", &no_env)
+        assert!(ConnectorConfig::parse("connector = 1", &no_env).unwrap_err().to_string().contains("must be a table"));
+        assert!(ConnectorConfig::parse("[other]\n", &no_env).unwrap_err().to_string().contains("unknown table"));
+        assert!(ConnectorConfig::parse("[connector]\nx = { env = \"NOPE\" }", &no_env)
             .unwrap_err()
             .to_string()
-            .contains("must be a table"));
-        assert!(ConnectorConfig::parse("[other]\n", &no_env)
-            .unwrap_err()
-            .to_string()
-            .contains("unknown table"));
-        assert!(
-            ConnectorConfig::parse("[connector]\nx = { env = \"NOPE\" }", &no_env)
-                .unwrap_err()
-                .to_string()
-                .contains("`NOPE` is not set")
-        );
-        assert!(ConnectorConfig::parse("[connector\n", &no_env)
-            .unwrap_err()
-            .to_string()
-            .contains("not valid TOML"));
+            .contains("`NOPE` is not set"));
+        assert!(ConnectorConfig::parse("[connector\n", &no_env).unwrap_err().to_string().contains("not valid TOML"));
     }
 }

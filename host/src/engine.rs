@@ -2,8 +2,8 @@
 //! compiled Component per plugin, and a fresh Store for every session.
 
 use crate::bindings::{
-    types::PluginInfo, ConnectorPlugin, ConnectorPluginPre, IntoAnyhow, CONTRACT_EXPORT,
-    CONTRACT_EXPORT_PREFIX, CONTRACT_VERSION,
+    types::PluginInfo, ConnectorPlugin, ConnectorPluginPre, IntoAnyhow, CONTRACT_EXPORT, CONTRACT_EXPORT_PREFIX,
+    CONTRACT_VERSION,
 };
 use crate::capability::http::{self, HttpCapability, HttpLimits};
 use crate::capability::log::LogCapability;
@@ -30,29 +30,19 @@ impl PluginHost {
     pub fn new() -> Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true);
-        let engine = Engine::new(&config)
-            .into_anyhow()
-            .context("cannot start the WebAssembly engine")?;
+        let engine = Engine::new(&config).into_anyhow().context("cannot start the WebAssembly engine")?;
         let mut linker = Linker::new(&engine);
         // Rust's std on wasm32-wasip2 imports wasi:cli and wasi:io, so WASI is linked;
         // each Store's context grants nothing (see `PluginState::new`).
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        ConnectorPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(
-            &mut linker,
-            |state| state,
-        )?;
-        Ok(PluginHost {
-            engine,
-            linker,
-            client: http::shared_client()?,
-        })
+        ConnectorPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)?;
+        Ok(PluginHost { engine, linker, client: http::shared_client()? })
     }
 
     /// Compiles a plugin, checks that it implements this host's contract version,
     /// and reads its info.
     pub fn load(&self, path: &Path) -> Result<Plugin> {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("cannot read plugin {}", path.display()))?;
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read plugin {}", path.display()))?;
         if bytes.get(..4) != Some(b"\0asm") {
             bail!("{} is not a WebAssembly file", path.display());
         }
@@ -71,22 +61,12 @@ impl PluginHost {
             .linker
             .instantiate_pre(&component)
             .into_anyhow()
-            .with_context(|| {
-                format!(
-                    "plugin {} needs imports this host does not provide",
-                    path.display()
-                )
-            })?;
+            .with_context(|| format!("plugin {} needs imports this host does not provide", path.display()))?;
         let pre = ConnectorPluginPre::new(pre)
             .into_anyhow()
             .with_context(|| format!("{} does not fit the connector world", path.display()))?;
-        let mut plugin = Plugin {
-            pre,
-            path: path.to_owned(),
-            info: placeholder_info(path),
-        };
-        let mut session =
-            plugin.open(self, &ResolvedConfig::default(), SessionOptions::default())?;
+        let mut plugin = Plugin { pre, path: path.to_owned(), info: placeholder_info(path) };
+        let mut session = plugin.open(self, &ResolvedConfig::default(), SessionOptions::default())?;
         plugin.info = session.info()?;
         drop(session);
         Ok(plugin)
@@ -95,10 +75,7 @@ impl PluginHost {
 
 fn placeholder_info(path: &Path) -> PluginInfo {
     PluginInfo {
-        id: path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        id: path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
         name: String::new(),
         version: String::new(),
         description: String::new(),
@@ -111,17 +88,11 @@ fn placeholder_info(path: &Path) -> PluginInfo {
 /// both versions when it exports another.
 fn check_contract(engine: &Engine, component: &Component, path: &Path) -> Result<()> {
     let ty = component.component_type();
-    let exports: Vec<String> = ty
-        .exports(engine)
-        .map(|(name, _)| name.to_owned())
-        .collect();
+    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
     if exports.iter().any(|e| e == CONTRACT_EXPORT) {
         return Ok(());
     }
-    if let Some(other) = exports
-        .iter()
-        .find_map(|e| e.strip_prefix(CONTRACT_EXPORT_PREFIX))
-    {
+    if let Some(other) = exports.iter().find_map(|e| e.strip_prefix(CONTRACT_EXPORT_PREFIX)) {
         bail!(
             "plugin {} implements connector contract {other}, but this host supports {CONTRACT_VERSION}",
             path.display()
@@ -130,11 +101,7 @@ fn check_contract(engine: &Engine, component: &Component, path: &Path) -> Result
     bail!(
         "{} is not a connector plugin: it exports {} instead of {CONTRACT_EXPORT}",
         path.display(),
-        if exports.is_empty() {
-            "nothing".to_owned()
-        } else {
-            exports.join(", ")
-        }
+        if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") }
     )
 }
 
@@ -156,12 +123,7 @@ pub struct Plugin {
 
 impl Plugin {
     /// A fresh, sandboxed instance for one verify or run.
-    pub fn open(
-        &self,
-        host: &PluginHost,
-        config: &ResolvedConfig,
-        options: SessionOptions,
-    ) -> Result<Session> {
+    pub fn open(&self, host: &PluginHost, config: &ResolvedConfig, options: SessionOptions) -> Result<Session> {
         let redactor = Arc::new(Redactor::new(config.secrets.iter().map(String::as_str)));
         let policy = if config.hosts.is_empty() {
             NetworkPolicy::deny_all()
@@ -172,13 +134,7 @@ impl Plugin {
             )?
         };
         let id = self.info.id.clone();
-        let http = HttpCapability::new(
-            host.client.clone(),
-            policy,
-            options.http_limits,
-            id.clone(),
-            redactor.clone(),
-        );
+        let http = HttpCapability::new(host.client.clone(), policy, options.http_limits, id.clone(), redactor.clone());
         let state = PluginState::new(
             http,
             LogCapability::new(id.clone(), redactor.clone()),

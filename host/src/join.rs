@@ -12,8 +12,10 @@ use crate::bindings::types::{Asset, Datetime, Vulnerability, VulnerabilityDefini
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The skip reason for vulnerabilities whose asset did not arrive in the run.
-pub const UNKNOWN_ASSET: &str =
-    "vulnerability of an asset not in this run (e.g. an inactive device)";
+pub const UNKNOWN_ASSET: &str = "vulnerability of an asset not in this run (e.g. an inactive device)";
+
+/// The counter of asset reports merged into an earlier report of the same key.
+pub const DUPLICATE_ASSETS: &str = "duplicate asset reports merged (latest last seen kept)";
 
 /// One vulnerability after merging every report of it on an asset.
 #[derive(Clone, Debug, PartialEq)]
@@ -102,10 +104,25 @@ pub struct Collector {
 }
 
 impl Collector {
-    /// A later report of the same asset key replaces the earlier one.
+    /// Several reports of one asset key (offset paging over a live list repeats
+    /// rows) keep the one with the latest `last-seen`, the later report on a tie.
     pub fn add_assets(&mut self, assets: Vec<Asset>) {
         for asset in assets {
-            self.assets.insert(asset.key.clone(), asset);
+            match self.assets.get_mut(&asset.key) {
+                Some(existing) => {
+                    *self.counters.entry(DUPLICATE_ASSETS.to_owned()).or_default() += 1;
+                    let newer = match (&asset.last_seen, &existing.last_seen) {
+                        (Some(new), Some(old)) => key(new) >= key(old),
+                        (new, old) => new.is_some() || old.is_none(),
+                    };
+                    if newer {
+                        *existing = asset;
+                    }
+                }
+                None => {
+                    self.assets.insert(asset.key.clone(), asset);
+                }
+            }
         }
     }
 
@@ -142,34 +159,19 @@ impl Collector {
 
     /// Joins everything collected.
     pub fn finish(self) -> Joined {
-        let Collector {
-            assets,
-            mut vulnerabilities,
-            mut definitions,
-            counters,
-            mut skipped,
-        } = self;
+        let Collector { assets, mut vulnerabilities, mut definitions, counters, mut skipped } = self;
         let mut joined_assets: Vec<JoinedAsset> = assets
             .into_values()
             .map(|asset| {
-                let mut vulns: Vec<MergedVulnerability> = vulnerabilities
-                    .remove(&asset.key)
-                    .map(|m| m.into_values().collect())
-                    .unwrap_or_default();
+                let mut vulns: Vec<MergedVulnerability> =
+                    vulnerabilities.remove(&asset.key).map(|m| m.into_values().collect()).unwrap_or_default();
                 vulns.sort_by(|a, b| a.identifier.cmp(&b.identifier));
-                JoinedAsset {
-                    asset,
-                    vulnerabilities: vulns,
-                }
+                JoinedAsset { asset, vulnerabilities: vulns }
             })
             .collect();
         joined_assets.sort_by(|a, b| a.asset.key.cmp(&b.asset.key));
 
-        let orphans: u64 = vulnerabilities
-            .values()
-            .flat_map(|m| m.values())
-            .map(|v| v.reports)
-            .sum();
+        let orphans: u64 = vulnerabilities.values().flat_map(|m| m.values()).map(|v| v.reports).sum();
         if orphans > 0 {
             *skipped.entry(UNKNOWN_ASSET.to_owned()).or_default() += orphans;
         }
@@ -178,25 +180,17 @@ impl Collector {
         for v in joined_assets.iter().flat_map(|a| &a.vulnerabilities) {
             if !used.contains_key(&v.identifier) {
                 // A vulnerability whose definition was never emitted still needs one.
-                let definition =
-                    definitions
-                        .remove(&v.identifier)
-                        .unwrap_or_else(|| VulnerabilityDefinition {
-                            identifier: v.identifier.clone(),
-                            name: v.identifier.clone(),
-                            cve_ids: Vec::new(),
-                            description: None,
-                            solution: None,
-                        });
+                let definition = definitions.remove(&v.identifier).unwrap_or_else(|| VulnerabilityDefinition {
+                    identifier: v.identifier.clone(),
+                    name: v.identifier.clone(),
+                    cve_ids: Vec::new(),
+                    description: None,
+                    solution: None,
+                });
                 used.insert(v.identifier.clone(), definition);
             }
         }
-        Joined {
-            assets: joined_assets,
-            definitions: used,
-            counters,
-            skipped,
-        }
+        Joined { assets: joined_assets, definitions: used, counters, skipped }
     }
 }
 
@@ -224,20 +218,10 @@ mod tests {
     }
 
     fn at(seconds: i64) -> Option<Datetime> {
-        Some(Datetime {
-            seconds,
-            nanoseconds: 0,
-        })
+        Some(Datetime { seconds, nanoseconds: 0 })
     }
 
-    fn vuln(
-        asset: &str,
-        id: &str,
-        score: u8,
-        found: i64,
-        seen: i64,
-        details: &str,
-    ) -> Vulnerability {
+    fn vuln(asset: &str, id: &str, score: u8, found: i64, seen: i64, details: &str) -> Vulnerability {
         Vulnerability {
             asset_key: asset.into(),
             identifier: id.into(),
@@ -262,30 +246,37 @@ mod tests {
         assert_eq!(v.score, 8);
         assert_eq!(v.found, at(50));
         assert_eq!(v.last_seen, at(500));
-        assert_eq!(
-            v.details.iter().cloned().collect::<Vec<_>>(),
-            ["chrome", "edge"]
-        );
+        assert_eq!(v.details.iter().cloned().collect::<Vec<_>>(), ["chrome", "edge"]);
         assert_eq!(v.reports, 3);
+    }
+
+    #[test]
+    fn duplicate_assets_keep_the_latest_last_seen_and_the_later_on_a_tie() {
+        let seen = |key: &str, os: &str, t: Option<i64>| Asset {
+            os: Some(os.into()),
+            last_seen: t.and_then(|t| at(t)),
+            ..asset(key)
+        };
+        let mut c = Collector::default();
+        c.add_assets(vec![seen("a", "first", Some(200)), seen("a", "older", Some(100)), seen("b", "first", Some(5))]);
+        c.add_assets(vec![seen("b", "tie", Some(5)), seen("c", "unknown", None), seen("c", "known", Some(1))]);
+        let j = c.finish();
+        let os: Vec<&str> = j.assets.iter().map(|a| a.asset.os.as_deref().unwrap()).collect();
+        assert_eq!(os, ["first", "tie", "known"]);
+        assert_eq!(j.counters[DUPLICATE_ASSETS], 3);
     }
 
     #[test]
     fn assets_without_vulnerabilities_are_kept_and_orphans_counted() {
         let mut c = Collector::default();
-        c.add_vulnerabilities(vec![
-            vuln("gone", "CVE-1", 6, 1, 2, ""),
-            vuln("gone", "CVE-2", 6, 1, 2, ""),
-        ]);
+        c.add_vulnerabilities(vec![vuln("gone", "CVE-1", 6, 1, 2, ""), vuln("gone", "CVE-2", 6, 1, 2, "")]);
         c.add_assets(vec![asset("b"), asset("a")]);
         let j = c.finish();
         let keys: Vec<&str> = j.assets.iter().map(|a| a.asset.key.as_str()).collect();
         assert_eq!(keys, ["a", "b"]);
         assert!(j.assets.iter().all(|a| a.vulnerabilities.is_empty()));
         assert_eq!(j.skipped.get(UNKNOWN_ASSET), Some(&2));
-        assert!(
-            j.definitions.is_empty(),
-            "definitions of dropped vulnerabilities are not written"
-        );
+        assert!(j.definitions.is_empty(), "definitions of dropped vulnerabilities are not written");
     }
 
     #[test]

@@ -112,8 +112,7 @@ pub struct WriteOptions {
 /// place, and only then are files of an earlier run removed; a failure leaves the
 /// earlier run's files untouched.
 pub fn write(joined: &Joined, dir: &Path, options: &WriteOptions) -> Result<Written> {
-    fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create output directory {}", dir.display()))?;
+    fs::create_dir_all(dir).with_context(|| format!("cannot create output directory {}", dir.display()))?;
     let staging = dir.join(format!(".staging-{}", std::process::id()));
     if staging.exists() {
         fs::remove_dir_all(&staging).ok();
@@ -127,16 +126,11 @@ pub fn write(joined: &Joined, dir: &Path, options: &WriteOptions) -> Result<Writ
             return Err(e);
         }
     };
-    let new_names: BTreeSet<_> = staged
-        .files
-        .iter()
-        .filter_map(|p| p.file_name().map(|n| n.to_owned()))
-        .collect();
+    let new_names: BTreeSet<_> = staged.files.iter().filter_map(|p| p.file_name().map(|n| n.to_owned())).collect();
     let mut files = Vec::new();
     for path in &staged.files {
         let target = dir.join(path.file_name().expect("staged files have names"));
-        fs::rename(path, &target)
-            .with_context(|| format!("cannot move {} into place", target.display()))?;
+        fs::rename(path, &target).with_context(|| format!("cannot move {} into place", target.display()))?;
         files.push(target);
     }
     fs::remove_dir_all(&staging).ok();
@@ -153,13 +147,10 @@ fn write_batches(joined: &Joined, dir: &Path, options: &WriteOptions) -> Result<
         written.assets += file.assets.len();
         written.vulnerabilities += file.assets.iter().map(|a| a.vulns.len()).sum::<usize>();
         written.definitions += file.vuln_defs.len();
-        let handle =
-            fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        let handle = fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
         let mut out = BufWriter::new(handle);
-        serde_json::to_writer(&mut out, &file)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        out.flush()
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        serde_json::to_writer(&mut out, &file).with_context(|| format!("cannot write {}", path.display()))?;
+        out.flush().with_context(|| format!("cannot write {}", path.display()))?;
         out.into_inner()
             .map_err(|e| e.into_error())
             .and_then(|f| f.sync_all())
@@ -169,15 +160,9 @@ fn write_batches(joined: &Joined, dir: &Path, options: &WriteOptions) -> Result<
     Ok(written)
 }
 
-fn build_file<'a>(
-    batch: &'a [JoinedAsset],
-    joined: &'a Joined,
-    options: &'a WriteOptions,
-) -> KdiFile<'a> {
+fn build_file<'a>(batch: &'a [JoinedAsset], joined: &'a Joined, options: &'a WriteOptions) -> KdiFile<'a> {
     let scanner_type = options.scanner_type.as_str();
-    let run_started = options
-        .run_started
-        .to_rfc3339_opts(SecondsFormat::Secs, true);
+    let run_started = options.run_started.to_rfc3339_opts(SecondsFormat::Secs, true);
     let mut used = BTreeSet::new();
     let assets = batch
         .iter()
@@ -196,11 +181,7 @@ fn build_file<'a>(
                         scanner_score: v.score.min(10),
                         status: "open",
                         created_at: v.found.as_ref().map(iso),
-                        last_seen_at: v
-                            .last_seen
-                            .as_ref()
-                            .map(iso)
-                            .unwrap_or_else(|| run_started.clone()),
+                        last_seen_at: v.last_seen.as_ref().map(iso).unwrap_or_else(|| run_started.clone()),
                         details: (!v.details.is_empty())
                             .then(|| v.details.iter().cloned().collect::<Vec<_>>().join("\n\n")),
                     }
@@ -235,12 +216,7 @@ fn build_file<'a>(
             }
         })
         .collect();
-    KdiFile {
-        skip_autoclose: false,
-        version: 2,
-        assets,
-        vuln_defs,
-    }
+    KdiFile { skip_autoclose: false, version: 2, assets, vuln_defs }
 }
 
 /// Removes `kdi-*.json` files of an earlier run that this run did not write.
@@ -250,8 +226,7 @@ fn remove_stale(dir: &Path, keep: &BTreeSet<std::ffi::OsString>) -> Result<()> {
         let name = entry.file_name();
         let text = name.to_string_lossy();
         if text.starts_with(FILE_PREFIX) && text.ends_with(".json") && !keep.contains(&name) {
-            fs::remove_file(entry.path())
-                .with_context(|| format!("cannot remove stale {}", entry.path().display()))?;
+            fs::remove_file(entry.path()).with_context(|| format!("cannot remove stale {}", entry.path().display()))?;
         }
     }
     Ok(())

@@ -46,10 +46,7 @@ mod tests {
     #[test]
     fn masks_raw_and_percent_encoded_secrets() {
         let r = Redactor::new(["p@ss w+rd"]);
-        assert_eq!(
-            r.redact("body: client_secret=p%40ss+w%2Brd&x=1"),
-            "body: client_secret=[REDACTED]&x=1"
-        );
+        assert_eq!(r.redact("body: client_secret=p%40ss+w%2Brd&x=1"), "body: client_secret=[REDACTED]&x=1");
         assert_eq!(r.redact("echo p@ss w+rd!"), "echo [REDACTED]!");
         assert_eq!(r.redact("nothing here"), "nothing here");
     }

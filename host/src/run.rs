@@ -21,10 +21,7 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions {
-            out_dir: PathBuf::from("out"),
-            assets_per_file: kdi::DEFAULT_ASSETS_PER_FILE,
-        }
+        RunOptions { out_dir: PathBuf::from("out"), assets_per_file: kdi::DEFAULT_ASSETS_PER_FILE }
     }
 }
 
@@ -35,9 +32,7 @@ pub fn verify(
     config: &ConnectorConfig,
     session: SessionOptions,
 ) -> Result<Vec<crate::bindings::types::Check>> {
-    let resolved = config
-        .resolve(&plugin.info)
-        .context("invalid configuration")?;
+    let resolved = config.resolve(&plugin.info).context("invalid configuration")?;
     let mut session = plugin.open(host, &resolved, session)?;
     session.configure(&resolved.settings)?;
     session.verify()
@@ -53,9 +48,7 @@ pub fn run(
 ) -> Result<RunSummary> {
     let started = Instant::now();
     let run_started = chrono::Utc::now();
-    let resolved = config
-        .resolve(&plugin.info)
-        .context("invalid configuration")?;
+    let resolved = config.resolve(&plugin.info).context("invalid configuration")?;
     let mut session = plugin.open(host, &resolved, session)?;
     session.configure(&resolved.settings)?;
 

@@ -5,7 +5,7 @@ use crate::bindings::types::{Check, Page, PluginError, PluginInfo};
 use crate::bindings::ConnectorPlugin;
 use crate::join::Collector;
 use crate::state::PluginState;
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use wasmtime::Store;
 
 pub struct Session {
@@ -15,16 +15,8 @@ pub struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(
-        store: Store<PluginState>,
-        bindings: ConnectorPlugin,
-        plugin_id: String,
-    ) -> Self {
-        Session {
-            store,
-            bindings,
-            plugin_id,
-        }
+    pub(crate) fn new(store: Store<PluginState>, bindings: ConnectorPlugin, plugin_id: String) -> Self {
+        Session { store, bindings, plugin_id }
     }
 
     /// Runs one export call; a trap becomes an error carrying the plugin's stderr
@@ -37,17 +29,10 @@ impl Session {
         f(&self.bindings, &mut self.store).map_err(|trap| {
             let trap = anyhow::Error::from(trap);
             let stderr = self.store.data().stderr_text();
-            let root = self
-                .store
-                .data()
-                .redactor
-                .redact(&format!("{}", trap.root_cause()));
+            let root = self.store.data().redactor.redact(&format!("{}", trap.root_cause()));
             let panic = panic_message(&stderr);
             match panic {
-                Some(message) => anyhow!(
-                    "plugin `{}` crashed in `{export}`: {message} (trap: {root})",
-                    self.plugin_id
-                ),
+                Some(message) => anyhow!("plugin `{}` crashed in `{export}`: {message} (trap: {root})", self.plugin_id),
                 None => anyhow!("plugin `{}` trapped in `{export}`: {root}", self.plugin_id),
             }
         })
@@ -68,59 +53,49 @@ impl Session {
     }
 
     pub fn info(&mut self) -> Result<PluginInfo> {
-        self.call("info", |b, s| {
-            b.vulnbridge_connector_connector().call_info(s)
-        })
+        self.call("info", |b, s| b.vulnbridge_connector_connector().call_info(s))
     }
 
-    /// Passes the settings; the plugin's field errors come back as one message.
+    /// Passes the settings; the plugin's field errors come back as one message. The
+    /// origins the plugin declares it needs are allowed for this session, under the
+    /// same rules as host fields.
     pub fn configure(&mut self, settings: &[(String, String)]) -> Result<()> {
         use crate::bindings::types::Setting;
-        let settings: Vec<Setting> = settings
-            .iter()
-            .map(|(key, value)| Setting {
-                key: key.clone(),
-                value: value.clone(),
-            })
-            .collect();
-        match self.call("configure", |b, s| {
-            b.vulnbridge_connector_connector()
-                .call_configure(s, &settings)
-        })? {
-            Ok(()) => Ok(()),
+        let settings: Vec<Setting> =
+            settings.iter().map(|(key, value)| Setting { key: key.clone(), value: value.clone() }).collect();
+        match self.call("configure", |b, s| b.vulnbridge_connector_connector().call_configure(s, &settings))? {
+            Ok(origins) => {
+                for origin in origins {
+                    let plugin = self.plugin_id.clone();
+                    self.store
+                        .data_mut()
+                        .http
+                        .allow_declared(&origin)
+                        .with_context(|| format!("plugin `{plugin}` needs origin `{origin}`"))?;
+                }
+                Ok(())
+            }
             Err(errors) => {
                 let redactor = &self.store.data().redactor;
-                let lines: Vec<String> = errors
-                    .iter()
-                    .map(|e| format!("`{}`: {}", e.key, redactor.redact(&e.message)))
-                    .collect();
-                Err(anyhow!(
-                    "invalid configuration for {}: {}",
-                    self.plugin_id,
-                    lines.join("; ")
-                ))
+                let lines: Vec<String> =
+                    errors.iter().map(|e| format!("`{}`: {}", e.key, redactor.redact(&e.message))).collect();
+                Err(anyhow!("invalid configuration for {}: {}", self.plugin_id, lines.join("; ")))
             }
         }
     }
 
     pub fn verify(&mut self) -> Result<Vec<Check>> {
-        let result = self.call("verify", |b, s| {
-            b.vulnbridge_connector_connector().call_verify(s)
-        })?;
+        let result = self.call("verify", |b, s| b.vulnbridge_connector_connector().call_verify(s))?;
         result.map_err(|e| self.plugin_error("verify", e))
     }
 
     pub fn fetch(&mut self) -> Result<Option<Page>> {
-        let result = self.call("fetch", |b, s| {
-            b.vulnbridge_connector_connector().call_fetch(s)
-        })?;
+        let result = self.call("fetch", |b, s| b.vulnbridge_connector_connector().call_fetch(s))?;
         result.map_err(|e| self.plugin_error("fetch", e))
     }
 
     pub fn map(&mut self, page: &Page) -> Result<()> {
-        let result = self.call("map", |b, s| {
-            b.vulnbridge_connector_connector().call_map(s, page)
-        })?;
+        let result = self.call("map", |b, s| b.vulnbridge_connector_connector().call_map(s, page))?;
         result.map_err(|e| self.plugin_error("map", e))
     }
 
@@ -150,10 +125,7 @@ mod tests {
     #[test]
     fn panic_messages_read_on_one_line() {
         let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:10:5:\nboom: bad row\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
-        assert_eq!(
-            super::panic_message(stderr).unwrap(),
-            "panicked at src/lib.rs:10:5: boom: bad row"
-        );
+        assert_eq!(super::panic_message(stderr).unwrap(), "panicked at src/lib.rs:10:5: boom: bad row");
         assert_eq!(super::panic_message("nothing"), None);
     }
 }

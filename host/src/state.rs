@@ -30,12 +30,7 @@ pub struct PluginState {
 }
 
 impl PluginState {
-    pub fn new(
-        http: HttpCapability,
-        log: LogCapability,
-        output: OutputCapability,
-        redactor: Arc<Redactor>,
-    ) -> Self {
+    pub fn new(http: HttpCapability, log: LogCapability, output: OutputCapability, redactor: Arc<Redactor>) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         // Nothing is granted: no files, environment, arguments, sockets or stdin;
         // stdout is discarded and stderr captured for error messages.
@@ -58,16 +53,12 @@ impl PluginState {
 
     /// What the plugin wrote to stderr, secrets masked.
     pub fn stderr_text(&self) -> String {
-        self.redactor
-            .redact(&String::from_utf8_lossy(&self.stderr.contents()))
+        self.redactor.redact(&String::from_utf8_lossy(&self.stderr.contents()))
     }
 }
 
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }

@@ -43,30 +43,15 @@ impl fmt::Display for RunSummary {
         }
         let mut line = |label: &str, value: String| writeln!(f, "  {label:<34} {value}");
         line("Assets written", self.assets_written.to_string())?;
-        line(
-            "Vulnerabilities written",
-            self.vulnerabilities_written.to_string(),
-        )?;
-        line(
-            "Vulnerability definitions written",
-            self.definitions_written.to_string(),
-        )?;
+        line("Vulnerabilities written", self.vulnerabilities_written.to_string())?;
+        line("Vulnerability definitions written", self.definitions_written.to_string())?;
         line("Files written", self.files_written.len().to_string())?;
         line("API calls made", self.api_calls.to_string())?;
-        line(
-            "Throttled responses (429)",
-            self.throttled_responses.to_string(),
-        )?;
+        line("Throttled responses (429)", self.throttled_responses.to_string())?;
         if self.plugin_log_lines_dropped > 0 {
-            line(
-                "Plugin log lines dropped",
-                self.plugin_log_lines_dropped.to_string(),
-            )?;
+            line("Plugin log lines dropped", self.plugin_log_lines_dropped.to_string())?;
         }
-        line(
-            "Time taken",
-            format!("{:.1} s", self.duration.as_secs_f64()),
-        )
+        line("Time taken", format!("{:.1} s", self.duration.as_secs_f64()))
     }
 }
 

@@ -19,17 +19,11 @@ fn help_lists_the_commands() {
 
 #[test]
 fn a_missing_plugin_file_is_one_clear_error() {
-    let out = host()
-        .args(["info", "--plugin", "/nonexistent/plugin.wasm"])
-        .output()
-        .unwrap();
+    let out = host().args(["info", "--plugin", "/nonexistent/plugin.wasm"]).output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.starts_with("error: cannot read plugin /nonexistent/plugin.wasm"),
-        "{stderr}"
-    );
+    assert!(stderr.starts_with("error: cannot read plugin /nonexistent/plugin.wasm"), "{stderr}");
 }
 
 #[test]
@@ -40,18 +34,8 @@ fn a_file_that_is_not_a_component_is_refused() {
     std::fs::write(&text, "not wasm").unwrap();
     let core = dir.join("core.wasm");
     std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
-    let out = host()
-        .args(["info", "--plugin"])
-        .arg(&text)
-        .output()
-        .unwrap();
+    let out = host().args(["info", "--plugin"]).arg(&text).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a WebAssembly file"));
-    let out = host()
-        .args(["info", "--plugin"])
-        .arg(&core)
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("core WebAssembly module, not a component")
-    );
+    let out = host().args(["info", "--plugin"]).arg(&core).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("core WebAssembly module, not a component"));
 }

@@ -1,16 +1,15 @@
-//! OAuth2 client credentials against Azure AD, and its errors told apart.
+//! OAuth2 client credentials against Azure AD (v2, or v1 as a fallback), and its
+//! errors told apart.
 
+use crate::api::{Api, Call};
 use crate::net;
-use crate::settings::Settings;
+use crate::settings::{Settings, TokenEndpoint};
 use crate::vulnbridge::connector::http::Method;
 use crate::vulnbridge::connector::types::PluginError;
 use serde::Deserialize;
 use std::time::{Duration, Instant};
 
-/// The audience of the Defender API; regional API hosts accept the same token.
-pub const SCOPE: &str = "https://api.securitycenter.microsoft.com/.default";
-
-/// Refresh this long before the token's stated expiry.
+/// Renew this long before the stated expiry (at most a fifth of the lifetime).
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
 /// An access token and when to stop using it.
@@ -25,38 +24,42 @@ impl Token {
     }
 }
 
-/// The token endpoint (v2).
+/// The token endpoint.
 pub fn token_url(settings: &Settings) -> String {
-    format!(
-        "{}/{}/oauth2/v2.0/token",
-        settings.login_base, settings.tenant_id
-    )
+    match settings.token_endpoint {
+        TokenEndpoint::V2 => format!("{}/{}/oauth2/v2.0/token", settings.login_base, settings.tenant_id),
+        TokenEndpoint::V1 => format!("{}/{}/oauth2/token", settings.login_base, settings.tenant_id),
+    }
 }
 
 /// Gets a token with the client credentials.
-pub fn request_token(settings: &Settings) -> Result<Token, PluginError> {
-    let body = form_urlencoded::Serializer::new(String::new())
-        .append_pair("grant_type", "client_credentials")
+pub fn request_token(api: &mut Api) -> Result<Token, PluginError> {
+    let settings = &api.settings;
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.append_pair("grant_type", "client_credentials")
         .append_pair("client_id", &settings.client_id)
-        .append_pair("client_secret", &settings.client_secret)
-        .append_pair("scope", SCOPE)
-        .finish();
-    let response = net::send(
-        Method::Post,
-        &token_url(settings),
-        vec![
-            (
-                "content-type".into(),
-                "application/x-www-form-urlencoded".into(),
-            ),
+        .append_pair("client_secret", &settings.client_secret);
+    match settings.token_endpoint {
+        TokenEndpoint::V2 => form.append_pair("scope", &settings.scope),
+        TokenEndpoint::V1 => form.append_pair("resource", settings.resource()),
+    };
+    let url = token_url(settings);
+    let timeout = settings.request_timeout;
+    let response = api.send(Call {
+        method: Method::Post,
+        url: &url,
+        headers: vec![
+            ("content-type".into(), "application/x-www-form-urlencoded".into()),
             ("accept".into(), "application/json".into()),
         ],
-        Some(body.into_bytes()),
-    )?;
+        body: Some(form.finish().into_bytes()),
+        pace: None,
+        timeout,
+    })?;
     if response.status == 200 {
         return parse_token(&response.body);
     }
-    Err(classify_failure(settings, response.status, &response.body))
+    Err(classify_failure(&api.settings, response.status, &response.body))
 }
 
 #[derive(Deserialize)]
@@ -67,28 +70,17 @@ struct TokenResponse<'a> {
 }
 
 fn parse_token(body: &[u8]) -> Result<Token, PluginError> {
-    let parsed: TokenResponse =
-        serde_json::from_slice(crate::lenient::strip_bom(body)).map_err(|e| {
-            PluginError::BadResponse(format!("the token endpoint sent an unreadable answer: {e}"))
-        })?;
+    let parsed: TokenResponse = serde_json::from_slice(crate::lenient::strip_bom(body))
+        .map_err(|e| PluginError::BadResponse(format!("the token endpoint sent an unreadable answer: {e}")))?;
     let value = parsed
         .access_token
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            PluginError::BadResponse("the token endpoint answered without an access_token".into())
-        })?;
+        .ok_or_else(|| PluginError::BadResponse("the token endpoint answered without an access_token".into()))?;
     // v1 sends `expires_in` as a string; a missing value means the documented hour.
-    let lifetime = parsed
-        .expires_in
-        .and_then(|s| s.parse::<u64>().ok())
-        .unwrap_or(3600);
-    let usable = Duration::from_secs(lifetime)
-        .saturating_sub(REFRESH_MARGIN)
-        .max(Duration::from_secs(30));
-    Ok(Token {
-        value,
-        refresh_at: Instant::now() + usable,
-    })
+    let lifetime = parsed.expires_in.and_then(|s| s.parse::<u64>().ok()).unwrap_or(3600);
+    let lifetime = Duration::from_secs(lifetime);
+    let usable = lifetime.saturating_sub(REFRESH_MARGIN.min(lifetime / 5));
+    Ok(Token { value, refresh_at: Instant::now() + usable })
 }
 
 #[derive(Deserialize, Default)]
@@ -105,16 +97,8 @@ struct AadError {
 pub fn classify_failure(settings: &Settings, status: u16, body: &[u8]) -> PluginError {
     let aad: AadError = serde_json::from_slice(body).unwrap_or_default();
     // The description's first line holds the message; the rest is trace ids.
-    let description = aad
-        .error_description
-        .lines()
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_owned();
-    let has = |code: u64| {
-        aad.error_codes.contains(&code) || description.starts_with(&format!("AADSTS{code}:"))
-    };
+    let description = aad.error_description.lines().next().unwrap_or("").trim().to_owned();
+    let has = |code: u64| aad.error_codes.contains(&code) || description.starts_with(&format!("AADSTS{code}:"));
     let tenant = &settings.tenant_id;
     let client = &settings.client_id;
     if has(90002) || has(900023) || has(90013) {
@@ -126,21 +110,20 @@ pub fn classify_failure(settings: &Settings, status: u16, body: &[u8]) -> Plugin
             "unknown client id: no application {client} in tenant {tenant}; check client_id and that the app is consented in this tenant ({description})"
         ))
     } else if has(7000222) {
-        PluginError::Authentication(format!("the client secret has expired; create a new one for application {client} ({description})"))
-    } else if has(7000215) || aad.error == "invalid_client" {
         PluginError::Authentication(format!(
-            "wrong client secret for application {client} ({description})"
+            "the client secret has expired; create a new one for application {client} ({description})"
+        ))
+    } else if has(7000215) || aad.error == "invalid_client" {
+        PluginError::Authentication(format!("wrong client secret for application {client} ({description})"))
+    } else if has(70011) || aad.error == "invalid_scope" || has(500011) || aad.error == "invalid_resource" {
+        PluginError::Authentication(format!(
+            "Azure AD does not accept the token audience `{}`; set `scope` (or `cloud`) for this host ({description})",
+            settings.scope
         ))
     } else if aad.error.is_empty() {
-        PluginError::BadResponse(format!(
-            "the token endpoint answered HTTP {status}: {}",
-            net::excerpt(body)
-        ))
+        PluginError::BadResponse(format!("the token endpoint answered HTTP {status}: {}", net::excerpt(body)))
     } else {
-        PluginError::Authentication(format!(
-            "the token endpoint refused: {} ({description})",
-            aad.error
-        ))
+        PluginError::Authentication(format!("the token endpoint refused: {} ({description})", aad.error))
     }
 }
 
@@ -154,10 +137,7 @@ mod tests {
                 key: "client_id".into(),
                 value: "11111111-2222-3333-4444-555555555555".into(),
             },
-            crate::vulnbridge::connector::types::Setting {
-                key: "client_secret".into(),
-                value: "x".into(),
-            },
+            crate::vulnbridge::connector::types::Setting { key: "client_secret".into(), value: "x".into() },
             crate::vulnbridge::connector::types::Setting {
                 key: "tenant_id".into(),
                 value: "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee".into(),
@@ -183,16 +163,24 @@ mod tests {
         assert!(message(classify_failure(&s, 400, client)).starts_with("auth: unknown client id"));
         let secret = br#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.","error_codes":[7000215]}"#;
         assert!(message(classify_failure(&s, 401, secret)).starts_with("auth: wrong client secret"));
-        let expired = br#"{"error":"invalid_client","error_description":"AADSTS7000222: expired","error_codes":[7000222]}"#;
+        let expired =
+            br#"{"error":"invalid_client","error_description":"AADSTS7000222: expired","error_codes":[7000222]}"#;
         assert!(message(classify_failure(&s, 401, expired)).contains("expired"));
         assert!(message(classify_failure(&s, 502, b"<html>gateway</html>"))
             .starts_with("bad: the token endpoint answered HTTP 502"));
     }
 
     #[test]
+    fn tokens_are_renewed_before_they_expire() {
+        let short = parse_token(br#"{"expires_in":2,"access_token":"a"}"#).unwrap();
+        assert!(short.refresh_at <= Instant::now() + Duration::from_millis(1600));
+        let hour = parse_token(br#"{"expires_in":3599,"access_token":"a"}"#).unwrap();
+        assert!(hour.refresh_at >= Instant::now() + Duration::from_secs(3290));
+    }
+
+    #[test]
     fn v1_string_expiry_is_accepted() {
-        let t = parse_token(br#"{"token_type":"Bearer","expires_in":"3599","access_token":"abc"}"#)
-            .unwrap();
+        let t = parse_token(br#"{"token_type":"Bearer","expires_in":"3599","access_token":"abc"}"#).unwrap();
         assert_eq!(t.value, "abc");
         assert!(t.is_fresh());
         assert!(parse_token(br#"{"token_type":"Bearer"}"#).is_err());

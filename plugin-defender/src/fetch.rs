@@ -1,15 +1,28 @@
-//! Paging through a run: every page of active machines, then every page of
-//! vulnerability rows. `fetch` returns one raw page per call; the host maps it.
+//! Paging through a run: every page of active machines, then every vulnerability
+//! row, as JSON pages or export files. `fetch` returns one raw page per call; the host
+//! maps it. Paging cannot go wrong silently: a nextLink seen before, one to another
+//! origin, a page count beyond a sane cap, or machine pages that stop advancing all
+//! end the run with an error that names the endpoint and page.
 
-use crate::api::Api;
+use crate::api::{self, Api, Call};
 use crate::lenient::strip_bom;
-use crate::model::PageEnvelope;
+use crate::model::{MachinesEnvelope, PageEnvelope};
+use crate::pacing;
+use crate::settings::ApiMode;
+use crate::vulnbridge::connector::http::Method;
+use crate::vulnbridge::connector::log::{log, Level};
 use crate::vulnbridge::connector::output;
 use crate::vulnbridge::connector::types::{Page, PluginError};
+use serde::Deserialize;
 use std::collections::HashSet;
 
 pub const MACHINES: &str = "machines";
 pub const VULNERABILITIES: &str = "vulnerabilities";
+pub const EXPORT_FILE: &str = "export-file";
+
+const MACHINES_ENDPOINT: &str = "/api/machines";
+const VULNERABILITIES_ENDPOINT: &str = "/api/machines/SoftwareVulnerabilitiesByMachine";
+const EXPORT_ENDPOINT: &str = "/api/machines/SoftwareVulnerabilitiesExport";
 
 /// A sanity cap on pages of one kind: 200,000 rows x 100,000 pages is far beyond any
 /// tenant, so reaching it means the paging is broken, not that the tenant is large.
@@ -17,11 +30,8 @@ const MAX_PAGES: u32 = 100_000;
 
 /// Where a run stands.
 pub enum Stage {
-    /// Listing active machines with `$top`/`$skip`.
-    Machines {
-        skip: u64,
-        sequence: u32,
-    },
+    /// Listing active machines.
+    Machines(MachinesPaging),
     /// Following `@odata.nextLink` through the vulnerability rows.
     Vulnerabilities {
         next: String,
@@ -29,112 +39,281 @@ pub enum Stage {
         seen: HashSet<String>,
         rows: u64,
     },
+    /// Asking for the export's file list; `resume` is the next file to download.
+    ExportList {
+        resume: usize,
+        generation: Option<String>,
+        lists: u32,
+    },
+    /// Downloading export files.
+    ExportFiles {
+        files: Vec<String>,
+        next: usize,
+        generation: String,
+        lists: u32,
+        empty_tries: u32,
+    },
     Done,
+}
+
+/// State of the machines listing.
+pub struct MachinesPaging {
+    /// A nextLink to follow, when the API sent one.
+    next: Option<String>,
+    skip: u64,
+    sequence: u32,
+    seen_links: HashSet<String>,
+    ids: HashSet<String>,
 }
 
 impl Stage {
     pub fn start() -> Self {
-        Stage::Machines {
+        Stage::Machines(MachinesPaging {
+            next: None,
             skip: 0,
             sequence: 0,
-        }
+            seen_links: HashSet::new(),
+            ids: HashSet::new(),
+        })
     }
 }
 
 /// Fetches the next page and advances the stage.
 pub fn next_page(api: &mut Api, stage: &mut Stage) -> Result<Option<Page>, PluginError> {
-    match stage {
-        Stage::Machines { skip, sequence } => {
-            let top = api.settings.machines_page_size;
-            let url = machines_url(&api.settings.api_base, top, *skip);
-            let body = api.get(&url, "Machine.Read.All")?;
-            let count = envelope(&body, "/api/machines", *sequence)?.value as u64;
-            let page = Page {
-                kind: MACHINES.into(),
-                sequence: *sequence,
-                body,
-            };
-            *skip += count;
-            output::progress("devices", *skip, None);
-            // Offset paging ends at the first short page (nextLink is not reliable here).
-            if count < u64::from(top) {
-                *stage = Stage::Vulnerabilities {
-                    next: vulnerabilities_url(&api.settings.api_base, api.settings.page_size),
-                    sequence: 0,
-                    seen: HashSet::new(),
-                    rows: 0,
-                };
-            } else if *sequence + 1 >= MAX_PAGES {
-                return Err(PluginError::BadResponse(format!(
-                    "/api/machines returned more than {MAX_PAGES} full pages"
-                )));
-            } else {
-                *sequence += 1;
-            }
-            Ok(Some(page))
-        }
-        Stage::Vulnerabilities {
-            next,
-            sequence,
-            seen,
-            rows,
-        } => {
-            let endpoint = "/api/machines/SoftwareVulnerabilitiesByMachine";
-            let body = api.get(next, "Vulnerability.Read.All")?;
-            let envelope = envelope(&body, endpoint, *sequence)?;
-            let page = Page {
-                kind: VULNERABILITIES.into(),
-                sequence: *sequence,
-                body,
-            };
-            *rows += envelope.value as u64;
-            output::progress("vulnerability rows", *rows, None);
-            match envelope.next_link {
-                None => *stage = Stage::Done,
-                Some(link) => {
-                    check_next_link(&api.settings.api_base, &link, seen, *sequence)?;
-                    seen.insert(link.clone());
-                    *next = link;
-                    *sequence += 1;
+    loop {
+        match stage {
+            Stage::Machines(paging) => {
+                let (page, done) = machines_page(api, paging)?;
+                if done {
+                    *stage = vulnerabilities_stage(api, paging.ids.len() as u64);
                 }
+                return Ok(Some(page));
             }
-            Ok(Some(page))
+            Stage::Vulnerabilities { next, sequence, seen, rows } => {
+                let body =
+                    api.get(next, pacing::VULNERABILITIES, "Vulnerability.Read.All", api.settings.page_timeout)?;
+                let envelope: PageEnvelope = parse(&body, VULNERABILITIES_ENDPOINT, *sequence)?;
+                let page = Page { kind: VULNERABILITIES.into(), sequence: *sequence, body };
+                *rows += envelope.value as u64;
+                output::progress("vulnerability rows", *rows, None);
+                match envelope.next_link {
+                    None => *stage = Stage::Done,
+                    Some(link) => {
+                        check_next_link(&api.settings.api_base, &link, seen, VULNERABILITIES_ENDPOINT, *sequence)?;
+                        seen.insert(link.clone());
+                        *next = link;
+                        *sequence += 1;
+                    }
+                }
+                return Ok(Some(page));
+            }
+            Stage::ExportList { resume, generation, lists } => {
+                *stage = export_list(api, *resume, generation.take(), *lists)?;
+            }
+            Stage::ExportFiles { files, next, generation, lists, empty_tries } => {
+                if let Some(page) = export_file(api, files, next, empty_tries)? {
+                    if *next == files.len() {
+                        *stage = Stage::Done;
+                    }
+                    return Ok(Some(page));
+                }
+                // The URL expired (or the body was not a file): ask for a new list.
+                *stage = Stage::ExportList { resume: *next, generation: Some(generation.clone()), lists: *lists };
+            }
+            Stage::Done => return Ok(None),
         }
-        Stage::Done => Ok(None),
     }
 }
 
-fn envelope(body: &[u8], endpoint: &str, sequence: u32) -> Result<PageEnvelope, PluginError> {
-    serde_json::from_slice(strip_bom(body)).map_err(|e| {
-        PluginError::BadResponse(format!(
-            "{endpoint} page {} is not a readable OData page: {e}",
+fn machines_page(api: &mut Api, paging: &mut MachinesPaging) -> Result<(Page, bool), PluginError> {
+    let top = api.settings.machines_page_size;
+    let url = paging.next.take().unwrap_or_else(|| machines_url(&api.settings.api_base, top, paging.skip));
+    let body = api.get(&url, pacing::MACHINES, "Machine.Read.All", api.settings.request_timeout)?;
+    let sequence = paging.sequence;
+    let envelope: MachinesEnvelope = parse(&body, MACHINES_ENDPOINT, sequence)?;
+    let count = envelope.value.len() as u64;
+    let mut new = 0;
+    for id in envelope.value.iter().filter_map(|m| m.id.as_deref()) {
+        if paging.ids.insert(id.trim().to_owned()) {
+            new += 1;
+        }
+    }
+    let next_link = envelope.next_link;
+    output::progress("devices", paging.ids.len() as u64, None);
+    // The API may send a nextLink (follow it, on the same origin, never twice); if it
+    // does not but the page is full, offset paging goes on; a short page ends.
+    let more = next_link.is_some() || count >= u64::from(top);
+    if more && count > 0 && new == 0 {
+        return Err(PluginError::BadResponse(format!(
+            "{MACHINES_ENDPOINT} page {} holds only machines already seen; paging does not advance",
             sequence + 1
+        )));
+    }
+    if more && sequence + 1 >= MAX_PAGES {
+        return Err(PluginError::BadResponse(format!("{MACHINES_ENDPOINT} returned more than {MAX_PAGES} pages")));
+    }
+    if let Some(link) = next_link {
+        check_next_link(&api.settings.api_base, &link, &paging.seen_links, MACHINES_ENDPOINT, sequence)?;
+        paging.seen_links.insert(link.clone());
+        paging.next = Some(link);
+    }
+    paging.skip += count;
+    paging.sequence += 1;
+    Ok((Page { kind: MACHINES.into(), sequence, body }, !more))
+}
+
+/// JSON pages or export files, as configured; `auto` follows Microsoft's advice to use
+/// files above 100,000 devices (configurable).
+fn vulnerabilities_stage(api: &Api, devices: u64) -> Stage {
+    let export = match api.settings.api_mode {
+        ApiMode::Json => false,
+        ApiMode::Export => true,
+        ApiMode::Auto => devices > api.settings.export_above_devices,
+    };
+    if export {
+        log(Level::Info, &format!("{devices} devices: fetching vulnerabilities through the file export"));
+        Stage::ExportList { resume: 0, generation: None, lists: 0 }
+    } else {
+        Stage::Vulnerabilities {
+            next: vulnerabilities_url(&api.settings.api_base, api.settings.page_size),
+            sequence: 0,
+            seen: HashSet::new(),
+            rows: 0,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ExportFilesResponse {
+    #[serde(rename = "exportFiles", default)]
+    export_files: Option<Vec<String>>,
+    #[serde(rename = "generatedTime", default)]
+    generated_time: Option<String>,
+}
+
+fn export_list(api: &mut Api, resume: usize, previous: Option<String>, lists: u32) -> Result<Stage, PluginError> {
+    if lists > api.settings.max_retries {
+        return Err(PluginError::BadResponse(format!(
+            "export files kept expiring or failing: asked for a new file list {lists} times"
+        )));
+    }
+    let url = format!("{}{EXPORT_ENDPOINT}?sasValidHours=6", api.settings.api_base);
+    let body = api.get(&url, pacing::EXPORT, "Vulnerability.Read.All", api.settings.request_timeout)?;
+    let list: ExportFilesResponse = serde_json::from_slice(strip_bom(&body))
+        .map_err(|e| PluginError::BadResponse(format!("{EXPORT_ENDPOINT} sent an unreadable file list: {e}")))?;
+    let files = list.export_files.ok_or_else(|| {
+        PluginError::BadResponse(format!(
+            "{EXPORT_ENDPOINT} answered without `exportFiles`: {}",
+            crate::net::excerpt(&body)
         ))
+    })?;
+    let generation = list.generated_time.unwrap_or_default();
+    if let Some(previous) = previous {
+        if previous != generation && resume > 0 {
+            return Err(PluginError::BadResponse(format!(
+                "the export was regenerated during the run ({previous} became {generation}); files of two generations cannot be mixed, run again"
+            )));
+        }
+    }
+    output::count("export file lists requested", 1);
+    if resume >= files.len() {
+        return Ok(Stage::Done);
+    }
+    Ok(Stage::ExportFiles { files, next: resume, generation, lists: lists + 1, empty_tries: 0 })
+}
+
+/// Downloads the next export file. No token goes to the storage host: the URL
+/// carries its own signature. Returns `None` when the URL has expired.
+fn export_file(
+    api: &mut Api,
+    files: &[String],
+    next: &mut usize,
+    empty_tries: &mut u32,
+) -> Result<Option<Page>, PluginError> {
+    loop {
+        let index = *next;
+        let url = &files[index];
+        let response = api.send(Call {
+            method: Method::Get,
+            url,
+            headers: Vec::new(),
+            body: None,
+            pace: None,
+            timeout: api.settings.page_timeout,
+        })?;
+        let gzip = response.body.starts_with(&[0x1f, 0x8b]);
+        match response.status {
+            200 if response.body.is_empty() => {
+                // Elastic saw this before a file was ready: wait and retry, bounded.
+                *empty_tries += 1;
+                if *empty_tries > api.settings.max_retries {
+                    return Err(PluginError::BadResponse(format!(
+                        "export file {} of {} came back empty {} times",
+                        index + 1,
+                        files.len(),
+                        *empty_tries
+                    )));
+                }
+                output::count(api::RETRIES, 1);
+                std::thread::sleep(api.settings.retry_delay.saturating_mul(*empty_tries));
+            }
+            200 if gzip => {
+                *empty_tries = 0;
+                *next += 1;
+                output::progress("export files", *next as u64, Some(files.len() as u64));
+                return Ok(Some(Page { kind: EXPORT_FILE.into(), sequence: index as u32, body: response.body }));
+            }
+            // An expired signature is a 403 with XML; a 200 that is not gzip meant the same.
+            200 | 403 => {
+                log(
+                    Level::Info,
+                    &format!(
+                        "export file {} of {}: the link has expired; asking for a new list",
+                        index + 1,
+                        files.len()
+                    ),
+                );
+                return Ok(None);
+            }
+            status => {
+                return Err(PluginError::BadResponse(format!(
+                    "export file {} of {} answered HTTP {status}: {}",
+                    index + 1,
+                    files.len(),
+                    crate::net::excerpt(&response.body)
+                )))
+            }
+        }
+    }
+}
+
+fn parse<'a, T: Deserialize<'a>>(body: &'a [u8], endpoint: &str, sequence: u32) -> Result<T, PluginError> {
+    serde_json::from_slice(strip_bom(body)).map_err(|e| {
+        PluginError::BadResponse(format!("{endpoint} page {} is not a readable OData page: {e}", sequence + 1))
     })
 }
 
-/// A nextLink must stay on the configured API host (the bearer token goes with it),
+/// A nextLink must stay on the configured API origin (the bearer token goes with it),
 /// and must not repeat (a loop would never end).
 fn check_next_link(
     api_base: &str,
     link: &str,
     seen: &HashSet<String>,
+    endpoint: &str,
     sequence: u32,
 ) -> Result<(), PluginError> {
-    let same_origin = link
-        .get(..api_base.len())
-        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(api_base))
+    let same_origin = link.get(..api_base.len()).is_some_and(|prefix| prefix.eq_ignore_ascii_case(api_base))
         && link[api_base.len()..].starts_with('/');
     if !same_origin {
         return Err(PluginError::BadResponse(format!(
-            "page {} of the vulnerabilities has a nextLink to another host ({}); refusing to send the token there",
+            "{endpoint} page {} has a nextLink to another origin ({}); refusing to send the token there",
             sequence + 1,
             crate::net::host_of(link)
         )));
     }
     if seen.contains(link) || sequence + 1 >= MAX_PAGES {
         return Err(PluginError::BadResponse(format!(
-            "page {} of the vulnerabilities links back to a page already fetched; paging would never end",
+            "{endpoint} page {} links back to a page already fetched; paging would never end",
             sequence + 1
         )));
     }
@@ -147,11 +326,11 @@ pub fn machines_url(api_base: &str, top: u32, skip: u64) -> String {
         .append_pair("$top", &top.to_string())
         .append_pair("$skip", &skip.to_string())
         .finish();
-    format!("{api_base}/api/machines?{query}")
+    format!("{api_base}{MACHINES_ENDPOINT}?{query}")
 }
 
 pub fn vulnerabilities_url(api_base: &str, page_size: u32) -> String {
-    format!("{api_base}/api/machines/SoftwareVulnerabilitiesByMachine?pageSize={page_size}")
+    format!("{api_base}{VULNERABILITIES_ENDPOINT}?pageSize={page_size}")
 }
 
 #[cfg(test)]
@@ -174,31 +353,15 @@ mod tests {
     }
 
     #[test]
-    fn next_links_to_other_hosts_or_seen_before_are_refused() {
+    fn next_links_to_other_origins_or_seen_before_are_refused() {
         let mut seen = HashSet::new();
-        assert!(check_next_link(
-            "https://api.x.com",
-            "https://api.x.com/api/m?$skiptoken=a",
-            &seen,
-            0
-        )
-        .is_ok());
-        assert!(check_next_link(
-            "https://api.x.com",
-            "https://api.x.com.evil.net/api/m",
-            &seen,
-            0
-        )
-        .is_err());
-        assert!(check_next_link("https://api.x.com", "https://other.net/api/m", &seen, 0).is_err());
-        assert!(check_next_link("https://api.x.com", "http://api.x.com/api/m", &seen, 0).is_err());
+        let check = |link: &str, seen: &HashSet<String>| check_next_link("https://api.x.com", link, seen, "/e", 0);
+        assert!(check("https://api.x.com/api/m?$skiptoken=a", &seen).is_ok());
+        assert!(check("https://api.x.com.evil.net/api/m", &seen).is_err());
+        assert!(check("https://api.x.com:8443/api/m", &seen).is_err());
+        assert!(check("https://other.net/api/m", &seen).is_err());
+        assert!(check("http://api.x.com/api/m", &seen).is_err());
         seen.insert("https://api.x.com/api/m?$skiptoken=a".to_string());
-        assert!(check_next_link(
-            "https://api.x.com",
-            "https://api.x.com/api/m?$skiptoken=a",
-            &seen,
-            1
-        )
-        .is_err());
+        assert!(check("https://api.x.com/api/m?$skiptoken=a", &seen).is_err());
     }
 }

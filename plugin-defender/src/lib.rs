@@ -13,11 +13,13 @@ wit_bindgen::generate!({
 
 pub mod api;
 pub mod auth;
+pub mod cloud;
 pub mod fetch;
 pub mod lenient;
 pub mod mapping;
 pub mod model;
 pub mod net;
+pub mod pacing;
 pub mod settings;
 pub mod timestamp;
 pub mod verify;
@@ -40,14 +42,10 @@ thread_local! {
     static INSTANCE: RefCell<Option<Instance>> = const { RefCell::new(None) };
 }
 
-fn with_instance<T>(
-    f: impl FnOnce(&mut Instance) -> Result<T, PluginError>,
-) -> Result<T, PluginError> {
+fn with_instance<T>(f: impl FnOnce(&mut Instance) -> Result<T, PluginError>) -> Result<T, PluginError> {
     INSTANCE.with_borrow_mut(|slot| match slot {
         Some(instance) => f(instance),
-        None => Err(PluginError::NotConfigured(
-            "`configure` has not succeeded on this instance".into(),
-        )),
+        None => Err(PluginError::NotConfigured("`configure` has not succeeded on this instance".into())),
     })
 }
 
@@ -65,13 +63,13 @@ impl Guest for DefenderConnector {
         }
     }
 
-    fn configure(settings: Vec<Setting>) -> Result<(), Vec<FieldError>> {
+    fn configure(settings: Vec<Setting>) -> Result<Vec<String>, Vec<FieldError>> {
         let parsed = settings::parse(&settings)?;
-        INSTANCE.set(Some(Instance {
-            api: api::Api::new(parsed),
-            stage: fetch::Stage::start(),
-        }));
-        Ok(())
+        // The sign-in host follows the cloud unless configured: declare it, so the
+        // host allows it for this instance.
+        let derived_origins = if parsed.login_derived { vec![parsed.login_base.clone()] } else { Vec::new() };
+        INSTANCE.set(Some(Instance { api: api::Api::new(parsed), stage: fetch::Stage::start() }));
+        Ok(derived_origins)
     }
 
     fn verify() -> Result<Vec<Check>, PluginError> {
@@ -84,19 +82,13 @@ impl Guest for DefenderConnector {
 
     fn map(page: Page) -> Result<(), PluginError> {
         let (mapped, counter) = match page.kind.as_str() {
-            fetch::MACHINES => (
-                mapping::map_machines_page(&page.body),
-                mapping::DEVICES_FETCHED,
-            ),
-            fetch::VULNERABILITIES => (
-                mapping::map_vulnerabilities_page(&page.body),
-                mapping::ROWS_FETCHED,
-            ),
+            fetch::MACHINES => (mapping::map_machines_page(&page.body), mapping::DEVICES_FETCHED),
+            fetch::VULNERABILITIES => (mapping::map_vulnerabilities_page(&page.body), mapping::ROWS_FETCHED),
+            fetch::EXPORT_FILE => (mapping::map_export_file(&page.body), mapping::ROWS_FETCHED),
             other => return Err(PluginError::Other(format!("unknown page kind `{other}`"))),
         };
-        let mapped = mapped.map_err(|e| {
-            PluginError::BadResponse(format!("{} page {}: {}", page.kind, page.sequence + 1, e.0))
-        })?;
+        let mapped = mapped
+            .map_err(|e| PluginError::BadResponse(format!("{} page {}: {}", page.kind, page.sequence + 1, e.0)))?;
         output::count(counter, mapped.rows);
         for (note, count) in &mapped.notes {
             output::count(note, *count);

@@ -8,9 +8,7 @@
 use crate::lenient::strip_bom;
 use crate::model::{IpAddressEntry, Machine, Page, VulnerabilityRow};
 use crate::timestamp;
-use crate::vulnbridge::connector::types::{
-    Asset, Datetime, Locators, Vulnerability, VulnerabilityDefinition,
-};
+use crate::vulnbridge::connector::types::{Asset, Datetime, Locators, Vulnerability, VulnerabilityDefinition};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
@@ -78,6 +76,10 @@ pub fn map_machines_page(body: &[u8]) -> Result<Mapped, PageError> {
 /// Maps one machine to an asset, or says why it is skipped.
 pub fn map_machine(m: &Machine) -> Result<Asset, &'static str> {
     let id = m.id.as_deref().map(str::trim).ok_or("machine without id")?;
+    // A machine merged into another is reported under the other's id.
+    if m.merged_into_machine_id.is_some() {
+        return Err("machine merged into another (mergedIntoMachineId)");
+    }
     // The request filters on `healthStatus eq 'Active'`; a machine that still comes
     // back otherwise must not be reported as active.
     if let Some(status) = m.health_status.as_deref() {
@@ -85,11 +87,7 @@ pub fn map_machine(m: &Machine) -> Result<Asset, &'static str> {
             return Err("machine not Active");
         }
     }
-    let dns_name = m
-        .computer_dns_name
-        .as_deref()
-        .map(|n| n.trim().trim_end_matches('.'))
-        .filter(|n| !n.is_empty());
+    let dns_name = m.computer_dns_name.as_deref().map(|n| n.trim().trim_end_matches('.')).filter(|n| !n.is_empty());
     let short_name = dns_name.map(|n| n.split('.').next().unwrap_or(n).to_owned());
     let ip = m.last_ip_address.as_deref().map(|ip| ip.trim().to_owned());
     Ok(Asset {
@@ -97,9 +95,7 @@ pub fn map_machine(m: &Machine) -> Result<Asset, &'static str> {
         locators: Locators {
             external_id: Some(id.to_owned()),
             hostname: short_name.clone(),
-            fqdn: dns_name
-                .filter(|n| n.split('.').filter(|p| !p.is_empty()).count() > 1)
-                .map(str::to_owned),
+            fqdn: dns_name.filter(|n| n.split('.').filter(|p| !p.is_empty()).count() > 1).map(str::to_owned),
             netbios: short_name,
             mac_address: ip.as_deref().and_then(|ip| mac_for(ip, &m.ip_addresses)),
             ip_address: ip,
@@ -137,14 +133,8 @@ pub fn mac_for(last_ip: &str, interfaces: &[IpAddressEntry]) -> Option<String> {
 /// Normalizes `000C2992A643`, `00-0C-29-92-A6-43`, `00:0c:29:92:a6:43` or
 /// `000c.2992.a643` to `00:0C:29:92:A6:43`.
 pub fn normalize_mac(raw: &str) -> Option<String> {
-    let hex: String = raw
-        .chars()
-        .filter(|c| !matches!(c, ':' | '-' | '.' | ' '))
-        .collect();
-    if hex.len() != 12
-        || !hex.chars().all(|c| c.is_ascii_hexdigit())
-        || hex.chars().all(|c| c == '0')
-    {
+    let hex: String = raw.chars().filter(|c| !matches!(c, ':' | '-' | '.' | ' ')).collect();
+    if hex.len() != 12 || !hex.chars().all(|c| c.is_ascii_hexdigit()) || hex.chars().all(|c| c == '0') {
         return None;
     }
     let upper = hex.to_ascii_uppercase();
@@ -154,11 +144,7 @@ pub fn normalize_mac(raw: &str) -> Option<String> {
 
 /// Every machine tag, then `rbacGroup: <name>` when the machine has a group name.
 pub fn tags(machine_tags: &[Cow<str>], rbac_group_name: Option<&str>) -> Vec<String> {
-    let mut tags: Vec<String> = machine_tags
-        .iter()
-        .map(|t| t.trim().to_owned())
-        .filter(|t| !t.is_empty())
-        .collect();
+    let mut tags: Vec<String> = machine_tags.iter().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
     if let Some(group) = rbac_group_name.map(str::trim).filter(|g| !g.is_empty()) {
         tags.push(format!("rbacGroup: {group}"));
     }
@@ -180,42 +166,64 @@ pub fn map_vulnerabilities_page(body: &[u8]) -> Result<Mapped, PageError> {
                 continue;
             }
         };
-        match map_row(&row) {
-            Ok(vulnerability) => {
-                if !defined.contains(&vulnerability.identifier) {
-                    defined.insert(vulnerability.identifier.clone());
-                    out.definitions.push(definition(&vulnerability.identifier));
-                }
-                out.vulnerabilities.push(vulnerability);
-            }
-            Err(reason) => out.skip(reason),
-        }
+        out.add_row(&row, &mut defined);
     }
     Ok(out)
 }
 
+/// Maps one file of `SoftwareVulnerabilitiesExport`: gzip, one JSON object per line,
+/// PascalCase keys (read by the row's aliases).
+pub fn map_export_file(body: &[u8]) -> Result<Mapped, PageError> {
+    use std::io::Read;
+    let mut text = Vec::new();
+    flate2::read::MultiGzDecoder::new(body)
+        .read_to_end(&mut text)
+        .map_err(|e| PageError(format!("not a readable gzip file: {e}")))?;
+    let mut out = Mapped::default();
+    let mut defined: HashSet<String> = HashSet::new();
+    for line in strip_bom(&text).split(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        out.rows += 1;
+        let row: VulnerabilityRow = match serde_json::from_slice(line) {
+            Ok(r) => r,
+            Err(_) => {
+                out.skip("export line is not a JSON object");
+                continue;
+            }
+        };
+        out.add_row(&row, &mut defined);
+    }
+    Ok(out)
+}
+
+impl Mapped {
+    fn add_row(&mut self, row: &VulnerabilityRow, defined: &mut HashSet<String>) {
+        match map_row(row) {
+            Ok(vulnerability) => {
+                if !defined.contains(&vulnerability.identifier) {
+                    defined.insert(vulnerability.identifier.clone());
+                    self.definitions.push(definition(&vulnerability.identifier));
+                }
+                self.vulnerabilities.push(vulnerability);
+            }
+            Err(reason) => self.skip(reason),
+        }
+    }
+}
+
 /// Maps one vulnerability row, or says why it is skipped.
 pub fn map_row(row: &VulnerabilityRow) -> Result<Vulnerability, &'static str> {
-    let device = row
-        .device_id
-        .as_deref()
-        .map(str::trim)
-        .ok_or("vulnerability row without deviceId")?;
-    let identifier = row
-        .cve_id
-        .as_deref()
-        .map(identifier)
-        .ok_or("vulnerability row without cveId")?;
+    let device = row.device_id.as_deref().map(str::trim).ok_or("vulnerability row without deviceId")?;
+    let identifier = row.cve_id.as_deref().map(identifier).ok_or("vulnerability row without cveId")?;
     let found = match row.first_seen_timestamp.as_deref() {
-        Some(text) => {
-            Some(datetime(text).ok_or("vulnerability row with unreadable firstSeenTimestamp")?)
-        }
+        Some(text) => Some(datetime(text).ok_or("vulnerability row with unreadable firstSeenTimestamp")?),
         None => None,
     };
     let last_seen = match row.last_seen_timestamp.as_deref() {
-        Some(text) => {
-            Some(datetime(text).ok_or("vulnerability row with unreadable lastSeenTimestamp")?)
-        }
+        Some(text) => Some(datetime(text).ok_or("vulnerability row with unreadable lastSeenTimestamp")?),
         None => None,
     };
     Ok(Vulnerability {
@@ -270,11 +278,7 @@ pub fn definition(identifier: &str) -> VulnerabilityDefinition {
     VulnerabilityDefinition {
         identifier: identifier.to_owned(),
         name: identifier.to_owned(),
-        cve_ids: if is_cve(identifier) {
-            vec![identifier.to_owned()]
-        } else {
-            Vec::new()
-        },
+        cve_ids: if is_cve(identifier) { vec![identifier.to_owned()] } else { Vec::new() },
         description: None,
         solution: None,
     }
@@ -284,21 +288,14 @@ pub fn definition(identifier: &str) -> VulnerabilityDefinition {
 /// the fix and exploitability.
 pub fn details(row: &VulnerabilityRow) -> String {
     let mut lines = Vec::new();
-    let software: Vec<&str> = [
-        &row.software_vendor,
-        &row.software_name,
-        &row.software_version,
-    ]
-    .into_iter()
-    .filter_map(|p| p.as_deref().map(str::trim))
-    .collect();
+    let software: Vec<&str> = [&row.software_vendor, &row.software_name, &row.software_version]
+        .into_iter()
+        .filter_map(|p| p.as_deref().map(str::trim))
+        .collect();
     if !software.is_empty() {
         lines.push(format!("Software: {}", software.join(" ")));
     }
-    match (
-        row.vulnerability_severity_level.as_deref(),
-        row.cvss_score.as_deref(),
-    ) {
+    match (row.vulnerability_severity_level.as_deref(), row.cvss_score.as_deref()) {
         (Some(sev), Some(cvss)) => lines.push(format!("Severity: {sev} (CVSS {cvss})")),
         (Some(sev), None) => lines.push(format!("Severity: {sev}")),
         (None, Some(cvss)) => lines.push(format!("CVSS: {cvss}")),
@@ -308,15 +305,9 @@ pub fn details(row: &VulnerabilityRow) -> String {
         lines.push(format!("Exploitability: {level}"));
     }
     let update: Vec<String> = [
-        row.recommended_security_update
-            .as_deref()
-            .map(str::to_owned),
-        row.recommended_security_update_id
-            .as_deref()
-            .map(|id| format!("({id})")),
-        row.recommended_security_update_url
-            .as_deref()
-            .map(str::to_owned),
+        row.recommended_security_update.as_deref().map(str::to_owned),
+        row.recommended_security_update_id.as_deref().map(|id| format!("({id})")),
+        row.recommended_security_update_url.as_deref().map(str::to_owned),
     ]
     .into_iter()
     .flatten()
@@ -335,10 +326,7 @@ pub fn details(row: &VulnerabilityRow) -> String {
 
 fn datetime(text: &str) -> Option<Datetime> {
     let t = timestamp::parse(text)?;
-    Some(Datetime {
-        seconds: t.timestamp(),
-        nanoseconds: t.timestamp_subsec_nanos(),
-    })
+    Some(Datetime { seconds: t.timestamp(), nanoseconds: t.timestamp_subsec_nanos() })
 }
 
 #[cfg(test)]
@@ -378,18 +366,9 @@ mod tests {
     // §5 CVE: null or empty skipped; non-CVE ids kept without a CVE reference.
     #[test]
     fn cve_ids_and_other_identifiers() {
-        assert_eq!(
-            row(r#"{"deviceId":"d","cveId":null}"#).unwrap_err(),
-            "vulnerability row without cveId"
-        );
-        assert_eq!(
-            row(r#"{"deviceId":"d","cveId":"  "}"#).unwrap_err(),
-            "vulnerability row without cveId"
-        );
-        assert_eq!(
-            row(r#"{"deviceId":"d"}"#).unwrap_err(),
-            "vulnerability row without cveId"
-        );
+        assert_eq!(row(r#"{"deviceId":"d","cveId":null}"#).unwrap_err(), "vulnerability row without cveId");
+        assert_eq!(row(r#"{"deviceId":"d","cveId":"  "}"#).unwrap_err(), "vulnerability row without cveId");
+        assert_eq!(row(r#"{"deviceId":"d"}"#).unwrap_err(), "vulnerability row without cveId");
         let tvm = row(r#"{"deviceId":"d","cveId":"TVM-2020-0002"}"#).unwrap();
         assert_eq!(tvm.identifier, "TVM-2020-0002");
         assert!(definition(&tvm.identifier).cve_ids.is_empty());
@@ -406,23 +385,16 @@ mod tests {
         let v = row(r#"{"deviceId":"d","cveId":"CVE-2024-1000","firstSeenTimestamp":"2020-12-30 14:17:26","lastSeenTimestamp":"2021-01-02 03:04:05.1234567"}"#).unwrap();
         assert_eq!(v.found.unwrap().seconds, 1_609_337_846);
         let seen = v.last_seen.unwrap();
+        assert_eq!((seen.seconds, seen.nanoseconds), (1_609_556_645, 123_456_700));
         assert_eq!(
-            (seen.seconds, seen.nanoseconds),
-            (1_609_556_645, 123_456_700)
-        );
-        assert_eq!(
-            row(r#"{"deviceId":"d","cveId":"CVE-2024-1000","firstSeenTimestamp":"yesterday"}"#)
-                .unwrap_err(),
+            row(r#"{"deviceId":"d","cveId":"CVE-2024-1000","firstSeenTimestamp":"yesterday"}"#).unwrap_err(),
             "vulnerability row with unreadable firstSeenTimestamp"
         );
     }
 
     #[test]
     fn rows_without_a_device_are_skipped() {
-        assert_eq!(
-            row(r#"{"cveId":"CVE-2024-1000"}"#).unwrap_err(),
-            "vulnerability row without deviceId"
-        );
+        assert_eq!(row(r#"{"cveId":"CVE-2024-1000"}"#).unwrap_err(), "vulnerability row without deviceId");
     }
 
     #[test]
@@ -445,32 +417,42 @@ mod tests {
         let m = map_vulnerabilities_page(body).unwrap();
         assert_eq!(m.rows, 5);
         assert_eq!(m.vulnerabilities.len(), 3);
-        let ids: Vec<&str> = m
-            .definitions
-            .iter()
-            .map(|d| d.identifier.as_str())
-            .collect();
+        let ids: Vec<&str> = m.definitions.iter().map(|d| d.identifier.as_str()).collect();
         assert_eq!(ids, ["CVE-2024-1000", "TVM-2020-0002"]);
         assert_eq!(m.skipped.get("vulnerability row without cveId"), Some(&1));
-        assert_eq!(
-            m.skipped.get("vulnerability row is not a JSON object"),
-            Some(&1)
-        );
+        assert_eq!(m.skipped.get("vulnerability row is not a JSON object"), Some(&1));
         assert!(map_vulnerabilities_page(b"[1,2]").is_err());
         assert!(map_vulnerabilities_page(b"{\"value\": 3}").is_err());
     }
 
     // §6 External ID, status.
     #[test]
+    fn export_files_are_gzip_json_lines_with_pascal_case_keys() {
+        use std::io::Write;
+        let lines = "\u{feff}{\"DeviceId\":\"a\",\"CveId\":\"CVE-2024-1000\",\"VulnerabilitySeverityLevel\":\"Critical\"}\r\n\nnot json\n{\"DeviceId\":\"b\",\"CveId\":null}\n";
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(lines.as_bytes()).unwrap();
+        let m = map_export_file(&gz.finish().unwrap()).unwrap();
+        assert_eq!(m.rows, 3);
+        assert_eq!(m.vulnerabilities.len(), 1);
+        assert_eq!(m.vulnerabilities[0].score, 10);
+        assert_eq!(m.skipped.get("export line is not a JSON object"), Some(&1));
+        assert_eq!(m.skipped.get("vulnerability row without cveId"), Some(&1));
+        assert!(map_export_file(b"<Error><Code>AuthenticationFailed</Code></Error>").is_err());
+    }
+
+    #[test]
+    fn merged_machines_are_skipped() {
+        assert_eq!(
+            machine(r#"{"id":"m1","mergedIntoMachineId":"m2"}"#).unwrap_err(),
+            "machine merged into another (mergedIntoMachineId)"
+        );
+    }
+
+    #[test]
     fn machines_need_an_id_and_must_be_active() {
-        assert_eq!(
-            machine(r#"{"computerDnsName":"x"}"#).unwrap_err(),
-            "machine without id"
-        );
-        assert_eq!(
-            machine(r#"{"id":"m1","healthStatus":"Inactive"}"#).unwrap_err(),
-            "machine not Active"
-        );
+        assert_eq!(machine(r#"{"computerDnsName":"x"}"#).unwrap_err(), "machine without id");
+        assert_eq!(machine(r#"{"id":"m1","healthStatus":"Inactive"}"#).unwrap_err(), "machine not Active");
         let a = machine(r#"{"id":"m1","healthStatus":"Active"}"#).unwrap();
         assert_eq!(a.key, "m1");
         assert_eq!(a.locators.external_id.as_deref(), Some("m1"));
@@ -479,27 +461,14 @@ mod tests {
     // §6 Operating System.
     #[test]
     fn os_version_combines_version_and_build() {
-        assert_eq!(
-            os_version(Some("22H2"), Some("19045")).as_deref(),
-            Some("22H2 (build 19045)")
-        );
+        assert_eq!(os_version(Some("22H2"), Some("19045")).as_deref(), Some("22H2 (build 19045)"));
         assert_eq!(os_version(Some("22H2"), None).as_deref(), Some("22H2"));
         assert_eq!(os_version(Some("22H2"), Some("0")).as_deref(), Some("22H2"));
-        assert_eq!(
-            os_version(Some("22H2"), Some("  ")).as_deref(),
-            Some("22H2")
-        );
-        assert_eq!(
-            os_version(None, Some("19045")).as_deref(),
-            Some("build 19045")
-        );
+        assert_eq!(os_version(Some("22H2"), Some("  ")).as_deref(), Some("22H2"));
+        assert_eq!(os_version(None, Some("19045")).as_deref(), Some("build 19045"));
         assert_eq!(os_version(None, None), None);
-        let a = machine(r#"{"id":"m","osPlatform":"Windows10","version":"22H2","osBuild":19045}"#)
-            .unwrap();
-        assert_eq!(
-            (a.os.as_deref(), a.os_version.as_deref()),
-            (Some("Windows10"), Some("22H2 (build 19045)"))
-        );
+        let a = machine(r#"{"id":"m","osPlatform":"Windows10","version":"22H2","osBuild":19045}"#).unwrap();
+        assert_eq!((a.os.as_deref(), a.os_version.as_deref()), (Some("Windows10"), Some("22H2 (build 19045)")));
     }
 
     // §6 FQDN, Hostname, NetBIOS.
@@ -528,50 +497,20 @@ mod tests {
             iface("10.0.0.5", Some("00-0c-29-92-a6-43"), "Up"),
             iface("10.0.0.6", Some("111111111111"), "Up"),
         ];
-        assert_eq!(
-            mac_for("10.0.0.5", &ifaces).as_deref(),
-            Some("00:0C:29:92:A6:43")
-        );
-        assert_eq!(
-            mac_for("10.0.0.7", &ifaces),
-            None,
-            "no interface with that address"
-        );
-        assert_eq!(
-            mac_for(
-                "10.0.0.5",
-                &[iface("10.0.0.5", Some("000C2992A643"), "Down")]
-            ),
-            None
-        );
+        assert_eq!(mac_for("10.0.0.5", &ifaces).as_deref(), Some("00:0C:29:92:A6:43"));
+        assert_eq!(mac_for("10.0.0.7", &ifaces), None, "no interface with that address");
+        assert_eq!(mac_for("10.0.0.5", &[iface("10.0.0.5", Some("000C2992A643"), "Down")]), None);
         assert_eq!(mac_for("10.0.0.5", &[iface("10.0.0.5", None, "Up")]), None);
     }
 
     #[test]
     fn mac_normalization() {
-        assert_eq!(
-            normalize_mac("000C2992A643").as_deref(),
-            Some("00:0C:29:92:A6:43")
-        );
-        assert_eq!(
-            normalize_mac("00:0c:29:92:a6:43").as_deref(),
-            Some("00:0C:29:92:A6:43")
-        );
-        assert_eq!(
-            normalize_mac("000c.2992.a643").as_deref(),
-            Some("00:0C:29:92:A6:43")
-        );
+        assert_eq!(normalize_mac("000C2992A643").as_deref(), Some("00:0C:29:92:A6:43"));
+        assert_eq!(normalize_mac("00:0c:29:92:a6:43").as_deref(), Some("00:0C:29:92:A6:43"));
+        assert_eq!(normalize_mac("000c.2992.a643").as_deref(), Some("00:0C:29:92:A6:43"));
         assert_eq!(normalize_mac("000000000000"), None, "all zeros");
-        assert_eq!(
-            normalize_mac("00-00-00-00-00-00"),
-            None,
-            "all zeros with separators"
-        );
-        assert_eq!(
-            normalize_mac("00000000000000E0"),
-            None,
-            "16 hex digits (tunnel adapter)"
-        );
+        assert_eq!(normalize_mac("00-00-00-00-00-00"), None, "all zeros with separators");
+        assert_eq!(normalize_mac("00000000000000E0"), None, "16 hex digits (tunnel adapter)");
         assert_eq!(normalize_mac("00:0C:29:92:A6"), None, "too short");
         assert_eq!(normalize_mac("GG0C2992A643"), None, "not hex");
     }
@@ -586,9 +525,7 @@ mod tests {
     // §6 Tags.
     #[test]
     fn tags_are_machine_tags_then_the_rbac_group() {
-        let a =
-            machine(r#"{"id":"m","machineTags":["Finance","VIP"],"rbacGroupName":"Workstations"}"#)
-                .unwrap();
+        let a = machine(r#"{"id":"m","machineTags":["Finance","VIP"],"rbacGroupName":"Workstations"}"#).unwrap();
         assert_eq!(a.tags, ["Finance", "VIP", "rbacGroup: Workstations"]);
         let b = machine(r#"{"id":"m","machineTags":[],"rbacGroupName":null}"#).unwrap();
         assert!(b.tags.is_empty());

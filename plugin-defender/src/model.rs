@@ -26,72 +26,50 @@ pub struct PageEnvelope {
     pub next_link: Option<String>,
 }
 
+/// The parts of a machines page `fetch` needs: each machine's id and the next link.
+#[derive(Deserialize)]
+pub struct MachinesEnvelope<'a> {
+    #[serde(borrow)]
+    pub value: Vec<MachineId<'a>>,
+    #[serde(rename = "@odata.nextLink", alias = "@odata.nextlink", default)]
+    pub next_link: Option<String>,
+}
+
+/// Only the id of a machine.
+#[derive(Deserialize)]
+pub struct MachineId<'a> {
+    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "Id")]
+    pub id: Option<Cow<'a, str>>,
+}
+
 /// A machine of `GET /api/machines` (docs/defender-api.md §5.3).
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Machine<'a> {
     #[serde(borrow, deserialize_with = "lenient::text", default, alias = "Id")]
     pub id: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        deserialize_with = "lenient::text",
-        default,
-        alias = "ComputerDnsName"
-    )]
+    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "ComputerDnsName")]
     pub computer_dns_name: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        deserialize_with = "lenient::text",
-        default,
-        alias = "LastSeen"
-    )]
+    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "LastSeen")]
     pub last_seen: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        deserialize_with = "lenient::text",
-        default,
-        alias = "OsPlatform"
-    )]
+    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "OsPlatform")]
     pub os_platform: Option<Cow<'a, str>>,
     #[serde(borrow, deserialize_with = "lenient::text", default, alias = "Version")]
     pub version: Option<Cow<'a, str>>,
     #[serde(borrow, deserialize_with = "lenient::text", default, alias = "OsBuild")]
     pub os_build: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        deserialize_with = "lenient::text",
-        default,
-        alias = "LastIpAddress"
-    )]
+    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "LastIpAddress")]
     pub last_ip_address: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        deserialize_with = "lenient::text",
-        default,
-        alias = "HealthStatus"
-    )]
+    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "HealthStatus")]
     pub health_status: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        deserialize_with = "lenient::text",
-        default,
-        alias = "RbacGroupName"
-    )]
+    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "RbacGroupName")]
     pub rbac_group_name: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        deserialize_with = "lenient::text_list",
-        default,
-        alias = "MachineTags"
-    )]
+    #[serde(borrow, deserialize_with = "lenient::text_list", default, alias = "MachineTags")]
     pub machine_tags: Vec<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        deserialize_with = "ip_addresses",
-        default,
-        alias = "IpAddresses"
-    )]
+    #[serde(borrow, deserialize_with = "ip_addresses", default, alias = "IpAddresses")]
     pub ip_addresses: Vec<IpAddressEntry<'a>>,
+    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "MergedIntoMachineId")]
+    pub merged_into_machine_id: Option<Cow<'a, str>>,
 }
 
 /// One network interface of a machine (`ipAddresses[]`, undocumented sub-fields).
@@ -180,105 +158,35 @@ fn parse_powershell_entry(text: &str) -> Option<IpAddressEntry<'static>> {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct VulnerabilityRow<'a> {
-    #[serde(
-        borrow,
-        deserialize_with = "lenient::text",
-        default,
-        alias = "DeviceId"
-    )]
+    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "DeviceId")]
     pub device_id: Option<Cow<'a, str>>,
     #[serde(borrow, deserialize_with = "lenient::text", default, alias = "CveId")]
     pub cve_id: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        deserialize_with = "lenient::text",
-        default,
-        alias = "VulnerabilitySeverityLevel"
-    )]
+    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "VulnerabilitySeverityLevel")]
     pub vulnerability_severity_level: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        deserialize_with = "lenient::text",
-        default,
-        alias = "CvssScore"
-    )]
+    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "CvssScore")]
     pub cvss_score: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        deserialize_with = "lenient::text",
-        default,
-        alias = "FirstSeenTimestamp"
-    )]
+    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "FirstSeenTimestamp")]
     pub first_seen_timestamp: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        deserialize_with = "lenient::text",
-        default,
-        alias = "LastSeenTimestamp"
-    )]
+    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "LastSeenTimestamp")]
     pub last_seen_timestamp: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        deserialize_with = "lenient::text",
-        default,
-        alias = "SoftwareVendor"
-    )]
+    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "SoftwareVendor")]
     pub software_vendor: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        deserialize_with = "lenient::text",
-        default,
-        alias = "SoftwareName"
-    )]
+    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "SoftwareName")]
     pub software_name: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        deserialize_with = "lenient::text",
-        default,
-        alias = "SoftwareVersion"
-    )]
+    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "SoftwareVersion")]
     pub software_version: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        deserialize_with = "lenient::text",
-        default,
-        alias = "ExploitabilityLevel"
-    )]
+    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "ExploitabilityLevel")]
     pub exploitability_level: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        deserialize_with = "lenient::text",
-        default,
-        alias = "RecommendedSecurityUpdate"
-    )]
+    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "RecommendedSecurityUpdate")]
     pub recommended_security_update: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        deserialize_with = "lenient::text",
-        default,
-        alias = "RecommendedSecurityUpdateId"
-    )]
+    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "RecommendedSecurityUpdateId")]
     pub recommended_security_update_id: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        deserialize_with = "lenient::text",
-        default,
-        alias = "RecommendedSecurityUpdateUrl"
-    )]
+    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "RecommendedSecurityUpdateUrl")]
     pub recommended_security_update_url: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        deserialize_with = "lenient::text_list",
-        default,
-        alias = "DiskPaths"
-    )]
+    #[serde(borrow, deserialize_with = "lenient::text_list", default, alias = "DiskPaths")]
     pub disk_paths: Vec<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        deserialize_with = "lenient::text_list",
-        default,
-        alias = "RegistryPaths"
-    )]
+    #[serde(borrow, deserialize_with = "lenient::text_list", default, alias = "RegistryPaths")]
     pub registry_paths: Vec<Cow<'a, str>>,
 }
 
@@ -305,10 +213,7 @@ mod tests {
         let m: Machine = serde_json::from_str(json).unwrap();
         assert_eq!(m.ip_addresses.len(), 2);
         assert_eq!(m.ip_addresses[0].ip_address.as_deref(), Some("10.0.0.5"));
-        assert_eq!(
-            m.ip_addresses[0].mac_address.as_deref(),
-            Some("00FFA141158D")
-        );
+        assert_eq!(m.ip_addresses[0].mac_address.as_deref(), Some("00FFA141158D"));
         assert_eq!(m.ip_addresses[0].operational_status.as_deref(), Some("Up"));
         assert_eq!(m.ip_addresses[1].mac_address, None);
     }

@@ -1,15 +1,41 @@
 //! The configuration fields (spec §2 plus the optional ones real tenants need), and
 //! their validation into typed settings.
 
+use crate::cloud::{self, Cloud};
+use crate::pacing::{self, Pacer};
 use crate::vulnbridge::connector::types::{ConfigField, FieldError, FieldKind, Setting};
+use std::time::Duration;
 
 pub const DEFAULT_API_HOST: &str = "api.securitycenter.microsoft.com";
-pub const DEFAULT_LOGIN_HOST: &str = "login.microsoftonline.com";
 /// Rows per vulnerability page: Defender's default; the documented maximum is 200,000.
 pub const DEFAULT_PAGE_SIZE: u32 = 50_000;
 pub const MAX_PAGE_SIZE: u32 = 200_000;
 /// Machines per page: the documented maximum of `$top`.
 pub const DEFAULT_MACHINES_PAGE_SIZE: u32 = 10_000;
+/// Above this many devices, `auto` uses the file export (Microsoft's recommendation).
+pub const DEFAULT_EXPORT_ABOVE_DEVICES: u64 = 100_000;
+/// Where Defender's export files live.
+pub const DEFAULT_STORAGE_HOST: &str = "*.blob.core.windows.net";
+
+/// How the token is requested.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenEndpoint {
+    /// `/{tenant}/oauth2/v2.0/token` with `scope`.
+    V2,
+    /// `/{tenant}/oauth2/token` with `resource` (the older endpoint, as a fallback).
+    V1,
+}
+
+/// How vulnerabilities are fetched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiMode {
+    /// JSON pages below `export_above_devices` devices, files above.
+    Auto,
+    /// `SoftwareVulnerabilitiesByMachine` pages.
+    Json,
+    /// `SoftwareVulnerabilitiesExport` files.
+    Export,
+}
 
 /// Validated settings of one connector instance.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,18 +48,33 @@ pub struct Settings {
     pub api_base: String,
     /// Base URL of the Azure AD login host, without a trailing slash.
     pub login_base: String,
+    /// Whether the login host follows from the cloud (not configured).
+    pub login_derived: bool,
+    pub cloud: Cloud,
+    /// How the cloud was decided, for verify's report.
+    pub cloud_source: &'static str,
+    /// The v2 scope; the v1 resource is the same without `/.default`.
+    pub scope: String,
+    pub token_endpoint: TokenEndpoint,
+    pub api_mode: ApiMode,
+    pub export_above_devices: u64,
     pub page_size: u32,
     pub machines_page_size: u32,
+    pub pacer: Pacer,
+    pub request_timeout: Duration,
+    pub page_timeout: Duration,
+    pub max_retries: u32,
+    pub retry_delay: Duration,
 }
 
-fn field(
-    key: &str,
-    label: &str,
-    help: &str,
-    kind: FieldKind,
-    required: bool,
-    default: Option<&str>,
-) -> ConfigField {
+impl Settings {
+    /// The v1 `resource` for the scope.
+    pub fn resource(&self) -> &str {
+        self.scope.strip_suffix("/.default").unwrap_or(&self.scope)
+    }
+}
+
+fn field(key: &str, label: &str, help: &str, kind: FieldKind, required: bool, default: Option<&str>) -> ConfigField {
     ConfigField {
         key: key.into(),
         label: label.into(),
@@ -44,127 +85,189 @@ fn field(
     }
 }
 
-/// The fields the "Add Connector" dialog asks for.
+/// The fields the "Add Connector" dialog asks for, then the optional ones.
 pub fn fields() -> Vec<ConfigField> {
-    let page_size_default = DEFAULT_PAGE_SIZE.to_string();
-    let machines_default = DEFAULT_MACHINES_PAGE_SIZE.to_string();
+    use FieldKind::*;
     vec![
-        field("name", "Name", "A name for this connector instance.", FieldKind::Text, true, Some("MS Defender TVM")),
-        field("client_id", "Client ID", "The Azure AD application (client) id, a GUID, of an app with the WindowsDefenderATP application permissions Machine.Read.All and Vulnerability.Read.All.", FieldKind::Text, true, None),
-        field("client_secret", "Client Secret", "A client secret of that application. Never printed, logged or written.", FieldKind::Secret, true, None),
-        field("host", "Host", "The Defender API host, e.g. api.securitycenter.microsoft.com, a regional host such as eu.api.security.microsoft.com, or a full URL.", FieldKind::Host, true, Some(DEFAULT_API_HOST)),
-        field("tenant_id", "Tenant ID", "The Azure AD tenant (directory) id, a GUID.", FieldKind::Text, true, None),
-        field("login_host", "Login host", "The Azure AD sign-in host: login.microsoftonline.com (commercial, GCC) or login.microsoftonline.us (GCC High, DoD), or a full URL.", FieldKind::Host, false, Some(DEFAULT_LOGIN_HOST)),
-        field("page_size", "Page size", "Vulnerability rows per page (1 to 200,000; about 1 KB each).", FieldKind::Integer, false, Some(&page_size_default)),
-        field("machines_page_size", "Machines page size", "Devices per page of /api/machines (1 to 10,000).", FieldKind::Integer, false, Some(&machines_default)),
+        field("name", "Name", "A name for this connector instance.", Text, true, Some("MS Defender TVM")),
+        field("client_id", "Client ID", "The Azure AD application (client) id, a GUID, of an app with the WindowsDefenderATP application permissions Machine.Read.All and Vulnerability.Read.All.", Text, true, None),
+        field("client_secret", "Client Secret", "A client secret of that application. Never printed, logged or written.", Secret, true, None),
+        field("host", "Host", "The Defender API host: api.securitycenter.microsoft.com, api.security.microsoft.com, a regional host such as eu.api.security.microsoft.com, a government host (api-gcc.securitycenter.microsoft.us, api-gov.securitycenter.microsoft.us), or a full URL.", Host, true, Some(DEFAULT_API_HOST)),
+        field("tenant_id", "Tenant ID", "The Azure AD tenant (directory) id, a GUID.", Text, true, None),
+        field("login_host", "Login host", "The Azure AD sign-in host. By default it follows the cloud: login.microsoftonline.com (commercial, GCC) or login.microsoftonline.us (GCC High, DoD).", Host, false, None),
+        field("cloud", "Cloud", "auto (from the API host), commercial, gcc, gcc-high or dod. Decides the default sign-in host and token scope.", Text, false, Some("auto")),
+        field("scope", "Token scope", "The OAuth2 scope (v2) or, without /.default, resource (v1). By default it follows the cloud: https://api.securitycenter.microsoft.com/.default for commercial hosts.", Text, false, None),
+        field("token_endpoint", "Token endpoint", "v2 (/oauth2/v2.0/token with scope) or v1 (/oauth2/token with resource), the older endpoint as a fallback.", Text, false, Some("v2")),
+        field("api_mode", "API mode", "json (SoftwareVulnerabilitiesByMachine pages), export (SoftwareVulnerabilitiesExport files) or auto (export above export_above_devices devices).", Text, false, Some("auto")),
+        field("export_above_devices", "Export above devices", "With api_mode auto, use the file export when the tenant has more active devices than this.", Integer, false, Some("100000")),
+        field("storage_host", "Export storage host", "Where export files are downloaded from (no token is sent there); a leading *. matches any subdomain.", Host, false, Some(DEFAULT_STORAGE_HOST)),
+        field("page_size", "Page size", "Vulnerability rows per page (1 to 200,000; about 1 KB each).", Integer, false, Some("50000")),
+        field("machines_page_size", "Machines page size", "Devices per page of /api/machines (1 to 10,000).", Integer, false, Some("10000")),
+        field("rate_limits", "Rate limits", "Calls allowed per endpoint and window, paced so Defender never has to throttle; `off` disables pacing.", Text, false, Some(pacing::DEFAULT_LIMITS)),
+        field("request_timeout_seconds", "Request timeout", "Seconds allowed for a token, machines or export request.", Integer, false, Some("60")),
+        field("page_timeout_seconds", "Page timeout", "Seconds allowed for one vulnerability page or export file (a 50,000-row page is about 50 MB).", Integer, false, Some("600")),
+        field("max_retries", "Retries", "Retries of a call that failed on a connection error, a timeout, a 5xx or a 429, before the run stops.", Integer, false, Some("5")),
+        field("retry_delay_ms", "First retry delay", "Milliseconds before the first retry; each further retry waits twice as long (with jitter, at most 60 s).", Integer, false, Some("1000")),
     ]
 }
 
 /// Validates the settings the host passed, reporting every problem at once.
 pub fn parse(settings: &[Setting]) -> Result<Settings, Vec<FieldError>> {
-    let mut errors = Vec::new();
+    let mut errors: Vec<FieldError> = Vec::new();
+    let known = fields();
     let value = |key: &str| -> Option<String> {
-        settings
-            .iter()
-            .rev()
-            .find(|s| s.key == key)
-            .map(|s| s.value.trim().to_owned())
-            .filter(|v| !v.is_empty())
+        settings.iter().rev().find(|s| s.key == key).map(|s| s.value.trim().to_owned()).filter(|v| !v.is_empty())
     };
-    let mut error = |key: &str, message: String| {
-        errors.push(FieldError {
-            key: key.into(),
-            message,
-        })
-    };
+    let default =
+        |key: &str| known.iter().find(|f| f.key == key).and_then(|f| f.default_value.clone()).unwrap_or_default();
+    let text = |key: &str| value(key).unwrap_or_else(|| default(key));
+    let mut error = |key: &str, message: String| errors.push(FieldError { key: key.into(), message });
 
     for s in settings {
-        if !fields().iter().any(|f| f.key == s.key) {
+        if !known.iter().any(|f| f.key == s.key) {
             error(&s.key, "unknown field for this connector".into());
         }
     }
-    let name = value("name").unwrap_or_else(|| "MS Defender TVM".into());
-    let client_id = value("client_id").unwrap_or_default();
+    let client_id = text("client_id");
     if !is_guid(&client_id) {
-        error(
-            "client_id",
-            format!(
-                "expected a GUID such as 00000000-0000-0000-0000-000000000000, got `{client_id}`"
-            ),
-        );
+        error("client_id", format!("expected a GUID such as 00000000-0000-0000-0000-000000000000, got `{client_id}`"));
     }
-    let tenant_id = value("tenant_id").unwrap_or_default();
+    let tenant_id = text("tenant_id");
     if !is_guid(&tenant_id) {
-        error(
-            "tenant_id",
-            format!(
-                "expected a GUID such as 00000000-0000-0000-0000-000000000000, got `{tenant_id}`"
-            ),
-        );
+        error("tenant_id", format!("expected a GUID such as 00000000-0000-0000-0000-000000000000, got `{tenant_id}`"));
     }
-    let client_secret = value("client_secret").unwrap_or_default();
+    let client_secret = text("client_secret");
     if client_secret.is_empty() {
         error("client_secret", "a client secret is required".into());
     }
-    let api_base = base_url(&value("host").unwrap_or_else(|| DEFAULT_API_HOST.into()))
-        .unwrap_or_else(|m| {
-            error("host", m);
-            String::new()
-        });
-    let login_base = base_url(&value("login_host").unwrap_or_else(|| DEFAULT_LOGIN_HOST.into()))
-        .unwrap_or_else(|m| {
-            error("login_host", m);
-            String::new()
-        });
-    let page_size =
-        bounded(value("page_size"), DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE).unwrap_or_else(|m| {
-            error("page_size", m);
-            DEFAULT_PAGE_SIZE
-        });
-    let machines_page_size = bounded(
-        value("machines_page_size"),
-        DEFAULT_MACHINES_PAGE_SIZE,
-        DEFAULT_MACHINES_PAGE_SIZE,
-    )
-    .unwrap_or_else(|m| {
-        error("machines_page_size", m);
-        DEFAULT_MACHINES_PAGE_SIZE
+    let api_base = base_url(&text("host")).unwrap_or_else(|m| {
+        error("host", m);
+        String::new()
+    });
+    let api_cloud = cloud::of_host(host_name(&api_base));
+    let (cloud, cloud_source) = match text("cloud").to_ascii_lowercase().as_str() {
+        "auto" => match api_cloud {
+            Some(c) => (c, "from the API host"),
+            None => (Cloud::Commercial, "assumed commercial (the API host is not a documented Defender host)"),
+        },
+        other => match Cloud::parse(other) {
+            Some(c) => {
+                let compatible = match (api_cloud, c) {
+                    (None, _) => true,
+                    (Some(Cloud::GccHigh), Cloud::Dod) => true,
+                    (Some(api), c) => api == c,
+                };
+                if !compatible {
+                    error(
+                        "cloud",
+                        format!(
+                            "`{other}` does not match host {} ({} cloud)",
+                            host_name(&api_base),
+                            api_cloud.unwrap()
+                        ),
+                    );
+                }
+                (c, "configured")
+            }
+            None => {
+                error("cloud", format!("expected auto, commercial, gcc, gcc-high or dod, got `{other}`"));
+                (Cloud::Commercial, "configured")
+            }
+        },
+    };
+    let (login_base, login_derived) = match value("login_host") {
+        Some(v) => (
+            base_url(&v).unwrap_or_else(|m| {
+                error("login_host", m);
+                String::new()
+            }),
+            false,
+        ),
+        None => (format!("https://{}", cloud.login_host()), true),
+    };
+    let scope = value("scope").unwrap_or_else(|| cloud.scope().to_owned());
+    if !scope.starts_with("https://") {
+        error("scope", format!("expected a URL such as {}, got `{scope}`", Cloud::Commercial.scope()));
+    }
+    let token_endpoint = match text("token_endpoint").to_ascii_lowercase().as_str() {
+        "v2" => TokenEndpoint::V2,
+        "v1" => TokenEndpoint::V1,
+        other => {
+            error("token_endpoint", format!("expected v2 or v1, got `{other}`"));
+            TokenEndpoint::V2
+        }
+    };
+    let api_mode = match text("api_mode").to_ascii_lowercase().as_str() {
+        "auto" => ApiMode::Auto,
+        "json" => ApiMode::Json,
+        "export" => ApiMode::Export,
+        other => {
+            error("api_mode", format!("expected auto, json or export, got `{other}`"));
+            ApiMode::Auto
+        }
+    };
+    let mut number = |key: &str, min: u64, max: u64| -> u64 {
+        let raw = text(key);
+        match raw.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => n,
+            _ => {
+                error(key, format!("expected a whole number from {min} to {max}, got `{raw}`"));
+                min
+            }
+        }
+    };
+    let export_above_devices = number("export_above_devices", 0, u64::MAX);
+    let page_size = number("page_size", 1, u64::from(MAX_PAGE_SIZE)) as u32;
+    let machines_page_size = number("machines_page_size", 1, u64::from(DEFAULT_MACHINES_PAGE_SIZE)) as u32;
+    let request_timeout = Duration::from_secs(number("request_timeout_seconds", 1, 900));
+    let page_timeout = Duration::from_secs(number("page_timeout_seconds", 1, 900));
+    let max_retries = number("max_retries", 0, 20) as u32;
+    let retry_delay = Duration::from_millis(number("retry_delay_ms", 1, 60_000));
+    let pacer = Pacer::parse(&text("rate_limits")).unwrap_or_else(|m| {
+        error("rate_limits", m);
+        Pacer::default()
     });
     if !errors.is_empty() {
         return Err(errors);
     }
     Ok(Settings {
-        name,
+        name: text("name"),
         client_id,
         client_secret,
         tenant_id,
         api_base,
         login_base,
+        login_derived,
+        cloud,
+        cloud_source,
+        scope,
+        token_endpoint,
+        api_mode,
+        export_above_devices,
         page_size,
         machines_page_size,
+        pacer,
+        request_timeout,
+        page_timeout,
+        max_retries,
+        retry_delay,
     })
-}
-
-fn bounded(value: Option<String>, default: u32, max: u32) -> Result<u32, String> {
-    let Some(text) = value else {
-        return Ok(default);
-    };
-    match text.parse::<u32>() {
-        Ok(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(format!(
-            "expected a whole number from 1 to {max}, got `{text}`"
-        )),
-    }
 }
 
 /// `8-4-4-4-12` hex digits.
 pub fn is_guid(text: &str) -> bool {
     let groups: Vec<&str> = text.split('-').collect();
     groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The host name of a base URL (`https://host:port` gives `host`).
+pub fn host_name(base: &str) -> &str {
+    let rest = base.split_once("://").map(|(_, r)| r).unwrap_or(base);
+    match rest.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => rest,
+    }
 }
 
 /// A bare host name means HTTPS on the default port; a full URL keeps its scheme and
@@ -176,9 +279,7 @@ pub fn base_url(value: &str) -> Result<String, String> {
         None => ("https".to_owned(), value),
     };
     if scheme != "https" && scheme != "http" {
-        return Err(format!(
-            "expected a host name or an http(s) URL, got scheme `{scheme}`"
-        ));
+        return Err(format!("expected a host name or an http(s) URL, got scheme `{scheme}`"));
     }
     let authority = rest.strip_suffix('/').unwrap_or(rest);
     if authority.is_empty() || authority.contains(['/', '?', '#', '@', ' ']) {
@@ -194,10 +295,7 @@ mod tests {
     use super::*;
 
     fn setting(key: &str, value: &str) -> Setting {
-        Setting {
-            key: key.into(),
-            value: value.into(),
-        }
+        Setting { key: key.into(), value: value.into() }
     }
 
     fn valid() -> Vec<Setting> {
@@ -208,28 +306,61 @@ mod tests {
         ]
     }
 
+    fn with(extra: &[(&str, &str)]) -> Vec<Setting> {
+        let mut s = valid();
+        s.extend(extra.iter().map(|(k, v)| setting(k, v)));
+        s
+    }
+
     #[test]
     fn defaults_apply() {
         let s = parse(&valid()).unwrap();
         assert_eq!(s.name, "MS Defender TVM");
         assert_eq!(s.api_base, "https://api.securitycenter.microsoft.com");
         assert_eq!(s.login_base, "https://login.microsoftonline.com");
-        assert_eq!(s.page_size, 50_000);
-        assert_eq!(s.machines_page_size, 10_000);
+        assert!(s.login_derived);
+        assert_eq!((s.cloud, s.cloud_source), (Cloud::Commercial, "from the API host"));
+        assert_eq!(s.scope, "https://api.securitycenter.microsoft.com/.default");
+        assert_eq!(s.resource(), "https://api.securitycenter.microsoft.com");
+        assert_eq!((s.page_size, s.machines_page_size), (50_000, 10_000));
+        assert_eq!((s.token_endpoint, s.api_mode), (TokenEndpoint::V2, ApiMode::Auto));
+        assert_eq!(s.page_timeout, Duration::from_secs(600));
+        assert_eq!(s.pacer, Pacer::parse(pacing::DEFAULT_LIMITS).unwrap());
+    }
+
+    #[test]
+    fn government_hosts_follow_their_cloud() {
+        let gov = parse(&with(&[("host", "api-gov.securitycenter.microsoft.us")])).unwrap();
+        assert_eq!(gov.cloud, Cloud::GccHigh);
+        assert_eq!(gov.login_base, "https://login.microsoftonline.us");
+        assert_eq!(gov.scope, "https://api-gov.securitycenter.microsoft.us/.default");
+        let dod = parse(&with(&[("host", "api-gov.securitycenter.microsoft.us"), ("cloud", "dod")])).unwrap();
+        assert_eq!(dod.cloud, Cloud::Dod);
+        let gcc = parse(&with(&[("host", "api-gcc.securitycenter.microsoft.us")])).unwrap();
+        assert_eq!((gcc.cloud, gcc.login_base.as_str()), (Cloud::Gcc, "https://login.microsoftonline.com"));
+        let mismatch =
+            parse(&with(&[("host", "api-gov.securitycenter.microsoft.us"), ("cloud", "commercial")])).unwrap_err();
+        assert_eq!(mismatch[0].key, "cloud");
+        let explicit = parse(&with(&[
+            ("host", "api-gov.securitycenter.microsoft.us"),
+            ("login_host", "https://login.example.us"),
+            ("scope", "https://x/.default"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (explicit.login_base.as_str(), explicit.login_derived, explicit.scope.as_str()),
+            ("https://login.example.us", false, "https://x/.default")
+        );
     }
 
     #[test]
     fn hosts_accept_bare_names_and_urls() {
-        assert_eq!(
-            base_url("eu.api.security.microsoft.com").unwrap(),
-            "https://eu.api.security.microsoft.com"
-        );
-        assert_eq!(
-            base_url("http://127.0.0.1:8080/").unwrap(),
-            "http://127.0.0.1:8080"
-        );
+        assert_eq!(base_url("eu.api.security.microsoft.com").unwrap(), "https://eu.api.security.microsoft.com");
+        assert_eq!(base_url("http://127.0.0.1:8080/").unwrap(), "http://127.0.0.1:8080");
         assert!(base_url("ftp://x").is_err());
         assert!(base_url("https://host/api").is_err());
+        assert_eq!(host_name("http://127.0.0.1:8080"), "127.0.0.1");
+        assert_eq!(host_name("https://api.x.com"), "api.x.com");
     }
 
     #[test]
@@ -239,19 +370,14 @@ mod tests {
             setting("host", "https://h/x"),
             setting("page_size", "0"),
             setting("colour", "red"),
+            setting("api_mode", "fast"),
+            setting("rate_limits", "machines=1/fortnight"),
         ])
         .unwrap_err();
         let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(
             keys,
-            [
-                "colour",
-                "client_id",
-                "tenant_id",
-                "client_secret",
-                "host",
-                "page_size"
-            ]
+            ["colour", "client_id", "tenant_id", "client_secret", "host", "api_mode", "page_size", "rate_limits"]
         );
         assert!(errors[1].message.contains("expected a GUID"));
     }
@@ -259,26 +385,15 @@ mod tests {
     #[test]
     fn field_table_matches_the_spec() {
         let f = fields();
-        let required: Vec<&str> = f
-            .iter()
-            .filter(|f| f.required)
-            .map(|f| f.key.as_str())
-            .collect();
-        assert_eq!(
-            required,
-            ["name", "client_id", "client_secret", "host", "tenant_id"]
-        );
-        assert!(matches!(
-            f.iter().find(|f| f.key == "client_secret").unwrap().kind,
-            FieldKind::Secret
-        ));
-        assert_eq!(
-            f.iter()
-                .find(|f| f.key == "host")
-                .unwrap()
-                .default_value
-                .as_deref(),
-            Some(DEFAULT_API_HOST)
-        );
+        let required: Vec<&str> = f.iter().filter(|f| f.required).map(|f| f.key.as_str()).collect();
+        assert_eq!(required, ["name", "client_id", "client_secret", "host", "tenant_id"]);
+        assert!(matches!(f.iter().find(|f| f.key == "client_secret").unwrap().kind, FieldKind::Secret));
+        assert_eq!(f.iter().find(|f| f.key == "host").unwrap().default_value.as_deref(), Some(DEFAULT_API_HOST));
+        // Every default parses.
+        let defaults: Vec<Setting> =
+            f.iter().filter_map(|f| f.default_value.as_ref().map(|d| setting(&f.key, d))).collect();
+        let mut all = valid();
+        all.extend(defaults);
+        assert!(parse(&all).is_ok());
     }
 }

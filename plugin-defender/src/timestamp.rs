@@ -12,10 +12,7 @@ pub fn parse(text: &str) -> Option<DateTime<Utc>> {
     if let Ok(with_zone) = DateTime::parse_from_rfc3339(text) {
         return Some(with_zone.with_timezone(&Utc));
     }
-    let zoneless = text
-        .strip_suffix('Z')
-        .or_else(|| text.strip_suffix('z'))
-        .unwrap_or(text);
+    let zoneless = text.strip_suffix('Z').or_else(|| text.strip_suffix('z')).unwrap_or(text);
     for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
         if let Ok(naive) = NaiveDateTime::parse_from_str(zoneless, format) {
             return Some(naive.and_utc());
@@ -29,26 +26,18 @@ mod tests {
     use super::parse;
 
     fn iso(text: &str) -> String {
-        parse(text)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
-            .unwrap_or_else(|| "none".into())
+        parse(text).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)).unwrap_or_else(|| "none".into())
     }
 
     #[test]
     fn iso_8601_with_z_and_seven_fraction_digits() {
-        assert_eq!(
-            iso("2018-08-02T14:55:03.7791856Z"),
-            "2018-08-02T14:55:03.779185600Z"
-        );
+        assert_eq!(iso("2018-08-02T14:55:03.7791856Z"), "2018-08-02T14:55:03.779185600Z");
     }
 
     #[test]
     fn zoneless_space_separated_is_utc() {
         assert_eq!(iso("2020-12-30 14:17:26"), "2020-12-30T14:17:26Z");
-        assert_eq!(
-            iso("2020-11-03 10:13:34.8476880"),
-            "2020-11-03T10:13:34.847688Z"
-        );
+        assert_eq!(iso("2020-11-03 10:13:34.8476880"), "2020-11-03T10:13:34.847688Z");
     }
 
     #[test]

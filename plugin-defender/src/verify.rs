@@ -1,4 +1,6 @@
-//! "Save and Verify": a token, then the cheapest call proving each permission.
+//! "Save and Verify": a token, then the cheapest call proving each permission. It
+//! does not wait on throttling or retry unreachable hosts: an administrator hears at
+//! once what is wrong.
 
 use crate::api::Api;
 use crate::auth;
@@ -6,33 +8,47 @@ use crate::fetch;
 use crate::lenient::strip_bom;
 use crate::model::PageEnvelope;
 use crate::net::host_of;
+use crate::pacing;
+use crate::settings::TokenEndpoint;
 use crate::vulnbridge::connector::types::{Check, PluginError};
 
 pub fn verify(api: &mut Api) -> Result<Vec<Check>, PluginError> {
+    api.patient = false;
     let mut checks = Vec::new();
     api.token()?;
+    let s = &api.settings;
     checks.push(Check {
         name: "token".into(),
         detail: format!(
-            "issued by {} (v2 endpoint) for tenant {}, scope {}",
-            host_of(&auth::token_url(&api.settings)),
-            api.settings.tenant_id,
-            auth::SCOPE
+            "issued by {} ({} endpoint) for tenant {}; {} cloud ({}), {} {}",
+            host_of(&auth::token_url(s)),
+            match s.token_endpoint {
+                TokenEndpoint::V2 => "v2",
+                TokenEndpoint::V1 => "v1",
+            },
+            s.tenant_id,
+            s.cloud,
+            s.cloud_source,
+            match s.token_endpoint {
+                TokenEndpoint::V2 => "scope",
+                TokenEndpoint::V1 => "resource",
+            },
+            match s.token_endpoint {
+                TokenEndpoint::V2 => s.scope.as_str(),
+                TokenEndpoint::V1 => s.resource(),
+            }
         ),
     });
-    let base = api.settings.api_base.clone();
+    let base = s.api_base.clone();
+    let timeout = s.request_timeout;
     let machines = format!("{base}/api/machines?$top=1");
-    let body = api.get(&machines, "Machine.Read.All")?;
+    let body = api.get(&machines, pacing::MACHINES, "Machine.Read.All", timeout)?;
     checks.push(Check {
         name: "Machine.Read.All".into(),
-        detail: format!(
-            "{} answered /api/machines ({} device(s) in a 1-device probe)",
-            host_of(&base),
-            rows(&body)
-        ),
+        detail: format!("{} answered /api/machines ({} device(s) in a 1-device probe)", host_of(&base), rows(&body)),
     });
     let vulnerabilities = format!("{}&$top=1", fetch::vulnerabilities_url(&base, 1));
-    let body = api.get(&vulnerabilities, "Vulnerability.Read.All")?;
+    let body = api.get(&vulnerabilities, pacing::VULNERABILITIES, "Vulnerability.Read.All", timeout)?;
     checks.push(Check {
         name: "Vulnerability.Read.All".into(),
         detail: format!(
@@ -45,7 +61,5 @@ pub fn verify(api: &mut Api) -> Result<Vec<Check>, PluginError> {
 }
 
 fn rows(body: &[u8]) -> String {
-    serde_json::from_slice::<PageEnvelope>(strip_bom(body))
-        .map(|e| e.value.to_string())
-        .unwrap_or_else(|_| "?".into())
+    serde_json::from_slice::<PageEnvelope>(strip_bom(body)).map(|e| e.value.to_string()).unwrap_or_else(|_| "?".into())
 }

@@ -5,9 +5,7 @@ use plugin_defender::mapping::{self, Mapped};
 use std::path::PathBuf;
 
 fn fixture(path: &str) -> Vec<u8> {
-    let full = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/third-party")
-        .join(path);
+    let full = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/third-party").join(path);
     std::fs::read(&full).unwrap_or_else(|e| panic!("cannot read {}: {e}", full.display()))
 }
 
@@ -24,10 +22,7 @@ fn defectdojo_machines_with_junk_timestamps_null_names_and_dash_macs() {
     assert_eq!(first.key, "wjeriowerjoiewrjoweirjeowij");
     assert_eq!(first.locators.hostname, None, "computerDnsName is null");
     assert_eq!(first.locators.ip_address.as_deref(), Some("1.1.1.1"));
-    assert_eq!(
-        first.locators.mac_address, None,
-        "the last IP's interface is not Up"
-    );
+    assert_eq!(first.locators.mac_address, None, "the last IP's interface is not Up");
     assert!(first.last_seen.is_none(), "`1999-10-sdffew` is not a time");
     assert_eq!(first.os.as_deref(), Some("Other"));
     assert_eq!(first.os_version.as_deref(), Some("Other"));
@@ -37,15 +32,8 @@ fn defectdojo_machines_with_junk_timestamps_null_names_and_dash_macs() {
     assert_eq!(second.locators.fqdn.as_deref(), Some("afjweiofwejfio.com"));
     assert_eq!(second.locators.hostname.as_deref(), Some("afjweiofwejfio"));
     assert_eq!(second.locators.netbios.as_deref(), Some("afjweiofwejfio"));
-    assert_eq!(
-        second.locators.mac_address, None,
-        "no interface carries the last IP 1.1.1.1"
-    );
-    assert_eq!(
-        second.os_version.as_deref(),
-        Some("123123 (build 123)"),
-        "osBuild arrives as a number"
-    );
+    assert_eq!(second.locators.mac_address, None, "no interface carries the last IP 1.1.1.1");
+    assert_eq!(second.os_version.as_deref(), Some("123123 (build 123)"), "osBuild arrives as a number");
     assert_eq!(second.tags, ["rbacGroup: NOOOOOOO"]);
     assert_eq!(m.notes.get(mapping::UNREADABLE_LAST_SEEN), Some(&2));
 }
@@ -54,10 +42,7 @@ fn defectdojo_machines_with_junk_timestamps_null_names_and_dash_macs() {
 fn powershell_stringified_interfaces_give_the_up_interface_mac() {
     let m = machines("defectdojo/defender_error_handling/machines/machines.json");
     let a = &m.assets[0];
-    assert_eq!(
-        a.locators.external_id.as_deref(),
-        Some("e20d13ec6aff01641f3a6e23ea4053ce41f7c188")
-    );
+    assert_eq!(a.locators.external_id.as_deref(), Some("e20d13ec6aff01641f3a6e23ea4053ce41f7c188"));
     assert_eq!(a.locators.ip_address.as_deref(), Some("192.168.1.3"));
     // 192.168.1.3 is on the Up wireless interface 703217149CAE, not on the down ones.
     assert_eq!(a.locators.mac_address.as_deref(), Some("70:32:17:14:9C:AE"));
@@ -72,10 +57,7 @@ fn powershell_stringified_interfaces_give_the_up_interface_mac() {
 fn host_names_that_are_not_dns_names_are_kept_verbatim() {
     let m = machines("defectdojo/issue_11217/machines/machines.json");
     let a = &m.assets[0];
-    assert_eq!(
-        a.locators.hostname.as_deref(),
-        Some("Max_Mustermann_iPad Air (17zoll) (2nd generation)")
-    );
+    assert_eq!(a.locators.hostname.as_deref(), Some("Max_Mustermann_iPad Air (17zoll) (2nd generation)"));
     assert_eq!(a.locators.fqdn, None);
 }
 
@@ -83,19 +65,10 @@ fn host_names_that_are_not_dns_names_are_kept_verbatim() {
 fn ibm_2019_machines_without_interfaces_and_with_stray_keys() {
     let m = machines("ibm-cp4s-car-atp/vm_details_log.json");
     assert!(!m.assets.is_empty());
-    assert_eq!(
-        m.assets.len() as u64,
-        m.rows - m.skipped.values().sum::<u64>()
-    );
+    assert_eq!(m.assets.len() as u64, m.rows - m.skipped.values().sum::<u64>());
     for a in &m.assets {
-        assert_eq!(
-            a.locators.mac_address, None,
-            "no ipAddresses key, so no MAC"
-        );
-        assert!(
-            a.tags.iter().all(|t| !t.starts_with("rbacGroup")),
-            "rbacGroupName is null"
-        );
+        assert_eq!(a.locators.mac_address, None, "no ipAddresses key, so no MAC");
+        assert!(a.tags.iter().all(|t| !t.starts_with("rbacGroup")), "rbacGroupName is null");
     }
 }
 
@@ -108,10 +81,7 @@ fn rows_of_another_endpoint_are_skipped_and_counted_not_crashed_on() {
     .unwrap();
     assert!(m.rows > 400);
     assert!(m.vulnerabilities.is_empty());
-    assert_eq!(
-        m.skipped.get("vulnerability row without deviceId"),
-        Some(&m.rows)
-    );
+    assert_eq!(m.skipped.get("vulnerability row without deviceId"), Some(&m.rows));
 }
 
 #[test]
@@ -122,8 +92,6 @@ fn an_empty_page_with_a_next_link_maps_to_nothing() {
 
 #[test]
 fn an_advanced_hunting_result_is_not_a_page() {
-    let err =
-        mapping::map_vulnerabilities_page(&fixture("ibm-cp4s-car-atp/machine_vuln_details.json"))
-            .unwrap_err();
+    let err = mapping::map_vulnerabilities_page(&fixture("ibm-cp4s-car-atp/machine_vuln_details.json")).unwrap_err();
     assert!(err.0.contains("`value`"), "{}", err.0);
 }

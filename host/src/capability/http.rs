@@ -68,23 +68,18 @@ impl HttpCapability {
         plugin_id: String,
         redactor: Arc<Redactor>,
     ) -> Self {
-        HttpCapability {
-            client,
-            policy,
-            limits,
-            stats: Arc::default(),
-            plugin_id,
-            redactor,
-        }
+        HttpCapability { client, policy, limits, stats: Arc::default(), plugin_id, redactor }
+    }
+
+    /// Allows an origin the plugin declared at `configure`, under the policy's rules.
+    pub fn allow_declared(&mut self, origin: &str) -> anyhow::Result<()> {
+        self.policy.allow(origin)
     }
 
     /// Sends one request, or says why not, as a value.
     pub fn send(&self, request: Request) -> Result<Response, HttpError> {
         let url = url::Url::parse(&request.url).map_err(|e| {
-            HttpError::InvalidRequest(format!(
-                "`{}` is not a URL: {e}",
-                self.redactor.redact(&request.url)
-            ))
+            HttpError::InvalidRequest(format!("`{}` is not a URL: {e}", self.redactor.redact(&request.url)))
         })?;
         if let Err(why) = self.policy.check(&url) {
             self.stats.denied.fetch_add(1, Ordering::Relaxed);
@@ -103,16 +98,12 @@ impl HttpCapability {
             Method::Delete => reqwest::Method::DELETE,
             Method::Head => reqwest::Method::HEAD,
         };
-        let mut builder = self
-            .client
-            .request(method.clone(), url.clone())
-            .timeout(timeout);
+        let mut builder = self.client.request(method.clone(), url.clone()).timeout(timeout);
         for (name, value) in &request.headers {
             let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| HttpError::InvalidRequest(format!("invalid header name `{name}`")))?;
-            let value = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
-                HttpError::InvalidRequest(format!("invalid value for header `{name}`"))
-            })?;
+            let value = reqwest::header::HeaderValue::from_str(value)
+                .map_err(|_| HttpError::InvalidRequest(format!("invalid value for header `{name}`")))?;
             builder = builder.header(name, value);
         }
         if let Some(body) = request.body {
@@ -130,30 +121,18 @@ impl HttpCapability {
         let headers = response
             .headers()
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
+            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect();
         let cap = self.limits.max_response_bytes;
         if response.content_length().is_some_and(|len| len > cap) {
             return Err(HttpError::TooLarge(cap));
         }
         let mut body = Vec::new();
-        (&mut response)
-            .take(cap + 1)
-            .read_to_end(&mut body)
-            .map_err(|e| self.read_error(&url, e))?;
+        (&mut response).take(cap + 1).read_to_end(&mut body).map_err(|e| self.read_error(&url, e))?;
         if body.len() as u64 > cap {
             return Err(HttpError::TooLarge(cap));
         }
-        Ok(Response {
-            status,
-            headers,
-            body,
-        })
+        Ok(Response { status, headers, body })
     }
 
     fn transport_error(&self, url: &url::Url, e: reqwest::Error) -> HttpError {
@@ -168,16 +147,11 @@ impl HttpCapability {
     fn read_error(&self, url: &url::Url, e: std::io::Error) -> HttpError {
         let text = self.redactor.redact(&error_chain(&e));
         let timed_out = e.kind() == std::io::ErrorKind::TimedOut
-            || e.get_ref()
-                .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
-                .is_some_and(|r| r.is_timeout());
+            || e.get_ref().and_then(|inner| inner.downcast_ref::<reqwest::Error>()).is_some_and(|r| r.is_timeout());
         if timed_out {
             HttpError::Timeout(text)
         } else {
-            HttpError::Transport(format!(
-                "reading the response from {}: {text}",
-                url.host_str().unwrap_or("?")
-            ))
+            HttpError::Transport(format!("reading the response from {}: {text}", url.host_str().unwrap_or("?")))
         }
     }
 }

@@ -20,13 +20,7 @@ pub struct LogCapability {
 
 impl LogCapability {
     pub fn new(plugin_id: String, redactor: Arc<Redactor>) -> Self {
-        LogCapability {
-            plugin_id,
-            redactor,
-            max_lines: DEFAULT_MAX_LINES,
-            lines: 0,
-            dropped: 0,
-        }
+        LogCapability { plugin_id, redactor, max_lines: DEFAULT_MAX_LINES, lines: 0, dropped: 0 }
     }
 
     pub fn write(&mut self, level: Level, message: &str) {
@@ -40,10 +34,7 @@ impl LogCapability {
         self.lines += 1;
         let mut text = self.redactor.redact(message);
         if text.len() > MAX_LINE_CHARS {
-            let cut = (0..=MAX_LINE_CHARS)
-                .rev()
-                .find(|i| text.is_char_boundary(*i))
-                .unwrap_or(0);
+            let cut = (0..=MAX_LINE_CHARS).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
             text.truncate(cut);
             text.push_str(" [cut]");
         }

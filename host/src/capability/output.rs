@@ -25,10 +25,7 @@ pub struct OutputCapability {
 
 impl OutputCapability {
     pub fn new(observer: Option<ProgressObserver>) -> Self {
-        OutputCapability {
-            collector: Collector::default(),
-            observer,
-        }
+        OutputCapability { collector: Collector::default(), observer }
     }
 }
 
@@ -38,18 +35,12 @@ impl Host for PluginState {
         Ok(())
     }
 
-    fn emit_vulnerabilities(
-        &mut self,
-        vulnerabilities: Vec<Vulnerability>,
-    ) -> wasmtime::Result<()> {
+    fn emit_vulnerabilities(&mut self, vulnerabilities: Vec<Vulnerability>) -> wasmtime::Result<()> {
         self.output.collector.add_vulnerabilities(vulnerabilities);
         Ok(())
     }
 
-    fn emit_definitions(
-        &mut self,
-        definitions: Vec<VulnerabilityDefinition>,
-    ) -> wasmtime::Result<()> {
+    fn emit_definitions(&mut self, definitions: Vec<VulnerabilityDefinition>) -> wasmtime::Result<()> {
         self.output.collector.add_definitions(definitions);
         Ok(())
     }

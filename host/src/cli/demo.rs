@@ -55,17 +55,12 @@ pub fn run(args: DemoArgs) -> Result<()> {
         Some(p) => p,
         None => find_plugin()?,
     };
-    let spec = TenantSpec {
-        seed: args.seed,
-        devices: args.devices,
-        rows: args.rows,
-    };
+    let spec = TenantSpec { seed: args.seed, devices: args.devices, rows: args.rows };
     eprintln!(
         "Starting a simulated Defender tenant ({} devices, {} vulnerability rows) on loopback...",
         spec.devices, spec.rows
     );
-    let sim = DefenderSim::start(spec, SimOptions::default())
-        .context("cannot start the simulated tenant")?;
+    let sim = DefenderSim::start(spec, SimOptions::default()).context("cannot start the simulated tenant")?;
     let host = PluginHost::new()?;
     let plugin = host.load(&plugin_path)?;
     let t = sim.tenant();
@@ -77,28 +72,12 @@ pub fn run(args: DemoArgs) -> Result<()> {
         ("host", sim.base_url()),
         ("login_host", sim.base_url()),
     ]);
-    eprintln!(
-        "Running {} {} against {} ...",
-        plugin.info.id,
-        plugin.info.version,
-        sim.base_url()
-    );
+    eprintln!("Running {} {} against {} ...", plugin.info.id, plugin.info.version, sim.base_url());
     let progress = Progress::new();
-    let options = SessionOptions {
-        allow_insecure_loopback: true,
-        progress: Some(progress.observer()),
-        ..Default::default()
-    };
-    let result = run::run(
-        &host,
-        &plugin,
-        &config,
-        options,
-        &RunOptions {
-            out_dir: args.out.clone(),
-            ..Default::default()
-        },
-    );
+    let options =
+        SessionOptions { allow_insecure_loopback: true, progress: Some(progress.observer()), ..Default::default() };
+    let result =
+        run::run(&host, &plugin, &config, options, &RunOptions { out_dir: args.out.clone(), ..Default::default() });
     progress.finish();
     let summary = result.context("demo run failed")?;
     print!("{summary}");

@@ -92,22 +92,14 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }
 
 fn execute(command: Command) -> Result<()> {
     match command {
         Command::Info { plugin, json } => info(&plugin, json),
         Command::Verify { common } => verify(&common),
-        Command::Run {
-            common,
-            out,
-            assets_per_file,
-        } => run_command(&common, out, assets_per_file),
+        Command::Run { common, out, assets_per_file } => run_command(&common, out, assets_per_file),
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(args),
     }
@@ -141,24 +133,12 @@ fn info(path: &std::path::Path, json: bool) -> Result<()> {
     println!("{} {} ({})", i.name, i.version, i.id);
     println!("{}", i.description);
     println!("Scanner type: {}", i.scanner_type);
-    println!(
-        "Contract: vulnbridge:connector@{}",
-        connector_host::bindings::CONTRACT_VERSION
-    );
+    println!("Contract: vulnbridge:connector@{}", connector_host::bindings::CONTRACT_VERSION);
     println!("Fields:");
     for f in &i.fields {
         let required = if f.required { "required" } else { "optional" };
-        let default = f
-            .default_value
-            .as_deref()
-            .map(|d| format!(", default `{d}`"))
-            .unwrap_or_default();
-        println!(
-            "  {:<20} {} ({}, {required}{default})",
-            f.key,
-            f.label,
-            kind(&f.kind)
-        );
+        let default = f.default_value.as_deref().map(|d| format!(", default `{d}`")).unwrap_or_default();
+        println!("  {:<20} {} ({}, {required}{default})", f.key, f.label, kind(&f.kind));
         println!("  {:<20} {}", "", f.help);
     }
     Ok(())
@@ -168,15 +148,9 @@ fn verify(common: &Common) -> Result<()> {
     let host = PluginHost::new()?;
     let plugin = host.load(&common.plugin)?;
     let config = ConnectorConfig::load(&common.config)?;
-    let options = SessionOptions {
-        allow_insecure_loopback: common.allow_insecure_loopback,
-        ..Default::default()
-    };
+    let options = SessionOptions { allow_insecure_loopback: common.allow_insecure_loopback, ..Default::default() };
     let checks = run::verify(&host, &plugin, &config, options).context("verify failed")?;
-    println!(
-        "Configuration works ({} {}):",
-        plugin.info.id, plugin.info.version
-    );
+    println!("Configuration works ({} {}):", plugin.info.id, plugin.info.version);
     for check in checks {
         println!("  ok  {:<24} {}", check.name, check.detail);
     }
@@ -193,16 +167,7 @@ fn run_command(common: &Common, out: PathBuf, assets_per_file: usize) -> Result<
         progress: Some(progress.observer()),
         ..Default::default()
     };
-    let result = run::run(
-        &host,
-        &plugin,
-        &config,
-        options,
-        &RunOptions {
-            out_dir: out,
-            assets_per_file,
-        },
-    );
+    let result = run::run(&host, &plugin, &config, options, &RunOptions { out_dir: out, assets_per_file });
     progress.finish();
     let summary = result.context("run failed; no files were written")?;
     print!("{summary}");

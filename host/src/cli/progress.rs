@@ -11,9 +11,7 @@ pub struct Progress {
 impl Progress {
     pub fn new() -> Self {
         let bar = ProgressBar::new_spinner();
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").expect("valid template"),
-        );
+        bar.set_style(ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").expect("valid template"));
         bar.enable_steady_tick(Duration::from_millis(120));
         Progress { bar }
     }

@@ -11,26 +11,16 @@ use std::process::{Command, Output};
 /// (`target/<profile>/deps/<test>`), so `CARGO_TARGET_DIR` is honoured.
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    exe.ancestors()
-        .nth(3)
-        .expect("target/<profile>/deps/<test>")
-        .to_path_buf()
+    exe.ancestors().nth(3).expect("target/<profile>/deps/<test>").to_path_buf()
 }
 
 fn profile_dir() -> PathBuf {
-    std::env::current_exe()
-        .expect("test binary path")
-        .ancestors()
-        .nth(2)
-        .expect("target/<profile>")
-        .to_path_buf()
+    std::env::current_exe().expect("test binary path").ancestors().nth(2).expect("target/<profile>").to_path_buf()
 }
 
 /// A plugin component, e.g. `plugin_defender`.
 pub fn plugin(name: &str) -> PathBuf {
-    let path = target_dir()
-        .join("wasm32-wasip2/release")
-        .join(format!("{name}.wasm"));
+    let path = target_dir().join("wasm32-wasip2/release").join(format!("{name}.wasm"));
     assert!(
         path.is_file(),
         "{} is missing; build the plugins first: cargo build --release --target wasm32-wasip2 -p plugin-defender -p test-plugin-panic",
@@ -42,11 +32,7 @@ pub fn plugin(name: &str) -> PathBuf {
 /// The `connector-host` binary of the same build profile as the tests.
 pub fn host_binary() -> PathBuf {
     let path = profile_dir().join("connector-host");
-    assert!(
-        path.is_file(),
-        "{} is missing; run the tests with `cargo test --workspace`",
-        path.display()
-    );
+    assert!(path.is_file(), "{} is missing; run the tests with `cargo test --workspace`", path.display());
     path
 }
 
@@ -75,10 +61,6 @@ impl CliOutput {
     }
     /// The error lines (`error: ...`) the CLI printed.
     pub fn error_lines(&self) -> Vec<String> {
-        self.stderr()
-            .lines()
-            .filter(|l| l.starts_with("error:"))
-            .map(str::to_owned)
-            .collect()
+        self.stderr().lines().filter(|l| l.starts_with("error:")).map(str::to_owned).collect()
     }
 }

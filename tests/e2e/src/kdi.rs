@@ -9,15 +9,11 @@ pub fn read_dir(dir: &Path) -> Vec<(String, Value)> {
         .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
         .filter(|p| {
-            p.file_name().unwrap().to_string_lossy().starts_with("kdi-")
-                && p.extension().is_some_and(|x| x == "json")
+            p.file_name().unwrap().to_string_lossy().starts_with("kdi-") && p.extension().is_some_and(|x| x == "json")
         })
         .map(|p| {
             let text = std::fs::read_to_string(&p).unwrap();
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                serde_json::from_str(&text).unwrap(),
-            )
+            (p.file_name().unwrap().to_string_lossy().into_owned(), serde_json::from_str(&text).unwrap())
         })
         .collect();
     files.sort_by(|a, b| a.0.cmp(&b.0));

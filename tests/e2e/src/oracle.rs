@@ -44,9 +44,7 @@ pub struct Expected {
 fn time(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
-        .or_else(|_| {
-            NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").map(|n| n.and_utc())
-        })
+        .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").map(|n| n.and_utc()))
         .unwrap_or_else(|_| panic!("generator wrote an unreadable time {text}"))
 }
 
@@ -62,9 +60,7 @@ fn score(severity: Option<&str>) -> u64 {
 
 fn asset(m: &Machine) -> ExpectedAsset {
     let name = m.computer_dns_name.clone();
-    let first_label = name
-        .as_ref()
-        .map(|n| n.split('.').next().unwrap().to_owned());
+    let first_label = name.as_ref().map(|n| n.split('.').next().unwrap().to_owned());
     let mac = m
         .ip_addresses
         .iter()
@@ -72,12 +68,7 @@ fn asset(m: &Machine) -> ExpectedAsset {
         .and_then(|i| i["macAddress"].as_str())
         .map(|raw| raw.replace(['-', ':'], "").to_uppercase())
         .filter(|hex| hex.len() == 12 && hex != "000000000000")
-        .map(|hex| {
-            (0..6)
-                .map(|i| hex[i * 2..i * 2 + 2].to_owned())
-                .collect::<Vec<_>>()
-                .join(":")
-        });
+        .map(|hex| (0..6).map(|i| hex[i * 2..i * 2 + 2].to_owned()).collect::<Vec<_>>().join(":"));
     let build = match &m.os_build {
         serde_json::Value::Number(n) if n.as_u64() != Some(0) => Some(n.to_string()),
         _ => None,
@@ -123,17 +114,11 @@ pub fn expected(tenant: &Tenant) -> Expected {
             out.rows_of_unknown_devices += 1;
             continue;
         };
-        let identifier = if cve.to_ascii_uppercase().starts_with("CVE-") {
-            cve.to_ascii_uppercase()
-        } else {
-            cve.to_owned()
-        };
+        let identifier =
+            if cve.to_ascii_uppercase().starts_with("CVE-") { cve.to_ascii_uppercase() } else { cve.to_owned() };
         let found = time(&row.first_seen_timestamp);
         let seen = time(&row.last_seen_timestamp);
-        let software = format!(
-            "Software: {} {} {}",
-            row.software_vendor, row.software_name, row.software_version
-        );
+        let software = format!("Software: {} {} {}", row.software_vendor, row.software_name, row.software_version);
         let s = score(row.vulnerability_severity_level);
         asset
             .vulns
@@ -144,12 +129,7 @@ pub fn expected(tenant: &Tenant) -> Expected {
                 v.last_seen_at = v.last_seen_at.max(seen);
                 v.software.push(software.clone());
             })
-            .or_insert(ExpectedVuln {
-                score: s,
-                created_at: found,
-                last_seen_at: seen,
-                software: vec![software],
-            });
+            .or_insert(ExpectedVuln { score: s, created_at: found, last_seen_at: seen, software: vec![software] });
     }
     for v in out.assets.values_mut().flat_map(|a| a.vulns.values_mut()) {
         v.software.sort();
@@ -166,11 +146,8 @@ pub fn actual_asset(a: &serde_json::Value) -> ExpectedAsset {
         .iter()
         .map(|v| {
             let details = v["details"].as_str().unwrap_or("");
-            let mut software: Vec<String> = details
-                .lines()
-                .filter(|l| l.starts_with("Software: "))
-                .map(str::to_owned)
-                .collect();
+            let mut software: Vec<String> =
+                details.lines().filter(|l| l.starts_with("Software: ")).map(str::to_owned).collect();
             software.sort();
             (
                 v["scanner_identifier"].as_str().unwrap().to_owned(),
@@ -192,12 +169,7 @@ pub fn actual_asset(a: &serde_json::Value) -> ExpectedAsset {
         mac_address: text("mac_address"),
         os: text("os"),
         os_version: text("os_version"),
-        tags: a["tags"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_str().unwrap().to_owned())
-            .collect(),
+        tags: a["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_owned()).collect(),
         last_seen: text("last_seen").map(|t| time(&t)),
         vulns,
     }

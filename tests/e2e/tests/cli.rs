@@ -6,15 +6,7 @@ use connector_simulators::defender::{DefenderSim, SimOptions, TenantSpec};
 use std::path::{Path, PathBuf};
 
 fn sim() -> DefenderSim {
-    DefenderSim::start(
-        TenantSpec {
-            seed: 3,
-            devices: 40,
-            rows: 400,
-        },
-        SimOptions::default(),
-    )
-    .unwrap()
+    DefenderSim::start(TenantSpec { seed: 3, devices: 40, rows: 400 }, SimOptions::default()).unwrap()
 }
 
 fn write_config(name: &str, text: &str) -> PathBuf {
@@ -29,30 +21,14 @@ fn plugin() -> String {
 }
 
 fn verify(config: &Path) -> artifacts::CliOutput {
-    run_cli(
-        &[
-            "verify",
-            "--plugin",
-            &plugin(),
-            "--config",
-            config.to_str().unwrap(),
-            "--allow-insecure-loopback",
-        ],
-        &[],
-    )
+    run_cli(&["verify", "--plugin", &plugin(), "--config", config.to_str().unwrap(), "--allow-insecure-loopback"], &[])
 }
 
 /// The configuration with one `key = value` line replaced.
 fn with(sim: &DefenderSim, key: &str, value: &str) -> String {
     sim.config_toml()
         .lines()
-        .map(|l| {
-            if l.starts_with(&format!("{key} =")) {
-                format!("{key} = \"{value}\"")
-            } else {
-                l.to_owned()
-            }
-        })
+        .map(|l| if l.starts_with(&format!("{key} =")) { format!("{key} = \"{value}\"") } else { l.to_owned() })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -62,10 +38,7 @@ fn one_error(out: &artifacts::CliOutput, secret: &str) -> String {
     assert!(!out.success(), "expected failure; stdout: {}", out.stdout());
     let lines = out.error_lines();
     assert_eq!(lines.len(), 1, "stderr: {}", out.stderr());
-    assert!(
-        !out.stderr().contains(secret) && !out.stdout().contains(secret),
-        "a secret was printed"
-    );
+    assert!(!out.stderr().contains(secret) && !out.stdout().contains(secret), "a secret was printed");
     lines[0].clone()
 }
 
@@ -76,30 +49,12 @@ fn info_describes_the_plugin_and_its_fields() {
     let info: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap();
     assert_eq!(info["id"], "defender-tvm");
     assert_eq!(info["scanner_type"], "MS Defender TVM");
-    let keys: Vec<&str> = info["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["key"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        &keys[..5],
-        ["name", "client_id", "client_secret", "host", "tenant_id"]
-    );
-    let secret = info["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["key"] == "client_secret")
-        .unwrap();
+    let keys: Vec<&str> = info["fields"].as_array().unwrap().iter().map(|f| f["key"].as_str().unwrap()).collect();
+    assert_eq!(&keys[..5], ["name", "client_id", "client_secret", "host", "tenant_id"]);
+    let secret = info["fields"].as_array().unwrap().iter().find(|f| f["key"] == "client_secret").unwrap();
     assert_eq!(secret["kind"], "secret");
     let text = run_cli(&["info", "--plugin", &plugin()], &[]);
-    assert!(
-        text.stdout().contains("client_secret")
-            && text
-                .stdout()
-                .contains("Contract: vulnbridge:connector@0.1.0")
-    );
+    assert!(text.stdout().contains("client_secret") && text.stdout().contains("Contract: vulnbridge:connector@0.1.0"));
 }
 
 #[test]
@@ -118,36 +73,19 @@ fn verify_reports_each_check() {
 fn verify_tells_credential_failures_apart() {
     let sim = sim();
     let secret = sim.tenant().client_secret.clone();
-    let wrong_secret = one_error(
-        &verify(&write_config(
-            "secret",
-            &with(&sim, "client_secret", "not-the-secret"),
-        )),
-        &secret,
-    );
-    assert!(
-        wrong_secret.contains("authentication failed: wrong client secret"),
-        "{wrong_secret}"
-    );
-    assert!(
-        !wrong_secret.contains("not-the-secret"),
-        "the wrong secret is a secret too"
-    );
+    let wrong_secret =
+        one_error(&verify(&write_config("secret", &with(&sim, "client_secret", "not-the-secret"))), &secret);
+    assert!(wrong_secret.contains("authentication failed: wrong client secret"), "{wrong_secret}");
+    assert!(!wrong_secret.contains("not-the-secret"), "the wrong secret is a secret too");
 
     let tenant = one_error(
-        &verify(&write_config(
-            "tenant",
-            &with(&sim, "tenant_id", "00000000-0000-0000-0000-000000000001"),
-        )),
+        &verify(&write_config("tenant", &with(&sim, "tenant_id", "00000000-0000-0000-0000-000000000001"))),
         &secret,
     );
     assert!(tenant.contains("unknown tenant"), "{tenant}");
 
     let client = one_error(
-        &verify(&write_config(
-            "client",
-            &with(&sim, "client_id", "00000000-0000-0000-0000-000000000002"),
-        )),
+        &verify(&write_config("client", &with(&sim, "client_id", "00000000-0000-0000-0000-000000000002"))),
         &secret,
     );
     assert!(client.contains("unknown client id"), "{client}");
@@ -156,94 +94,47 @@ fn verify_tells_credential_failures_apart() {
 #[test]
 fn verify_names_a_missing_permission() {
     let sim = DefenderSim::start(
-        TenantSpec {
-            seed: 3,
-            devices: 5,
-            rows: 5,
-        },
-        SimOptions {
-            roles: vec!["Machine.Read.All".into()],
-        },
+        TenantSpec { seed: 3, devices: 5, rows: 5 },
+        SimOptions { roles: vec!["Machine.Read.All".into()], ..Default::default() },
     )
     .unwrap();
-    let line = one_error(
-        &verify(&write_config("permission", &sim.config_toml())),
-        &sim.tenant().client_secret,
-    );
-    assert!(
-        line.contains("permission missing: missing permission Vulnerability.Read.All"),
-        "{line}"
-    );
+    let line = one_error(&verify(&write_config("permission", &sim.config_toml())), &sim.tenant().client_secret);
+    assert!(line.contains("permission missing: missing permission Vulnerability.Read.All"), "{line}");
 }
 
 #[test]
 fn verify_reports_an_unreachable_host() {
     let sim = sim();
     // A port nothing listens on: bind one, then free it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = with(&sim, "login_host", &format!("http://127.0.0.1:{port}"));
-    let line = one_error(
-        &verify(&write_config("unreachable", &config)),
-        &sim.tenant().client_secret,
-    );
-    assert!(
-        line.contains("host unreachable") && line.contains(&format!("127.0.0.1:{port}")),
-        "{line}"
-    );
+    let line = one_error(&verify(&write_config("unreachable", &config)), &sim.tenant().client_secret);
+    assert!(line.contains("host unreachable") && line.contains(&format!("127.0.0.1:{port}")), "{line}");
 }
 
 #[test]
 fn bad_configurations_name_the_field() {
     let sim = sim();
     let secret = sim.tenant().client_secret.clone();
-    let guid = one_error(
-        &verify(&write_config("guid", &with(&sim, "client_id", "my-app"))),
-        &secret,
-    );
+    let guid = one_error(&verify(&write_config("guid", &with(&sim, "client_id", "my-app"))), &secret);
     assert!(guid.contains("`client_id`: expected a GUID"), "{guid}");
 
-    let missing: String = sim
-        .config_toml()
-        .lines()
-        .filter(|l| !l.starts_with("tenant_id"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let missing: String =
+        sim.config_toml().lines().filter(|l| !l.starts_with("tenant_id")).collect::<Vec<_>>().join("\n");
     let line = one_error(&verify(&write_config("missing", &missing)), &secret);
-    assert!(
-        line.contains("`tenant_id` (Tenant ID) is required"),
-        "{line}"
-    );
+    assert!(line.contains("`tenant_id` (Tenant ID) is required"), "{line}");
 
     let unknown = one_error(
-        &verify(&write_config(
-            "unknown",
-            &format!("{}\nclient_secrte = \"x\"\n", sim.config_toml()),
-        )),
+        &verify(&write_config("unknown", &format!("{}\nclient_secrte = \"x\"\n", sim.config_toml()))),
         &secret,
     );
-    assert!(
-        unknown.contains("`client_secrte` is not a field of defender-tvm"),
-        "{unknown}"
-    );
+    assert!(unknown.contains("`client_secrte` is not a field of defender-tvm"), "{unknown}");
 
-    let toml = one_error(
-        &verify(&write_config("toml", "[connector\nname = 1")),
-        &secret,
-    );
+    let toml = one_error(&verify(&write_config("toml", "[connector\nname = 1")), &secret);
     assert!(toml.contains("not valid TOML"), "{toml}");
 
     let out = run_cli(
-        &[
-            "verify",
-            "--plugin",
-            &plugin(),
-            "--config",
-            write_config("flag", &sim.config_toml()).to_str().unwrap(),
-        ],
+        &["verify", "--plugin", &plugin(), "--config", write_config("flag", &sim.config_toml()).to_str().unwrap()],
         &[],
     );
     let line = one_error(&out, &secret);
@@ -266,24 +157,11 @@ fn the_secret_can_come_from_the_environment() {
         .collect::<Vec<_>>()
         .join("\n");
     let path = write_config("env", &config);
-    let args = [
-        "verify",
-        "--plugin",
-        &plugin(),
-        "--config",
-        path.to_str().unwrap(),
-        "--allow-insecure-loopback",
-    ];
-    let out = run_cli(
-        &args,
-        &[("E2E_DEFENDER_SECRET", &sim.tenant().client_secret)],
-    );
+    let args = ["verify", "--plugin", &plugin(), "--config", path.to_str().unwrap(), "--allow-insecure-loopback"];
+    let out = run_cli(&args, &[("E2E_DEFENDER_SECRET", &sim.tenant().client_secret)]);
     assert!(out.success(), "{}", out.stderr());
     let line = one_error(&run_cli(&args, &[]), &sim.tenant().client_secret);
-    assert!(
-        line.contains("environment variable `E2E_DEFENDER_SECRET` is not set"),
-        "{line}"
-    );
+    assert!(line.contains("environment variable `E2E_DEFENDER_SECRET` is not set"), "{line}");
 }
 
 #[test]
@@ -307,14 +185,8 @@ fn run_writes_files_and_prints_the_summary() {
     assert!(out.success(), "{}", out.stderr());
     let stdout = out.stdout();
     let active = sim.tenant().active_machines().count();
-    assert!(
-        stdout.contains(&format!("Devices fetched                    {active}")),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("Vulnerability rows fetched         400"),
-        "{stdout}"
-    );
+    assert!(stdout.contains(&format!("Devices fetched                    {active}")), "{stdout}");
+    assert!(stdout.contains("Vulnerability rows fetched         400"), "{stdout}");
     for label in [
         "Rows skipped",
         "Assets written",
@@ -328,10 +200,7 @@ fn run_writes_files_and_prints_the_summary() {
         assert!(stdout.contains(label), "summary lacks {label}: {stdout}");
     }
     let files = kdi::read_dir(&out_dir);
-    let assets: usize = files
-        .iter()
-        .map(|(_, f)| f["assets"].as_array().unwrap().len())
-        .sum();
+    let assets: usize = files.iter().map(|(_, f)| f["assets"].as_array().unwrap().len()).sum();
     assert_eq!(assets, active);
 }
 
@@ -355,19 +224,11 @@ fn a_failed_run_writes_nothing_and_keeps_earlier_files() {
         &[],
     );
     let line = one_error(&out, &sim.tenant().client_secret);
-    assert!(
-        line.contains("run failed; no files were written") && line.contains("wrong client secret"),
-        "{line}"
-    );
-    let names: Vec<String> = std::fs::read_dir(&out_dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    assert!(line.contains("run failed; no files were written") && line.contains("wrong client secret"), "{line}");
+    let names: Vec<String> =
+        std::fs::read_dir(&out_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(names, ["kdi-00001.json"]);
-    assert_eq!(
-        std::fs::read_to_string(out_dir.join("kdi-00001.json")).unwrap(),
-        "{\"earlier\": true}"
-    );
+    assert_eq!(std::fs::read_to_string(out_dir.join("kdi-00001.json")).unwrap(), "{\"earlier\": true}");
 }
 
 #[test]
@@ -376,26 +237,12 @@ fn a_plugin_panic_reads_as_its_message() {
     let out_dir = kdi::temp_dir("cli-panic-out");
     let panic_plugin = artifacts::plugin("test_plugin_panic").display().to_string();
     let out = run_cli(
-        &[
-            "run",
-            "--plugin",
-            &panic_plugin,
-            "--config",
-            config.to_str().unwrap(),
-            "--out",
-            out_dir.to_str().unwrap(),
-        ],
+        &["run", "--plugin", &panic_plugin, "--config", config.to_str().unwrap(), "--out", out_dir.to_str().unwrap()],
         &[],
     );
     let line = one_error(&out, "\u{0}");
-    assert!(
-        line.contains("plugin `test-panic` crashed in `fetch`"),
-        "{line}"
-    );
-    assert!(
-        line.contains("test plugin panics on purpose: row 17 has no id"),
-        "{line}"
-    );
+    assert!(line.contains("plugin `test-panic` crashed in `fetch`"), "{line}");
+    assert!(line.contains("test plugin panics on purpose: row 17 has no id"), "{line}");
     assert!(kdi::read_dir(&out_dir).is_empty());
 }
 
@@ -403,25 +250,10 @@ fn a_plugin_panic_reads_as_its_message() {
 fn the_demo_runs_without_credentials() {
     let out_dir = kdi::temp_dir("cli-demo");
     let out = run_cli(
-        &[
-            "demo",
-            "--out",
-            out_dir.to_str().unwrap(),
-            "--devices",
-            "120",
-            "--rows",
-            "3000",
-            "--plugin",
-            &plugin(),
-        ],
+        &["demo", "--out", out_dir.to_str().unwrap(), "--devices", "120", "--rows", "3000", "--plugin", &plugin()],
         &[],
     );
     assert!(out.success(), "{}", out.stderr());
-    assert!(
-        out.stdout()
-            .contains("Vulnerability rows fetched         3000"),
-        "{}",
-        out.stdout()
-    );
+    assert!(out.stdout().contains("Vulnerability rows fetched         3000"), "{}", out.stdout());
     assert!(!kdi::read_dir(&out_dir).is_empty());
 }

@@ -17,20 +17,9 @@ const ASSETS_PER_FILE: usize = 40;
 
 #[test]
 fn run_writes_every_record_as_the_spec_maps_it() {
-    let sim = DefenderSim::start(
-        TenantSpec {
-            seed: 7,
-            devices: DEVICES,
-            rows: ROWS,
-        },
-        SimOptions::default(),
-    )
-    .unwrap();
+    let sim = DefenderSim::start(TenantSpec { seed: 7, devices: DEVICES, rows: ROWS }, SimOptions::default()).unwrap();
     let config = ConnectorConfig::parse(
-        &format!(
-            "{}page_size = {PAGE_SIZE}\nmachines_page_size = {MACHINES_PAGE_SIZE}\n",
-            sim.config_toml()
-        ),
+        &format!("{}page_size = {PAGE_SIZE}\nmachines_page_size = {MACHINES_PAGE_SIZE}\n", sim.config_toml()),
         &|_| None,
     )
     .unwrap();
@@ -41,14 +30,8 @@ fn run_writes_every_record_as_the_spec_maps_it() {
         &host,
         &plugin,
         &config,
-        SessionOptions {
-            allow_insecure_loopback: true,
-            ..Default::default()
-        },
-        &RunOptions {
-            out_dir: out.clone(),
-            assets_per_file: ASSETS_PER_FILE,
-        },
+        SessionOptions { allow_insecure_loopback: true, ..Default::default() },
+        &RunOptions { out_dir: out.clone(), assets_per_file: ASSETS_PER_FILE },
     )
     .unwrap();
 
@@ -61,17 +44,9 @@ fn run_writes_every_record_as_the_spec_maps_it() {
         assert_eq!(file["version"], 2, "{name}");
         assert_eq!(file["skip_autoclose"], false, "{name}");
         let assets = file["assets"].as_array().unwrap();
-        assert!(
-            !assets.is_empty() && assets.len() <= ASSETS_PER_FILE,
-            "{name} has {} assets",
-            assets.len()
-        );
-        let def_names: BTreeSet<&str> = file["vuln_defs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d["name"].as_str().unwrap())
-            .collect();
+        assert!(!assets.is_empty() && assets.len() <= ASSETS_PER_FILE, "{name} has {} assets", assets.len());
+        let def_names: BTreeSet<&str> =
+            file["vuln_defs"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
         for a in assets {
             for v in a["vulns"].as_array().unwrap() {
                 assert_eq!(v["status"], "open");
@@ -83,10 +58,7 @@ fn run_writes_every_record_as_the_spec_maps_it() {
                 );
             }
             let parsed = oracle::actual_asset(a);
-            assert!(
-                actual.insert(parsed.external_id.clone(), parsed).is_none(),
-                "an asset appears twice"
-            );
+            assert!(actual.insert(parsed.external_id.clone(), parsed).is_none(), "an asset appears twice");
         }
         for d in file["vuln_defs"].as_array().unwrap() {
             let id = d["scanner_identifier"].as_str().unwrap();
@@ -98,48 +70,23 @@ fn run_writes_every_record_as_the_spec_maps_it() {
         }
     }
     assert_eq!(files.len(), expected.assets.len().div_ceil(ASSETS_PER_FILE));
-    assert_eq!(
-        actual.keys().collect::<Vec<_>>(),
-        expected.assets.keys().collect::<Vec<_>>()
-    );
+    assert_eq!(actual.keys().collect::<Vec<_>>(), expected.assets.keys().collect::<Vec<_>>());
     for (id, want) in &expected.assets {
         assert_eq!(&actual[id], want, "asset {id}");
     }
+    assert!(expected.assets.values().any(|a| a.vulns.is_empty()), "the tenant has clean devices, sent with no vulns");
     assert!(
-        expected.assets.values().any(|a| a.vulns.is_empty()),
-        "the tenant has clean devices, sent with no vulns"
-    );
-    assert!(
-        expected
-            .assets
-            .values()
-            .any(|a| a.vulns.values().any(|v| v.software.len() > 1)),
+        expected.assets.values().any(|a| a.vulns.values().any(|v| v.software.len() > 1)),
         "merged rows are exercised"
     );
 
     // The summary agrees with the tenant.
-    assert_eq!(
-        summary.counters["devices fetched"],
-        expected.assets.len() as u64
-    );
+    assert_eq!(summary.counters["devices fetched"], expected.assets.len() as u64);
     assert_eq!(summary.counters["vulnerability rows fetched"], ROWS);
-    assert_eq!(
-        summary.skipped["vulnerability row without cveId"],
-        expected.rows_without_cve
-    );
-    assert_eq!(
-        summary.skipped[UNKNOWN_ASSET],
-        expected.rows_of_unknown_devices
-    );
+    assert_eq!(summary.skipped["vulnerability row without cveId"], expected.rows_without_cve);
+    assert_eq!(summary.skipped[UNKNOWN_ASSET], expected.rows_of_unknown_devices);
     assert_eq!(summary.assets_written, expected.assets.len());
-    assert_eq!(
-        summary.vulnerabilities_written,
-        expected
-            .assets
-            .values()
-            .map(|a| a.vulns.len())
-            .sum::<usize>()
-    );
+    assert_eq!(summary.vulnerabilities_written, expected.assets.values().map(|a| a.vulns.len()).sum::<usize>());
     assert_eq!(summary.files_written.len(), files.len());
 
     // The minimum calls: one token, full machine pages plus the short one, and
@@ -154,55 +101,20 @@ fn run_writes_every_record_as_the_spec_maps_it() {
 
 #[test]
 fn a_second_run_replaces_the_files_of_the_first() {
-    let sim = DefenderSim::start(
-        TenantSpec {
-            seed: 11,
-            devices: 60,
-            rows: 500,
-        },
-        SimOptions::default(),
-    )
-    .unwrap();
+    let sim = DefenderSim::start(TenantSpec { seed: 11, devices: 60, rows: 500 }, SimOptions::default()).unwrap();
     let config = ConnectorConfig::parse(&sim.config_toml(), &|_| None).unwrap();
     let host = PluginHost::new().unwrap();
     let plugin = host.load(&artifacts::plugin("plugin_defender")).unwrap();
     let out = kdi::temp_dir("rerun");
-    let session = || SessionOptions {
-        allow_insecure_loopback: true,
-        ..Default::default()
-    };
-    run::run(
-        &host,
-        &plugin,
-        &config,
-        session(),
-        &RunOptions {
-            out_dir: out.clone(),
-            assets_per_file: 5,
-        },
-    )
-    .unwrap();
+    let session = || SessionOptions { allow_insecure_loopback: true, ..Default::default() };
+    run::run(&host, &plugin, &config, session(), &RunOptions { out_dir: out.clone(), assets_per_file: 5 }).unwrap();
     assert!(kdi::read_dir(&out).len() > 2);
     std::fs::write(out.join("notes.txt"), "kept").unwrap();
-    let summary = run::run(
-        &host,
-        &plugin,
-        &config,
-        session(),
-        &RunOptions {
-            out_dir: out.clone(),
-            assets_per_file: 1000,
-        },
-    )
-    .unwrap();
+    let summary =
+        run::run(&host, &plugin, &config, session(), &RunOptions { out_dir: out.clone(), assets_per_file: 1000 })
+            .unwrap();
     let files = kdi::read_dir(&out);
     assert_eq!(files.len(), 1, "files of the earlier run are removed");
-    assert_eq!(
-        files[0].1["assets"].as_array().unwrap().len(),
-        summary.assets_written
-    );
-    assert!(
-        out.join("notes.txt").exists(),
-        "files the host does not own are left alone"
-    );
+    assert_eq!(files[0].1["assets"].as_array().unwrap().len(), summary.assets_written);
+    assert!(out.join("notes.txt").exists(), "files the host does not own are left alone");
 }

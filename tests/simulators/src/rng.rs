@@ -26,10 +26,7 @@ pub fn hex(seed: u64, stream: &str, index: u64, len: usize) -> String {
     let mut out = String::with_capacity(len);
     let mut block = 0;
     while out.len() < len {
-        out.push_str(&format!(
-            "{:016x}",
-            derive(seed, stream, index.wrapping_mul(31).wrapping_add(block))
-        ));
+        out.push_str(&format!("{:016x}", derive(seed, stream, index.wrapping_mul(31).wrapping_add(block))));
         block += 1;
     }
     out.truncate(len);
@@ -39,14 +36,7 @@ pub fn hex(seed: u64, stream: &str, index: u64, len: usize) -> String {
 /// A GUID derived from a seed and stream.
 pub fn guid(seed: u64, stream: &str) -> String {
     let h = hex(seed, stream, 0, 32);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
 #[cfg(test)]

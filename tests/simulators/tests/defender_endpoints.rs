@@ -5,15 +5,7 @@ use reqwest::blocking::Client;
 use serde_json::Value;
 
 fn sim() -> DefenderSim {
-    DefenderSim::start(
-        TenantSpec {
-            seed: 5,
-            devices: 30,
-            rows: 120,
-        },
-        SimOptions::default(),
-    )
-    .unwrap()
+    DefenderSim::start(TenantSpec { seed: 5, devices: 30, rows: 120 }, SimOptions::default()).unwrap()
 }
 
 fn form(pairs: &[(&str, &str)]) -> String {
@@ -25,12 +17,8 @@ fn form(pairs: &[(&str, &str)]) -> String {
 }
 
 fn post(url: String, body: String) -> (u16, Value) {
-    let r = Client::new()
-        .post(url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .unwrap();
+    let r =
+        Client::new().post(url).header("content-type", "application/x-www-form-urlencoded").body(body).send().unwrap();
     (r.status().as_u16(), r.json().unwrap())
 }
 
@@ -42,21 +30,14 @@ fn token(sim: &DefenderSim) -> String {
         ("client_secret", &t.client_secret),
         ("scope", "https://api.securitycenter.microsoft.com/.default"),
     ]);
-    let (status, json) = post(
-        format!("{}/{}/oauth2/v2.0/token", sim.base_url(), t.tenant_id),
-        body,
-    );
+    let (status, json) = post(format!("{}/{}/oauth2/v2.0/token", sim.base_url(), t.tenant_id), body);
     assert_eq!(status, 200, "{json}");
     assert_eq!(json["expires_in"], 3599, "v2 sends a number");
     json["access_token"].as_str().unwrap().to_owned()
 }
 
 fn get(sim: &DefenderSim, path: &str, token: &str) -> (u16, Value) {
-    let r = Client::new()
-        .get(format!("{}{path}", sim.base_url()))
-        .bearer_auth(token)
-        .send()
-        .unwrap();
+    let r = Client::new().get(format!("{}{path}", sim.base_url())).bearer_auth(token).send().unwrap();
     (r.status().as_u16(), r.json().unwrap())
 }
 
@@ -81,10 +62,7 @@ fn v1_tokens_send_expiry_as_strings_and_check_the_resource() {
         ("resource", "https://graph.microsoft.com"),
     ]);
     let (status, json) = post(url, bad);
-    assert_eq!(
-        (status, json["error"].as_str()),
-        (400, Some("invalid_resource"))
-    );
+    assert_eq!((status, json["error"].as_str()), (400, Some("invalid_resource")));
     assert_eq!(json["error_codes"][0], 500011);
 }
 
@@ -101,14 +79,8 @@ fn azure_ad_errors_have_their_real_shapes() {
             ("scope", "https://api.securitycenter.microsoft.com/.default"),
         ]),
     );
-    assert_eq!(
-        (status, json["error"].as_str()),
-        (401, Some("invalid_client"))
-    );
-    assert!(json["error_description"]
-        .as_str()
-        .unwrap()
-        .starts_with("AADSTS7000215:"));
+    assert_eq!((status, json["error"].as_str()), (401, Some("invalid_client")));
+    assert!(json["error_description"].as_str().unwrap().starts_with("AADSTS7000215:"));
     for key in ["timestamp", "trace_id", "correlation_id", "error_uri"] {
         assert!(json.get(key).is_some(), "{key}");
     }
@@ -121,10 +93,7 @@ fn azure_ad_errors_have_their_real_shapes() {
             ("scope", "https://graph.microsoft.com/.default"),
         ]),
     );
-    assert_eq!(
-        (status, json["error_codes"][0].as_u64()),
-        (400, Some(70011))
-    );
+    assert_eq!((status, json["error_codes"][0].as_u64()), (400, Some(70011)));
 }
 
 #[test]
@@ -132,28 +101,14 @@ fn machines_filter_and_page_like_defender() {
     let sim = sim();
     let token = token(&sim);
     let active = sim.tenant().active_machines().count();
-    let (status, json) = get(
-        &sim,
-        "/api/machines?$filter=healthStatus%20eq%20%27Active%27&$top=10&$skip=0",
-        &token,
-    );
+    let (status, json) = get(&sim, "/api/machines?$filter=healthStatus%20eq%20%27Active%27&$top=10&$skip=0", &token);
     assert_eq!(status, 200);
     assert_eq!(json["value"].as_array().unwrap().len(), 10);
-    assert!(
-        json.get("@odata.nextLink").is_none(),
-        "$top suppresses nextLink"
-    );
-    let (_, json) = get(
-        &sim,
-        "/api/machines?$filter=healthStatus%20ne%20%27Active%27",
-        &token,
-    );
+    assert!(json.get("@odata.nextLink").is_none(), "$top suppresses nextLink");
+    let (_, json) = get(&sim, "/api/machines?$filter=healthStatus%20ne%20%27Active%27", &token);
     assert_eq!(json["value"].as_array().unwrap().len(), 30 - active);
     let (status, json) = get(&sim, "/api/machines?$top=10001", &token);
-    assert_eq!(
-        (status, json["error"]["code"].as_str()),
-        (400, Some("ODataError"))
-    );
+    assert_eq!((status, json["error"]["code"].as_str()), (400, Some("ODataError")));
     let (status, _) = get(&sim, "/api/machines", "not-a-token");
     assert_eq!(status, 401);
 }
@@ -176,11 +131,7 @@ fn vulnerabilities_page_with_next_links_and_top_returns_no_link() {
         }
     }
     assert_eq!((rows, pages), (120, 3));
-    let (_, json) = get(
-        &sim,
-        "/api/machines/SoftwareVulnerabilitiesByMachine?$top=7",
-        &token,
-    );
+    let (_, json) = get(&sim, "/api/machines/SoftwareVulnerabilitiesByMachine?$top=7", &token);
     assert_eq!(json["value"].as_array().unwrap().len(), 7);
     assert!(json.get("@odata.nextLink").is_none());
     assert_eq!(sim.calls()["vulnerabilities"], 4);
@@ -189,19 +140,12 @@ fn vulnerabilities_page_with_next_links_and_top_returns_no_link() {
 #[test]
 fn missing_roles_are_403_with_the_permission_names() {
     let sim = DefenderSim::start(
-        TenantSpec {
-            seed: 5,
-            devices: 3,
-            rows: 3,
-        },
-        SimOptions { roles: vec![] },
+        TenantSpec { seed: 5, devices: 3, rows: 3 },
+        SimOptions { roles: vec![], ..Default::default() },
     )
     .unwrap();
     let token = token(&sim);
     let (status, json) = get(&sim, "/api/machines", &token);
     assert_eq!(status, 403);
-    assert!(json["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("Machine.Read.All"));
+    assert!(json["error"]["message"].as_str().unwrap().contains("Machine.Read.All"));
 }

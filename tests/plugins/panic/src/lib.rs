@@ -7,9 +7,7 @@ wit_bindgen::generate!({
 });
 
 use exports::vulnbridge::connector::connector::Guest;
-use vulnbridge::connector::types::{
-    Check, ConfigField, FieldError, FieldKind, Page, PluginError, PluginInfo, Setting,
-};
+use vulnbridge::connector::types::{Check, ConfigField, FieldError, FieldKind, Page, PluginError, PluginInfo, Setting};
 
 struct PanicPlugin;
 
@@ -32,8 +30,8 @@ impl Guest for PanicPlugin {
         }
     }
 
-    fn configure(_: Vec<Setting>) -> Result<(), Vec<FieldError>> {
-        Ok(())
+    fn configure(_: Vec<Setting>) -> Result<Vec<String>, Vec<FieldError>> {
+        Ok(Vec::new())
     }
 
     fn verify() -> Result<Vec<Check>, PluginError> {

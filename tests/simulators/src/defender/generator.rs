@@ -85,21 +85,9 @@ pub struct VulnerabilityRow {
     pub security_update_available: bool,
 }
 
-const SEVERITIES: [Option<&str>; 6] = [
-    Some("Critical"),
-    Some("High"),
-    Some("Medium"),
-    Some("Low"),
-    Some("Other"),
-    None,
-];
-const PLATFORMS: [&str; 5] = [
-    "Windows10",
-    "Windows11",
-    "WindowsServer2019",
-    "Linux",
-    "macOS",
-];
+const SEVERITIES: [Option<&str>; 6] =
+    [Some("Critical"), Some("High"), Some("Medium"), Some("Low"), Some("Other"), None];
+const PLATFORMS: [&str; 5] = ["Windows10", "Windows11", "WindowsServer2019", "Linux", "macOS"];
 const VERSIONS: [Option<&str>; 4] = [Some("22H2"), Some("21H2"), Some("1809"), None];
 const SOFTWARE: [(&str, &str); 8] = [
     ("google", "chrome"),
@@ -111,12 +99,7 @@ const SOFTWARE: [(&str, &str); 8] = [
     ("adobe", "acrobat_reader_dc"),
     ("openssl", "openssl"),
 ];
-const EXPLOITABILITY: [&str; 4] = [
-    "NoExploit",
-    "ExploitIsPublic",
-    "ExploitIsVerified",
-    "ExploitIsInKit",
-];
+const EXPLOITABILITY: [&str; 4] = ["NoExploit", "ExploitIsPublic", "ExploitIsVerified", "ExploitIsInKit"];
 const UNHEALTHY: [&str; 3] = ["Inactive", "ImpairedCommunication", "NoSensorData"];
 
 /// A generated tenant.
@@ -165,23 +148,14 @@ impl Tenant {
 fn machine(seed: u64, i: u64) -> Machine {
     let r = |stream: &str| derive(seed, stream, i);
     let id = hex(seed, "machine", i, 40);
-    let health_status = if r("health") % 20 == 7 {
-        UNHEALTHY[(r("health-kind") % 3) as usize]
-    } else {
-        "Active"
-    };
+    let health_status = if r("health") % 20 == 7 { UNHEALTHY[(r("health-kind") % 3) as usize] } else { "Active" };
     let computer_dns_name = match r("dns") % 20 {
         0 => None,
         1..=5 => Some(format!("WS-{i:05}")),
         6 => Some(format!("srv-{i:05}.eu.corp.contoso.com")),
         _ => Some(format!("ws-{i:05}.corp.contoso.com")),
     };
-    let last_ip = format!(
-        "10.{}.{}.{}",
-        (i >> 16) & 0xff,
-        (i >> 8) & 0xff,
-        (i & 0xff).max(1)
-    );
+    let last_ip = format!("10.{}.{}.{}", (i >> 16) & 0xff, (i >> 8) & 0xff, (i & 0xff).max(1));
     let mac_hex = format!("000C29{}", &hex(seed, "mac", i, 6).to_ascii_uppercase());
     let main_mac = match r("mac-format") % 6 {
         0 => Value::String(mac_hex.clone()),
@@ -197,15 +171,15 @@ fn machine(seed: u64, i: u64) -> Machine {
         // The same address on an interface that is down, listed first.
         ip_addresses.push(json!({"ipAddress": last_ip, "macAddress": "0A0B0C0D0E0F", "type": "Ethernet", "operationalStatus": "Down"}));
     }
-    ip_addresses.push(
-        json!({"ipAddress": last_ip, "macAddress": main_mac, "type": "Ethernet",
-        "operationalStatus": if main_up { "Up" } else { "Down" }}),
-    );
+    ip_addresses.push(json!({"ipAddress": last_ip, "macAddress": main_mac, "type": "Ethernet",
+        "operationalStatus": if main_up { "Up" } else { "Down" }}));
     if r("wifi") % 3 == 0 {
         ip_addresses.push(json!({"ipAddress": format!("192.168.{}.{}", i & 0xff, (i >> 8) & 0xff), "macAddress": format!("F0{}", &hex(seed, "wifi-mac", i, 10).to_ascii_uppercase()), "type": "Wireless80211", "operationalStatus": "Up"}));
     }
     ip_addresses.push(json!({"ipAddress": "fe80::1c2d:3e4f:5a6b:7c8d", "macAddress": mac_hex, "type": "Ethernet", "operationalStatus": "Up"}));
-    ip_addresses.push(json!({"ipAddress": "127.0.0.1", "macAddress": null, "type": "SoftwareLoopback", "operationalStatus": "Up"}));
+    ip_addresses.push(
+        json!({"ipAddress": "127.0.0.1", "macAddress": null, "type": "SoftwareLoopback", "operationalStatus": "Up"}),
+    );
     let platform = PLATFORMS[(r("os") % 5) as usize];
     let os_build = match r("build") % 5 {
         0 => Value::Null,
@@ -226,11 +200,7 @@ fn machine(seed: u64, i: u64) -> Machine {
     Machine {
         id,
         computer_dns_name,
-        first_seen: format!(
-            "2024-0{}-1{}T08:00:00Z",
-            1 + r("first") % 9,
-            r("first") % 10
-        ),
+        first_seen: format!("2024-0{}-1{}T08:00:00Z", 1 + r("first") % 9, r("first") % 10),
         last_seen: format!(
             "2026-11-{:02}T{:02}:{:02}:{:02}.{:07}Z",
             20 + r("seen") % 8,
@@ -264,10 +234,7 @@ fn machine(seed: u64, i: u64) -> Machine {
 }
 
 fn pairs(hex: &str, sep: &str) -> String {
-    (0..6)
-        .map(|i| &hex[i * 2..i * 2 + 2])
-        .collect::<Vec<_>>()
-        .join(sep)
+    (0..6).map(|i| &hex[i * 2..i * 2 + 2]).collect::<Vec<_>>().join(sep)
 }
 
 /// About 1 row in 100 belongs to a device the machine list does not have.
@@ -284,10 +251,7 @@ fn row(tenant: &Tenant, index: u64) -> VulnerabilityRow {
     let r = |stream: &str| derive(seed, stream, index);
     let devices = tenant.machines.len().max(1) as u64;
     let (device_id, device_name) = if a("ghost") % 100 == 0 || tenant.machines.is_empty() {
-        (
-            ghost_device(seed, anchor),
-            Some("ghost.corp.contoso.com".to_owned()),
-        )
+        (ghost_device(seed, anchor), Some("ghost.corp.contoso.com".to_owned()))
     } else {
         // Every 25th device gets no rows at all: a clean device must still be sent.
         let mut index = a("device") % devices;
@@ -301,16 +265,8 @@ fn row(tenant: &Tenant, index: u64) -> VulnerabilityRow {
         0 => None,
         1 => Some("TVM-2020-0002".to_owned()),
         2 => Some(String::new()),
-        3 => Some(format!(
-            "cve-{}-{}",
-            2019 + a("cve-y") % 6,
-            20_000 + a("cve-n") % 300
-        )),
-        _ => Some(format!(
-            "CVE-{}-{}",
-            2018 + a("cve-y") % 8,
-            10_000 + a("cve-n") % 5_000
-        )),
+        3 => Some(format!("cve-{}-{}", 2019 + a("cve-y") % 6, 20_000 + a("cve-n") % 300)),
+        _ => Some(format!("CVE-{}-{}", 2018 + a("cve-y") % 8, 10_000 + a("cve-n") % 5_000)),
     };
     let (vendor, name) = SOFTWARE[(r("software") % SOFTWARE.len() as u64) as usize];
     let severity = SEVERITIES[(r("severity") % 6) as usize];
@@ -341,10 +297,7 @@ fn row(tenant: &Tenant, index: u64) -> VulnerabilityRow {
     let software_version = format!("{}.{}.{}", 1 + r("major") % 120, index, r("patch") % 100);
     let cvss = (r("cvss") % 100) as f64 / 10.0;
     VulnerabilityRow {
-        id: format!(
-            "{device_id}_{vendor}_{name}_{software_version}_{}",
-            cve_id.clone().unwrap_or_default()
-        ),
+        id: format!("{device_id}_{vendor}_{name}_{software_version}_{}", cve_id.clone().unwrap_or_default()),
         device_id,
         device_name,
         os_platform: "Windows10",
@@ -354,14 +307,9 @@ fn row(tenant: &Tenant, index: u64) -> VulnerabilityRow {
         software_name: name,
         software_version,
         cve_id,
-        cvss_score: if r("cvss-type") % 4 == 0 {
-            Value::String(format!("{cvss}"))
-        } else {
-            json!(cvss)
-        },
+        cvss_score: if r("cvss-type") % 4 == 0 { Value::String(format!("{cvss}")) } else { json!(cvss) },
         vulnerability_severity_level: severity,
-        recommended_security_update: (r("update") % 3 != 0)
-            .then_some("November 2026 Security Updates"),
+        recommended_security_update: (r("update") % 3 != 0).then_some("November 2026 Security Updates"),
         recommended_security_update_id: match r("update-id") % 3 {
             0 => Value::Null,
             1 => json!(5_046_613),
@@ -370,11 +318,7 @@ fn row(tenant: &Tenant, index: u64) -> VulnerabilityRow {
         exploitability_level: EXPLOITABILITY[(r("exploit") % 4) as usize],
         first_seen_timestamp: first,
         last_seen_timestamp: last,
-        disk_paths: if r("paths") % 2 == 0 {
-            vec![format!("C:\\Program Files\\{name}\\{name}.exe")]
-        } else {
-            vec![]
-        },
+        disk_paths: if r("paths") % 2 == 0 { vec![format!("C:\\Program Files\\{name}\\{name}.exe")] } else { vec![] },
         registry_paths: if r("reg") % 3 == 0 {
             vec![format!("HKEY_LOCAL_MACHINE\\SOFTWARE\\{vendor}\\{name}")]
         } else {
@@ -392,11 +336,7 @@ mod tests {
     use std::collections::HashSet;
 
     fn tenant() -> Tenant {
-        Tenant::generate(TenantSpec {
-            seed: 42,
-            devices: 400,
-            rows: 5_000,
-        })
+        Tenant::generate(TenantSpec { seed: 42, devices: 400, rows: 5_000 })
     }
 
     #[test]
@@ -407,67 +347,32 @@ mod tests {
             serde_json::to_string(&a.machines()[17]).unwrap(),
             serde_json::to_string(&b.machines()[17]).unwrap()
         );
-        assert_eq!(
-            serde_json::to_string(&a.row(4321)).unwrap(),
-            serde_json::to_string(&b.row(4321)).unwrap()
-        );
+        assert_eq!(serde_json::to_string(&a.row(4321)).unwrap(), serde_json::to_string(&b.row(4321)).unwrap());
     }
 
     #[test]
     fn the_quirks_are_present() {
         let t = tenant();
         let rows: Vec<VulnerabilityRow> = t.rows().collect();
-        let severities: HashSet<Option<&str>> = rows
-            .iter()
-            .map(|r| r.vulnerability_severity_level)
-            .collect();
-        assert_eq!(
-            severities.len(),
-            6,
-            "every severity, including Other and none"
-        );
+        let severities: HashSet<Option<&str>> = rows.iter().map(|r| r.vulnerability_severity_level).collect();
+        assert_eq!(severities.len(), 6, "every severity, including Other and none");
         assert!(rows.iter().any(|r| r.cve_id.is_none()));
         assert!(rows.iter().any(|r| r.cve_id.as_deref() == Some("")));
-        assert!(rows
-            .iter()
-            .any(|r| r.cve_id.as_deref().is_some_and(|c| c.starts_with("TVM-"))));
+        assert!(rows.iter().any(|r| r.cve_id.as_deref().is_some_and(|c| c.starts_with("TVM-"))));
         let known: HashSet<&str> = t.machines().iter().map(|m| m.id.as_str()).collect();
-        assert!(
-            rows.iter().any(|r| !known.contains(r.device_id.as_str())),
-            "rows of devices not in the list"
-        );
+        assert!(rows.iter().any(|r| !known.contains(r.device_id.as_str())), "rows of devices not in the list");
         assert!(rows.windows(2).any(|w| w[0].device_id == w[1].device_id
             && w[0].cve_id == w[1].cve_id
             && w[0].software_name != w[1].software_name));
         assert!(t.machines().iter().any(|m| m.health_status != "Active"));
         let with_rows: HashSet<&str> = rows.iter().map(|r| r.device_id.as_str()).collect();
-        assert!(
-            t.active_machines()
-                .any(|m| !with_rows.contains(m.id.as_str())),
-            "clean devices"
-        );
-        assert!(t.machines().iter().any(|m| m
-            .computer_dns_name
-            .as_deref()
-            .is_some_and(|n| !n.contains('.'))));
+        assert!(t.active_machines().any(|m| !with_rows.contains(m.id.as_str())), "clean devices");
+        assert!(t.machines().iter().any(|m| m.computer_dns_name.as_deref().is_some_and(|n| !n.contains('.'))));
         assert!(t.machines().iter().any(|m| m.computer_dns_name.is_none()));
-        assert!(t.machines().iter().any(|m| m
-            .ip_addresses
-            .iter()
-            .any(|i| i["operationalStatus"] == "Down")));
-        assert!(t.machines().iter().any(|m| m
-            .ip_addresses
-            .iter()
-            .any(|i| i["macAddress"] == "000000000000")));
-        assert!(t
-            .machines()
-            .iter()
-            .any(|m| !m.machine_tags.is_empty() && m.rbac_group_name.is_some()));
+        assert!(t.machines().iter().any(|m| m.ip_addresses.iter().any(|i| i["operationalStatus"] == "Down")));
+        assert!(t.machines().iter().any(|m| m.ip_addresses.iter().any(|i| i["macAddress"] == "000000000000")));
+        assert!(t.machines().iter().any(|m| !m.machine_tags.is_empty() && m.rbac_group_name.is_some()));
         let ids: HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-        assert_eq!(
-            ids.len(),
-            rows.len(),
-            "rows are unique per device, software and CVE"
-        );
+        assert_eq!(ids.len(), rows.len(), "rows are unique per device, software and CVE");
     }
 }

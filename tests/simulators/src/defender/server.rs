@@ -1,4 +1,5 @@
-//! The simulated Defender API and Azure AD login host, on one loopback port.
+//! The simulated Defender API and Azure AD login host on one loopback port, and the
+//! export's blob storage on another.
 //!
 //! - `POST /{tenant}/oauth2/v2.0/token` (scope) and `POST /{tenant}/oauth2/token`
 //!   (resource): client credentials, with Azure AD's error shapes for an unknown
@@ -9,22 +10,30 @@
 //! - `GET /api/machines/SoftwareVulnerabilitiesByMachine`: `pageSize` (default
 //!   50,000, at most 200,000) with an opaque `$skiptoken` nextLink; `$top` returns
 //!   that many rows and no nextLink.
+//! - `GET /api/machines/SoftwareVulnerabilitiesExport`: signed URLs of gzip JSON-lines
+//!   files with PascalCase keys, served by the storage listener, which refuses
+//!   requests that carry a bearer token and counts them.
 //!
 //! Bearer tokens are checked (401), and so are the application's roles (403).
+//! [`Faults`] switch on throttling, server errors, expiring tokens, slow and
+//! truncated responses, odd paging and expiring export links.
 
 // Handlers return early with a ready error response; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
+use super::faults::{Endpoint, Faults, RetryAfter};
 use super::generator::{Tenant, TenantSpec};
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 const MACHINE_ROLES: [&str; 2] = ["Machine.Read.All", "Machine.ReadWrite.All"];
 const VULNERABILITY_ROLE: &str = "Vulnerability.Read.All";
@@ -37,98 +46,109 @@ const V1_RESOURCES: [&str; 3] = [
     "https://api.securitycenter.windows.com",
     "https://api.security.microsoft.com",
 ];
+/// The export generation the simulator serves.
+pub const EXPORT_GENERATED_TIME: &str = "2026-11-28T00:00:00Z";
 
 /// How the simulated tenant behaves beyond its data.
 #[derive(Clone, Debug)]
 pub struct SimOptions {
     /// Application permissions granted to the client.
     pub roles: Vec<String>,
+    pub faults: Faults,
 }
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions {
-            roles: vec!["Machine.Read.All".into(), VULNERABILITY_ROLE.into()],
-        }
+        SimOptions { roles: vec!["Machine.Read.All".into(), VULNERABILITY_ROLE.into()], faults: Faults::default() }
     }
+}
+
+#[derive(Default)]
+struct Counters {
+    calls: BTreeMap<String, u64>,
+    /// API calls counted for `throttle_every`.
+    api_calls: u64,
+    tokens: HashMap<String, Instant>,
+    /// Pages already failed or cut once, by (fault, page).
+    done_once: HashSet<(&'static str, u64)>,
+    vulnerability_calls: VecDeque<Instant>,
 }
 
 struct Shared {
     tenant: Tenant,
     options: SimOptions,
     base_url: String,
-    tokens: Mutex<HashSet<String>>,
-    calls: Mutex<BTreeMap<String, u64>>,
+    storage_url: String,
+    counters: Mutex<Counters>,
 }
 
 impl Shared {
-    fn count(&self, endpoint: &str) {
-        *self
-            .calls
-            .lock()
-            .unwrap()
-            .entry(endpoint.to_owned())
-            .or_default() += 1;
+    fn count(&self, what: &str) {
+        *self.counters.lock().unwrap().calls.entry(what.to_owned()).or_default() += 1;
+    }
+
+    fn faults(&self) -> &Faults {
+        &self.options.faults
+    }
+
+    /// True the first time a fault fires for a page.
+    fn first_time(&self, fault: &'static str, page: u64) -> bool {
+        self.counters.lock().unwrap().done_once.insert((fault, page))
     }
 }
 
 /// A running simulator; it stops when dropped.
 pub struct DefenderSim {
     shared: Arc<Shared>,
-    address: SocketAddr,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    shutdown: Option<tokio::sync::watch::Sender<bool>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl DefenderSim {
-    /// Generates a tenant and serves it on an ephemeral port of 127.0.0.1.
+    /// Generates a tenant and serves it on ephemeral ports of 127.0.0.1.
     pub fn start(spec: TenantSpec, options: SimOptions) -> anyhow::Result<DefenderSim> {
         let tenant = Tenant::generate(spec);
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let address = listener.local_addr()?;
+        let api = bind()?;
+        let storage = bind()?;
         let shared = Arc::new(Shared {
             tenant,
             options,
-            base_url: format!("http://{address}"),
-            tokens: Mutex::default(),
-            calls: Mutex::default(),
+            base_url: format!("http://{}", api.local_addr()?),
+            // A different origin, as blob storage is: `localhost`, another port.
+            storage_url: format!("http://localhost:{}", storage.local_addr()?.port()),
+            counters: Mutex::default(),
         });
-        let app = Router::new()
+        let api_app = Router::new()
             .route("/{tenant}/oauth2/v2.0/token", post(token_v2))
             .route("/{tenant}/oauth2/token", post(token_v1))
             .route("/api/machines", get(machines))
-            .route(
-                "/api/machines/SoftwareVulnerabilitiesByMachine",
-                get(vulnerabilities),
-            )
+            .route("/api/machines/SoftwareVulnerabilitiesByMachine", get(vulnerabilities))
+            .route("/api/machines/SoftwareVulnerabilitiesExport", get(export_list))
             .with_state(shared.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("defender-sim".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .expect("simulator runtime");
-                runtime.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("simulator listener");
+        let storage_app = Router::new().route("/tvm-export/{file}", get(export_file)).with_state(shared.clone());
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let thread = std::thread::Builder::new().name("defender-sim".into()).spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("simulator runtime");
+            runtime.block_on(async move {
+                let serve = |listener: std::net::TcpListener,
+                             app: Router,
+                             mut rx: tokio::sync::watch::Receiver<bool>| async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).expect("simulator listener");
                     axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            rx.await.ok();
+                        .with_graceful_shutdown(async move {
+                            rx.wait_for(|stop| *stop).await.ok();
                         })
                         .await
                         .ok();
-                });
-            })?;
-        Ok(DefenderSim {
-            shared,
-            address,
-            shutdown: Some(tx),
-            thread: Some(thread),
-        })
+                };
+                tokio::join!(serve(api, api_app, rx.clone()), serve(storage, storage_app, rx));
+            });
+        })?;
+        Ok(DefenderSim { shared, shutdown: Some(tx), thread: Some(thread) })
     }
 
     /// `http://127.0.0.1:PORT`, serving both the API and the login host.
@@ -136,37 +156,47 @@ impl DefenderSim {
         &self.shared.base_url
     }
 
-    pub fn address(&self) -> SocketAddr {
-        self.address
+    /// `http://localhost:PORT`, the export files' storage host.
+    pub fn storage_url(&self) -> &str {
+        &self.shared.storage_url
     }
 
     pub fn tenant(&self) -> &Tenant {
         &self.shared.tenant
     }
 
-    /// Calls served so far, by endpoint (`token`, `machines`, `vulnerabilities`).
+    /// Requests served so far, by kind: `token`, `machines`, `vulnerabilities`,
+    /// `export list`, `export file`, and the answers `401`, `429`, `503`, and
+    /// `export file with a bearer token` (which must stay absent).
     pub fn calls(&self) -> BTreeMap<String, u64> {
-        self.shared.calls.lock().unwrap().clone()
+        self.shared.counters.lock().unwrap().calls.clone()
     }
 
     /// A connector configuration (TOML) that works against this tenant.
     pub fn config_toml(&self) -> String {
         let t = self.tenant();
         format!(
-            "[connector]\nname = \"Simulated Defender\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\ntenant_id = \"{}\"\nhost = \"{}\"\nlogin_host = \"{}\"\n",
+            "[connector]\nname = \"Simulated Defender\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\ntenant_id = \"{}\"\nhost = \"{}\"\nlogin_host = \"{}\"\nstorage_host = \"{}\"\n",
             t.client_id,
             t.client_secret,
             t.tenant_id,
             self.base_url(),
-            self.base_url()
+            self.base_url(),
+            self.storage_url()
         )
     }
+}
+
+fn bind() -> anyhow::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
 }
 
 impl Drop for DefenderSim {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
-            tx.send(()).ok();
+            tx.send(true).ok();
         }
         if let Some(thread) = self.thread.take() {
             thread.join().ok();
@@ -187,11 +217,7 @@ fn aad_error(status: StatusCode, error: &str, code: u64, message: &str) -> Respo
     (status, axum::Json(body)).into_response()
 }
 
-fn check_client(
-    shared: &Shared,
-    tenant: &str,
-    form: &HashMap<String, String>,
-) -> Result<(), Response> {
+fn check_client(shared: &Shared, tenant: &str, form: &HashMap<String, String>) -> Result<(), Response> {
     let t = &shared.tenant;
     if tenant != t.tenant_id {
         return Err(aad_error(StatusCode::BAD_REQUEST, "invalid_request", 90002, &format!("Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.")));
@@ -210,9 +236,7 @@ fn check_client(
             StatusCode::BAD_REQUEST,
             "unauthorized_client",
             700016,
-            &format!(
-                "Application with identifier '{client}' was not found in the directory '{tenant}'."
-            ),
+            &format!("Application with identifier '{client}' was not found in the directory '{tenant}'."),
         ));
     }
     if form.get("client_secret") != Some(&t.client_secret) {
@@ -222,13 +246,14 @@ fn check_client(
 }
 
 fn issue_token(shared: &Shared, v1: bool) -> Response {
-    let mut tokens = shared.tokens.lock().unwrap();
-    let token = format!("sim-token-{}", tokens.len() + 1);
-    tokens.insert(token.clone());
+    let mut counters = shared.counters.lock().unwrap();
+    let token = format!("sim-token-{}", counters.tokens.len() + 1);
+    counters.tokens.insert(token.clone(), Instant::now());
+    let expires_in = shared.faults().token_expires_in.unwrap_or(3599);
     let body = if v1 {
-        json!({"token_type": "Bearer", "expires_in": "3599", "ext_expires_in": "3599", "expires_on": "1900000000", "not_before": "1899996400", "resource": V1_RESOURCES[0], "access_token": token})
+        json!({"token_type": "Bearer", "expires_in": expires_in.to_string(), "ext_expires_in": expires_in.to_string(), "expires_on": "1900000000", "not_before": "1899996400", "resource": V1_RESOURCES[0], "access_token": token})
     } else {
-        json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token})
+        json!({"token_type": "Bearer", "expires_in": expires_in, "ext_expires_in": expires_in, "access_token": token})
     };
     axum::Json(body).into_response()
 }
@@ -244,7 +269,14 @@ async fn token_v2(
     }
     let scope = form.get("scope").map(String::as_str).unwrap_or("");
     if !V2_SCOPES.contains(&scope) {
-        return aad_error(StatusCode::BAD_REQUEST, "invalid_scope", 70011, &format!("The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."));
+        return aad_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            70011,
+            &format!(
+                "The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."
+            ),
+        );
     }
     issue_token(&shared, false)
 }
@@ -271,32 +303,60 @@ async fn token_v1(
 }
 
 fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        axum::Json(
-            json!({"error": {"code": code, "message": message, "target": "|5f3a9c1e.0000"}}),
-        ),
-    )
+    (status, axum::Json(json!({"error": {"code": code, "message": message, "target": "|5f3a9c1e.0000"}})))
         .into_response()
 }
 
-fn authorize(shared: &Shared, headers: &HeaderMap, roles: &[&str]) -> Result<(), Response> {
+fn throttled(shared: &Shared, retry_after: RetryAfter) -> Response {
+    shared.count("429");
+    let mut response = api_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "TooManyRequests",
+        "API calls quota exceeded! Maximum admitted 30 per Minute.",
+    );
+    let value = match retry_after {
+        RetryAfter::Seconds(s) => Some(s.to_string()),
+        RetryAfter::HttpDate(s) => Some(httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(s))),
+        RetryAfter::Absent => None,
+    };
+    if let Some(value) = value {
+        response.headers_mut().insert("retry-after", value.parse().unwrap());
+    }
+    response
+}
+
+/// Authentication, roles, and the faults every API call shares (delay, throttling).
+async fn admit(shared: &Shared, headers: &HeaderMap, roles: &[&str]) -> Result<(), Response> {
+    if let Some(delay) = shared.faults().slow {
+        tokio::time::sleep(delay).await;
+    }
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if !shared.tokens.lock().unwrap().contains(token) {
-        return Err(api_error(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "Authorization has been denied for this request.",
-        ));
+    let throttle = {
+        let mut counters = shared.counters.lock().unwrap();
+        let valid = counters.tokens.get(token).is_some_and(|issued| match shared.faults().token_valid_for {
+            Some(lifetime) => issued.elapsed() < lifetime,
+            None => true,
+        });
+        if !valid {
+            drop(counters);
+            shared.count("401");
+            return Err(api_error(
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                "Authorization has been denied for this request.",
+            ));
+        }
+        counters.api_calls += 1;
+        shared.faults().throttle_every.filter(|(n, _)| counters.api_calls % n == 0).map(|(_, r)| r)
+    };
+    if let Some(retry_after) = throttle {
+        return Err(throttled(shared, retry_after));
     }
-    if !roles
-        .iter()
-        .any(|role| shared.options.roles.iter().any(|r| r == role))
-    {
+    if !roles.iter().any(|role| shared.options.roles.iter().any(|r| r == role)) {
         return Err(api_error(
             StatusCode::FORBIDDEN,
             "Forbidden",
@@ -304,6 +364,16 @@ fn authorize(shared: &Shared, headers: &HeaderMap, roles: &[&str]) -> Result<(),
         ));
     }
     Ok(())
+}
+
+/// A 503 when the server-error fault applies to this page.
+fn server_error(shared: &Shared, endpoint: Endpoint, page: u64) -> Option<Response> {
+    let fault = shared.faults().server_error.filter(|f| f.endpoint == endpoint)?;
+    let fires = if fault.always { page >= fault.page } else { page == fault.page && shared.first_time("503", page) };
+    fires.then(|| {
+        shared.count("503");
+        (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response()
+    })
 }
 
 /// `healthStatus eq 'Active'` or `healthStatus ne 'Active'`.
@@ -319,13 +389,40 @@ fn health_filter(filter: &str) -> Result<(bool, String), String> {
     }
 }
 
+/// The machine list as served: the tenant's machines, plus, with the
+/// `duplicate_machines` fault, stale repeats and machines merged into others.
+fn machine_list(shared: &Shared) -> Vec<Value> {
+    let mut list: Vec<Value> = shared.tenant.machines().iter().map(|m| serde_json::to_value(m).unwrap()).collect();
+    if shared.faults().duplicate_machines {
+        let originals = list.clone();
+        for (i, m) in originals.iter().enumerate().filter(|(i, _)| i % 7 == 0) {
+            let mut stale = m.clone();
+            stale["lastSeen"] = json!("2020-01-01T00:00:00Z");
+            stale["computerDnsName"] = json!("stale-copy.corp.contoso.com");
+            // Stale copies appear both before and after the current record.
+            if i % 14 == 0 {
+                list.insert(0, stale);
+            } else {
+                list.push(stale);
+            }
+        }
+        for (i, m) in originals.iter().enumerate().filter(|(i, m)| i % 11 == 5 && m["healthStatus"] == "Active") {
+            let mut merged = m.clone();
+            merged["id"] = json!(format!("{:0>40}", format!("merged{i}")));
+            merged["mergedIntoMachineId"] = m["id"].clone();
+            list.push(merged);
+        }
+    }
+    list
+}
+
 async fn machines(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     shared.count("machines");
-    if let Err(e) = authorize(&shared, &headers, &MACHINE_ROLES) {
+    if let Err(e) = admit(&shared, &headers, &MACHINE_ROLES).await {
         return e;
     }
     let filter = match query.get("$filter").map(|f| health_filter(f)).transpose() {
@@ -347,37 +444,29 @@ async fn machines(
     let skip = match parse("$skip") {
         None => 0,
         Some(Ok(n)) => n,
-        Some(Err(_)) => {
-            return api_error(
-                StatusCode::BAD_REQUEST,
-                "ODataError",
-                "Invalid $skip value.",
-            )
-        }
+        Some(Err(_)) => return api_error(StatusCode::BAD_REQUEST, "ODataError", "Invalid $skip value."),
     };
-    let matching: Vec<&super::Machine> = shared
-        .tenant
-        .machines()
-        .iter()
-        .filter(|m| {
-            filter
-                .as_ref()
-                .is_none_or(|(eq, value)| (m.health_status == value) == *eq)
-        })
-        .collect();
     let take = top.unwrap_or(10_000);
-    let page: Vec<&super::Machine> = matching.iter().skip(skip).take(take).copied().collect();
+    if let Some(e) = server_error(&shared, Endpoint::Machines, (skip / take.max(1)) as u64) {
+        return e;
+    }
+    let matching: Vec<Value> = machine_list(&shared)
+        .into_iter()
+        .filter(|m| filter.as_ref().is_none_or(|(eq, value)| (m["healthStatus"] == value.as_str()) == *eq))
+        .collect();
+    let page: Vec<&Value> = matching.iter().skip(skip).take(take).collect();
     let mut body = json!({
         "@odata.context": format!("{}/api/$metadata#Machines", shared.base_url),
         "value": page,
     });
-    if top.is_none() && skip + take < matching.len() {
+    let link_wanted = top.is_none() || shared.faults().machines_next_link;
+    if link_wanted && skip + take < matching.len() {
         let mut next = format!("{}/api/machines?$skip={}", shared.base_url, skip + take);
+        if let Some(t) = top {
+            next.push_str(&format!("&$top={t}"));
+        }
         if let Some(f) = query.get("$filter") {
-            next.push_str(&format!(
-                "&$filter={}",
-                f.replace(' ', "%20").replace('\'', "%27")
-            ));
+            next.push_str(&format!("&$filter={}", f.replace(' ', "%20").replace('\'', "%27")));
         }
         body["@odata.nextLink"] = Value::String(next);
     }
@@ -394,75 +483,184 @@ fn parse_skiptoken(token: &str) -> Option<u64> {
     u64::from_str_radix(hex, 16).ok().map(|v| v ^ 0x5A5A_5A5A)
 }
 
+/// 429 when the rolling-window limit of the vulnerabilities endpoint is exceeded.
+fn over_rate_limit(shared: &Shared) -> bool {
+    let Some((count, window)) = shared.faults().vulnerabilities_rate_limit else { return false };
+    let mut counters = shared.counters.lock().unwrap();
+    let now = Instant::now();
+    while counters.vulnerability_calls.front().is_some_and(|t| now.duration_since(*t) >= window) {
+        counters.vulnerability_calls.pop_front();
+    }
+    if counters.vulnerability_calls.len() >= count {
+        return true;
+    }
+    counters.vulnerability_calls.push_back(now);
+    false
+}
+
 async fn vulnerabilities(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     shared.count("vulnerabilities");
-    if let Err(e) = authorize(&shared, &headers, &[VULNERABILITY_ROLE]) {
+    if over_rate_limit(&shared) {
+        return throttled(&shared, RetryAfter::Seconds(1));
+    }
+    if let Err(e) = admit(&shared, &headers, &[VULNERABILITY_ROLE]).await {
         return e;
     }
-    let page_size = match query
-        .get("pageSize")
-        .or_else(|| query.get("pagesize"))
-        .map(|v| v.parse::<u64>())
-    {
+    let page_size = match query.get("pageSize").or_else(|| query.get("pagesize")).map(|v| v.parse::<u64>()) {
         None => 50_000,
         Some(Ok(n)) if (1..=200_000).contains(&n) => n,
-        Some(_) => {
-            return api_error(
-                StatusCode::BAD_REQUEST,
-                "InvalidInput",
-                "pageSize must be between 1 and 200000.",
-            )
-        }
+        Some(_) => return api_error(StatusCode::BAD_REQUEST, "InvalidInput", "pageSize must be between 1 and 200000."),
     };
     let top = match query.get("$top").map(|v| v.parse::<u64>()) {
         None => None,
         Some(Ok(n)) => Some(n),
-        Some(Err(_)) => {
-            return api_error(StatusCode::BAD_REQUEST, "ODataError", "Invalid $top value.")
-        }
+        Some(Err(_)) => return api_error(StatusCode::BAD_REQUEST, "ODataError", "Invalid $top value."),
     };
     let offset = match query.get("$skiptoken").map(|t| parse_skiptoken(t)) {
         None => 0,
         Some(Some(o)) => o,
-        Some(None) => {
-            return api_error(
-                StatusCode::BAD_REQUEST,
-                "InvalidInput",
-                "Invalid skip token.",
-            )
-        }
+        Some(None) => return api_error(StatusCode::BAD_REQUEST, "InvalidInput", "Invalid skip token."),
     };
+    let page_index = offset / page_size;
+    if let Some(e) = server_error(&shared, Endpoint::Vulnerabilities, page_index) {
+        return e;
+    }
+    let faults = shared.faults();
+    if faults.malformed_page == Some(page_index) {
+        return (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            "{\"value\": [{\"deviceId\": \"abc\", \"cveId\"",
+        )
+            .into_response();
+    }
     let total = shared.tenant.spec.rows;
     let count = top.unwrap_or(page_size).min(total.saturating_sub(offset));
-    let rows: Vec<super::VulnerabilityRow> = (offset..offset + count)
-        .map(|i| shared.tenant.row(i))
-        .collect();
+    let rows: Vec<super::VulnerabilityRow> = (offset..offset + count).map(|i| shared.tenant.row(i)).collect();
     let mut body = json!({
         "@odata.context": format!("{}/api/$metadata#Collection(microsoft.windowsDefenderATP.api.AssessmentVulnerability)", shared.base_url),
         "value": rows,
     });
     if top.is_none() && offset + count < total {
-        body["@odata.nextLink"] = Value::String(format!(
-            "{}/api/machines/SoftwareVulnerabilitiesByMachine?pagesize={page_size}&$skiptoken={}",
-            shared.base_url,
-            skiptoken(offset + count)
-        ));
+        let next_offset = if faults.next_link_loop_after == Some(page_index) { 0 } else { offset + count };
+        let base = if faults.foreign_next_link { "http://127.0.0.2:9".to_owned() } else { shared.base_url.clone() };
+        let link = format!(
+            "{base}/api/machines/SoftwareVulnerabilitiesByMachine?pagesize={page_size}&$skiptoken={}",
+            skiptoken(next_offset)
+        );
+        body["@odata.nextLink"] = Value::String(link);
     }
-    axum::Json(body).into_response()
+    let bytes = serde_json::to_vec(&body).unwrap();
+    if faults.truncate_page_once == Some(page_index) && shared.first_time("truncate", page_index) {
+        shared.count("truncated");
+        return truncated(bytes);
+    }
+    (StatusCode::OK, [("content-type", "application/json")], bytes).into_response()
+}
+
+/// A response whose body stops half-way although its length promised more: the
+/// connection drops mid-transfer.
+fn truncated(bytes: Vec<u8>) -> Response {
+    let full = bytes.len();
+    let half = bytes::Bytes::from(bytes[..full / 2].to_vec());
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
+        vec![Ok(half), Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated cut"))];
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .header("content-length", full)
+        .body(Body::from_stream(futures_util::stream::iter(chunks)))
+        .unwrap()
+}
+
+fn export_file_count(shared: &Shared) -> usize {
+    shared.faults().export_files.unwrap_or(3).max(1)
+}
+
+async fn export_list(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    shared.count("export list");
+    if let Err(e) = admit(&shared, &headers, &[VULNERABILITY_ROLE]).await {
+        return e;
+    }
+    let files: Vec<String> = (0..export_file_count(&shared))
+        .map(|k| {
+            format!(
+                "{}/tvm-export/part-{k:05}-{}.json.gz?sv=2020-08-04&se=2026-11-28T06%3A00%3A00Z&sr=b&sp=r&sig=sim{k}",
+                shared.storage_url, shared.tenant.tenant_id
+            )
+        })
+        .collect();
+    axum::Json(json!({
+        "@odata.context": format!("{}/api/$metadata#microsoft.windowsDefenderATP.api.ExportFilesResponse", shared.base_url),
+        "exportFiles": files,
+        "generatedTime": EXPORT_GENERATED_TIME,
+    }))
+    .into_response()
+}
+
+/// `deviceId` -> `DeviceId`, `osPlatform` -> `OSPlatform`, as the file export writes.
+fn pascal_case(row: &super::VulnerabilityRow) -> Value {
+    let Value::Object(fields) = serde_json::to_value(row).unwrap() else { unreachable!("rows are objects") };
+    let renamed = fields
+        .into_iter()
+        .map(|(key, value)| {
+            let key = match key.strip_prefix("os") {
+                Some(rest) if rest.starts_with(char::is_uppercase) => format!("OS{rest}"),
+                _ => key[..1].to_uppercase() + &key[1..],
+            };
+            (key, value)
+        })
+        .collect();
+    Value::Object(renamed)
+}
+
+async fn export_file(
+    State(shared): State<Arc<Shared>>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    use std::io::Write;
+    shared.count("export file");
+    if headers.contains_key("authorization") {
+        shared.count("export file with a bearer token");
+        return (StatusCode::BAD_REQUEST, "a SAS URL takes no bearer token").into_response();
+    }
+    let files = export_file_count(&shared);
+    let index = file.strip_prefix("part-").and_then(|r| r.get(..5)).and_then(|n| n.parse::<usize>().ok());
+    let Some(index) = index.filter(|i| *i < files && query.get("sig") == Some(&format!("sim{i}"))) else {
+        return (StatusCode::NOT_FOUND, "BlobNotFound").into_response();
+    };
+    let faults = shared.faults();
+    if faults.export_expire_once == Some(index) && shared.first_time("expire", index as u64) {
+        shared.count("export link expired");
+        let xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>AuthenticationFailed</Code><Message>Server failed to authenticate the request. Signature not valid in the specified key time frame</Message></Error>";
+        return (StatusCode::FORBIDDEN, [("content-type", "application/xml")], xml).into_response();
+    }
+    if faults.export_empty_once == Some(index) && shared.first_time("empty", index as u64) {
+        shared.count("export file empty");
+        return StatusCode::OK.into_response();
+    }
+    let total = shared.tenant.spec.rows;
+    let (start, end) = (total * index as u64 / files as u64, total * (index as u64 + 1) / files as u64);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for i in start..end {
+        serde_json::to_writer(&mut gz, &pascal_case(&shared.tenant.row(i))).unwrap();
+        gz.write_all(b"\n").unwrap();
+    }
+    (StatusCode::OK, [("content-type", "application/octet-stream")], gz.finish().unwrap()).into_response()
 }
 
 /// Generates and serves a tenant of the given size with default options.
 pub fn start_default(seed: u64, devices: usize, rows: u64) -> anyhow::Result<DefenderSim> {
-    DefenderSim::start(
-        TenantSpec {
-            seed,
-            devices,
-            rows,
-        },
-        SimOptions::default(),
-    )
+    DefenderSim::start(TenantSpec { seed, devices, rows }, SimOptions::default())
+}
+
+/// The socket address a base URL names.
+pub fn address(base_url: &str) -> Option<SocketAddr> {
+    base_url.strip_prefix("http://")?.parse().ok()
 }
