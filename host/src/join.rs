@@ -254,7 +254,7 @@ mod tests {
     fn duplicate_assets_keep_the_latest_last_seen_and_the_later_on_a_tie() {
         let seen = |key: &str, os: &str, t: Option<i64>| Asset {
             os: Some(os.into()),
-            last_seen: t.and_then(|t| at(t)),
+            last_seen: t.and_then(at),
             ..asset(key)
         };
         let mut c = Collector::default();

@@ -422,6 +422,8 @@ mod tests {
         assert_eq!(m.skipped.get("vulnerability row without cveId"), Some(&1));
         assert_eq!(m.skipped.get("vulnerability row is not a JSON object"), Some(&1));
         assert!(map_vulnerabilities_page(b"[1,2]").is_err());
+        let with_bom = b"\xEF\xBB\xBF{\"value\":[{\"DeviceId\":\"a\",\"CveId\":\"CVE-2024-1000\"}]}";
+        assert_eq!(map_vulnerabilities_page(with_bom).unwrap().vulnerabilities.len(), 1, "a UTF-8 BOM is tolerated");
         assert!(map_vulnerabilities_page(b"{\"value\": 3}").is_err());
     }
 

@@ -67,6 +67,14 @@ fn verify_reports_each_check() {
         assert!(stdout.contains(&format!("ok  {check}")), "{stdout}");
     }
     assert!(!stdout.contains(&sim.tenant().client_secret));
+    assert!(
+        stdout.contains("(v2 endpoint)") && stdout.contains("commercial cloud"),
+        "verify says which cloud: {stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("{} answered /api/machines", sim.base_url().trim_start_matches("http://"))),
+        "{stdout}"
+    );
 }
 
 #[test]
