@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Any value may be a literal (string, integer or boolean) or `{ env = "VAR" }`, read
-//! from the environment when the file is loaded.
+//! from the environment when the file is loaded. An optional `[cvm]` table says where
+//! to deliver (see [`crate::cvm::config`]).
 
 use crate::bindings::types::{FieldKind, PluginInfo};
 use crate::policy::Origin;
@@ -23,10 +24,34 @@ use std::path::Path;
 pub struct ConnectorConfig {
     /// Values by field key, as text.
     values: BTreeMap<String, String>,
+    /// The `[cvm]` table, if any, as text (see [`crate::cvm::CvmConfig`]).
+    pub cvm: Option<BTreeMap<String, String>>,
+}
+
+/// A TOML value as text: a literal, or `{ env = "VAR" }` read through `env`.
+pub fn value_text(key: &str, value: &toml::Value, env: &dyn Fn(&str) -> Option<String>) -> Result<String> {
+    Ok(match value {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Table(t) => {
+            let var = match (t.get("env"), t.len()) {
+                (Some(toml::Value::String(var)), 1) => var,
+                _ => bail!("`{key}`: a table value must be `{{ env = \"VARIABLE\" }}`"),
+            };
+            env(var).ok_or_else(|| anyhow!("`{key}`: environment variable `{var}` is not set"))?
+        }
+        other => {
+            bail!(
+                "`{key}`: expected a string, integer, boolean or {{ env = \"VARIABLE\" }}, got a {}",
+                other.type_str()
+            )
+        }
+    })
 }
 
 impl ConnectorConfig {
-    /// Reads a TOML file with a `[connector]` table.
+    /// Reads a TOML file with a `[connector]` table and an optional `[cvm]` table.
     pub fn load(path: &Path) -> Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
@@ -37,8 +62,8 @@ impl ConnectorConfig {
     pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
         let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| anyhow!("not valid TOML: {}", e.message()))?;
         for key in doc.keys() {
-            if key != "connector" {
-                bail!("unknown table or key `{key}`; the connector's settings go in a `[connector]` table");
+            if key != "connector" && key != "cvm" {
+                bail!("unknown table or key `{key}`; the connector's settings go in a `[connector]` table, delivery settings in `[cvm]`");
             }
         }
         let table = match doc.get("connector") {
@@ -48,30 +73,19 @@ impl ConnectorConfig {
         };
         let mut values = BTreeMap::new();
         for (key, value) in table {
-            let text = match value {
-                toml::Value::String(s) => s.clone(),
-                toml::Value::Integer(i) => i.to_string(),
-                toml::Value::Boolean(b) => b.to_string(),
-                toml::Value::Table(t) => {
-                    let var = match (t.get("env"), t.len()) {
-                        (Some(toml::Value::String(var)), 1) => var,
-                        _ => bail!("`{key}`: a table value must be `{{ env = \"VARIABLE\" }}`"),
-                    };
-                    env(var).ok_or_else(|| anyhow!("`{key}`: environment variable `{var}` is not set"))?
-                }
-                other => bail!(
-                    "`{key}`: expected a string, integer, boolean or {{ env = \"VARIABLE\" }}, got a {}",
-                    other.type_str()
-                ),
-            };
-            values.insert(key.clone(), text);
+            values.insert(key.clone(), value_text(key, value, env)?);
         }
-        Ok(ConnectorConfig { values })
+        let cvm = match doc.get("cvm") {
+            Some(toml::Value::Table(t)) => Some(crate::cvm::config::table_values(t, env)?),
+            Some(_) => bail!("`cvm` must be a table: write `[cvm]` on its own line"),
+            None => None,
+        };
+        Ok(ConnectorConfig { values, cvm })
     }
 
     /// A configuration from key-value pairs (for embedding and the demo).
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        ConnectorConfig { values: pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect() }
+        ConnectorConfig { values: pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(), cvm: None }
     }
 
     /// Checks the values against the plugin's fields and fills in defaults.

@@ -6,7 +6,7 @@
 //! every vulnerability naming a `vuln_defs[].name` of the same file.
 //! See ../shared/docs/kdi-and-cvm-api.md §2.
 
-use crate::bindings::types::Datetime;
+use crate::bindings::types::{Datetime, VulnerabilityDefinition};
 use crate::join::{Joined, JoinedAsset};
 use anyhow::{Context, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -20,14 +20,6 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_ASSETS_PER_FILE: usize = 500;
 /// File names the writer owns in the output directory.
 pub const FILE_PREFIX: &str = "kdi-";
-
-#[derive(Serialize)]
-struct KdiFile<'a> {
-    skip_autoclose: bool,
-    version: u8,
-    assets: Vec<KdiAsset<'a>>,
-    vuln_defs: Vec<KdiVulnDef<'a>>,
-}
 
 #[derive(Serialize)]
 struct KdiAsset<'a> {
@@ -95,6 +87,8 @@ pub struct Written {
     pub assets: usize,
     pub vulnerabilities: usize,
     pub definitions: usize,
+    /// Files over the byte cap because a single asset is larger than the cap.
+    pub oversized_files: usize,
 }
 
 /// How to write.
@@ -102,9 +96,19 @@ pub struct Written {
 pub struct WriteOptions {
     pub scanner_type: String,
     pub assets_per_file: usize,
+    /// A file grows to at most this many bytes, unless one asset alone is larger
+    /// (an asset is never split: CVM must see its complete vulnerability list).
+    pub max_file_bytes: usize,
     /// `last_seen_at` for vulnerabilities the source gave no time for.
     pub run_started: DateTime<Utc>,
 }
+
+/// CVM's upload limit is not documented; 100 MiB keeps files well inside what
+/// HTTP uploads usually allow.
+pub const DEFAULT_MAX_FILE_BYTES: usize = 100 << 20;
+
+/// The JSON Schema of KDI v2 files (`host/schema/kdi-v2.schema.json`).
+pub const SCHEMA: &str = include_str!("../schema/kdi-v2.schema.json");
 
 /// Writes the joined records as KDI files into `dir`.
 ///
@@ -118,8 +122,7 @@ pub fn write(joined: &Joined, dir: &Path, options: &WriteOptions) -> Result<Writ
         fs::remove_dir_all(&staging).ok();
     }
     fs::create_dir(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
-    let result = write_batches(joined, &staging, options);
-    let staged = match result {
+    let staged = match write_batches(joined, &staging, options) {
         Ok(staged) => staged,
         Err(e) => {
             fs::remove_dir_all(&staging).ok();
@@ -138,85 +141,137 @@ pub fn write(joined: &Joined, dir: &Path, options: &WriteOptions) -> Result<Writ
     Ok(Written { files, ..staged })
 }
 
+/// One file being filled: assets already serialized, the definitions they use.
+#[derive(Default)]
+struct Batch<'a> {
+    assets: Vec<Vec<u8>>,
+    bytes: usize,
+    definitions: BTreeSet<&'a str>,
+    vulnerabilities: usize,
+}
+
+/// Bytes of a file around its assets and definitions.
+const FRAME_BYTES: usize = r#"{"skip_autoclose":false,"version":2,"assets":[],"vuln_defs":[]}"#.len();
+
 fn write_batches(joined: &Joined, dir: &Path, options: &WriteOptions) -> Result<Written> {
     let mut written = Written::default();
     let per_file = options.assets_per_file.max(1);
-    for (index, batch) in joined.assets.chunks(per_file).enumerate() {
-        let path = dir.join(format!("{FILE_PREFIX}{:05}.json", index + 1));
-        let file = build_file(batch, joined, options);
-        written.assets += file.assets.len();
-        written.vulnerabilities += file.assets.iter().map(|a| a.vulns.len()).sum::<usize>();
-        written.definitions += file.vuln_defs.len();
-        let handle = fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        let mut out = BufWriter::new(handle);
-        serde_json::to_writer(&mut out, &file).with_context(|| format!("cannot write {}", path.display()))?;
-        out.flush().with_context(|| format!("cannot write {}", path.display()))?;
-        out.into_inner()
-            .map_err(|e| e.into_error())
-            .and_then(|f| f.sync_all())
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        written.files.push(path);
+    let run_started = options.run_started.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let definition_bytes = |id: &str| -> usize {
+        serde_json::to_vec(&kdi_definition(&joined.definitions[id], &options.scanner_type))
+            .map(|v| v.len() + 1)
+            .unwrap_or(0)
+    };
+    let mut batch = Batch::default();
+    for joined_asset in &joined.assets {
+        let asset = kdi_asset(joined_asset, joined, &options.scanner_type, &run_started);
+        let bytes = serde_json::to_vec(&asset)?;
+        let identifiers: BTreeSet<&str> = joined_asset.vulnerabilities.iter().map(|v| v.identifier.as_str()).collect();
+        let new_definition_bytes = |batch: &Batch| -> usize {
+            identifiers.iter().filter(|id| !batch.definitions.contains(*id)).map(|id| definition_bytes(id)).sum()
+        };
+        let added = bytes.len() + 1 + new_definition_bytes(&batch);
+        let full = batch.assets.len() >= per_file || FRAME_BYTES + batch.bytes + added > options.max_file_bytes;
+        if !batch.assets.is_empty() && full {
+            flush(std::mem::take(&mut batch), joined, dir, options, &mut written)?;
+        }
+        batch.bytes += bytes.len() + 1 + new_definition_bytes(&batch);
+        batch.definitions.extend(identifiers);
+        batch.vulnerabilities += joined_asset.vulnerabilities.len();
+        batch.assets.push(bytes);
+    }
+    if !batch.assets.is_empty() {
+        flush(batch, joined, dir, options, &mut written)?;
     }
     Ok(written)
 }
 
-fn build_file<'a>(batch: &'a [JoinedAsset], joined: &'a Joined, options: &'a WriteOptions) -> KdiFile<'a> {
-    let scanner_type = options.scanner_type.as_str();
-    let run_started = options.run_started.to_rfc3339_opts(SecondsFormat::Secs, true);
-    let mut used = BTreeSet::new();
-    let assets = batch
+/// Writes one file, streaming its parts.
+fn flush(batch: Batch, joined: &Joined, dir: &Path, options: &WriteOptions, written: &mut Written) -> Result<()> {
+    let path = dir.join(format!("{FILE_PREFIX}{:05}.json", written.files.len() + 1));
+    let context = || format!("cannot write {}", path.display());
+    let handle = fs::File::create(&path).with_context(context)?;
+    let mut out = BufWriter::new(handle);
+    out.write_all(br#"{"skip_autoclose":false,"version":2,"assets":["#).with_context(context)?;
+    for (i, asset) in batch.assets.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",").with_context(context)?;
+        }
+        out.write_all(asset).with_context(context)?;
+    }
+    out.write_all(br#"],"vuln_defs":["#).with_context(context)?;
+    for (i, id) in batch.definitions.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",").with_context(context)?;
+        }
+        serde_json::to_writer(&mut out, &kdi_definition(&joined.definitions[*id], &options.scanner_type))
+            .with_context(context)?;
+    }
+    out.write_all(b"]}").with_context(context)?;
+    out.flush().with_context(context)?;
+    let file = out.into_inner().map_err(|e| e.into_error()).with_context(context)?;
+    file.sync_all().with_context(context)?;
+    let size = file.metadata().map(|m| m.len() as usize).unwrap_or(0);
+    if size > options.max_file_bytes {
+        written.oversized_files += 1;
+        tracing::warn!(
+            "{} is {size} bytes, over the cap of {}: it holds a single asset, which is never split",
+            path.display(),
+            options.max_file_bytes
+        );
+    }
+    written.assets += batch.assets.len();
+    written.vulnerabilities += batch.vulnerabilities;
+    written.definitions += batch.definitions.len();
+    written.files.push(path);
+    Ok(())
+}
+
+fn kdi_asset<'a>(
+    joined_asset: &'a JoinedAsset,
+    joined: &'a Joined,
+    scanner_type: &'a str,
+    run_started: &str,
+) -> KdiAsset<'a> {
+    let a = &joined_asset.asset;
+    let vulns = joined_asset
+        .vulnerabilities
         .iter()
-        .map(|joined_asset| {
-            let a = &joined_asset.asset;
-            let vulns = joined_asset
-                .vulnerabilities
-                .iter()
-                .map(|v| {
-                    let definition = &joined.definitions[&v.identifier];
-                    used.insert(v.identifier.as_str());
-                    KdiVuln {
-                        scanner_identifier: &v.identifier,
-                        scanner_type,
-                        vuln_def_name: &definition.name,
-                        scanner_score: v.score.min(10),
-                        status: "open",
-                        created_at: v.found.as_ref().map(iso),
-                        last_seen_at: v.last_seen.as_ref().map(iso).unwrap_or_else(|| run_started.clone()),
-                        details: (!v.details.is_empty())
-                            .then(|| v.details.iter().cloned().collect::<Vec<_>>().join("\n\n")),
-                    }
-                })
-                .collect();
-            KdiAsset {
-                external_id: a.locators.external_id.as_deref(),
-                hostname: a.locators.hostname.as_deref(),
-                fqdn: a.locators.fqdn.as_deref(),
-                netbios: a.locators.netbios.as_deref(),
-                ip_address: a.locators.ip_address.as_deref(),
-                mac_address: a.locators.mac_address.as_deref(),
-                os: a.os.as_deref(),
-                os_version: a.os_version.as_deref(),
-                tags: &a.tags,
-                last_seen: a.last_seen.as_ref().map(iso),
-                vulns,
-            }
+        .map(|v| KdiVuln {
+            scanner_identifier: &v.identifier,
+            scanner_type,
+            vuln_def_name: &joined.definitions[&v.identifier].name,
+            scanner_score: v.score.min(10),
+            status: "open",
+            created_at: v.found.as_ref().map(iso),
+            last_seen_at: v.last_seen.as_ref().map(iso).unwrap_or_else(|| run_started.to_owned()),
+            details: (!v.details.is_empty()).then(|| v.details.iter().cloned().collect::<Vec<_>>().join("\n\n")),
         })
         .collect();
-    let vuln_defs = used
-        .into_iter()
-        .map(|id| {
-            let d = &joined.definitions[id];
-            KdiVulnDef {
-                scanner_type,
-                scanner_identifier: &d.identifier,
-                name: &d.name,
-                cve_identifiers: (!d.cve_ids.is_empty()).then(|| d.cve_ids.join(",")),
-                description: d.description.as_deref(),
-                solution: d.solution.as_deref(),
-            }
-        })
-        .collect();
-    KdiFile { skip_autoclose: false, version: 2, assets, vuln_defs }
+    KdiAsset {
+        external_id: a.locators.external_id.as_deref(),
+        hostname: a.locators.hostname.as_deref(),
+        fqdn: a.locators.fqdn.as_deref(),
+        netbios: a.locators.netbios.as_deref(),
+        ip_address: a.locators.ip_address.as_deref(),
+        mac_address: a.locators.mac_address.as_deref(),
+        os: a.os.as_deref(),
+        os_version: a.os_version.as_deref(),
+        tags: &a.tags,
+        last_seen: a.last_seen.as_ref().map(iso),
+        vulns,
+    }
+}
+
+fn kdi_definition<'a>(d: &'a VulnerabilityDefinition, scanner_type: &'a str) -> KdiVulnDef<'a> {
+    KdiVulnDef {
+        scanner_type,
+        scanner_identifier: &d.identifier,
+        name: &d.name,
+        cve_identifiers: (!d.cve_ids.is_empty()).then(|| d.cve_ids.join(",")),
+        description: d.description.as_deref(),
+        solution: d.solution.as_deref(),
+    }
 }
 
 /// Removes `kdi-*.json` files of an earlier run that this run did not write.
@@ -230,4 +285,123 @@ fn remove_stale(dir: &Path, keep: &BTreeSet<std::ffi::OsString>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::types::{Asset, Locators, Vulnerability};
+    use crate::join::Collector;
+
+    fn joined(assets: usize, vulns_each: usize) -> Joined {
+        let mut c = Collector::default();
+        for a in 0..assets {
+            let key = format!("device-{a:03}");
+            let locators = Locators {
+                external_id: Some(key.clone()),
+                hostname: None,
+                fqdn: None,
+                netbios: None,
+                ip_address: None,
+                mac_address: None,
+            };
+            c.add_assets(vec![Asset {
+                key: key.clone(),
+                locators,
+                os: None,
+                os_version: None,
+                tags: vec![],
+                last_seen: None,
+            }]);
+            c.add_vulnerabilities(
+                (0..vulns_each)
+                    .map(|v| Vulnerability {
+                        asset_key: key.clone(),
+                        identifier: format!("CVE-2024-{:04}", 1000 + v),
+                        score: 5,
+                        found: None,
+                        last_seen: Some(Datetime { seconds: 1_700_000_000, nanoseconds: 0 }),
+                        details: Some("x".repeat(200)),
+                    })
+                    .collect(),
+            );
+        }
+        c.finish()
+    }
+
+    fn options(per_file: usize, max_bytes: usize) -> WriteOptions {
+        WriteOptions {
+            scanner_type: "Test".into(),
+            assets_per_file: per_file,
+            max_file_bytes: max_bytes,
+            run_started: Utc::now(),
+        }
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("kdi-unit-{name}-{}", std::process::id()));
+        fs::remove_dir_all(&dir).ok();
+        dir
+    }
+
+    #[test]
+    fn files_respect_the_asset_count_and_the_byte_cap() {
+        let j = joined(10, 20);
+        let by_count = write(&j, &temp("count"), &options(4, DEFAULT_MAX_FILE_BYTES)).unwrap();
+        assert_eq!(by_count.files.len(), 3);
+        let cap = 12_000;
+        let dir = temp("bytes");
+        let by_bytes = write(&j, &dir, &options(500, cap)).unwrap();
+        assert!(by_bytes.files.len() > 1);
+        assert_eq!(by_bytes.oversized_files, 0);
+        let mut seen = 0;
+        for f in &by_bytes.files {
+            let text = fs::read_to_string(f).unwrap();
+            assert!(text.len() <= cap, "{} is {} bytes", f.display(), text.len());
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            seen += v["assets"].as_array().unwrap().len();
+            // Each file defines exactly what its vulnerabilities use.
+            assert_eq!(v["vuln_defs"].as_array().unwrap().len(), 20);
+        }
+        assert_eq!(seen, 10);
+        assert_eq!(by_bytes.assets, 10);
+    }
+
+    #[test]
+    fn an_asset_larger_than_the_cap_gets_a_file_of_its_own() {
+        let w = write(&joined(3, 50), &temp("oversized"), &options(500, 1_000)).unwrap();
+        assert_eq!(w.files.len(), 3);
+        assert_eq!(w.oversized_files, 3);
+    }
+
+    #[test]
+    fn output_is_deterministic() {
+        let j = joined(7, 3);
+        let (a, b) = (temp("det-a"), temp("det-b"));
+        let opts = options(3, DEFAULT_MAX_FILE_BYTES);
+        write(&j, &a, &opts).unwrap();
+        write(&j, &b, &opts).unwrap();
+        for name in ["kdi-00001.json", "kdi-00002.json", "kdi-00003.json"] {
+            assert_eq!(fs::read(a.join(name)).unwrap(), fs::read(b.join(name)).unwrap());
+        }
+    }
+
+    #[test]
+    fn written_files_match_the_schema() {
+        let schema: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
+        let validator = jsonschema::options().should_validate_formats(true).build(&schema).unwrap();
+        let w = write(&joined(4, 3), &temp("schema"), &options(2, DEFAULT_MAX_FILE_BYTES)).unwrap();
+        for f in &w.files {
+            let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(f).unwrap()).unwrap();
+            let errors: Vec<String> =
+                validator.iter_errors(&v).map(|e| format!("{} at {}", e, e.instance_path)).collect();
+            assert!(errors.is_empty(), "{}: {errors:?}", f.display());
+        }
+        // The schema itself rejects what CVM would: a vuln without vuln_def_name.
+        let bad = serde_json::json!({"skip_autoclose": false, "version": 2, "vuln_defs": [],
+            "assets": [{"external_id": "a", "vulns": [{"scanner_identifier": "x", "scanner_type": "t", "status": "open", "last_seen_at": "2024-01-01T00:00:00Z"}]}]});
+        assert!(!validator.is_valid(&bad));
+        let no_locator = serde_json::json!({"skip_autoclose": false, "version": 2, "vuln_defs": [], "assets": [{"os": "x", "vulns": []}]});
+        assert!(!validator.is_valid(&no_locator));
+    }
 }

@@ -11,7 +11,9 @@
 //! - [`policy`]: the network allow-list; [`redact`]: secret masking.
 //! - [`config`]: the operator's TOML, checked against the plugin's fields.
 //! - [`join`]: the one place vulnerabilities are joined to assets and merged.
-//! - [`kdi`]: the KDI v2 writer; [`run`]: the run pipeline; [`summary`]: its report.
+//! - [`kdi`]: the KDI v2 writer (and its JSON Schema); [`run`]: the run pipeline;
+//!   [`summary`]: its report.
+//! - [`cvm`]: delivery to Cisco Vulnerability Management, guarded against mass closing.
 //!
 //! ```no_run
 //! use connector_host::{config::ConnectorConfig, engine::{PluginHost, SessionOptions}, run};
@@ -27,6 +29,7 @@
 pub mod bindings;
 pub mod capability;
 pub mod config;
+pub mod cvm;
 pub mod engine;
 pub mod join;
 pub mod kdi;

@@ -4,6 +4,7 @@
 //! part-way writes nothing, so partial data can never tell CVM to close anything.
 
 use crate::config::ConnectorConfig;
+use crate::cvm::{deliver, DeliveryOptions, Snapshot};
 use crate::engine::{Plugin, PluginHost, SessionOptions};
 use crate::kdi::{self, WriteOptions};
 use crate::summary::RunSummary;
@@ -17,11 +18,16 @@ use std::time::Instant;
 pub struct RunOptions {
     pub out_dir: PathBuf,
     pub assets_per_file: usize,
+    pub max_file_bytes: usize,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { out_dir: PathBuf::from("out"), assets_per_file: kdi::DEFAULT_ASSETS_PER_FILE }
+        RunOptions {
+            out_dir: PathBuf::from("out"),
+            assets_per_file: kdi::DEFAULT_ASSETS_PER_FILE,
+            max_file_bytes: kdi::DEFAULT_MAX_FILE_BYTES,
+        }
     }
 }
 
@@ -46,6 +52,30 @@ pub fn run(
     session: SessionOptions,
     options: &RunOptions,
 ) -> Result<RunSummary> {
+    execute(host, plugin, config, session, options, None)
+}
+
+/// Runs the plugin, writes KDI files, and only then delivers them to CVM (or, in a
+/// dry run, reports what would be delivered). A failed fetch delivers nothing.
+pub fn run_and_deliver(
+    host: &PluginHost,
+    plugin: &Plugin,
+    config: &ConnectorConfig,
+    session: SessionOptions,
+    options: &RunOptions,
+    delivery: &DeliveryOptions,
+) -> Result<RunSummary> {
+    execute(host, plugin, config, session, options, Some(delivery))
+}
+
+fn execute(
+    host: &PluginHost,
+    plugin: &Plugin,
+    config: &ConnectorConfig,
+    session: SessionOptions,
+    options: &RunOptions,
+    delivery: Option<&DeliveryOptions>,
+) -> Result<RunSummary> {
     let started = Instant::now();
     let run_started = chrono::Utc::now();
     let resolved = config.resolve(&plugin.info).context("invalid configuration")?;
@@ -59,17 +89,24 @@ pub fn run(
     }
 
     let joined = session.take_collector().finish();
+    let snapshot = delivery.map(|_| Snapshot::of(&joined));
     let written = kdi::write(
         &joined,
         &options.out_dir,
         &WriteOptions {
             scanner_type: plugin.info.scanner_type.clone(),
             assets_per_file: options.assets_per_file,
+            max_file_bytes: options.max_file_bytes,
             run_started,
         },
     )?;
+    let delivered = match (delivery, &snapshot) {
+        (Some(d), Some(snapshot)) => Some(deliver(&written.files, snapshot, d).context("delivery to CVM failed")?),
+        _ => None,
+    };
     let state = session.state();
     Ok(RunSummary {
+        delivery: delivered,
         plugin: plugin.info.id.clone(),
         plugin_version: plugin.info.version.clone(),
         counters: joined.counters.clone(),

@@ -148,7 +148,7 @@ pub fn parse(settings: &[Setting]) -> Result<Settings, Vec<FieldError>> {
     let (cloud, cloud_source) = match text("cloud").to_ascii_lowercase().as_str() {
         "auto" => match api_cloud {
             Some(c) => (c, "from the API host"),
-            None => (Cloud::Commercial, "assumed commercial (the API host is not a documented Defender host)"),
+            None => (Cloud::Commercial, "assumed: the API host is not a documented Defender host"),
         },
         other => match Cloud::parse(other) {
             Some(c) => {

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use connector_host::bindings::types::FieldKind;
 use connector_host::config::ConnectorConfig;
+use connector_host::cvm::{CvmClient, CvmConfig, DeliveryOptions};
 use connector_host::engine::{PluginHost, SessionOptions};
 use connector_host::run::{self, RunOptions};
 use std::path::PathBuf;
@@ -42,20 +43,43 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
-    /// Fetch everything and write KDI files.
+    /// Fetch everything, write KDI files, and with --upload deliver them to CVM.
     Run {
         #[command(flatten)]
         common: Common,
-        /// Directory for the KDI files.
-        #[arg(long)]
-        out: PathBuf,
-        /// Assets per KDI file.
-        #[arg(long, default_value_t = connector_host::kdi::DEFAULT_ASSETS_PER_FILE)]
-        assets_per_file: usize,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Run the Defender plugin against a simulated tenant on loopback (no credentials needed).
     #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Directory for the KDI files.
+    #[arg(long)]
+    out: PathBuf,
+    /// Assets per KDI file.
+    #[arg(long, default_value_t = connector_host::kdi::DEFAULT_ASSETS_PER_FILE)]
+    assets_per_file: usize,
+    /// Largest KDI file in bytes (an asset is never split, so one asset may exceed it).
+    #[arg(long, default_value_t = connector_host::kdi::DEFAULT_MAX_FILE_BYTES)]
+    max_file_bytes: usize,
+    /// After a complete fetch, upload the files to CVM ([cvm] table) and run the connector.
+    #[arg(long)]
+    upload: bool,
+    /// With --upload: show what would be uploaded and how it compares with the last upload; send nothing.
+    #[arg(long, requires = "upload")]
+    dry_run: bool,
+    /// With --upload: upload even if the run has fewer than half the assets or open
+    /// vulnerabilities of the last upload (CVM will close the rest).
+    #[arg(long, requires = "upload")]
+    allow_mass_close: bool,
+    /// Where the last upload of each CVM connector is remembered
+    /// [default: $XDG_STATE_HOME/connector-host or ~/.local/state/connector-host].
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -99,7 +123,7 @@ fn execute(command: Command) -> Result<()> {
     match command {
         Command::Info { plugin, json } => info(&plugin, json),
         Command::Verify { common } => verify(&common),
-        Command::Run { common, out, assets_per_file } => run_command(&common, out, assets_per_file),
+        Command::Run { common, run } => run_command(&common, run),
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(args),
     }
@@ -148,28 +172,59 @@ fn verify(common: &Common) -> Result<()> {
     let host = PluginHost::new()?;
     let plugin = host.load(&common.plugin)?;
     let config = ConnectorConfig::load(&common.config)?;
+    let cvm = config.cvm.as_ref().map(|v| CvmConfig::from_values(v, common.allow_insecure_loopback)).transpose()?;
     let options = SessionOptions { allow_insecure_loopback: common.allow_insecure_loopback, ..Default::default() };
     let checks = run::verify(&host, &plugin, &config, options).context("verify failed")?;
     println!("Configuration works ({} {}):", plugin.info.id, plugin.info.version);
     for check in checks {
         println!("  ok  {:<24} {}", check.name, check.detail);
     }
+    if let Some(cvm) = cvm {
+        let connector = CvmClient::new(cvm.clone())?.connector().context("verify failed")?;
+        let name = connector["name"].as_str().unwrap_or("?");
+        let kind = if connector["host"].is_null() { "file-based" } else { "host-based" };
+        println!(
+            "  ok  {:<24} connector {} `{name}` ({kind}) at {} accepts the API key",
+            "CVM", cvm.connector_id, cvm.base_url
+        );
+    }
     Ok(())
 }
 
-fn run_command(common: &Common, out: PathBuf, assets_per_file: usize) -> Result<()> {
+fn run_command(common: &Common, args: RunArgs) -> Result<()> {
     let host = PluginHost::new()?;
     let plugin = host.load(&common.plugin)?;
     let config = ConnectorConfig::load(&common.config)?;
+    let delivery = if args.upload {
+        let cvm = CvmConfig::from_values(
+            connector_host::cvm::config::require(config.cvm.as_ref())?,
+            common.allow_insecure_loopback,
+        )?;
+        Some(DeliveryOptions {
+            cvm,
+            state_dir: args.state_dir.clone().unwrap_or_else(connector_host::cvm::state::default_state_dir),
+            dry_run: args.dry_run,
+            allow_mass_close: args.allow_mass_close,
+        })
+    } else {
+        None
+    };
     let progress = progress::Progress::new();
     let options = SessionOptions {
         allow_insecure_loopback: common.allow_insecure_loopback,
         progress: Some(progress.observer()),
         ..Default::default()
     };
-    let result = run::run(&host, &plugin, &config, options, &RunOptions { out_dir: out, assets_per_file });
+    let run_options =
+        RunOptions { out_dir: args.out, assets_per_file: args.assets_per_file, max_file_bytes: args.max_file_bytes };
+    let result = match &delivery {
+        Some(d) => run::run_and_deliver(&host, &plugin, &config, options, &run_options, d),
+        None => run::run(&host, &plugin, &config, options, &run_options),
+    };
     progress.finish();
-    let summary = result.context("run failed; no files were written")?;
+    // A failed fetch writes and uploads nothing; a failed delivery says what it did.
+    let summary =
+        result.context(if delivery.is_some() { "run --upload failed" } else { "run failed; no files were written" })?;
     print!("{summary}");
     Ok(())
 }

@@ -29,3 +29,25 @@ pub fn temp_dir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Checks a KDI file against `host/schema/kdi-v2.schema.json`, and the one rule the
+/// schema cannot express: every `vuln_def_name` names a `vuln_defs[]` entry of the file.
+pub fn assert_valid(name: &str, file: &Value) {
+    use std::sync::OnceLock;
+    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
+    let validator = VALIDATOR.get_or_init(|| {
+        let schema: Value = serde_json::from_str(connector_simulators::cvm::KDI_SCHEMA).unwrap();
+        jsonschema::options().should_validate_formats(true).build(&schema).unwrap()
+    });
+    let errors: Vec<String> =
+        validator.iter_errors(file).take(5).map(|e| format!("{e} at {}", e.instance_path)).collect();
+    assert!(errors.is_empty(), "{name} does not match the KDI schema: {errors:?}");
+    let names: std::collections::BTreeSet<&str> =
+        file["vuln_defs"].as_array().unwrap().iter().filter_map(|d| d["name"].as_str()).collect();
+    for asset in file["assets"].as_array().unwrap() {
+        for v in asset["vulns"].as_array().unwrap() {
+            let def = v["vuln_def_name"].as_str().unwrap();
+            assert!(names.contains(def), "{name}: vuln_def_name {def} has no vuln_def in the file");
+        }
+    }
+}

@@ -98,13 +98,25 @@ fn asset(m: &Machine) -> ExpectedAsset {
     }
 }
 
-/// The expected output for a tenant.
+/// The expected output for a tenant as first generated.
 pub fn expected(tenant: &Tenant) -> Expected {
+    expected_from(tenant, tenant.rows())
+}
+
+/// The expected output for a tenant as it is now (after rows were removed).
+pub fn expected_live(tenant: &Tenant) -> Expected {
+    expected_from(tenant, tenant.live_rows())
+}
+
+fn expected_from(
+    tenant: &Tenant,
+    rows: impl Iterator<Item = connector_simulators::defender::VulnerabilityRow>,
+) -> Expected {
     let mut out = Expected::default();
     for m in tenant.active_machines() {
         out.assets.insert(m.id.clone(), asset(m));
     }
-    for row in tenant.rows() {
+    for row in rows {
         out.rows += 1;
         let Some(cve) = row.cve_id.as_deref().filter(|c| !c.trim().is_empty()) else {
             out.rows_without_cve += 1;

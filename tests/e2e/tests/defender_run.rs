@@ -31,16 +31,17 @@ fn run_writes_every_record_as_the_spec_maps_it() {
         &plugin,
         &config,
         SessionOptions { allow_insecure_loopback: true, ..Default::default() },
-        &RunOptions { out_dir: out.clone(), assets_per_file: ASSETS_PER_FILE },
+        &RunOptions { out_dir: out.clone(), assets_per_file: ASSETS_PER_FILE, ..Default::default() },
     )
     .unwrap();
 
-    let expected = oracle::expected(sim.tenant());
+    let expected = oracle::expected(&sim.tenant());
     let files = kdi::read_dir(&out);
 
     // Each active asset exactly once, in files of at most ASSETS_PER_FILE assets.
     let mut actual = BTreeMap::new();
     for (name, file) in &files {
+        kdi::assert_valid(name, file);
         assert_eq!(file["version"], 2, "{name}");
         assert_eq!(file["skip_autoclose"], false, "{name}");
         let assets = file["assets"].as_array().unwrap();
@@ -107,12 +108,24 @@ fn a_second_run_replaces_the_files_of_the_first() {
     let plugin = host.load(&artifacts::plugin("plugin_defender")).unwrap();
     let out = kdi::temp_dir("rerun");
     let session = || SessionOptions { allow_insecure_loopback: true, ..Default::default() };
-    run::run(&host, &plugin, &config, session(), &RunOptions { out_dir: out.clone(), assets_per_file: 5 }).unwrap();
+    run::run(
+        &host,
+        &plugin,
+        &config,
+        session(),
+        &RunOptions { out_dir: out.clone(), assets_per_file: 5, ..Default::default() },
+    )
+    .unwrap();
     assert!(kdi::read_dir(&out).len() > 2);
     std::fs::write(out.join("notes.txt"), "kept").unwrap();
-    let summary =
-        run::run(&host, &plugin, &config, session(), &RunOptions { out_dir: out.clone(), assets_per_file: 1000 })
-            .unwrap();
+    let summary = run::run(
+        &host,
+        &plugin,
+        &config,
+        session(),
+        &RunOptions { out_dir: out.clone(), assets_per_file: 1000, ..Default::default() },
+    )
+    .unwrap();
     let files = kdi::read_dir(&out);
     assert_eq!(files.len(), 1, "files of the earlier run are removed");
     assert_eq!(files[0].1["assets"].as_array().unwrap().len(), summary.assets_written);

@@ -68,7 +68,7 @@ fn run_with(name: &str, faults: Faults, extra: &str) -> Outcome {
         plugin,
         &config,
         SessionOptions { allow_insecure_loopback: true, ..Default::default() },
-        &RunOptions { out_dir: out.clone(), assets_per_file: 50 },
+        &RunOptions { out_dir: out.clone(), assets_per_file: 50, ..Default::default() },
     );
     let elapsed = started.elapsed();
     let files = kdi::read_dir(&out);
@@ -325,8 +325,14 @@ fn a_missing_permission_is_not_retried() {
     let out = kdi::temp_dir("faults-403");
     let (host, plugin) = host();
     let options = SessionOptions { allow_insecure_loopback: true, ..Default::default() };
-    let error = run::run(host, plugin, &config, options, &RunOptions { out_dir: out.clone(), assets_per_file: 50 })
-        .unwrap_err();
+    let error = run::run(
+        host,
+        plugin,
+        &config,
+        options,
+        &RunOptions { out_dir: out.clone(), assets_per_file: 50, ..Default::default() },
+    )
+    .unwrap_err();
     assert!(format!("{error:#}").contains("missing permission Vulnerability.Read.All"), "{error:#}");
     assert_eq!(sim.calls()["vulnerabilities"], 1);
     assert!(kdi::read_dir(&out).is_empty());

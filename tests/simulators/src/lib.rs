@@ -1,7 +1,10 @@
 //! Simulated services on loopback, for end-to-end tests and the demo.
 //!
+//! - [`cvm`]: Cisco Vulnerability Management's connector API with an in-memory store
+//!   applying KDI semantics (auto-close included).
 //! - [`defender`]: a Microsoft Defender for Endpoint tenant and its Azure AD login
 //!   host, serving deterministic generated data with the quirks real tenants have.
 
+pub mod cvm;
 pub mod defender;
 pub mod rng;

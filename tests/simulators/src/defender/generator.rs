@@ -110,6 +110,8 @@ pub struct Tenant {
     pub client_id: String,
     pub client_secret: String,
     machines: Vec<Machine>,
+    /// Indices of the rows still served, once the tenant has changed (`None`: all).
+    live_rows: Option<Vec<u64>>,
 }
 
 impl Tenant {
@@ -121,7 +123,41 @@ impl Tenant {
             client_id: guid(seed, "client"),
             client_secret: format!("sim~{}.secret", hex(seed, "secret", 0, 24)),
             machines,
+            live_rows: None,
             spec,
+        }
+    }
+
+    /// Rows served now.
+    pub fn row_count(&self) -> u64 {
+        self.live_rows.as_ref().map_or(self.spec.rows, |live| live.len() as u64)
+    }
+
+    /// The row served at `offset` (0-based) now.
+    pub fn row_at(&self, offset: u64) -> VulnerabilityRow {
+        let index = self.live_rows.as_ref().map_or(offset, |live| live[offset as usize]);
+        self.row(index)
+    }
+
+    /// The rows served now.
+    pub fn live_rows(&self) -> impl Iterator<Item = VulnerabilityRow> + '_ {
+        (0..self.row_count()).map(|i| self.row_at(i))
+    }
+
+    /// Stops serving the rows `remove` picks: the vulnerabilities they report were
+    /// fixed (or the software removed).
+    pub fn remove_rows(&mut self, remove: impl Fn(&VulnerabilityRow) -> bool) {
+        let live: Vec<u64> = (0..self.row_count())
+            .map(|offset| self.live_rows.as_ref().map_or(offset, |live| live[offset as usize]))
+            .filter(|index| !remove(&self.row(*index)))
+            .collect();
+        self.live_rows = Some(live);
+    }
+
+    /// Marks machines inactive (decommissioned, or no longer reporting).
+    pub fn retire_machines(&mut self, retire: impl Fn(&Machine) -> bool) {
+        for m in self.machines.iter_mut().filter(|m| retire(m)) {
+            m.health_status = "Inactive";
         }
     }
 
@@ -140,6 +176,7 @@ impl Tenant {
         row(self, index)
     }
 
+    /// Every generated row, also those removed since.
     pub fn rows(&self) -> impl Iterator<Item = VulnerabilityRow> + '_ {
         (0..self.spec.rows).map(|i| self.row(i))
     }

@@ -32,7 +32,7 @@ use axum::{Form, Router};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 const MACHINE_ROLES: [&str; 2] = ["Machine.Read.All", "Machine.ReadWrite.All"];
@@ -75,7 +75,7 @@ struct Counters {
 }
 
 struct Shared {
-    tenant: Tenant,
+    tenant: RwLock<Tenant>,
     options: SimOptions,
     base_url: String,
     storage_url: String,
@@ -111,7 +111,7 @@ impl DefenderSim {
         let api = bind()?;
         let storage = bind()?;
         let shared = Arc::new(Shared {
-            tenant,
+            tenant: RwLock::new(tenant),
             options,
             base_url: format!("http://{}", api.local_addr()?),
             // A different origin, as blob storage is: `localhost`, another port.
@@ -161,8 +161,13 @@ impl DefenderSim {
         &self.shared.storage_url
     }
 
-    pub fn tenant(&self) -> &Tenant {
-        &self.shared.tenant
+    pub fn tenant(&self) -> RwLockReadGuard<'_, Tenant> {
+        self.shared.tenant.read().unwrap()
+    }
+
+    /// Changes the tenant between runs (fixed vulnerabilities, retired devices).
+    pub fn update_tenant(&self, change: impl FnOnce(&mut Tenant)) {
+        change(&mut self.shared.tenant.write().unwrap());
     }
 
     /// Requests served so far, by kind: `token`, `machines`, `vulnerabilities`,
@@ -218,7 +223,7 @@ fn aad_error(status: StatusCode, error: &str, code: u64, message: &str) -> Respo
 }
 
 fn check_client(shared: &Shared, tenant: &str, form: &HashMap<String, String>) -> Result<(), Response> {
-    let t = &shared.tenant;
+    let t = shared.tenant.read().unwrap();
     if tenant != t.tenant_id {
         return Err(aad_error(StatusCode::BAD_REQUEST, "invalid_request", 90002, &format!("Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.")));
     }
@@ -392,7 +397,8 @@ fn health_filter(filter: &str) -> Result<(bool, String), String> {
 /// The machine list as served: the tenant's machines, plus, with the
 /// `duplicate_machines` fault, stale repeats and machines merged into others.
 fn machine_list(shared: &Shared) -> Vec<Value> {
-    let mut list: Vec<Value> = shared.tenant.machines().iter().map(|m| serde_json::to_value(m).unwrap()).collect();
+    let mut list: Vec<Value> =
+        shared.tenant.read().unwrap().machines().iter().map(|m| serde_json::to_value(m).unwrap()).collect();
     if shared.faults().duplicate_machines {
         let originals = list.clone();
         for (i, m) in originals.iter().enumerate().filter(|(i, _)| i % 7 == 0) {
@@ -538,9 +544,13 @@ async fn vulnerabilities(
         )
             .into_response();
     }
-    let total = shared.tenant.spec.rows;
-    let count = top.unwrap_or(page_size).min(total.saturating_sub(offset));
-    let rows: Vec<super::VulnerabilityRow> = (offset..offset + count).map(|i| shared.tenant.row(i)).collect();
+    let (total, rows) = {
+        let tenant = shared.tenant.read().unwrap();
+        let total = tenant.row_count();
+        let count = top.unwrap_or(page_size).min(total.saturating_sub(offset));
+        (total, (offset..offset + count).map(|i| tenant.row_at(i)).collect::<Vec<_>>())
+    };
+    let count = rows.len() as u64;
     let mut body = json!({
         "@odata.context": format!("{}/api/$metadata#Collection(microsoft.windowsDefenderATP.api.AssessmentVulnerability)", shared.base_url),
         "value": rows,
@@ -590,7 +600,8 @@ async fn export_list(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> R
         .map(|k| {
             format!(
                 "{}/tvm-export/part-{k:05}-{}.json.gz?sv=2020-08-04&se=2026-11-28T06%3A00%3A00Z&sr=b&sp=r&sig=sim{k}",
-                shared.storage_url, shared.tenant.tenant_id
+                shared.storage_url,
+                shared.tenant.read().unwrap().tenant_id
             )
         })
         .collect();
@@ -645,11 +656,12 @@ async fn export_file(
         shared.count("export file empty");
         return StatusCode::OK.into_response();
     }
-    let total = shared.tenant.spec.rows;
+    let tenant = shared.tenant.read().unwrap();
+    let total = tenant.row_count();
     let (start, end) = (total * index as u64 / files as u64, total * (index as u64 + 1) / files as u64);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     for i in start..end {
-        serde_json::to_writer(&mut gz, &pascal_case(&shared.tenant.row(i))).unwrap();
+        serde_json::to_writer(&mut gz, &pascal_case(&tenant.row_at(i))).unwrap();
         gz.write_all(b"\n").unwrap();
     }
     (StatusCode::OK, [("content-type", "application/octet-stream")], gz.finish().unwrap()).into_response()

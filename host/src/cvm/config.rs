@@ -1,0 +1,165 @@
+//! The `[cvm]` table of a configuration file.
+//!
+//! ```toml
+//! [cvm]
+//! api_host = "api.kennasecurity.com"        # or api.eu.kennasecurity.com, ... or a URL
+//! api_key = { env = "CVM_API_KEY" }          # sent only as X-Risk-Token, never printed
+//! connector_id = 123456
+//! ```
+
+use crate::policy::{NetworkPolicy, Origin};
+use anyhow::{anyhow, bail, Context, Result};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub const DEFAULT_API_HOST: &str = "api.kennasecurity.com";
+
+/// Where and how to deliver.
+#[derive(Clone)]
+pub struct CvmConfig {
+    /// `https://api.kennasecurity.com` (or a loopback URL in tests).
+    pub base_url: String,
+    pub api_key: String,
+    pub connector_id: u64,
+    /// Between two status polls of a running connector (the toolkit uses 20 s).
+    pub poll_interval: Duration,
+    /// How long a connector run may take before the host gives up waiting.
+    pub run_deadline: Duration,
+    pub max_retries: u32,
+    pub retry_delay: Duration,
+}
+
+impl std::fmt::Debug for CvmConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.debug_struct("CvmConfig")
+            .field("base_url", &self.base_url)
+            .field("api_key", &"[REDACTED]")
+            .field("connector_id", &self.connector_id)
+            .finish()
+    }
+}
+
+const KEYS: [&str; 7] = [
+    "api_host",
+    "api_key",
+    "connector_id",
+    "poll_interval_ms",
+    "run_deadline_minutes",
+    "max_retries",
+    "retry_delay_ms",
+];
+
+impl CvmConfig {
+    /// Checks the `[cvm]` values (already read from the environment where asked).
+    pub fn from_values(values: &BTreeMap<String, String>, allow_insecure_loopback: bool) -> Result<CvmConfig> {
+        let mut problems = Vec::new();
+        for key in values.keys().filter(|k| !KEYS.contains(&k.as_str())) {
+            problems.push(format!("`{key}` is not a [cvm] key (keys: {})", KEYS.join(", ")));
+        }
+        let get = |key: &str| values.get(key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let host = get("api_host").unwrap_or_else(|| DEFAULT_API_HOST.to_owned());
+        let base_url = match Origin::parse_config_value(&host).and_then(|origin| {
+            NetworkPolicy::from_host_fields([("api_host", host.as_str())], allow_insecure_loopback)?;
+            Ok(origin)
+        }) {
+            Ok(o) if o.host.starts_with("*.") => {
+                problems.push(format!("`api_host`: `{host}` is a pattern, not a host"));
+                String::new()
+            }
+            Ok(o) => match (o.scheme.as_str(), o.port) {
+                ("https", 443) | ("http", 80) => format!("{}://{}", o.scheme, o.host),
+                _ => format!("{}://{}:{}", o.scheme, o.host, o.port),
+            },
+            Err(e) => {
+                problems.push(format!("`api_host`: {e:#}"));
+                String::new()
+            }
+        };
+        let api_key = get("api_key").unwrap_or_default();
+        if api_key.is_empty() {
+            problems.push("`api_key` is required: a CVM API key (Settings > API Keys), sent as X-Risk-Token".into());
+        }
+        let mut number = |key: &str, default: Option<u64>| -> u64 {
+            match (get(key), default) {
+                (None, Some(d)) => d,
+                (None, None) => {
+                    problems.push(format!("`{key}` is required"));
+                    0
+                }
+                (Some(v), _) => v.parse().unwrap_or_else(|_| {
+                    problems.push(format!("`{key}`: expected a whole number, got `{v}`"));
+                    0
+                }),
+            }
+        };
+        let connector_id = number("connector_id", None);
+        let poll_interval = Duration::from_millis(number("poll_interval_ms", Some(20_000)));
+        let run_deadline = Duration::from_secs(60 * number("run_deadline_minutes", Some(120)));
+        let max_retries = number("max_retries", Some(5)) as u32;
+        let retry_delay = Duration::from_millis(number("retry_delay_ms", Some(1_000)));
+        if !problems.is_empty() {
+            bail!("[cvm]: {}", problems.join("; "));
+        }
+        Ok(CvmConfig { base_url, api_key, connector_id, poll_interval, run_deadline, max_retries, retry_delay })
+    }
+
+    /// The state key of this connector instance, safe as a directory name.
+    pub fn instance_key(&self) -> String {
+        let host = self.base_url.split_once("://").map(|(_, h)| h).unwrap_or(&self.base_url);
+        let safe: String =
+            host.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
+        format!("{safe}-connector-{}", self.connector_id)
+    }
+}
+
+/// A `[cvm]` table's values as text, environment references resolved.
+pub fn table_values(table: &toml::Table, env: &dyn Fn(&str) -> Option<String>) -> Result<BTreeMap<String, String>> {
+    let mut values = BTreeMap::new();
+    for (key, value) in table {
+        let text = crate::config::value_text(key, value, env).with_context(|| "[cvm]".to_string())?;
+        values.insert(key.clone(), text);
+    }
+    Ok(values)
+}
+
+/// An error if no `[cvm]` table was given.
+pub fn require(config: Option<&BTreeMap<String, String>>) -> Result<&BTreeMap<String, String>> {
+    config
+        .ok_or_else(|| anyhow!("--upload needs a [cvm] table with api_key and connector_id in the configuration file"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_and_regional_hosts() {
+        let c = CvmConfig::from_values(&values(&[("api_key", "k"), ("connector_id", "7")]), false).unwrap();
+        assert_eq!(c.base_url, "https://api.kennasecurity.com");
+        assert_eq!(c.poll_interval, Duration::from_secs(20));
+        assert_eq!(c.instance_key(), "api.kennasecurity.com-connector-7");
+        let eu = CvmConfig::from_values(
+            &values(&[("api_host", "api.eu.kennasecurity.com"), ("api_key", "k"), ("connector_id", "7")]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(eu.base_url, "https://api.eu.kennasecurity.com");
+        assert!(!format!("{eu:?}").contains("\"k\""), "the key is not in Debug output");
+    }
+
+    #[test]
+    fn loopback_needs_the_flag_and_problems_are_listed() {
+        let local = values(&[("api_host", "http://127.0.0.1:9000"), ("api_key", "k"), ("connector_id", "7")]);
+        assert!(CvmConfig::from_values(&local, false).unwrap_err().to_string().contains("--allow-insecure-loopback"));
+        assert_eq!(CvmConfig::from_values(&local, true).unwrap().base_url, "http://127.0.0.1:9000");
+        let err =
+            CvmConfig::from_values(&values(&[("connector_id", "x"), ("apikey", "k")]), false).unwrap_err().to_string();
+        assert!(err.contains("`apikey` is not a [cvm] key"), "{err}");
+        assert!(err.contains("`api_key` is required"), "{err}");
+        assert!(err.contains("`connector_id`: expected a whole number, got `x`"), "{err}");
+    }
+}

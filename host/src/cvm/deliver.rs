@@ -1,0 +1,94 @@
+//! Delivering a finished run's files to CVM, guarded by the last upload's state.
+
+use super::client::{CvmClient, RunResult};
+use super::config::CvmConfig;
+use super::state::{Delta, LastUpload, Snapshot, StateStore};
+use anyhow::{bail, Result};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How to deliver.
+#[derive(Debug, Clone)]
+pub struct DeliveryOptions {
+    pub cvm: CvmConfig,
+    pub state_dir: PathBuf,
+    /// Show what would be uploaded and how it compares with the last upload; send nothing.
+    pub dry_run: bool,
+    /// Upload even when the run would send fewer than half of the last upload.
+    pub allow_mass_close: bool,
+}
+
+/// What a delivery did (or, in a dry run, would do).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DeliveryReport {
+    pub dry_run: bool,
+    pub connector_id: u64,
+    pub files: usize,
+    pub assets: usize,
+    pub open_vulnerabilities: usize,
+    /// The last upload's counts, when there was one.
+    pub last_assets: Option<usize>,
+    pub last_open_vulnerabilities: Option<usize>,
+    /// Against the last upload.
+    pub delta: Option<Delta>,
+    /// In a dry run: the guard's refusal, if it would refuse.
+    pub would_refuse: Option<String>,
+    pub data_files: Vec<u64>,
+    pub run: Option<RunResult>,
+    #[serde(skip)]
+    pub waited: Duration,
+}
+
+/// Uploads the files, starts one run over all of them, waits for it, and records
+/// the upload as the instance's new state.
+pub fn deliver(files: &[PathBuf], snapshot: &Snapshot, options: &DeliveryOptions) -> Result<DeliveryReport> {
+    let cvm = &options.cvm;
+    let store = StateStore::new(&options.state_dir, &cvm.instance_key());
+    let last = store.load()?;
+    let mut report = DeliveryReport {
+        dry_run: options.dry_run,
+        connector_id: cvm.connector_id,
+        files: files.len(),
+        assets: snapshot.assets.len(),
+        open_vulnerabilities: snapshot.vulnerabilities.len(),
+        last_assets: last.as_ref().map(|l| l.assets),
+        last_open_vulnerabilities: last.as_ref().map(|l| l.open_vulnerabilities),
+        delta: last.as_ref().map(|l| l.delta(snapshot)),
+        ..Default::default()
+    };
+    let refusal = last.as_ref().and_then(|l| l.guard(snapshot).err());
+    if options.dry_run {
+        report.would_refuse = refusal.filter(|_| !options.allow_mass_close);
+        return Ok(report);
+    }
+    if let Some(refusal) = refusal {
+        if !options.allow_mass_close {
+            bail!("{refusal}");
+        }
+        tracing::warn!("--allow-mass-close: uploading although {refusal}");
+    }
+    if files.is_empty() {
+        bail!("the run wrote no files, so there is nothing to upload (the source reported no assets)");
+    }
+    let client = CvmClient::new(cvm.clone())?;
+    for file in files {
+        report.data_files.push(client.upload(file)?);
+    }
+    let run_id = client.start_run(&report.data_files)?;
+    report.waited = client.wait_until_idle()?;
+    let run = client.run_result(run_id)?;
+    if run.success == Some(false) {
+        bail!("CVM reports that connector run {run_id} failed; its counts: {:?}", run.counts);
+    }
+    report.run = Some(run);
+    store.save(&LastUpload {
+        uploaded_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        connector_id: cvm.connector_id,
+        run_id,
+        assets: snapshot.assets.len(),
+        open_vulnerabilities: snapshot.vulnerabilities.len(),
+        snapshot: snapshot.clone(),
+    })?;
+    Ok(report)
+}
