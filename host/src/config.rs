@@ -14,7 +14,8 @@
 //! to deliver (see [`crate::cvm::config`]).
 
 use crate::bindings::types::{FieldKind, PluginInfo};
-use crate::policy::Origin;
+use crate::limits::SandboxLimits;
+use crate::policy::{OperatorGrants, Origin};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -26,6 +27,10 @@ pub struct ConnectorConfig {
     values: BTreeMap<String, String>,
     /// The `[cvm]` table, if any, as text (see [`crate::cvm::CvmConfig`]).
     pub cvm: Option<BTreeMap<String, String>>,
+    /// The `[limits]` table: the sandbox's limits for this connector's plugin.
+    pub limits: SandboxLimits,
+    /// The `[network]` table: the operator's gate on the plugin's network access.
+    pub network: OperatorGrants,
 }
 
 /// A TOML value as text: a literal, or `{ env = "VAR" }` read through `env`.
@@ -62,8 +67,8 @@ impl ConnectorConfig {
     pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
         let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| anyhow!("not valid TOML: {}", e.message()))?;
         for key in doc.keys() {
-            if key != "connector" && key != "cvm" {
-                bail!("unknown table or key `{key}`; the connector's settings go in a `[connector]` table, delivery settings in `[cvm]`");
+            if !["connector", "cvm", "limits", "network"].contains(&key.as_str()) {
+                bail!("unknown table or key `{key}`; the connector's settings go in a `[connector]` table (others: [cvm], [limits], [network])");
             }
         }
         let table = match doc.get("connector") {
@@ -75,17 +80,26 @@ impl ConnectorConfig {
         for (key, value) in table {
             values.insert(key.clone(), value_text(key, value, env)?);
         }
-        let cvm = match doc.get("cvm") {
-            Some(toml::Value::Table(t)) => Some(crate::cvm::config::table_values(t, env)?),
-            Some(_) => bail!("`cvm` must be a table: write `[cvm]` on its own line"),
-            None => None,
+        let table = |name: &str| match doc.get(name) {
+            Some(toml::Value::Table(t)) => Ok(Some(t)),
+            Some(_) => Err(anyhow!("`{name}` must be a table: write `[{name}]` on its own line")),
+            None => Ok(None),
         };
-        Ok(ConnectorConfig { values, cvm })
+        let cvm = table("cvm")?.map(|t| crate::cvm::config::table_values(t, env)).transpose()?;
+        let limits = match table("limits")? {
+            Some(t) => SandboxLimits::from_values(&crate::cvm::config::table_values(t, env)?)?,
+            None => SandboxLimits::default(),
+        };
+        let network = table("network")?.map(OperatorGrants::from_table).transpose()?.unwrap_or_default();
+        Ok(ConnectorConfig { values, cvm, limits, network })
     }
 
     /// A configuration from key-value pairs (for embedding and the demo).
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        ConnectorConfig { values: pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(), cvm: None }
+        ConnectorConfig {
+            values: pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+            ..Default::default()
+        }
     }
 
     /// Checks the values against the plugin's fields and fills in defaults.
@@ -97,7 +111,8 @@ impl ConnectorConfig {
                 problems.push(format!("`{key}` is not a field of {} (fields: {})", info.id, known.join(", ")));
             }
         }
-        let mut resolved = ResolvedConfig::default();
+        let mut resolved =
+            ResolvedConfig { limits: self.limits.clone(), network: self.network.clone(), ..Default::default() };
         for field in &info.fields {
             let value = self.values.get(&field.key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
             let Some(value) = value.or_else(|| field.default_value.clone()) else {
@@ -122,7 +137,7 @@ impl ConnectorConfig {
                 continue;
             }
             match field.kind {
-                FieldKind::Secret => resolved.secrets.push(value.clone()),
+                FieldKind::Secret => resolved.secrets.push((field.key.clone(), value.clone())),
                 FieldKind::Host => resolved.hosts.push((field.key.clone(), value.clone())),
                 _ => {}
             }
@@ -140,10 +155,13 @@ impl ConnectorConfig {
 pub struct ResolvedConfig {
     /// Every field with a value, in the plugin's field order.
     pub settings: Vec<(String, String)>,
-    /// Values of fields of kind secret, to mask wherever text leaves the host.
-    pub secrets: Vec<String>,
+    /// `(key, value)` of fields of kind secret: the plugin gets placeholders, and the
+    /// values are masked wherever text leaves the host.
+    pub secrets: Vec<(String, String)>,
     /// `(key, value)` of fields of kind host: the origins the run may reach.
     pub hosts: Vec<(String, String)>,
+    pub limits: SandboxLimits,
+    pub network: OperatorGrants,
 }
 
 #[cfg(test)]
@@ -189,7 +207,7 @@ mod tests {
             [("host", "api.example.com"), ("secret", "s3cret"), ("size", "5"), ("flag", "false")]
                 .map(|(k, v)| (k.to_string(), v.to_string()))
         );
-        assert_eq!(r.secrets, ["s3cret"]);
+        assert_eq!(r.secrets, [("secret".to_string(), "s3cret".to_string())]);
         assert_eq!(r.hosts, [("host".to_string(), "api.example.com".to_string())]);
     }
 
@@ -206,6 +224,21 @@ mod tests {
         assert!(err.contains("`size`: expected a whole number, got `big`"), "{err}");
         assert!(err.contains("`flag`: expected true or false"), "{err}");
         assert!(err.contains("`host`: `https://h/p` has a path"), "{err}");
+    }
+
+    #[test]
+    fn limits_and_network_tables_are_read_at_load() {
+        let c = ConnectorConfig::parse(
+            "[connector]\n[limits]\nmemory_mb = 64\ncpu_seconds = 2\n[network]\nallow = [\"https://proxy.example.com\"]\nallow_private_ips = true\n",
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(c.limits.memory_bytes, 64 << 20);
+        assert_eq!(c.limits.cpu_per_call, std::time::Duration::from_secs(2));
+        assert_eq!(c.network.allow, ["https://proxy.example.com"]);
+        assert!(c.network.allow_private_ips);
+        let err = ConnectorConfig::parse("[connector]\n[limits]\nmemory = 5\n", &no_env).unwrap_err().to_string();
+        assert!(err.contains("`memory` is not a limit"), "{err}");
     }
 
     #[test]

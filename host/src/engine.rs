@@ -5,38 +5,62 @@ use crate::bindings::{
     types::PluginInfo, ConnectorPlugin, ConnectorPluginPre, IntoAnyhow, CONTRACT_EXPORT, CONTRACT_EXPORT_PREFIX,
     CONTRACT_VERSION,
 };
-use crate::capability::http::{self, HttpCapability, HttpLimits};
+use crate::capability::http::HttpCapability;
 use crate::capability::log::LogCapability;
 use crate::capability::output::{OutputCapability, ProgressObserver};
 use crate::config::ResolvedConfig;
+use crate::limits::LimitExceeded;
 use crate::policy::NetworkPolicy;
 use crate::redact::Redactor;
+use crate::secrets::Secrets;
 use crate::session::Session;
 use crate::state::PluginState;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::{Config, Engine, Store, UpdateDeadline};
+
+/// How often wasm checks whether its CPU budget is spent.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// The host: shared by every plugin and session it runs.
 pub struct PluginHost {
     engine: Engine,
     linker: Linker<PluginState>,
-    client: reqwest::blocking::Client,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for PluginHost {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
 }
 
 impl PluginHost {
     pub fn new() -> Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true);
+        // Epoch ticks let the host check a call's CPU time while wasm runs.
+        config.epoch_interruption(true);
         let engine = Engine::new(&config).into_anyhow().context("cannot start the WebAssembly engine")?;
         let mut linker = Linker::new(&engine);
         // Rust's std on wasm32-wasip2 imports wasi:cli and wasi:io, so WASI is linked;
-        // each Store's context grants nothing (see `PluginState::new`).
+        // each Store's context grants nothing (see `PluginState::new`). wasi:http is
+        // not linked: a plugin that imports it is refused at load.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         ConnectorPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)?;
-        Ok(PluginHost { engine, linker, client: http::shared_client()? })
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        let (ticker_engine, stop) = (engine.clone(), stop_ticker.clone());
+        std::thread::Builder::new().name("epoch-ticker".into()).spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                ticker_engine.increment_epoch();
+            }
+        })?;
+        Ok(PluginHost { engine, linker, stop_ticker })
     }
 
     /// Compiles a plugin, checks that it implements this host's contract version,
@@ -110,7 +134,6 @@ fn check_contract(engine: &Engine, component: &Component, path: &Path) -> Result
 pub struct SessionOptions {
     /// Allow `http://` to loopback addresses (simulators, local tests).
     pub allow_insecure_loopback: bool,
-    pub http_limits: HttpLimits,
     pub progress: Option<ProgressObserver>,
 }
 
@@ -124,25 +147,37 @@ pub struct Plugin {
 impl Plugin {
     /// A fresh, sandboxed instance for one verify or run.
     pub fn open(&self, host: &PluginHost, config: &ResolvedConfig, options: SessionOptions) -> Result<Session> {
-        let redactor = Arc::new(Redactor::new(config.secrets.iter().map(String::as_str)));
-        let policy = if config.hosts.is_empty() {
-            NetworkPolicy::deny_all()
-        } else {
-            NetworkPolicy::from_host_fields(
-                config.hosts.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                options.allow_insecure_loopback,
-            )?
-        };
+        let redactor = Arc::new(Redactor::new(config.secrets.iter().map(|(_, v)| v.as_str())));
+        let mut policy = NetworkPolicy::from_host_fields(
+            config.hosts.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            options.allow_insecure_loopback,
+        )?;
+        policy.apply(&config.network)?;
         let id = self.info.id.clone();
-        let http = HttpCapability::new(host.client.clone(), policy, options.http_limits, id.clone(), redactor.clone());
+        let limits = config.limits.clone();
+        let http = HttpCapability::new(policy, &limits, id.clone(), redactor.clone(), Secrets::new(&config.secrets))?;
         let state = PluginState::new(
+            &limits,
             http,
-            LogCapability::new(id.clone(), redactor.clone()),
-            OutputCapability::new(options.progress),
+            LogCapability::new(id.clone(), redactor.clone(), limits.log_lines),
+            OutputCapability::new(options.progress, limits.output_records),
             redactor,
         );
         let mut store = Store::new(&host.engine, state);
-        store.limiter(|state| &mut state.limits);
+        store.limiter(|state| &mut state.memory);
+        // On every epoch tick while wasm runs: has this call used up its CPU time?
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            if state.cpu.used() <= state.cpu.limit {
+                return Ok(UpdateDeadline::Continue(1));
+            }
+            let breach = LimitExceeded {
+                limit: format!("CPU limit of {} s per call", state.cpu.limit.as_secs_f64()),
+                detail: format!("used {:.1} s in `{}`", state.cpu.used().as_secs_f64(), state.cpu.export),
+            };
+            Err(state.exceed(breach))
+        });
+        store.set_epoch_deadline(1);
         let bindings = self
             .pre
             .instantiate(&mut store)

@@ -8,7 +8,9 @@
 //!   become one-line messages with the plugin's panic text and no secrets.
 //! - [`capability`]: what a plugin can reach: `http` (allow-listed, capped),
 //!   `log` (masked, bounded) and `output` (records into the run's collector).
-//! - [`policy`]: the network allow-list; [`redact`]: secret masking.
+//! - [`policy`]: the network gates and address rules; [`secrets`]: placeholders
+//!   instead of secret values; [`redact`]: secret masking in text; [`limits`]: memory,
+//!   CPU, output and log limits.
 //! - [`config`]: the operator's TOML, checked against the plugin's fields.
 //! - [`join`]: the one place vulnerabilities are joined to assets and merged.
 //! - [`kdi`]: the KDI v2 writer (and its JSON Schema); [`run`]: the run pipeline;
@@ -33,9 +35,11 @@ pub mod cvm;
 pub mod engine;
 pub mod join;
 pub mod kdi;
+pub mod limits;
 pub mod policy;
 pub mod redact;
 pub mod run;
+pub mod secrets;
 pub mod session;
 pub mod state;
 pub mod summary;

@@ -1,15 +1,144 @@
-//! Which origins a run may reach over HTTP.
+//! Which origins a run may reach over HTTP: two gates.
 //!
-//! The allowed set is derived from the plugin's configured values of kind `host`
-//! (a bare host name means HTTPS on port 443; a URL keeps its scheme and port).
+//! 1. The plugin declares what it needs: its configured values of kind `host` (a bare
+//!    host name means HTTPS on port 443; a URL keeps its scheme and port; `*.` matches
+//!    subdomains) and the origins it derives from its configuration at `configure`.
+//! 2. The operator's `[network]` table may extend that set (`allow`) or narrow it
+//!    (`only`: a request must also match one of these).
+//!
 //! HTTPS only; plain HTTP only to loopback addresses, and only when the operator
 //! passes `--allow-insecure-loopback`. Every request is checked, and since the host
 //! never follows redirects, every hop is a request the plugin makes and is checked.
+//! Private, link-local and other non-public addresses are refused, as literals here
+//! and after DNS in [`GuardedResolver`], unless `[network] allow_private_ips = true`
+//! (loopback also with `--allow-insecure-loopback`).
 
 use anyhow::{bail, Context, Result};
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use url::Url;
+
+/// The operator's gate: `[network]` in the configuration file.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OperatorGrants {
+    /// Origins allowed beyond what the plugin declares.
+    pub allow: Vec<String>,
+    /// When not empty, a request must also match one of these.
+    pub only: Vec<String>,
+    /// Allow private, link-local and other non-public addresses.
+    pub allow_private_ips: bool,
+}
+
+impl OperatorGrants {
+    /// Reads `[network]`: `allow` and `only` (lists of origins) and `allow_private_ips`.
+    pub fn from_table(table: &toml::Table) -> Result<OperatorGrants> {
+        let mut grants = OperatorGrants::default();
+        for (key, value) in table {
+            match (key.as_str(), value) {
+                ("allow" | "only", toml::Value::Array(items)) => {
+                    let mut list = Vec::new();
+                    for (i, item) in items.iter().enumerate() {
+                        let text = item.as_str().with_context(|| format!("[network] {key}[{i}] must be a string"))?;
+                        Origin::parse_config_value(text).with_context(|| format!("[network] {key}[{i}]"))?;
+                        list.push(text.to_owned());
+                    }
+                    if key == "allow" {
+                        grants.allow = list;
+                    } else {
+                        grants.only = list;
+                    }
+                }
+                ("allow" | "only", _) => {
+                    bail!("[network] {key} must be a list of origins, e.g. [\"https://proxy.example.com\"]")
+                }
+                ("allow_private_ips", toml::Value::Boolean(b)) => grants.allow_private_ips = *b,
+                ("allow_private_ips", _) => bail!("[network] allow_private_ips must be true or false"),
+                (other, _) => bail!("[network] has no key `{other}` (keys: allow, only, allow_private_ips)"),
+            }
+        }
+        Ok(grants)
+    }
+}
+
+/// Whether an address may be reached: public addresses always; loopback with
+/// `allow_loopback`; private, link-local, shared, unspecified and the like only with
+/// `allow_private`.
+pub fn address_allowed(ip: IpAddr, allow_loopback: bool, allow_private: bool) -> bool {
+    if ip.is_loopback() {
+        return allow_loopback || allow_private;
+    }
+    let non_public = match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
+                || (a == 198 && (18..20).contains(&b)) // benchmarking
+                || a >= 240
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return address_allowed(IpAddr::V4(v4), allow_loopback, allow_private);
+            }
+            v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local
+                || (first & 0xffc0) == 0xfe80 // link-local
+        }
+    };
+    !non_public || allow_private
+}
+
+/// A host name that resolves only to addresses the policy refuses.
+#[derive(Debug)]
+pub struct NonPublicAddress {
+    pub host: String,
+    pub addresses: Vec<IpAddr>,
+}
+
+impl fmt::Display for NonPublicAddress {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let list: Vec<String> = self.addresses.iter().map(ToString::to_string).collect();
+        write!(
+            f,
+            "{} resolves only to non-public addresses ({}); set `allow_private_ips = true` in the [network] table to allow them",
+            self.host,
+            list.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for NonPublicAddress {}
+
+/// DNS resolution that drops addresses the policy refuses (after DNS, so a public
+/// name that points at an internal address is caught too).
+pub struct GuardedResolver {
+    pub allow_loopback: bool,
+    pub allow_private: bool,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let (allow_loopback, allow_private) = (self.allow_loopback, self.allow_private);
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> =
+                found.iter().copied().filter(|a| address_allowed(a.ip(), allow_loopback, allow_private)).collect();
+            if allowed.is_empty() {
+                let addresses = found.iter().map(|a| a.ip()).collect();
+                return Err(Box::new(NonPublicAddress { host, addresses }) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
 
 /// A scheme, host and port.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,7 +217,10 @@ impl Origin {
 #[derive(Clone, Debug, Default)]
 pub struct NetworkPolicy {
     allowed: Vec<Origin>,
+    /// The operator's narrowing; empty means none.
+    only: Vec<Origin>,
     allow_insecure_loopback: bool,
+    allow_private_ips: bool,
 }
 
 impl NetworkPolicy {
@@ -102,7 +234,7 @@ impl NetworkPolicy {
         fields: impl IntoIterator<Item = (&'a str, &'a str)>,
         allow_insecure_loopback: bool,
     ) -> Result<Self> {
-        let mut policy = NetworkPolicy { allowed: Vec::new(), allow_insecure_loopback };
+        let mut policy = NetworkPolicy { allow_insecure_loopback, ..Default::default() };
         for (key, value) in fields {
             policy.allow(value).with_context(|| format!("field `{key}`"))?;
         }
@@ -132,6 +264,23 @@ impl NetworkPolicy {
         }
     }
 
+    /// Applies the operator's gate: extends with `allow`, narrows with `only`.
+    pub fn apply(&mut self, grants: &OperatorGrants) -> Result<()> {
+        for value in &grants.allow {
+            self.allow(value).with_context(|| format!("[network] allow `{value}`"))?;
+        }
+        for value in &grants.only {
+            self.only.push(Origin::parse_config_value(value).with_context(|| format!("[network] only `{value}`"))?);
+        }
+        self.allow_private_ips = grants.allow_private_ips;
+        Ok(())
+    }
+
+    /// The resolver that enforces this policy's address rules after DNS.
+    pub fn resolver(&self) -> GuardedResolver {
+        GuardedResolver { allow_loopback: self.allow_insecure_loopback, allow_private: self.allow_private_ips }
+    }
+
     /// The allowed origins, for messages.
     pub fn allowed(&self) -> &[Origin] {
         &self.allowed
@@ -142,12 +291,27 @@ impl NetworkPolicy {
     pub fn check(&self, url: &Url) -> Result<(), String> {
         let origin = Origin::of(url).map_err(|e| format!("{url}: {e}"))?;
         self.check_scheme(&origin).map_err(|e| e.to_string())?;
+        let literal = origin.host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok();
+        if let Some(ip) = literal {
+            if !address_allowed(ip, self.allow_insecure_loopback, self.allow_private_ips) {
+                return Err(format!(
+                    "{origin} is a non-public address; set `allow_private_ips = true` in the [network] table to allow it"
+                ));
+            }
+        }
+        if !self.only.is_empty() && !self.only.iter().any(|o| o.admits(&origin)) {
+            let only: Vec<String> = self.only.iter().map(ToString::to_string).collect();
+            return Err(format!(
+                "{origin} is outside the [network] `only` list ({}); to allow it, add \"{origin}\" to `only`",
+                only.join(", ")
+            ));
+        }
         if self.allowed.iter().any(|allowed| allowed.admits(&origin)) {
             return Ok(());
         }
         let allowed: Vec<String> = self.allowed.iter().map(ToString::to_string).collect();
         Err(format!(
-            "{origin} is not allowed for this run (allowed: {}); to reach it, set it as the value of one of the plugin's host fields",
+            "{origin} is not allowed for this run (allowed: {}); to allow it, add \"{origin}\" to `allow` in the [network] table of the configuration",
             if allowed.is_empty() { "none".to_owned() } else { allowed.join(", ") }
         ))
     }
@@ -216,6 +380,58 @@ mod tests {
         p.allow("https://login.microsoftonline.us").unwrap();
         assert!(p.check(&url("https://login.microsoftonline.us/t/oauth2/v2.0/token")).is_ok());
         assert!(p.allow("http://login.example.com").is_err());
+    }
+
+    #[test]
+    fn the_operator_extends_and_narrows() {
+        let table: toml::Table = "allow = [\"https://proxy.example.com:8443\"]\nonly = [\"https://api.example.com\", \"https://proxy.example.com:8443\"]".parse().unwrap();
+        let grants = OperatorGrants::from_table(&table).unwrap();
+        let mut p =
+            NetworkPolicy::from_host_fields([("host", "api.example.com"), ("login_host", "login.example.com")], false)
+                .unwrap();
+        p.apply(&grants).unwrap();
+        assert!(p.check(&url("https://api.example.com/x")).is_ok());
+        assert!(p.check(&url("https://proxy.example.com:8443/x")).is_ok(), "extended");
+        let narrowed = p.check(&url("https://login.example.com/x")).unwrap_err();
+        assert!(narrowed.contains("outside the [network] `only` list"), "{narrowed}");
+        let denied = NetworkPolicy::from_host_fields([("host", "api.example.com")], false)
+            .unwrap()
+            .check(&url("https://evil.example/x"))
+            .unwrap_err();
+        assert!(denied.contains("add \"https://evil.example:443\" to `allow` in the [network] table"), "{denied}");
+    }
+
+    #[test]
+    fn bad_network_entries_are_precise() {
+        let bad = |text: &str| format!("{:#}", OperatorGrants::from_table(&text.parse().unwrap()).unwrap_err());
+        assert!(bad("allow = [\"https://h/path\"]").contains("[network] allow[0]: `https://h/path` has a path"));
+        assert!(bad("allow = \"https://h\"").contains("must be a list"));
+        assert!(bad("allow = [3]").contains("allow[0] must be a string"));
+        assert!(bad("deny = []").contains("no key `deny`"));
+    }
+
+    #[test]
+    fn non_public_addresses_are_refused_unless_allowed() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        for private in [
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!address_allowed(ip(private), true, false), "{private}");
+            assert!(address_allowed(ip(private), false, true), "{private} with allow_private_ips");
+        }
+        assert!(!address_allowed(ip("127.0.0.1"), false, false));
+        assert!(address_allowed(ip("127.0.0.1"), true, false));
+        assert!(address_allowed(ip("20.190.160.1"), false, false));
+        let p = NetworkPolicy::from_host_fields([("host", "https://169.254.169.254")], false).unwrap();
+        assert!(p.check(&url("https://169.254.169.254/latest/meta-data")).unwrap_err().contains("non-public address"));
     }
 
     #[test]

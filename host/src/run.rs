@@ -40,7 +40,7 @@ pub fn verify(
 ) -> Result<Vec<crate::bindings::types::Check>> {
     let resolved = config.resolve(&plugin.info).context("invalid configuration")?;
     let mut session = plugin.open(host, &resolved, session)?;
-    session.configure(&resolved.settings)?;
+    session.configure(&resolved)?;
     session.verify()
 }
 
@@ -80,7 +80,7 @@ fn execute(
     let run_started = chrono::Utc::now();
     let resolved = config.resolve(&plugin.info).context("invalid configuration")?;
     let mut session = plugin.open(host, &resolved, session)?;
-    session.configure(&resolved.settings)?;
+    session.configure(&resolved)?;
 
     let mut pages = 0u64;
     while let Some(page) = session.fetch()? {
@@ -118,7 +118,6 @@ fn execute(
         files_written: written.files,
         api_calls: state.http.stats.calls.load(Ordering::Relaxed),
         throttled_responses: state.http.stats.throttled.load(Ordering::Relaxed),
-        plugin_log_lines_dropped: state.log.dropped,
         duration: started.elapsed(),
     })
 }

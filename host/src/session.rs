@@ -3,6 +3,7 @@
 
 use crate::bindings::types::{Check, Page, PluginError, PluginInfo};
 use crate::bindings::ConnectorPlugin;
+use crate::config::ResolvedConfig;
 use crate::join::Collector;
 use crate::state::PluginState;
 use anyhow::{anyhow, Context, Result};
@@ -23,10 +24,15 @@ impl Session {
     /// (where a Rust panic message goes).
     fn call<T>(
         &mut self,
-        export: &str,
+        export: &'static str,
         f: impl FnOnce(&ConnectorPlugin, &mut Store<PluginState>) -> wasmtime::Result<T>,
     ) -> Result<T> {
+        self.store.data_mut().cpu.start(export);
+        self.store.set_epoch_deadline(1);
         f(&self.bindings, &mut self.store).map_err(|trap| {
+            if let Some(breach) = self.store.data().limit_breach() {
+                return anyhow!("plugin `{}` {breach} in `{export}`", self.plugin_id);
+            }
             let trap = anyhow::Error::from(trap);
             let stderr = self.store.data().stderr_text();
             let root = self.store.data().redactor.redact(&format!("{}", trap.root_cause()));
@@ -56,13 +62,25 @@ impl Session {
         self.call("info", |b, s| b.vulnbridge_connector_connector().call_info(s))
     }
 
-    /// Passes the settings; the plugin's field errors come back as one message. The
-    /// origins the plugin declares it needs are allowed for this session, under the
-    /// same rules as host fields.
-    pub fn configure(&mut self, settings: &[(String, String)]) -> Result<()> {
+    /// Passes the settings, secrets as placeholders (the plugin never sees a secret's
+    /// value); the plugin's field errors come back as one message. The origins the
+    /// plugin declares it needs are allowed for this session, under the same rules as
+    /// host fields.
+    pub fn configure(&mut self, config: &ResolvedConfig) -> Result<()> {
         use crate::bindings::types::Setting;
-        let settings: Vec<Setting> =
-            settings.iter().map(|(key, value)| Setting { key: key.clone(), value: value.clone() }).collect();
+        let secrets = &self.store.data().http.secrets;
+        let settings: Vec<Setting> = config
+            .settings
+            .iter()
+            .map(|(key, value)| {
+                let is_secret = config.secrets.iter().any(|(k, _)| k == key);
+                let value = match secrets.placeholder(value) {
+                    Some(placeholder) if is_secret => placeholder.to_owned(),
+                    _ => value.clone(),
+                };
+                Setting { key: key.clone(), value }
+            })
+            .collect();
         match self.call("configure", |b, s| b.vulnbridge_connector_connector().call_configure(s, &settings))? {
             Ok(origins) => {
                 for origin in origins {

@@ -4,24 +4,24 @@
 use crate::capability::http::HttpCapability;
 use crate::capability::log::LogCapability;
 use crate::capability::output::OutputCapability;
+use crate::limits::{CpuMeter, LimitExceeded, MemoryLimiter, SandboxLimits};
 use crate::redact::Redactor;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// How much of the plugin's stderr (where Rust panics go) is kept for error messages.
 const STDERR_CAPACITY: usize = 64 * 1024;
 
-/// Memory one plugin instance may grow to.
-pub const DEFAULT_MEMORY_LIMIT: usize = 1 << 30;
-
 /// Everything a plugin instance can reach.
 pub struct PluginState {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub limits: StoreLimits,
+    pub memory: MemoryLimiter,
+    pub cpu: CpuMeter,
+    /// The first limit the plugin exceeded (other than memory, which the limiter keeps).
+    pub breach: Option<LimitExceeded>,
     pub http: HttpCapability,
     pub log: LogCapability,
     pub output: OutputCapability,
@@ -30,7 +30,13 @@ pub struct PluginState {
 }
 
 impl PluginState {
-    pub fn new(http: HttpCapability, log: LogCapability, output: OutputCapability, redactor: Arc<Redactor>) -> Self {
+    pub fn new(
+        limits: &SandboxLimits,
+        http: HttpCapability,
+        log: LogCapability,
+        output: OutputCapability,
+        redactor: Arc<Redactor>,
+    ) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         // Nothing is granted: no files, environment, arguments, sockets or stdin;
         // stdout is discarded and stderr captured for error messages.
@@ -38,17 +44,27 @@ impl PluginState {
         PluginState {
             wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(DEFAULT_MEMORY_LIMIT)
-                .instances(32)
-                .trap_on_grow_failure(true)
-                .build(),
+            memory: MemoryLimiter { max_bytes: limits.memory_bytes, breach: None },
+            cpu: CpuMeter::new(limits.cpu_per_call),
+            breach: None,
             http,
             log,
             output,
             stderr,
             redactor,
         }
+    }
+
+    /// Records a breached limit and returns the trap that ends the call.
+    pub fn exceed(&mut self, breach: LimitExceeded) -> wasmtime::Error {
+        let error = wasmtime::Error::msg(breach.to_string());
+        self.breach.get_or_insert(breach);
+        error
+    }
+
+    /// The limit the plugin exceeded, if any.
+    pub fn limit_breach(&self) -> Option<&LimitExceeded> {
+        self.breach.as_ref().or(self.memory.breach.as_ref())
     }
 
     /// What the plugin wrote to stderr, secrets masked.

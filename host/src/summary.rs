@@ -22,7 +22,6 @@ pub struct RunSummary {
     pub files_written: Vec<PathBuf>,
     pub api_calls: u64,
     pub throttled_responses: u64,
-    pub plugin_log_lines_dropped: u64,
     #[serde(serialize_with = "seconds")]
     pub duration: Duration,
     /// What was delivered to CVM, with `--upload`.
@@ -51,9 +50,6 @@ impl fmt::Display for RunSummary {
         line("Files written", self.files_written.len().to_string())?;
         line("API calls made", self.api_calls.to_string())?;
         line("Throttled responses (429)", self.throttled_responses.to_string())?;
-        if self.plugin_log_lines_dropped > 0 {
-            line("Plugin log lines dropped", self.plugin_log_lines_dropped.to_string())?;
-        }
         line("Time taken", format!("{:.1} s", self.duration.as_secs_f64()))?;
         if let Some(d) = &self.delivery {
             write!(f, "{d}")?;

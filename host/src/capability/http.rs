@@ -1,9 +1,13 @@
 //! The `http` import: requests sent by the host on the plugin's behalf, through the
 //! run's network policy, with a timeout and a response-size cap on every call.
+//! Secret placeholders are replaced by their values only here, after the
+//! destination was allowed; responses have echoed secrets masked.
 
 use crate::bindings::http::{Host, HttpError, Method, Request, Response};
-use crate::policy::NetworkPolicy;
+use crate::limits::{thread_cpu_time, SandboxLimits};
+use crate::policy::{NetworkPolicy, NonPublicAddress};
 use crate::redact::Redactor;
+use crate::secrets::Secrets;
 use crate::state::PluginState;
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,13 +25,13 @@ pub struct HttpLimits {
     pub max_response_bytes: u64,
 }
 
-impl Default for HttpLimits {
-    fn default() -> Self {
+impl HttpLimits {
+    pub fn from_sandbox(limits: &SandboxLimits) -> Self {
         HttpLimits {
             // A 50,000-row vulnerability page is about 50 MB: give it time.
-            default_timeout: Duration::from_secs(300),
-            max_timeout: Duration::from_secs(900),
-            max_response_bytes: 512 << 20,
+            default_timeout: Duration::from_secs(300).min(limits.http_timeout),
+            max_timeout: limits.http_timeout,
+            max_response_bytes: limits.response_bytes,
         }
     }
 }
@@ -48,32 +52,46 @@ pub struct HttpCapability {
     pub stats: Arc<HttpStats>,
     plugin_id: String,
     redactor: Arc<Redactor>,
+    pub secrets: Secrets,
 }
 
-/// The shared client: connection pools are reused across runs, redirects are
-/// never followed (each hop must be a request the plugin makes, checked again).
-pub fn shared_client() -> anyhow::Result<reqwest::blocking::Client> {
+/// The session's client: redirects are never followed (each hop must be a request
+/// the plugin makes, checked again), and DNS answers go through the policy's
+/// address rules.
+fn client(policy: &NetworkPolicy) -> anyhow::Result<reqwest::blocking::Client> {
     Ok(reqwest::blocking::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(20))
+        .dns_resolver(Arc::new(policy.resolver()))
         .user_agent(concat!("connector-host/", env!("CARGO_PKG_VERSION")))
         .build()?)
 }
 
 impl HttpCapability {
     pub fn new(
-        client: reqwest::blocking::Client,
         policy: NetworkPolicy,
-        limits: HttpLimits,
+        limits: &SandboxLimits,
         plugin_id: String,
         redactor: Arc<Redactor>,
-    ) -> Self {
-        HttpCapability { client, policy, limits, stats: Arc::default(), plugin_id, redactor }
+        secrets: Secrets,
+    ) -> anyhow::Result<Self> {
+        Ok(HttpCapability {
+            client: client(&policy)?,
+            policy,
+            limits: HttpLimits::from_sandbox(limits),
+            stats: Arc::default(),
+            plugin_id,
+            redactor,
+            secrets,
+        })
     }
 
     /// Allows an origin the plugin declared at `configure`, under the policy's rules.
     pub fn allow_declared(&mut self, origin: &str) -> anyhow::Result<()> {
-        self.policy.allow(origin)
+        self.policy.allow(origin)?;
+        // The resolver's rules do not change, but keep the client in step with the policy.
+        self.client = client(&self.policy)?;
+        Ok(())
     }
 
     /// Sends one request, or says why not, as a value.
@@ -99,20 +117,27 @@ impl HttpCapability {
             Method::Head => reqwest::Method::HEAD,
         };
         let mut builder = self.client.request(method.clone(), url.clone()).timeout(timeout);
+        let mut content_type = None;
         for (name, value) in &request.headers {
-            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            let header = reqwest::header::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| HttpError::InvalidRequest(format!("invalid header name `{name}`")))?;
-            let value = reqwest::header::HeaderValue::from_str(value)
-                .map_err(|_| HttpError::InvalidRequest(format!("invalid value for header `{name}`")))?;
-            builder = builder.header(name, value);
+            let value = self
+                .secrets
+                .substitute_header(value)
+                .and_then(|v| reqwest::header::HeaderValue::from_str(&v).ok())
+                .ok_or_else(|| HttpError::InvalidRequest(format!("invalid value for header `{name}`")))?;
+            if header == reqwest::header::CONTENT_TYPE {
+                content_type = value.to_str().ok().map(str::to_owned);
+            }
+            builder = builder.header(header, value);
         }
         if let Some(body) = request.body {
-            builder = builder.body(body);
+            builder = builder.body(self.secrets.substitute_body(body, content_type.as_deref()));
         }
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
         // Paths and queries carry no secrets here, but mask them anyway: a plugin
         // could put anything in a URL.
-        tracing::debug!(plugin = %self.plugin_id, "{method} {}", self.redactor.redact(url.as_str()));
+        tracing::debug!(plugin = %self.plugin_id, "{method} {}", self.redactor.redact(&request.url));
         let mut response = builder.send().map_err(|e| self.transport_error(&url, e))?;
         let status = response.status().as_u16();
         if status == 429 {
@@ -121,7 +146,10 @@ impl HttpCapability {
         let headers = response
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                let value = String::from_utf8_lossy(&self.secrets.mask(v.as_bytes().to_vec())).into_owned();
+                (k.as_str().to_owned(), value)
+            })
             .collect();
         let cap = self.limits.max_response_bytes;
         if response.content_length().is_some_and(|len| len > cap) {
@@ -132,11 +160,16 @@ impl HttpCapability {
         if body.len() as u64 > cap {
             return Err(HttpError::TooLarge(cap));
         }
-        Ok(Response { status, headers, body })
+        Ok(Response { status, headers, body: self.secrets.mask(body) })
     }
 
     fn transport_error(&self, url: &url::Url, e: reqwest::Error) -> HttpError {
         let text = self.redactor.redact(&error_chain(&e));
+        if let Some(refused) = find_cause::<NonPublicAddress>(&e) {
+            self.stats.denied.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(plugin = %self.plugin_id, "denied a request: {refused}");
+            return HttpError::Denied(refused.to_string());
+        }
         if e.is_timeout() {
             HttpError::Timeout(text)
         } else {
@@ -156,6 +189,17 @@ impl HttpCapability {
     }
 }
 
+fn find_cause<'a, T: std::error::Error + 'static>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
+    let mut current: Option<&'a (dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = current {
+        if let Some(found) = err.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = err.source();
+    }
+    None
+}
+
 /// An error and its sources on one line (reqwest's top-level text is often vague).
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut parts = vec![e.to_string()];
@@ -172,6 +216,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 impl Host for PluginState {
     fn send(&mut self, request: Request) -> wasmtime::Result<Result<Response, HttpError>> {
-        Ok(self.http.send(request))
+        // Time blocked on the network is not the plugin's CPU time, but the host's
+        // work here (TLS, copying, masking) runs on this thread: exclude it.
+        let started = thread_cpu_time();
+        let result = self.http.send(request);
+        self.cpu.add_host_time(thread_cpu_time().saturating_sub(started));
+        Ok(result)
     }
 }

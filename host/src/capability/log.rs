@@ -1,12 +1,11 @@
 //! The `log` import: plugin log lines, masked and bounded, into the host's tracing.
 
 use crate::bindings::log::{Host, Level};
+use crate::limits::LimitExceeded;
 use crate::redact::Redactor;
 use crate::state::PluginState;
 use std::sync::Arc;
 
-/// Log lines accepted from one instance; later lines are counted, not shown.
-pub const DEFAULT_MAX_LINES: u64 = 10_000;
 /// Longest line shown; longer ones are cut.
 const MAX_LINE_CHARS: usize = 4_096;
 
@@ -15,23 +14,22 @@ pub struct LogCapability {
     redactor: Arc<Redactor>,
     max_lines: u64,
     pub lines: u64,
-    pub dropped: u64,
 }
 
 impl LogCapability {
-    pub fn new(plugin_id: String, redactor: Arc<Redactor>) -> Self {
-        LogCapability { plugin_id, redactor, max_lines: DEFAULT_MAX_LINES, lines: 0, dropped: 0 }
+    pub fn new(plugin_id: String, redactor: Arc<Redactor>, max_lines: u64) -> Self {
+        LogCapability { plugin_id, redactor, max_lines, lines: 0 }
     }
 
-    pub fn write(&mut self, level: Level, message: &str) {
-        if self.lines >= self.max_lines {
-            if self.dropped == 0 {
-                tracing::warn!(plugin = %self.plugin_id, "log limit of {} lines reached; further plugin log lines are dropped", self.max_lines);
-            }
-            self.dropped += 1;
-            return;
-        }
+    /// Writes a line, or says which limit it would exceed.
+    pub fn write(&mut self, level: Level, message: &str) -> Result<(), LimitExceeded> {
         self.lines += 1;
+        if self.lines > self.max_lines {
+            return Err(LimitExceeded {
+                limit: format!("log limit of {} lines", self.max_lines),
+                detail: format!("wrote line {}", self.lines),
+            });
+        }
         let mut text = self.redactor.redact(message);
         if text.len() > MAX_LINE_CHARS {
             let cut = (0..=MAX_LINE_CHARS).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
@@ -46,12 +44,15 @@ impl LogCapability {
             Level::Warn => tracing::warn!(plugin, "{text}"),
             Level::Error => tracing::error!(plugin, "{text}"),
         }
+        Ok(())
     }
 }
 
 impl Host for PluginState {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        self.log.write(level, &message);
-        Ok(())
+        match self.log.write(level, &message) {
+            Ok(()) => Ok(()),
+            Err(breach) => Err(self.exceed(breach)),
+        }
     }
 }

@@ -4,6 +4,7 @@
 use crate::bindings::output::Host;
 use crate::bindings::types::{Asset, Vulnerability, VulnerabilityDefinition};
 use crate::join::Collector;
+use crate::limits::{thread_cpu_time, LimitExceeded};
 use crate::state::PluginState;
 
 /// Progress of a stage, as the plugin reports it.
@@ -21,28 +22,47 @@ pub type ProgressObserver = Box<dyn FnMut(&Progress) + Send>;
 pub struct OutputCapability {
     pub collector: Collector,
     observer: Option<ProgressObserver>,
+    /// Records emitted so far, and the most allowed.
+    pub records: u64,
+    max_records: u64,
 }
 
 impl OutputCapability {
-    pub fn new(observer: Option<ProgressObserver>) -> Self {
-        OutputCapability { collector: Collector::default(), observer }
+    pub fn new(observer: Option<ProgressObserver>, max_records: u64) -> Self {
+        OutputCapability { collector: Collector::default(), observer, records: 0, max_records }
+    }
+}
+
+impl PluginState {
+    /// Counts emitted records against the output limit, then hands them to the
+    /// collector; the host's work on them is not charged to the plugin's CPU time.
+    fn emit(&mut self, count: usize, add: impl FnOnce(&mut Collector)) -> wasmtime::Result<()> {
+        self.output.records += count as u64;
+        if self.output.records > self.output.max_records {
+            let breach = LimitExceeded {
+                limit: format!("output limit of {} records", self.output.max_records),
+                detail: format!("emitted {} records", self.output.records),
+            };
+            return Err(self.exceed(breach));
+        }
+        let started = thread_cpu_time();
+        add(&mut self.output.collector);
+        self.cpu.add_host_time(thread_cpu_time().saturating_sub(started));
+        Ok(())
     }
 }
 
 impl Host for PluginState {
     fn emit_assets(&mut self, assets: Vec<Asset>) -> wasmtime::Result<()> {
-        self.output.collector.add_assets(assets);
-        Ok(())
+        self.emit(assets.len(), |c| c.add_assets(assets))
     }
 
     fn emit_vulnerabilities(&mut self, vulnerabilities: Vec<Vulnerability>) -> wasmtime::Result<()> {
-        self.output.collector.add_vulnerabilities(vulnerabilities);
-        Ok(())
+        self.emit(vulnerabilities.len(), |c| c.add_vulnerabilities(vulnerabilities))
     }
 
     fn emit_definitions(&mut self, definitions: Vec<VulnerabilityDefinition>) -> wasmtime::Result<()> {
-        self.output.collector.add_definitions(definitions);
-        Ok(())
+        self.emit(definitions.len(), |c| c.add_definitions(definitions))
     }
 
     fn count(&mut self, counter: String, delta: u64) -> wasmtime::Result<()> {

@@ -1,0 +1,174 @@
+//! The limits of one plugin instance, and how their breaches are reported.
+//!
+//! - memory: a `ResourceLimiter` refuses growth beyond the limit, which traps;
+//! - CPU: the thread's CPU time spent in one export call (wasm and the WASI calls it
+//!   makes, not time blocked on the network or asleep, nor the host's own work on
+//!   the plugin's output), checked on wasmtime's epoch ticks;
+//! - HTTP: a wall-clock timeout and a response-size cap on every call (values the
+//!   plugin handles: see `capability::http`);
+//! - output records and log lines per instance.
+//!
+//! A breach ends the call with a trap; the session reports it as
+//! "plugin `id` exceeded its <limit>".
+
+use std::fmt;
+use std::time::Duration;
+
+/// Limits of one plugin instance; every one configurable in `[limits]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SandboxLimits {
+    pub memory_bytes: usize,
+    /// CPU time one export call may use.
+    pub cpu_per_call: Duration,
+    /// The longest timeout a plugin may ask for on one HTTP call (and the default).
+    pub http_timeout: Duration,
+    pub response_bytes: u64,
+    /// Records (assets, vulnerabilities, definitions) one instance may emit.
+    pub output_records: u64,
+    pub log_lines: u64,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        SandboxLimits {
+            memory_bytes: 1 << 30,
+            cpu_per_call: Duration::from_secs(300),
+            http_timeout: Duration::from_secs(900),
+            response_bytes: 512 << 20,
+            output_records: 200_000_000,
+            log_lines: 10_000,
+        }
+    }
+}
+
+impl SandboxLimits {
+    /// Reads a `[limits]` table (values as text): `memory_mb`, `cpu_seconds`,
+    /// `http_timeout_seconds`, `response_mb`, `output_records`, `log_lines`.
+    pub fn from_values(values: &std::collections::BTreeMap<String, String>) -> anyhow::Result<SandboxLimits> {
+        let mut limits = SandboxLimits::default();
+        let mut problems = Vec::new();
+        for (key, value) in values {
+            let Ok(n) = value.trim().parse::<u64>() else {
+                problems.push(format!("`{key}`: expected a whole number, got `{value}`"));
+                continue;
+            };
+            if n == 0 {
+                problems.push(format!("`{key}`: must be above 0"));
+                continue;
+            }
+            match key.as_str() {
+                "memory_mb" => limits.memory_bytes = (n as usize).saturating_mul(1 << 20),
+                "cpu_seconds" => limits.cpu_per_call = Duration::from_secs(n),
+                "http_timeout_seconds" => limits.http_timeout = Duration::from_secs(n),
+                "response_mb" => limits.response_bytes = n.saturating_mul(1 << 20),
+                "output_records" => limits.output_records = n,
+                "log_lines" => limits.log_lines = n,
+                other => problems.push(format!(
+                    "`{other}` is not a limit (limits: memory_mb, cpu_seconds, http_timeout_seconds, response_mb, output_records, log_lines)"
+                )),
+            }
+        }
+        if !problems.is_empty() {
+            anyhow::bail!("[limits]: {}", problems.join("; "));
+        }
+        Ok(limits)
+    }
+}
+
+/// Which limit a plugin exceeded, with what it tried.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LimitExceeded {
+    /// e.g. `memory limit of 64 MiB`.
+    pub limit: String,
+    /// e.g. `tried to grow its memory to 80 MiB`.
+    pub detail: String,
+}
+
+impl fmt::Display for LimitExceeded {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "exceeded its {} ({})", self.limit, self.detail)
+    }
+}
+
+impl std::error::Error for LimitExceeded {}
+
+pub fn mib(bytes: u64) -> String {
+    format!("{} MiB", bytes / (1 << 20))
+}
+
+/// The CPU time of the calling thread (time blocked or asleep does not count).
+pub fn thread_cpu_time() -> Duration {
+    #[cfg(unix)]
+    {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes one timespec through a valid pointer.
+        let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0;
+        if ok {
+            return Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+        }
+    }
+    // Without a thread clock, wall time since the process started stands in.
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed()
+}
+
+/// CPU accounting of the export call in progress.
+#[derive(Debug, Default)]
+pub struct CpuMeter {
+    pub limit: Duration,
+    started_at: Duration,
+    host: Duration,
+    pub export: &'static str,
+}
+
+impl CpuMeter {
+    pub fn new(limit: Duration) -> Self {
+        CpuMeter { limit, ..Default::default() }
+    }
+
+    /// Starts accounting for a call to `export`.
+    pub fn start(&mut self, export: &'static str) {
+        self.started_at = thread_cpu_time();
+        self.host = Duration::ZERO;
+        self.export = export;
+    }
+
+    /// Excludes host work done on the plugin's behalf (joining its records).
+    pub fn add_host_time(&mut self, spent: Duration) {
+        self.host += spent;
+    }
+
+    /// The plugin's CPU time in this call so far.
+    pub fn used(&self) -> Duration {
+        thread_cpu_time().saturating_sub(self.started_at).saturating_sub(self.host)
+    }
+}
+
+/// Refuses memory growth beyond the limit, with a trap that says so.
+#[derive(Debug)]
+pub struct MemoryLimiter {
+    pub max_bytes: usize,
+    pub breach: Option<LimitExceeded>,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            let breach = LimitExceeded {
+                limit: format!("memory limit of {}", mib(self.max_bytes as u64)),
+                detail: format!("tried to grow its memory to {}", mib(desired as u64)),
+            };
+            self.breach = Some(breach.clone());
+            return Err(wasmtime::Error::msg(breach.to_string()));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+
+    fn instances(&self) -> usize {
+        32
+    }
+}
