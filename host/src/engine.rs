@@ -173,7 +173,7 @@ impl Plugin {
             }
             let breach = LimitExceeded {
                 limit: format!("CPU limit of {} s per call", state.cpu.limit.as_secs_f64()),
-                detail: format!("used {:.1} s in `{}`", state.cpu.used().as_secs_f64(), state.cpu.export),
+                detail: format!("used {:.1} s", state.cpu.used().as_secs_f64()),
             };
             Err(state.exceed(breach))
         });

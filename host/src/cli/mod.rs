@@ -210,11 +210,8 @@ fn run_command(common: &Common, args: RunArgs) -> Result<()> {
         None
     };
     let progress = progress::Progress::new();
-    let options = SessionOptions {
-        allow_insecure_loopback: common.allow_insecure_loopback,
-        progress: Some(progress.observer()),
-        ..Default::default()
-    };
+    let options =
+        SessionOptions { allow_insecure_loopback: common.allow_insecure_loopback, progress: Some(progress.observer()) };
     let run_options =
         RunOptions { out_dir: args.out, assets_per_file: args.assets_per_file, max_file_bytes: args.max_file_bytes };
     let result = match &delivery {

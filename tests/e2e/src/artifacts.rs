@@ -21,11 +21,7 @@ fn profile_dir() -> PathBuf {
 /// A plugin component, e.g. `plugin_defender`.
 pub fn plugin(name: &str) -> PathBuf {
     let path = target_dir().join("wasm32-wasip2/release").join(format!("{name}.wasm"));
-    assert!(
-        path.is_file(),
-        "{} is missing; build the plugins first: cargo build --release --target wasm32-wasip2 -p plugin-defender -p test-plugin-panic",
-        path.display()
-    );
+    assert!(path.is_file(), "{} is missing; build the plugins first: cargo build-plugins", path.display());
     path
 }
 

@@ -243,13 +243,13 @@ fn a_failed_run_writes_nothing_and_keeps_earlier_files() {
 fn a_plugin_panic_reads_as_its_message() {
     let config = write_config("panic", "[connector]\n");
     let out_dir = kdi::temp_dir("cli-panic-out");
-    let panic_plugin = artifacts::plugin("test_plugin_panic").display().to_string();
+    let panic_plugin = artifacts::plugin("test_plugin_hostile").display().to_string();
     let out = run_cli(
         &["run", "--plugin", &panic_plugin, "--config", config.to_str().unwrap(), "--out", out_dir.to_str().unwrap()],
         &[],
     );
     let line = one_error(&out, "\u{0}");
-    assert!(line.contains("plugin `test-panic` crashed in `fetch`"), "{line}");
+    assert!(line.contains("plugin `test-hostile` crashed in `fetch`"), "{line}");
     assert!(line.contains("test plugin panics on purpose: row 17 has no id"), "{line}");
     assert!(kdi::read_dir(&out_dir).is_empty());
 }

@@ -4,7 +4,9 @@
 //!   applying KDI semantics (auto-close included).
 //! - [`defender`]: a Microsoft Defender for Endpoint tenant and its Azure AD login
 //!   host, serving deterministic generated data with the quirks real tenants have.
+//! - [`echo`]: an echo server, to see what a request really carried.
 
 pub mod cvm;
 pub mod defender;
+pub mod echo;
 pub mod rng;

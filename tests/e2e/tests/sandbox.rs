@@ -1,0 +1,174 @@
+//! Hostile plugins: each misbehaves on purpose; the host stops it with a specific
+//! error, and then runs a well-behaved plugin normally.
+
+use connector_e2e::artifacts::{self, run_cli};
+use connector_e2e::kdi;
+use connector_host::config::ConnectorConfig;
+use connector_host::engine::{Plugin, PluginHost, SessionOptions};
+use connector_host::run::{self, RunOptions};
+use connector_simulators::defender::{DefenderSim, SimOptions, TenantSpec};
+use connector_simulators::echo::EchoServer;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+struct Hosted {
+    host: PluginHost,
+    hostile: Plugin,
+    defender: Plugin,
+}
+
+fn hosted() -> &'static Hosted {
+    static HOSTED: OnceLock<Hosted> = OnceLock::new();
+    HOSTED.get_or_init(|| {
+        let host = PluginHost::new().unwrap();
+        let hostile = host.load(&artifacts::plugin("test_plugin_hostile")).unwrap();
+        let defender = host.load(&artifacts::plugin("plugin_defender")).unwrap();
+        Hosted { host, hostile, defender }
+    })
+}
+
+fn session() -> SessionOptions {
+    SessionOptions { allow_insecure_loopback: true, ..Default::default() }
+}
+
+/// Runs the hostile plugin with a behavior and extra configuration; returns the error.
+fn misbehave(behavior: &str, extra: &str) -> String {
+    let h = hosted();
+    let config =
+        ConnectorConfig::parse(&format!("[connector]\nbehavior = \"{behavior}\"\n{extra}"), &|_| None).unwrap();
+    let out = kdi::temp_dir(&format!("sandbox-{behavior}"));
+    let result =
+        run::run(&h.host, &h.hostile, &config, session(), &RunOptions { out_dir: out.clone(), ..Default::default() });
+    assert!(kdi::read_dir(&out).is_empty());
+    let error = format!("{:#}", result.expect_err("the hostile plugin must fail"));
+    assert_host_still_works();
+    error
+}
+
+/// The same host then runs the Defender plugin normally.
+fn assert_host_still_works() {
+    let h = hosted();
+    let sim = DefenderSim::start(TenantSpec { seed: 9, devices: 20, rows: 200 }, SimOptions::default()).unwrap();
+    let config = ConnectorConfig::parse(&sim.config_toml(), &|_| None).unwrap();
+    let out = kdi::temp_dir(&format!("sandbox-after-{}", sim.base_url().rsplit(':').next().unwrap()));
+    let summary =
+        run::run(&h.host, &h.defender, &config, session(), &RunOptions { out_dir: out, ..Default::default() })
+            .expect("a well-behaved plugin runs normally after a hostile one");
+    assert_eq!(summary.assets_written, sim.tenant().active_machines().count());
+}
+
+#[test]
+fn an_endless_loop_is_stopped_by_the_cpu_limit() {
+    let started = Instant::now();
+    let error = misbehave("loop", "[limits]\ncpu_seconds = 1\n");
+    assert!(error.contains("plugin `test-hostile` exceeded its CPU limit of 1 s per call"), "{error}");
+    assert!(error.ends_with("in `fetch`"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn a_memory_bomb_is_stopped_by_the_memory_limit() {
+    let error = misbehave("memory", "[limits]\nmemory_mb = 64\n");
+    assert!(
+        error.contains("plugin `test-hostile` exceeded its memory limit of 64 MiB (tried to grow its memory to"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_panic_reads_as_its_message() {
+    let error = misbehave("panic", "");
+    assert!(error.contains("plugin `test-hostile` crashed in `fetch`: panicked at"), "{error}");
+    assert!(error.contains("test plugin panics on purpose: row 17 has no id"), "{error}");
+}
+
+#[test]
+fn a_host_not_granted_is_refused_as_a_value_that_says_what_to_add() {
+    let error = misbehave("denied-host", "");
+    assert!(error.contains("request refused: HttpError::Denied("), "the plugin got the refusal as a value: {error}");
+    assert!(error.contains("https://evil.example:443 is not allowed for this run"), "{error}");
+    assert!(error.contains(r#"add \"https://evil.example:443\" to `allow` in the [network] table"#), "{error}");
+}
+
+#[test]
+fn an_output_flood_is_stopped_by_the_output_limit() {
+    let error = misbehave("flood", "[limits]\noutput_records = 50000\n");
+    assert!(error.contains("plugin `test-hostile` exceeded its output limit of 50000 records"), "{error}");
+}
+
+#[test]
+fn a_log_flood_is_stopped_by_the_log_limit() {
+    let error = misbehave("log-flood", "[limits]\nlog_lines = 100\n");
+    assert!(error.contains("plugin `test-hostile` exceeded its log limit of 100 lines (wrote line 101)"), "{error}");
+}
+
+#[test]
+fn the_filesystem_is_out_of_reach() {
+    let error = misbehave("filesystem", "");
+    assert!(error.contains("filesystem: read Err(") && error.contains("write Err("), "{error}");
+}
+
+#[test]
+fn sockets_are_out_of_reach() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let address = listener.local_addr().unwrap();
+    let error = misbehave("sockets", &format!("target = \"http://{address}\"\n"));
+    assert!(error.contains(&format!("sockets: connect to {address}: Err(")), "{error}");
+    assert!(listener.accept().is_err(), "no connection reached the listener");
+}
+
+#[test]
+fn a_plugin_built_for_another_contract_version_is_refused_naming_both() {
+    let error = format!("{:#}", hosted().host.load(&artifacts::plugin("test_plugin_wrong_version")).err().unwrap());
+    assert!(error.contains("implements connector contract 9.0.0, but this host supports 0.1.0"), "{error}");
+    assert_host_still_works();
+}
+
+#[test]
+fn a_plugin_importing_wasi_http_is_refused_at_load() {
+    let error = format!("{:#}", hosted().host.load(&artifacts::plugin("test_plugin_wasi_http")).err().unwrap());
+    assert!(error.contains("needs imports this host does not provide") && error.contains("wasi:http"), "{error}");
+    assert_host_still_works();
+}
+
+#[test]
+fn a_secret_never_reaches_the_plugin_logs_or_a_host_not_granted() {
+    const SECRET: &str = "hunter2-super-secret";
+    let echo = EchoServer::start().unwrap();
+    let dir = kdi::temp_dir("sandbox-exfiltrate");
+    let config = dir.join("hostile.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[connector]\nbehavior = \"exfiltrate\"\ntarget = \"{}\"\nsecret = {{ env = \"HOSTILE_SECRET\" }}\n",
+            echo.base_url()
+        ),
+    )
+    .unwrap();
+    let plugin = artifacts::plugin("test_plugin_hostile");
+    let out = run_cli(
+        &[
+            "run",
+            "-v",
+            "--plugin",
+            plugin.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            dir.join("out").to_str().unwrap(),
+            "--allow-insecure-loopback",
+        ],
+        &[("HOSTILE_SECRET", SECRET)],
+    );
+    let (stdout, stderr) = (out.stdout(), out.stderr());
+    assert!(out.success(), "{stderr}");
+    assert!(!stdout.contains(SECRET) && !stderr.contains(SECRET), "the secret leaked: {stderr}");
+    // The plugin only ever had a placeholder, and logging it reveals nothing.
+    assert!(stderr.contains("my secret is __SECRET_"), "{stderr}");
+    // The host not granted got nothing, and the host said so.
+    assert!(stderr.contains("denied a request: https://evil.example:443 is not allowed"), "{stderr}");
+    // The granted host got the real secret, and its echo reached the plugin masked.
+    assert_eq!(echo.received(), [format!("stolen={SECRET}").into_bytes()]);
+    assert!(stderr.contains("echo answered: stolen=[REDACTED]"), "{stderr}");
+}

