@@ -224,3 +224,47 @@ impl Host for PluginState {
         Ok(result)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::SandboxLimits;
+
+    fn capability(allow_insecure_loopback: bool) -> HttpCapability {
+        let policy =
+            NetworkPolicy::from_host_fields([("host", "https://localhost:9")], allow_insecure_loopback).unwrap();
+        HttpCapability::new(policy, &SandboxLimits::default(), "test".into(), Arc::default(), Secrets::default())
+            .unwrap()
+    }
+
+    fn get(url: &str) -> Request {
+        Request { method: Method::Get, url: url.into(), headers: vec![], body: None, timeout_ms: Some(2_000) }
+    }
+
+    #[test]
+    fn a_name_that_resolves_to_a_non_public_address_is_refused_after_dns() {
+        // `localhost` passes the origin check (it is granted) but resolves to loopback:
+        // refused before any connection, as a value naming what was found.
+        match capability(false).send(get("https://localhost:9/x")) {
+            Err(HttpError::Denied(why)) => {
+                assert!(why.contains("localhost resolves only to non-public addresses"), "{why}");
+                assert!(why.contains("allow_private_ips"), "{why}");
+            }
+            other => panic!("expected a denial, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn requests_outside_the_policy_never_leave_the_host() {
+        let denied = capability(false).send(get("https://example.com/x"));
+        assert!(
+            matches!(denied, Err(HttpError::Denied(ref why)) if why.contains("not allowed for this run")),
+            "{denied:?}"
+        );
+        let insecure = capability(false).send(get("http://localhost:9/x"));
+        assert!(
+            matches!(insecure, Err(HttpError::Denied(ref why)) if why.contains("--allow-insecure-loopback")),
+            "{insecure:?}"
+        );
+    }
+}
