@@ -68,12 +68,15 @@ impl Api {
         let mut attempt = 0;
         loop {
             if let Some(endpoint) = call.pace {
-                let waited = self.settings.pacer.acquire(endpoint);
+                let waited = self.settings.pacer.wait(endpoint);
                 if waited >= Duration::from_secs(1) {
                     output::count(PACING_SECONDS, waited.as_secs());
                 }
             }
             let result = net::send(call.method, call.url, call.headers.clone(), call.body.clone(), call.timeout);
+            if let Some(endpoint) = call.pace {
+                self.settings.pacer.record(endpoint, std::time::Instant::now());
+            }
             let retry_in = match &result {
                 Err(PluginError::Unreachable(_)) => self.backoff(attempt),
                 Ok(r) if r.status == 429 => match retry_after(r) {

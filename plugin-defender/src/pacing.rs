@@ -94,19 +94,20 @@ impl Pacer {
         }
     }
 
-    /// Waits (sleeping) until a call to `endpoint` is allowed, records it, and returns
-    /// how long it waited.
-    pub fn acquire(&mut self, endpoint: &str) -> Duration {
+    /// Waits (sleeping) until a call to `endpoint` is allowed and returns how long it
+    /// waited. Record the call with [`Pacer::record`] when its response has arrived:
+    /// the server saw the request before that instant, so spacing calls from their
+    /// completions keeps any window of the server's clock within the limit, whatever
+    /// the network's delays.
+    pub fn wait(&mut self, endpoint: &str) -> Duration {
         let start = Instant::now();
         loop {
             let wait = self.wait_needed(endpoint, Instant::now());
             if wait.is_zero() {
-                break;
+                return start.elapsed();
             }
             std::thread::sleep(wait);
         }
-        self.record(endpoint, Instant::now());
-        start.elapsed()
     }
 }
 

@@ -7,6 +7,7 @@
 //! connection was never made.
 
 use super::config::CvmConfig;
+use crate::capability::http::error_chain;
 use crate::redact::Redactor;
 use anyhow::{anyhow, bail, Context, Result};
 use reqwest::blocking::{multipart, Client, RequestBuilder, Response};
@@ -218,17 +219,4 @@ impl CvmClient {
 /// CVM sends `success` as the string `"true"` in some answers and as a boolean in others.
 fn truthy(v: &Value) -> bool {
     v.as_bool() == Some(true) || v.as_str() == Some("true")
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = s.source();
-    }
-    parts.join(": ")
 }

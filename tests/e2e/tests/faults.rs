@@ -173,9 +173,11 @@ fn a_token_that_expires_mid_run_is_renewed_once_per_401() {
 
 #[test]
 fn a_token_is_renewed_before_it_expires() {
+    // The token says it lives 2 s (so the connector renews it after 1.6 s); the API
+    // would refuse it only after 3 s, leaving a margin for a loaded machine.
     let faults = Faults {
         token_expires_in: Some(2),
-        token_valid_for: Some(Duration::from_secs(2)),
+        token_valid_for: Some(Duration::from_secs(3)),
         slow: Some(Duration::from_millis(350)),
         ..Default::default()
     };

@@ -16,6 +16,7 @@
 // Handlers return early with a ready error response; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
+use crate::serve::{bind, spawn, Background};
 use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -95,8 +96,7 @@ struct Shared {
 pub struct CvmSim {
     shared: Arc<Shared>,
     base_url: String,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: Background,
 }
 
 impl CvmSim {
@@ -107,8 +107,7 @@ impl CvmSim {
             .build(&schema)
             .map_err(|e| anyhow::anyhow!("the KDI schema does not compile: {e}"))?;
         let shared = Arc::new(Shared { options, store: Mutex::default(), validator });
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
+        let listener = bind()?;
         let base_url = format!("http://{}", listener.local_addr()?);
         let app = Router::new()
             .route("/connectors/{id}/data_file", post(upload))
@@ -118,21 +117,8 @@ impl CvmSim {
             .route("/connectors/{id}/connector_runs/{run_id}", get(run_details))
             .layer(axum::extract::DefaultBodyLimit::max(512 << 20))
             .with_state(shared.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new().name("cvm-sim".into()).spawn(move || {
-            let runtime =
-                tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        rx.await.ok();
-                    })
-                    .await
-                    .ok();
-            });
-        })?;
-        Ok(CvmSim { shared, base_url, shutdown: Some(tx), thread: Some(thread) })
+        let server = spawn("cvm-sim", vec![(listener, app)])?;
+        Ok(CvmSim { shared, base_url, _server: server })
     }
 
     pub fn base_url(&self) -> &str {
@@ -194,17 +180,6 @@ impl CvmSim {
     /// Requests by kind: `upload`, `run`, `status`, `run details`, `unauthorized`.
     pub fn requests(&self) -> BTreeMap<String, u64> {
         self.shared.store.lock().unwrap().requests.clone()
-    }
-}
-
-impl Drop for CvmSim {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            tx.send(()).ok();
-        }
-        if let Some(thread) = self.thread.take() {
-            thread.join().ok();
-        }
     }
 }
 

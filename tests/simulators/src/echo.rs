@@ -1,6 +1,7 @@
 //! An HTTP echo server on loopback: `POST /echo` answers with the request body and
 //! keeps it, so a test can see what a plugin's request really carried.
 
+use crate::serve::{bind, spawn, Background};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
@@ -11,15 +12,13 @@ use std::sync::{Arc, Mutex};
 pub struct EchoServer {
     received: Arc<Mutex<Vec<Vec<u8>>>>,
     base_url: String,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: Background,
 }
 
 impl EchoServer {
     pub fn start() -> anyhow::Result<EchoServer> {
         let received: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
+        let listener = bind()?;
         let base_url = format!("http://{}", listener.local_addr()?);
         let app = Router::new()
             .route(
@@ -30,20 +29,8 @@ impl EchoServer {
                 }),
             )
             .with_state(received.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        rx.await.ok();
-                    })
-                    .await
-                    .ok();
-            });
-        });
-        Ok(EchoServer { received, base_url, shutdown: Some(tx), thread: Some(thread) })
+        let server = spawn("echo-server", vec![(listener, app)])?;
+        Ok(EchoServer { received, base_url, _server: server })
     }
 
     pub fn base_url(&self) -> &str {
@@ -53,16 +40,5 @@ impl EchoServer {
     /// Bodies received so far.
     pub fn received(&self) -> Vec<Vec<u8>> {
         self.received.lock().unwrap().clone()
-    }
-}
-
-impl Drop for EchoServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            tx.send(()).ok();
-        }
-        if let Some(thread) = self.thread.take() {
-            thread.join().ok();
-        }
     }
 }

@@ -10,3 +10,4 @@ pub mod cvm;
 pub mod defender;
 pub mod echo;
 pub mod rng;
+pub mod serve;

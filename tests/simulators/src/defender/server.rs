@@ -23,6 +23,7 @@
 
 use super::faults::{Endpoint, Faults, RetryAfter};
 use super::generator::{Tenant, TenantSpec};
+use crate::serve::{bind, spawn, Background};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -100,8 +101,7 @@ impl Shared {
 /// A running simulator; it stops when dropped.
 pub struct DefenderSim {
     shared: Arc<Shared>,
-    shutdown: Option<tokio::sync::watch::Sender<bool>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: Background,
 }
 
 impl DefenderSim {
@@ -126,29 +126,8 @@ impl DefenderSim {
             .route("/api/machines/SoftwareVulnerabilitiesExport", get(export_list))
             .with_state(shared.clone());
         let storage_app = Router::new().route("/tvm-export/{file}", get(export_file)).with_state(shared.clone());
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        let thread = std::thread::Builder::new().name("defender-sim".into()).spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("simulator runtime");
-            runtime.block_on(async move {
-                let serve = |listener: std::net::TcpListener,
-                             app: Router,
-                             mut rx: tokio::sync::watch::Receiver<bool>| async move {
-                    let listener = tokio::net::TcpListener::from_std(listener).expect("simulator listener");
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(async move {
-                            rx.wait_for(|stop| *stop).await.ok();
-                        })
-                        .await
-                        .ok();
-                };
-                tokio::join!(serve(api, api_app, rx.clone()), serve(storage, storage_app, rx));
-            });
-        })?;
-        Ok(DefenderSim { shared, shutdown: Some(tx), thread: Some(thread) })
+        let server = spawn("defender-sim", vec![(api, api_app), (storage, storage_app)])?;
+        Ok(DefenderSim { shared, _server: server })
     }
 
     /// `http://127.0.0.1:PORT`, serving both the API and the login host.
@@ -189,23 +168,6 @@ impl DefenderSim {
             self.base_url(),
             self.storage_url()
         )
-    }
-}
-
-fn bind() -> anyhow::Result<std::net::TcpListener> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    listener.set_nonblocking(true)?;
-    Ok(listener)
-}
-
-impl Drop for DefenderSim {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            tx.send(true).ok();
-        }
-        if let Some(thread) = self.thread.take() {
-            thread.join().ok();
-        }
     }
 }
 
@@ -268,22 +230,7 @@ async fn token_v2(
     Path(tenant): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    shared.count("token");
-    if let Err(e) = check_client(&shared, &tenant, &form) {
-        return e;
-    }
-    let scope = form.get("scope").map(String::as_str).unwrap_or("");
-    if !V2_SCOPES.contains(&scope) {
-        return aad_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_scope",
-            70011,
-            &format!(
-                "The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."
-            ),
-        );
-    }
-    issue_token(&shared, false)
+    token(&shared, &tenant, &form, false)
 }
 
 async fn token_v1(
@@ -291,20 +238,39 @@ async fn token_v1(
     Path(tenant): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
+    token(&shared, &tenant, &form, true)
+}
+
+/// Both token endpoints: v2 checks `scope`, v1 `resource`.
+fn token(shared: &Shared, tenant: &str, form: &HashMap<String, String>, v1: bool) -> Response {
     shared.count("token");
-    if let Err(e) = check_client(&shared, &tenant, &form) {
+    if let Err(e) = check_client(shared, tenant, form) {
         return e;
     }
-    let resource = form.get("resource").map(String::as_str).unwrap_or("");
-    if !V1_RESOURCES.contains(&resource) {
-        return aad_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_resource",
-            500011,
-            &format!("The resource principal named {resource} was not found in the tenant."),
-        );
+    if v1 {
+        let resource = form.get("resource").map(String::as_str).unwrap_or("");
+        if !V1_RESOURCES.contains(&resource) {
+            return aad_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_resource",
+                500011,
+                &format!("The resource principal named {resource} was not found in the tenant."),
+            );
+        }
+    } else {
+        let scope = form.get("scope").map(String::as_str).unwrap_or("");
+        if !V2_SCOPES.contains(&scope) {
+            return aad_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+                70011,
+                &format!(
+                    "The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."
+                ),
+            );
+        }
     }
-    issue_token(&shared, true)
+    issue_token(shared, v1)
 }
 
 fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
@@ -330,11 +296,8 @@ fn throttled(shared: &Shared, retry_after: RetryAfter) -> Response {
     response
 }
 
-/// Authentication, roles, and the faults every API call shares (delay, throttling).
+/// Authentication, roles, and the faults every API call shares (throttling, delay).
 async fn admit(shared: &Shared, headers: &HeaderMap, roles: &[&str]) -> Result<(), Response> {
-    if let Some(delay) = shared.faults().slow {
-        tokio::time::sleep(delay).await;
-    }
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -367,6 +330,10 @@ async fn admit(shared: &Shared, headers: &HeaderMap, roles: &[&str]) -> Result<(
             "Forbidden",
             &format!("The application does not have any of the required application permissions ({}) to access the resource.", roles.join(", ")),
         ));
+    }
+    // The token was judged on arrival; the slowness is the answer's.
+    if let Some(delay) = shared.faults().slow {
+        tokio::time::sleep(delay).await;
     }
     Ok(())
 }
