@@ -31,6 +31,8 @@ pub struct PluginHost {
     engine: Engine,
     linker: Linker<PluginState>,
     stop_ticker: Arc<AtomicBool>,
+    /// Where compiled components are kept; `None` compiles every time.
+    cache_dir: Option<PathBuf>,
 }
 
 impl Drop for PluginHost {
@@ -60,7 +62,13 @@ impl PluginHost {
                 ticker_engine.increment_epoch();
             }
         })?;
-        Ok(PluginHost { engine, linker, stop_ticker })
+        Ok(PluginHost { engine, linker, stop_ticker, cache_dir: crate::cache::default_dir() })
+    }
+
+    /// Keeps compiled components in `dir` (or nowhere, with `None`).
+    pub fn with_cache_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.cache_dir = dir;
+        self
     }
 
     /// Compiles a plugin, checks that it implements this host's contract version,
@@ -77,9 +85,14 @@ impl PluginHost {
                 path.display()
             );
         }
-        let component = Component::new(&self.engine, &bytes)
+        let (component, cached) = crate::cache::load(&self.engine, self.cache_dir.as_deref(), &bytes)
             .into_anyhow()
             .with_context(|| format!("cannot compile plugin {}", path.display()))?;
+        tracing::debug!(
+            "plugin {} {}",
+            path.display(),
+            if cached { "loaded compiled from the cache" } else { "compiled" }
+        );
         check_contract(&self.engine, &component, path)?;
         let pre = self
             .linker
@@ -89,7 +102,7 @@ impl PluginHost {
         let pre = ConnectorPluginPre::new(pre)
             .into_anyhow()
             .with_context(|| format!("{} does not fit the connector world", path.display()))?;
-        let mut plugin = Plugin { pre, path: path.to_owned(), info: placeholder_info(path) };
+        let mut plugin = Plugin { pre, path: path.to_owned(), info: placeholder_info(path), from_cache: cached };
         let mut session = plugin.open(self, &ResolvedConfig::default(), SessionOptions::default())?;
         plugin.info = session.info()?;
         drop(session);
@@ -142,6 +155,8 @@ pub struct Plugin {
     pre: ConnectorPluginPre<PluginState>,
     pub path: PathBuf,
     pub info: PluginInfo,
+    /// Whether the compiled code came from the cache (no compilation).
+    pub from_cache: bool,
 }
 
 impl Plugin {

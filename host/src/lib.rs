@@ -3,7 +3,8 @@
 //!
 //! Architecture, one module per concern:
 //! - [`engine`]: the wasmtime Engine and Linker (built once), plugin loading with a
-//!   contract-version check, and a fresh sandboxed Store per session.
+//!   contract-version check, and a fresh sandboxed Store per session; [`cache`]: the
+//!   compiled-component cache.
 //! - [`session`]: the contract's calls on one instance; traps and plugin errors
 //!   become one-line messages with the plugin's panic text and no secrets.
 //! - [`capability`]: what a plugin can reach: `http` (allow-listed, capped),
@@ -29,6 +30,7 @@
 //! ```
 
 pub mod bindings;
+pub mod cache;
 pub mod capability;
 pub mod config;
 pub mod cvm;

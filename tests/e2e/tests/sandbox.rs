@@ -172,3 +172,20 @@ fn a_secret_never_reaches_the_plugin_logs_or_a_host_not_granted() {
     assert_eq!(echo.received(), [format!("stolen={SECRET}").into_bytes()]);
     assert!(stderr.contains("echo answered: stolen=[REDACTED]"), "{stderr}");
 }
+
+#[test]
+fn compiled_components_are_cached_and_a_damaged_entry_is_compiled_again() {
+    let dir = kdi::temp_dir("component-cache");
+    let host = PluginHost::new().unwrap().with_cache_dir(Some(dir.clone()));
+    let path = artifacts::plugin("plugin_defender");
+    assert!(!host.load(&path).unwrap().from_cache, "the first load compiles");
+    let warm = host.load(&path).unwrap();
+    assert!(warm.from_cache, "the second load uses the cache");
+    assert_eq!(warm.info.id, "defender-tvm");
+    let entries: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(entries.len(), 1);
+    std::fs::write(&entries[0], b"not compiled code").unwrap();
+    let recompiled = host.load(&path).unwrap();
+    assert!(!recompiled.from_cache, "a damaged entry is compiled again");
+    assert!(host.load(&path).unwrap().from_cache, "and replaced");
+}
