@@ -1,0 +1,263 @@
+//! `connector-bench`: runs the real `connector-host run` against a simulated Defender
+//! tenant of a given size (rate limits off) and prints figures with ratios against
+//! baselines measured in the same run:
+//!
+//! - end to end: wall time, rows per second, and the ratio to a plain download of the
+//!   same pages (token, machines, vulnerability pages; bodies read and dropped);
+//! - peak memory (RSS) of the `connector-host` process;
+//! - API calls made against the minimum the page sizes allow, and 429s provoked;
+//! - mapping the same vulnerability pages natively and inside the wasm plugin;
+//! - cold (compiling) and warm (cached) start to a ready plugin instance.
+//!
+//! Build first: `cargo build-plugins && cargo build --release -p connector-host -p connector-bench`.
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use connector_host::config::ConnectorConfig;
+use connector_host::engine::{PluginHost, SessionOptions};
+use connector_simulators::defender::{DefenderSim, SimOptions, TenantSpec};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(about = "Benchmarks the Defender connector end to end against a simulated tenant")]
+struct Args {
+    #[arg(long, default_value_t = 20_000)]
+    devices: usize,
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: u64,
+    #[arg(long, default_value_t = 50_000)]
+    page_size: u64,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Vulnerability rows mapped natively and in wasm for the mapping comparison.
+    #[arg(long, default_value_t = 200_000)]
+    mapping_rows: u64,
+}
+
+fn target_release() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    Ok(exe.parent().context("the benchmark's directory")?.to_path_buf())
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let release = target_release()?;
+    let host_bin = release.join("connector-host");
+    let plugin = release.parent().context("target directory")?.join("wasm32-wasip2/release/plugin_defender.wasm");
+    for (path, how) in [(&host_bin, "cargo build --release -p connector-host"), (&plugin, "cargo build-plugins")] {
+        if !path.is_file() {
+            bail!("{} is missing; build it first: {how}", path.display());
+        }
+    }
+    println!(
+        "Tenant: {} devices, {} vulnerability rows, pages of {} rows (seed {})",
+        args.devices, args.rows, args.page_size, args.seed
+    );
+    let started = Instant::now();
+    let sim = DefenderSim::start(
+        TenantSpec { seed: args.seed, devices: args.devices, rows: args.rows },
+        SimOptions::default(),
+    )?;
+    let active = sim.tenant().active_machines().count() as u64;
+    println!("Simulated tenant ready in {:.1} s ({} active devices)", started.elapsed().as_secs_f64(), active);
+
+    // Baseline: a plain download of the same pages.
+    let download = plain_download(&sim, args.page_size)?;
+
+    // End to end: the real CLI, in its own process so its peak RSS is its own.
+    let dir = std::env::temp_dir().join(format!("connector-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("bench.toml");
+    std::fs::write(&config, format!("{}page_size = {}\nrate_limits = \"off\"\n", sim.config_toml(), args.page_size))?;
+    let calls_before: u64 = sim.calls().values().sum();
+    let started = Instant::now();
+    let status = Command::new(&host_bin)
+        .args(["run", "--plugin"])
+        .arg(&plugin)
+        .arg("--config")
+        .arg(&config)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .arg("--allow-insecure-loopback")
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    let end_to_end = started.elapsed();
+    if !status.success() {
+        bail!("connector-host run failed");
+    }
+    let peak_rss = children_peak_rss_bytes();
+    let calls: u64 = sim.calls().values().sum::<u64>() - calls_before;
+    let minimum = 1 + (active / 10_000 + 1) + args.rows.div_ceil(args.page_size);
+    let throttled = sim.calls().get("429").copied().unwrap_or(0);
+
+    println!();
+    println!(
+        "End to end (connector-host run)    {:>10.2} s   {:>12.0} rows/s",
+        end_to_end.as_secs_f64(),
+        args.rows as f64 / end_to_end.as_secs_f64()
+    );
+    println!(
+        "Plain download of the same pages   {:>10.2} s   {:>12.0} rows/s",
+        download.as_secs_f64(),
+        args.rows as f64 / download.as_secs_f64()
+    );
+    println!("Ratio end to end / download        {:>10.2}", end_to_end.as_secs_f64() / download.as_secs_f64());
+    println!("Peak RSS of connector-host         {:>10.1} MiB", peak_rss as f64 / (1 << 20) as f64);
+    println!("API calls made / minimum           {:>10} / {minimum}", calls);
+    println!("429 responses provoked             {:>10}", throttled);
+
+    mapping_comparison(&sim, &plugin, args.page_size, args.mapping_rows)?;
+    start_times(&plugin, &dir)?;
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
+
+/// Token, every machines page and every vulnerability page, bodies read and dropped.
+fn plain_download(sim: &DefenderSim, page_size: u64) -> Result<Duration> {
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(900)).build()?;
+    let t = sim.tenant();
+    let form = format!(
+        "grant_type=client_credentials&client_id={}&client_secret={}&scope=https%3A%2F%2Fapi.securitycenter.microsoft.com%2F.default",
+        t.client_id, t.client_secret
+    );
+    let url = format!("{}/{}/oauth2/v2.0/token", sim.base_url(), t.tenant_id);
+    drop(t);
+    let started = Instant::now();
+    let token: serde_json::Value =
+        client.post(url).header("content-type", "application/x-www-form-urlencoded").body(form).send()?.json()?;
+    let bearer = format!("Bearer {}", token["access_token"].as_str().context("token")?);
+    let mut skip = 0;
+    loop {
+        let url =
+            format!("{}/api/machines?$filter=healthStatus%20eq%20%27Active%27&$top=10000&$skip={skip}", sim.base_url());
+        let body: serde_json::Value = client.get(url).header("authorization", &bearer).send()?.json()?;
+        let n = body["value"].as_array().map_or(0, Vec::len);
+        skip += n;
+        if n < 10_000 {
+            break;
+        }
+    }
+    let mut next =
+        Some(format!("{}/api/machines/SoftwareVulnerabilitiesByMachine?pageSize={page_size}", sim.base_url()));
+    while let Some(url) = next.take() {
+        let bytes = client.get(url).header("authorization", &bearer).send()?.bytes()?;
+        // Only the link is read: a plain download does not parse rows.
+        next = find_next_link(&bytes);
+    }
+    Ok(started.elapsed())
+}
+
+fn find_next_link(body: &[u8]) -> Option<String> {
+    let key = b"\"@odata.nextLink\":\"";
+    let at = body.windows(key.len()).rposition(|w| w == key)? + key.len();
+    let end = body[at..].iter().position(|b| *b == b'"')? + at;
+    Some(String::from_utf8_lossy(&body[at..end]).into_owned())
+}
+
+/// The same pages mapped natively (plain Rust) and by the plugin in wasm (including
+/// handing its records to the host).
+fn mapping_comparison(sim: &DefenderSim, plugin: &std::path::Path, page_size: u64, rows: u64) -> Result<()> {
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(900)).build()?;
+    let host = PluginHost::new()?;
+    let loaded = host.load(plugin)?;
+    let config = ConnectorConfig::parse(&sim.config_toml(), &|_| None)?;
+    let resolved = config.resolve(&loaded.info)?;
+    let mut session =
+        loaded.open(&host, &resolved, SessionOptions { allow_insecure_loopback: true, progress: None })?;
+    session.configure(&resolved)?;
+    // The plugin's own token, through its own fetch of the machines pages.
+    let t = sim.tenant();
+    let form = format!(
+        "grant_type=client_credentials&client_id={}&client_secret={}&scope=https%3A%2F%2Fapi.securitycenter.microsoft.com%2F.default",
+        t.client_id, t.client_secret
+    );
+    let url = format!("{}/{}/oauth2/v2.0/token", sim.base_url(), t.tenant_id);
+    drop(t);
+    let token: serde_json::Value =
+        client.post(url).header("content-type", "application/x-www-form-urlencoded").body(form).send()?.json()?;
+    let bearer = format!("Bearer {}", token["access_token"].as_str().context("token")?);
+    let mut pages = Vec::new();
+    let mut next =
+        Some(format!("{}/api/machines/SoftwareVulnerabilitiesByMachine?pageSize={page_size}", sim.base_url()));
+    let mut fetched = 0;
+    while let Some(url) = next.take() {
+        if fetched >= rows {
+            break;
+        }
+        let bytes = client.get(url).header("authorization", &bearer).send()?.bytes()?.to_vec();
+        next = find_next_link(&bytes);
+        fetched += page_size;
+        pages.push(bytes);
+    }
+    let started = Instant::now();
+    let mut native_rows = 0;
+    for body in &pages {
+        let mapped = plugin_defender::mapping::map_vulnerabilities_page(body).map_err(|e| anyhow::anyhow!(e.0))?;
+        native_rows += mapped.rows;
+    }
+    let native = started.elapsed();
+    let started = Instant::now();
+    for (i, body) in pages.iter().enumerate() {
+        let page = connector_host::bindings::types::Page {
+            kind: "vulnerabilities".into(),
+            sequence: i as u32,
+            body: body.clone(),
+        };
+        session.map(&page)?;
+    }
+    let wasm = started.elapsed();
+    println!();
+    println!("Rows mapped for the comparison     {native_rows:>10}");
+    println!(
+        "Mapping natively                   {:>10.3} s   {:>12.0} rows/s",
+        native.as_secs_f64(),
+        native_rows as f64 / native.as_secs_f64()
+    );
+    println!(
+        "Mapping in wasm                    {:>10.3} s   {:>12.0} rows/s",
+        wasm.as_secs_f64(),
+        native_rows as f64 / wasm.as_secs_f64()
+    );
+    println!(
+        "Ratio wasm / native                {:>10.2}   (wasm includes handing records to the host)",
+        wasm.as_secs_f64() / native.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Cold (compiling) and warm (cached) start to a ready instance with its info read.
+fn start_times(plugin: &std::path::Path, dir: &std::path::Path) -> Result<()> {
+    let cache = dir.join("cache");
+    let mut times = Vec::new();
+    for _ in 0..2 {
+        let started = Instant::now();
+        let host = PluginHost::new()?.with_cache_dir(Some(cache.clone()));
+        let loaded = host.load(plugin)?;
+        let mut session = loaded.open(&host, &Default::default(), SessionOptions::default())?;
+        session.info()?;
+        times.push((started.elapsed(), loaded.from_cache));
+    }
+    println!();
+    println!(
+        "Cold start to a ready instance     {:>10.1} ms (compiled: {})",
+        times[0].0.as_secs_f64() * 1000.0,
+        !times[0].1
+    );
+    println!(
+        "Warm start to a ready instance     {:>10.1} ms (from cache: {})",
+        times[1].0.as_secs_f64() * 1000.0,
+        times[1].1
+    );
+    println!("Ratio cold / warm                  {:>10.1}", times[0].0.as_secs_f64() / times[1].0.as_secs_f64());
+    Ok(())
+}
+
+/// The largest peak RSS among waited-for children, in bytes.
+fn children_peak_rss_bytes() -> u64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes one rusage through a valid pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    usage.ru_maxrss as u64 * 1024
+}
