@@ -87,11 +87,7 @@ pub struct Joined {
     pub skipped: BTreeMap<String, u64>,
 }
 
-impl Joined {
-    pub fn vulnerability_count(&self) -> usize {
-        self.assets.iter().map(|a| a.vulnerabilities.len()).sum()
-    }
-}
+impl Joined {}
 
 /// Gathers a run's records as the plugin emits them.
 #[derive(Default, Debug)]
@@ -151,10 +147,6 @@ impl Collector {
 
     pub fn skip(&mut self, reason: String, count: u64) {
         *self.skipped.entry(reason).or_default() += count;
-    }
-
-    pub fn asset_count(&self) -> usize {
-        self.assets.len()
     }
 
     /// Joins everything collected.

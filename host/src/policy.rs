@@ -281,11 +281,6 @@ impl NetworkPolicy {
         GuardedResolver { allow_loopback: self.allow_insecure_loopback, allow_private: self.allow_private_ips }
     }
 
-    /// The allowed origins, for messages.
-    pub fn allowed(&self) -> &[Origin] {
-        &self.allowed
-    }
-
     /// Whether a request to `url` may be sent; the error says why not and what
     /// would allow it.
     pub fn check(&self, url: &Url) -> Result<(), String> {

@@ -108,10 +108,6 @@ impl Secrets {
         }
         out
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.secrets.is_empty()
-    }
 }
 
 fn form_encode(value: &str) -> String {

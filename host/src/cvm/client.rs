@@ -52,10 +52,6 @@ impl CvmClient {
         Ok(CvmClient { config, http, redactor })
     }
 
-    pub fn config(&self) -> &CvmConfig {
-        &self.config
-    }
-
     fn url(&self, path: &str) -> String {
         format!("{}/connectors/{}{path}", self.config.base_url, self.config.connector_id)
     }

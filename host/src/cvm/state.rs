@@ -140,10 +140,6 @@ impl StateStore {
         StateStore { dir: state_dir.join(instance_key) }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The last successful upload, if there was one.
     pub fn load(&self) -> Result<Option<LastUpload>> {
         let meta = self.dir.join(META);

@@ -117,17 +117,8 @@ fn main() -> Result<()> {
 /// Token, every machines page and every vulnerability page, bodies read and dropped.
 fn plain_download(sim: &DefenderSim, page_size: u64) -> Result<Duration> {
     let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(900)).build()?;
-    let t = sim.tenant();
-    let form = format!(
-        "grant_type=client_credentials&client_id={}&client_secret={}&scope=https%3A%2F%2Fapi.securitycenter.microsoft.com%2F.default",
-        t.client_id, t.client_secret
-    );
-    let url = format!("{}/{}/oauth2/v2.0/token", sim.base_url(), t.tenant_id);
-    drop(t);
     let started = Instant::now();
-    let token: serde_json::Value =
-        client.post(url).header("content-type", "application/x-www-form-urlencoded").body(form).send()?.json()?;
-    let bearer = format!("Bearer {}", token["access_token"].as_str().context("token")?);
+    let bearer = bearer(sim, &client)?;
     let mut skip = 0;
     loop {
         let url =
@@ -149,6 +140,20 @@ fn plain_download(sim: &DefenderSim, page_size: u64) -> Result<Duration> {
     Ok(started.elapsed())
 }
 
+/// A bearer token from the simulated login host.
+fn bearer(sim: &DefenderSim, client: &reqwest::blocking::Client) -> Result<String> {
+    let t = sim.tenant();
+    let form = format!(
+        "grant_type=client_credentials&client_id={}&client_secret={}&scope=https%3A%2F%2Fapi.securitycenter.microsoft.com%2F.default",
+        t.client_id, t.client_secret
+    );
+    let url = format!("{}/{}/oauth2/v2.0/token", sim.base_url(), t.tenant_id);
+    drop(t);
+    let token: serde_json::Value =
+        client.post(url).header("content-type", "application/x-www-form-urlencoded").body(form).send()?.json()?;
+    Ok(format!("Bearer {}", token["access_token"].as_str().context("no access token")?))
+}
+
 fn find_next_link(body: &[u8]) -> Option<String> {
     let key = b"\"@odata.nextLink\":\"";
     let at = body.windows(key.len()).rposition(|w| w == key)? + key.len();
@@ -167,17 +172,7 @@ fn mapping_comparison(sim: &DefenderSim, plugin: &std::path::Path, page_size: u6
     let mut session =
         loaded.open(&host, &resolved, SessionOptions { allow_insecure_loopback: true, progress: None })?;
     session.configure(&resolved)?;
-    // The plugin's own token, through its own fetch of the machines pages.
-    let t = sim.tenant();
-    let form = format!(
-        "grant_type=client_credentials&client_id={}&client_secret={}&scope=https%3A%2F%2Fapi.securitycenter.microsoft.com%2F.default",
-        t.client_id, t.client_secret
-    );
-    let url = format!("{}/{}/oauth2/v2.0/token", sim.base_url(), t.tenant_id);
-    drop(t);
-    let token: serde_json::Value =
-        client.post(url).header("content-type", "application/x-www-form-urlencoded").body(form).send()?.json()?;
-    let bearer = format!("Bearer {}", token["access_token"].as_str().context("token")?);
+    let bearer = bearer(sim, &client)?;
     let mut pages = Vec::new();
     let mut next =
         Some(format!("{}/api/machines/SoftwareVulnerabilitiesByMachine?pageSize={page_size}", sim.base_url()));

@@ -32,7 +32,6 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -632,14 +631,4 @@ async fn export_file(
         gz.write_all(b"\n").unwrap();
     }
     (StatusCode::OK, [("content-type", "application/octet-stream")], gz.finish().unwrap()).into_response()
-}
-
-/// Generates and serves a tenant of the given size with default options.
-pub fn start_default(seed: u64, devices: usize, rows: u64) -> anyhow::Result<DefenderSim> {
-    DefenderSim::start(TenantSpec { seed, devices, rows }, SimOptions::default())
-}
-
-/// The socket address a base URL names.
-pub fn address(base_url: &str) -> Option<SocketAddr> {
-    base_url.strip_prefix("http://")?.parse().ok()
 }
