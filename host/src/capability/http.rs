@@ -255,6 +255,32 @@ mod tests {
     }
 
     #[test]
+    fn redirects_are_returned_to_the_plugin_not_followed() {
+        use std::io::{Read, Write};
+        // A one-shot server that redirects to a host the run does not allow.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 2048];
+            let _ = stream.read(&mut request).unwrap();
+            stream
+                .write_all(b"HTTP/1.1 302 Found\r\nLocation: https://evil.example/steal\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .unwrap();
+        });
+        let policy = NetworkPolicy::from_host_fields([("host", &*format!("http://127.0.0.1:{port}"))], true).unwrap();
+        let http =
+            HttpCapability::new(policy, &SandboxLimits::default(), "test".into(), Arc::default(), Secrets::default())
+                .unwrap();
+        let response = http.send(get(&format!("http://127.0.0.1:{port}/start"))).unwrap();
+        server.join().unwrap();
+        assert_eq!(response.status, 302);
+        let location = response.headers.iter().find(|(k, _)| k == "location").map(|(_, v)| v.as_str());
+        assert_eq!(location, Some("https://evil.example/steal"));
+        assert_eq!(http.stats.calls.load(Ordering::Relaxed), 1, "the redirect was not followed");
+    }
+
+    #[test]
     fn requests_outside_the_policy_never_leave_the_host() {
         let denied = capability(false).send(get("https://example.com/x"));
         assert!(

