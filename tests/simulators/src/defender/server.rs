@@ -318,7 +318,7 @@ async fn admit(shared: &Shared, headers: &HeaderMap, roles: &[&str]) -> Result<(
             ));
         }
         counters.api_calls += 1;
-        shared.faults().throttle_every.filter(|(n, _)| counters.api_calls % n == 0).map(|(_, r)| r)
+        shared.faults().throttle_every.filter(|(n, _)| counters.api_calls.is_multiple_of(*n)).map(|(_, r)| r)
     };
     if let Some(retry_after) = throttle {
         return Err(throttled(shared, retry_after));
