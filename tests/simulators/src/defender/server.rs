@@ -445,6 +445,16 @@ async fn machines(
     axum::Json(body).into_response()
 }
 
+/// An OData page as Defender sends it.
+#[derive(serde::Serialize)]
+struct ODataPage<'a, T: serde::Serialize> {
+    #[serde(rename = "@odata.context")]
+    context: String,
+    value: &'a [T],
+    #[serde(rename = "@odata.nextLink", skip_serializing_if = "Option::is_none")]
+    next_link: Option<String>,
+}
+
 fn skiptoken(offset: u64) -> String {
     // Opaque to clients, like Defender's base64 JSON tokens.
     format!("eyJvZmZzZXQiOj{:x}", offset ^ 0x5A5A_5A5A)
@@ -517,19 +527,24 @@ async fn vulnerabilities(
         (total, (offset..offset + count).map(|i| tenant.row_at(i)).collect::<Vec<_>>())
     };
     let count = rows.len() as u64;
-    let mut body = json!({
-        "@odata.context": format!("{}/api/$metadata#Collection(microsoft.windowsDefenderATP.api.AssessmentVulnerability)", shared.base_url),
-        "value": rows,
-    });
-    if top.is_none() && offset + count < total {
+    let next_link = (top.is_none() && offset + count < total).then(|| {
         let next_offset = if faults.next_link_loop_after == Some(page_index) { 0 } else { offset + count };
         let base = if faults.foreign_next_link { "http://127.0.0.2:9".to_owned() } else { shared.base_url.clone() };
-        let link = format!(
+        format!(
             "{base}/api/machines/SoftwareVulnerabilitiesByMachine?pagesize={page_size}&$skiptoken={}",
             skiptoken(next_offset)
-        );
-        body["@odata.nextLink"] = Value::String(link);
-    }
+        )
+    });
+    // Serialized straight from the rows: going through a `Value` tree made the
+    // simulator, not the connector, the bottleneck of large runs.
+    let body = ODataPage {
+        context: format!(
+            "{}/api/$metadata#Collection(microsoft.windowsDefenderATP.api.AssessmentVulnerability)",
+            shared.base_url
+        ),
+        value: &rows,
+        next_link,
+    };
     let bytes = serde_json::to_vec(&body).unwrap();
     if faults.truncate_page_once == Some(page_index) && shared.first_time("truncate", page_index) {
         shared.count("truncated");
