@@ -285,43 +285,52 @@ pub fn definition(identifier: &str) -> VulnerabilityDefinition {
 }
 
 /// Readable details of one row: the affected software and what Defender says about
-/// the fix and exploitability.
+/// the fix and exploitability, one line each.
 pub fn details(row: &VulnerabilityRow) -> String {
-    let mut lines = Vec::new();
-    let software: Vec<&str> = [&row.software_vendor, &row.software_name, &row.software_version]
-        .into_iter()
-        .filter_map(|p| p.as_deref().map(str::trim))
-        .collect();
-    if !software.is_empty() {
-        lines.push(format!("Software: {}", software.join(" ")));
-    }
+    let mut out = String::with_capacity(192);
+    let mut line = |label: &str, parts: &[Option<&str>], separator: &str| {
+        let mut first = true;
+        for part in parts.iter().flatten() {
+            if first {
+                if !out.is_empty() {
+                    out.push('\n');
+                }
+                out.push_str(label);
+                first = false;
+            } else {
+                out.push_str(separator);
+            }
+            out.push_str(part);
+        }
+    };
+    line(
+        "Software: ",
+        &[trimmed(&row.software_vendor), trimmed(&row.software_name), trimmed(&row.software_version)],
+        " ",
+    );
     match (row.vulnerability_severity_level.as_deref(), row.cvss_score.as_deref()) {
-        (Some(sev), Some(cvss)) => lines.push(format!("Severity: {sev} (CVSS {cvss})")),
-        (Some(sev), None) => lines.push(format!("Severity: {sev}")),
-        (None, Some(cvss)) => lines.push(format!("CVSS: {cvss}")),
+        (Some(sev), Some(cvss)) => line("Severity: ", &[Some(sev), Some(" (CVSS "), Some(cvss), Some(")")], ""),
+        (Some(sev), None) => line("Severity: ", &[Some(sev)], ""),
+        (None, Some(cvss)) => line("CVSS: ", &[Some(cvss)], ""),
         (None, None) => {}
     }
-    if let Some(level) = row.exploitability_level.as_deref() {
-        lines.push(format!("Exploitability: {level}"));
-    }
-    let update: Vec<String> = [
-        row.recommended_security_update.as_deref().map(str::to_owned),
-        row.recommended_security_update_id.as_deref().map(|id| format!("({id})")),
-        row.recommended_security_update_url.as_deref().map(str::to_owned),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if !update.is_empty() {
-        lines.push(format!("Recommended update: {}", update.join(" ")));
-    }
-    if !row.disk_paths.is_empty() {
-        lines.push(format!("Disk paths: {}", row.disk_paths.join("; ")));
-    }
-    if !row.registry_paths.is_empty() {
-        lines.push(format!("Registry paths: {}", row.registry_paths.join("; ")));
-    }
-    lines.join("\n")
+    line("Exploitability: ", &[row.exploitability_level.as_deref()], "");
+    let id = row.recommended_security_update_id.as_deref().map(|id| format!("({id})"));
+    line(
+        "Recommended update: ",
+        &[row.recommended_security_update.as_deref(), id.as_deref(), row.recommended_security_update_url.as_deref()],
+        " ",
+    );
+    let joined = |paths: &[Cow<str>]| (!paths.is_empty()).then(|| paths.join("; "));
+    let disk = joined(&row.disk_paths);
+    line("Disk paths: ", &[disk.as_deref()], "");
+    let registry = joined(&row.registry_paths);
+    line("Registry paths: ", &[registry.as_deref()], "");
+    out
+}
+
+fn trimmed<'a>(value: &'a Option<Cow<'_, str>>) -> Option<&'a str> {
+    value.as_deref().map(str::trim)
 }
 
 fn datetime(text: &str) -> Option<Datetime> {
