@@ -157,11 +157,16 @@ fn write_batches(joined: &Joined, dir: &Path, options: &WriteOptions) -> Result<
     let mut written = Written::default();
     let per_file = options.assets_per_file.max(1);
     let run_started = options.run_started.to_rfc3339_opts(SecondsFormat::Secs, true);
-    let definition_bytes = |id: &str| -> usize {
-        serde_json::to_vec(&kdi_definition(&joined.definitions[id], &options.scanner_type))
-            .map(|v| v.len() + 1)
-            .unwrap_or(0)
-    };
+    // Each definition's size, serialized once (an identifier recurs on many assets).
+    let sizes: std::collections::HashMap<&str, usize> = joined
+        .definitions
+        .iter()
+        .map(|(id, d)| {
+            let size = serde_json::to_vec(&kdi_definition(d, &options.scanner_type)).map(|v| v.len() + 1).unwrap_or(0);
+            (id.as_str(), size)
+        })
+        .collect();
+    let definition_bytes = |id: &str| -> usize { sizes.get(id).copied().unwrap_or(0) };
     let mut batch = Batch::default();
     for joined_asset in &joined.assets {
         let asset = kdi_asset(joined_asset, joined, &options.scanner_type, &run_started);
