@@ -55,6 +55,11 @@ pub fn value_text(key: &str, value: &toml::Value, env: &dyn Fn(&str) -> Option<S
     })
 }
 
+/// A table's values as text, environment references resolved (`[cvm]`, `[limits]`).
+pub fn table_values(table: &toml::Table, env: &dyn Fn(&str) -> Option<String>) -> Result<BTreeMap<String, String>> {
+    table.iter().map(|(key, value)| Ok((key.clone(), value_text(key, value, env)?))).collect()
+}
+
 impl ConnectorConfig {
     /// Reads a TOML file with a `[connector]` table and an optional `[cvm]` table.
     pub fn load(path: &Path) -> Result<Self> {
@@ -85,9 +90,9 @@ impl ConnectorConfig {
             Some(_) => Err(anyhow!("`{name}` must be a table: write `[{name}]` on its own line")),
             None => Ok(None),
         };
-        let cvm = table("cvm")?.map(|t| crate::cvm::config::table_values(t, env)).transpose()?;
+        let cvm = table("cvm")?.map(|t| table_values(t, env)).transpose()?;
         let limits = match table("limits")? {
-            Some(t) => SandboxLimits::from_values(&crate::cvm::config::table_values(t, env)?)?,
+            Some(t) => SandboxLimits::from_values(&table_values(t, env)?)?,
             None => SandboxLimits::default(),
         };
         let network = table("network")?.map(OperatorGrants::from_table).transpose()?.unwrap_or_default();

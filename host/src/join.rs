@@ -124,7 +124,11 @@ impl Collector {
 
     pub fn add_vulnerabilities(&mut self, vulnerabilities: Vec<Vulnerability>) {
         for v in vulnerabilities {
-            let on_asset = self.vulnerabilities.entry(v.asset_key.clone()).or_default();
+            // Most vulnerabilities belong to an asset already seen: look up before cloning the key.
+            if !self.vulnerabilities.contains_key(&v.asset_key) {
+                self.vulnerabilities.insert(v.asset_key.clone(), HashMap::new());
+            }
+            let on_asset = self.vulnerabilities.get_mut(&v.asset_key).expect("inserted above");
             match on_asset.get_mut(&v.identifier) {
                 Some(existing) => existing.merge(v),
                 None => {

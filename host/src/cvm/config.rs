@@ -8,7 +8,7 @@
 //! ```
 
 use crate::policy::{NetworkPolicy, Origin};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -110,16 +110,6 @@ impl CvmConfig {
             host.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
         format!("{safe}-connector-{}", self.connector_id)
     }
-}
-
-/// A `[cvm]` table's values as text, environment references resolved.
-pub fn table_values(table: &toml::Table, env: &dyn Fn(&str) -> Option<String>) -> Result<BTreeMap<String, String>> {
-    let mut values = BTreeMap::new();
-    for (key, value) in table {
-        let text = crate::config::value_text(key, value, env).with_context(|| "[cvm]".to_string())?;
-        values.insert(key.clone(), text);
-    }
-    Ok(values)
 }
 
 /// An error if no `[cvm]` table was given.

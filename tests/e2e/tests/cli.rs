@@ -20,6 +20,12 @@ fn plugin() -> String {
     artifacts::plugin("plugin_defender").display().to_string()
 }
 
+/// `connector-host run` of the Defender plugin, over loopback.
+fn run_defender(config: &Path, out_dir: &Path) -> artifacts::CliOutput {
+    let (plugin, config, out) = (plugin(), config.to_str().unwrap(), out_dir.to_str().unwrap());
+    run_cli(&["run", "--plugin", &plugin, "--config", config, "--out", out, "--allow-insecure-loopback"], &[])
+}
+
 fn verify(config: &Path) -> artifacts::CliOutput {
     run_cli(&["verify", "--plugin", &plugin(), "--config", config.to_str().unwrap(), "--allow-insecure-loopback"], &[])
 }
@@ -177,19 +183,7 @@ fn run_writes_files_and_prints_the_summary() {
     let sim = sim();
     let out_dir = kdi::temp_dir("cli-run");
     let config = write_config("run", &sim.config_toml());
-    let out = run_cli(
-        &[
-            "run",
-            "--plugin",
-            &plugin(),
-            "--config",
-            config.to_str().unwrap(),
-            "--out",
-            out_dir.to_str().unwrap(),
-            "--allow-insecure-loopback",
-        ],
-        &[],
-    );
+    let out = run_defender(&config, &out_dir);
     assert!(out.success(), "{}", out.stderr());
     let stdout = out.stdout();
     let active = sim.tenant().active_machines().count();
@@ -218,19 +212,7 @@ fn a_failed_run_writes_nothing_and_keeps_earlier_files() {
     let out_dir = kdi::temp_dir("cli-failed");
     std::fs::write(out_dir.join("kdi-00001.json"), "{\"earlier\": true}").unwrap();
     let config = write_config("failed", &with(&sim, "client_secret", "bad-secret-value"));
-    let out = run_cli(
-        &[
-            "run",
-            "--plugin",
-            &plugin(),
-            "--config",
-            config.to_str().unwrap(),
-            "--out",
-            out_dir.to_str().unwrap(),
-            "--allow-insecure-loopback",
-        ],
-        &[],
-    );
+    let out = run_defender(&config, &out_dir);
     let line = one_error(&out, &sim.tenant().client_secret);
     assert!(line.contains("run failed; no files were written") && line.contains("wrong client secret"), "{line}");
     let names: Vec<String> =
