@@ -26,8 +26,53 @@ pub use exports::vulnbridge::connector::connector as contract;
 pub use vulnbridge::connector::{http, log, output, types};
 
 /// The contract version this host implements.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
+/// The contract versions this host runs: every 0.2.x up to its own. Within 0.x a
+/// minor version may break plugins, so 0.1 plugins are refused with a rebuild hint.
+pub const SUPPORTED_CONTRACTS: &str = ">=0.2.0, <=0.2.0";
 /// The name under which a plugin exports the contract.
-pub const CONTRACT_EXPORT: &str = "vulnbridge:connector/connector@0.1.0";
+pub const CONTRACT_EXPORT: &str = "vulnbridge:connector/connector@0.2.0";
 /// The prefix every version of the contract's export shares.
 pub const CONTRACT_EXPORT_PREFIX: &str = "vulnbridge:connector/connector@";
+
+/// Whether this host can run a plugin built against contract `version`, and if not,
+/// what the plugin's author or operator should do.
+pub fn contract_compatibility(version: &str) -> Result<(), String> {
+    let parse = |v: &str| -> Option<(u64, u64, u64)> {
+        let mut parts = v.split('.').map(|p| p.parse::<u64>().ok());
+        let version = (parts.next()??, parts.next()??, parts.next()??);
+        parts.next().is_none().then_some(version)
+    };
+    let (ours, theirs) = (parse(CONTRACT_VERSION).expect("the host's own version parses"), parse(version));
+    let Some(theirs) = theirs else {
+        return Err(format!("its contract version `{version}` is not a semantic version"));
+    };
+    // Semantic versions: the same major version is compatible, and while the major
+    // version is 0 the minor version plays its part.
+    let same_line = theirs.0 == ours.0 && (ours.0 != 0 || theirs.1 == ours.1);
+    if same_line && theirs <= ours {
+        return Ok(());
+    }
+    let advice = if theirs > ours {
+        "upgrade connector-host, or rebuild the plugin against the connector SDK of this host's contract"
+    } else {
+        "rebuild the plugin against the connector SDK of this host's contract (see wit/README.md, \"Compatibility\")"
+    };
+    Err(format!("it implements connector contract {version}, but this host runs {SUPPORTED_CONTRACTS}; {advice}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contract_compatibility;
+
+    #[test]
+    fn the_current_minor_line_runs_and_other_lines_are_refused_with_advice() {
+        assert_eq!(contract_compatibility(super::CONTRACT_VERSION), Ok(()));
+        let old = contract_compatibility("0.1.0").unwrap_err();
+        assert!(old.contains("contract 0.1.0") && old.contains("rebuild the plugin"), "{old}");
+        let newer = contract_compatibility("0.3.0").unwrap_err();
+        assert!(newer.contains("upgrade connector-host"), "{newer}");
+        assert!(contract_compatibility("1.2.0").is_err());
+        assert!(contract_compatibility("0.2").unwrap_err().contains("not a semantic version"));
+    }
+}

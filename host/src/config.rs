@@ -99,6 +99,11 @@ impl ConnectorConfig {
         Ok(ConnectorConfig { values, cvm, limits, network })
     }
 
+    /// A connector setting as configured (environment references resolved).
+    pub fn value(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+
     /// A configuration from key-value pairs (for embedding and the demo).
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         ConnectorConfig {

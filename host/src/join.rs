@@ -17,6 +17,27 @@ pub const UNKNOWN_ASSET: &str = "vulnerability of an asset not in this run (e.g.
 /// The counter of asset reports merged into an earlier report of the same key.
 pub const DUPLICATE_ASSETS: &str = "duplicate asset reports merged (latest last seen kept)";
 
+/// The skip reason for assets CVM could not match: no locator at all.
+pub const NO_LOCATOR: &str = "asset without any locator (CVM cannot match it)";
+
+/// The skip reason for assets located by URL alone: CVM needs `application` with `url`.
+pub const URL_WITHOUT_APPLICATION: &str = "asset located by url without an application (CVM needs both)";
+
+/// Why CVM would reject an asset's locators, if it would. Blank values count as absent.
+fn locator_problem(asset: &Asset) -> Option<&'static str> {
+    let l = &asset.locators;
+    let present = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+    let others = [&l.external_id, &l.hostname, &l.fqdn, &l.netbios, &l.ip_address, &l.mac_address];
+    if others.into_iter().any(present) {
+        return None;
+    }
+    match (present(&l.url), present(&l.application)) {
+        (true, true) => None,
+        (true, false) => Some(URL_WITHOUT_APPLICATION),
+        _ => Some(NO_LOCATOR),
+    }
+}
+
 /// One vulnerability after merging every report of it on an asset.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MergedVulnerability {
@@ -104,6 +125,10 @@ impl Collector {
     /// rows) keep the one with the latest `last-seen`, the later report on a tie.
     pub fn add_assets(&mut self, assets: Vec<Asset>) {
         for asset in assets {
+            if let Some(problem) = locator_problem(&asset) {
+                *self.skipped.entry(problem.to_owned()).or_default() += 1;
+                continue;
+            }
             match self.assets.get_mut(&asset.key) {
                 Some(existing) => {
                     *self.counters.entry(DUPLICATE_ASSETS.to_owned()).or_default() += 1;
@@ -205,6 +230,8 @@ mod tests {
                 netbios: None,
                 ip_address: None,
                 mac_address: None,
+                url: None,
+                application: None,
             },
             os: None,
             os_version: None,
@@ -290,5 +317,24 @@ mod tests {
         let j = c.finish();
         assert_eq!(j.definitions.keys().collect::<Vec<_>>(), ["TVM-1"]);
         assert!(j.definitions["TVM-1"].cve_ids.is_empty());
+    }
+
+    #[test]
+    fn assets_cvm_cannot_match_are_skipped_with_their_reason() {
+        let located = |external_id: Option<&str>, url: Option<&str>, application: Option<&str>| {
+            let mut a = asset("k");
+            a.locators.external_id = external_id.map(Into::into);
+            a.locators.url = url.map(Into::into);
+            a.locators.application = application.map(Into::into);
+            a
+        };
+        let mut c = Collector::default();
+        c.add_assets(vec![located(None, Some("https://github.com/o/r"), None)]);
+        c.add_assets(vec![located(Some("  "), None, None)]);
+        c.add_assets(vec![located(None, Some("https://github.com/o/r"), Some("o/r"))]);
+        let j = c.finish();
+        assert_eq!(j.assets.len(), 1, "url with application is a locator");
+        assert_eq!(j.skipped.get(URL_WITHOUT_APPLICATION), Some(&1));
+        assert_eq!(j.skipped.get(NO_LOCATOR), Some(&1));
     }
 }

@@ -36,6 +36,10 @@ struct KdiAsset<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     mac_address: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    application: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     os: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     os_version: Option<&'a str>,
@@ -260,6 +264,8 @@ fn kdi_asset<'a>(
         netbios: a.locators.netbios.as_deref(),
         ip_address: a.locators.ip_address.as_deref(),
         mac_address: a.locators.mac_address.as_deref(),
+        url: a.locators.url.as_deref(),
+        application: a.locators.application.as_deref(),
         os: a.os.as_deref(),
         os_version: a.os_version.as_deref(),
         tags: &a.tags,
@@ -309,6 +315,8 @@ mod tests {
                 netbios: None,
                 ip_address: None,
                 mac_address: None,
+                url: None,
+                application: None,
             };
             c.add_assets(vec![Asset {
                 key: key.clone(),

@@ -14,10 +14,10 @@
 use crate::auth::{self, Token};
 use crate::net;
 use crate::settings::Settings;
-use crate::vulnbridge::connector::http::{Method, Response};
-use crate::vulnbridge::connector::log::{log, Level};
-use crate::vulnbridge::connector::output;
-use crate::vulnbridge::connector::types::PluginError;
+use connector_sdk::http::{Method, Response};
+use connector_sdk::log::{log, Level};
+use connector_sdk::output;
+use connector_sdk::types::PluginError;
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, SystemTime};
 

@@ -4,8 +4,8 @@
 use crate::api::{Api, Call};
 use crate::net;
 use crate::settings::{Settings, TokenEndpoint};
-use crate::vulnbridge::connector::http::Method;
-use crate::vulnbridge::connector::types::PluginError;
+use connector_sdk::http::Method;
+use connector_sdk::types::PluginError;
 use serde::Deserialize;
 use std::time::{Duration, Instant};
 
@@ -133,12 +133,12 @@ mod tests {
 
     fn settings() -> Settings {
         crate::settings::parse(&[
-            crate::vulnbridge::connector::types::Setting {
+            connector_sdk::types::Setting {
                 key: "client_id".into(),
                 value: "11111111-2222-3333-4444-555555555555".into(),
             },
-            crate::vulnbridge::connector::types::Setting { key: "client_secret".into(), value: "x".into() },
-            crate::vulnbridge::connector::types::Setting {
+            connector_sdk::types::Setting { key: "client_secret".into(), value: "x".into() },
+            connector_sdk::types::Setting {
                 key: "tenant_id".into(),
                 value: "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee".into(),
             },

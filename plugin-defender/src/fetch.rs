@@ -9,10 +9,10 @@ use crate::lenient::strip_bom;
 use crate::model::{MachinesEnvelope, PageEnvelope};
 use crate::pacing;
 use crate::settings::ApiMode;
-use crate::vulnbridge::connector::http::Method;
-use crate::vulnbridge::connector::log::{log, Level};
-use crate::vulnbridge::connector::output;
-use crate::vulnbridge::connector::types::{Page, PluginError};
+use connector_sdk::http::Method;
+use connector_sdk::log::{log, Level};
+use connector_sdk::output;
+use connector_sdk::types::{Page, PluginError};
 use serde::Deserialize;
 use std::collections::HashSet;
 

@@ -1,15 +1,10 @@
 //! The Microsoft Defender for Endpoint TVM connector, as a plugin of the
-//! `vulnbridge:connector` contract (see `wit/`).
+//! `vulnbridge:connector` contract, built on the connector SDK (`wit/`).
 //!
 //! `fetch` pages through active machines and then vulnerability rows; `%map` turns
 //! each page into platform records (spec §5 and §6). The mapping is plain Rust in
-//! `mapping`, unit-tested natively; everything that talks to the host is in this file,
-//! `net`, `api`, `fetch` and `verify`.
-
-wit_bindgen::generate!({
-    world: "connector-plugin",
-    path: "../wit",
-});
+//! `mapping`, unit-tested natively; what talks to the host goes through the SDK, in
+//! `net`, `api`, `fetch` and `verify`. This file is the `Connector` implementation.
 
 pub mod api;
 pub mod auth;
@@ -24,34 +19,16 @@ pub mod settings;
 pub mod timestamp;
 pub mod verify;
 
-use exports::vulnbridge::connector::connector::Guest;
-use std::cell::RefCell;
-use vulnbridge::connector::output;
-use vulnbridge::connector::types::{Check, FieldError, Page, PluginError, PluginInfo, Setting};
+use connector_sdk::types::{Check, FieldError, Page, PluginError, PluginInfo};
+use connector_sdk::{Config, Connector, Output};
 
-/// Records are sent to the host in batches of this many, to bound guest memory.
-const EMIT_BATCH: usize = 5_000;
-
-/// One instance's state: its API client and where its run stands.
-struct Instance {
+/// One instance: its API client and where its run stands.
+pub struct DefenderConnector {
     api: api::Api,
     stage: fetch::Stage,
 }
 
-thread_local! {
-    static INSTANCE: RefCell<Option<Instance>> = const { RefCell::new(None) };
-}
-
-fn with_instance<T>(f: impl FnOnce(&mut Instance) -> Result<T, PluginError>) -> Result<T, PluginError> {
-    INSTANCE.with_borrow_mut(|slot| match slot {
-        Some(instance) => f(instance),
-        None => Err(PluginError::NotConfigured("`configure` has not succeeded on this instance".into())),
-    })
-}
-
-struct DefenderConnector;
-
-impl Guest for DefenderConnector {
+impl Connector for DefenderConnector {
     fn info() -> PluginInfo {
         PluginInfo {
             id: "defender-tvm".into(),
@@ -63,24 +40,31 @@ impl Guest for DefenderConnector {
         }
     }
 
-    fn configure(settings: Vec<Setting>) -> Result<Vec<String>, Vec<FieldError>> {
-        let parsed = settings::parse(&settings)?;
+    fn configure(config: &mut Config) -> Result<Self, Vec<FieldError>> {
+        let parsed = settings::from_config(config)?;
+        Ok(DefenderConnector { api: api::Api::new(parsed), stage: fetch::Stage::start() })
+    }
+
+    fn declared_origins(&self) -> Vec<String> {
         // The sign-in host follows the cloud unless configured: declare it, so the
         // host allows it for this instance.
-        let derived_origins = if parsed.login_derived { vec![parsed.login_base.clone()] } else { Vec::new() };
-        INSTANCE.set(Some(Instance { api: api::Api::new(parsed), stage: fetch::Stage::start() }));
-        Ok(derived_origins)
+        let s = &self.api.settings;
+        if s.login_derived {
+            vec![s.login_base.clone()]
+        } else {
+            Vec::new()
+        }
     }
 
-    fn verify() -> Result<Vec<Check>, PluginError> {
-        with_instance(|i| verify::verify(&mut i.api))
+    fn verify(&mut self) -> Result<Vec<Check>, PluginError> {
+        verify::verify(&mut self.api)
     }
 
-    fn fetch() -> Result<Option<Page>, PluginError> {
-        with_instance(|i| fetch::next_page(&mut i.api, &mut i.stage))
+    fn fetch(&mut self) -> Result<Option<Page>, PluginError> {
+        fetch::next_page(&mut self.api, &mut self.stage)
     }
 
-    fn map(page: Page) -> Result<(), PluginError> {
+    fn map(&mut self, page: &Page, out: &mut Output) -> Result<(), PluginError> {
         let (mapped, counter) = match page.kind.as_str() {
             fetch::MACHINES => (mapping::map_machines_page(&page.body), mapping::DEVICES_FETCHED),
             fetch::VULNERABILITIES => (mapping::map_vulnerabilities_page(&page.body), mapping::ROWS_FETCHED),
@@ -89,27 +73,18 @@ impl Guest for DefenderConnector {
         };
         let mapped = mapped
             .map_err(|e| PluginError::BadResponse(format!("{} page {}: {}", page.kind, page.sequence + 1, e.0)))?;
-        output::count(counter, mapped.rows);
+        out.count(counter, mapped.rows);
         for (note, count) in &mapped.notes {
-            output::count(note, *count);
+            out.count(note, *count);
         }
         for (reason, count) in &mapped.skipped {
-            output::skip(reason, *count);
+            out.skip(reason, *count);
         }
-        for batch in mapped.definitions.chunks(EMIT_BATCH) {
-            output::emit_definitions(batch);
-        }
-        for batch in mapped.assets.chunks(EMIT_BATCH) {
-            output::emit_assets(batch);
-        }
-        for batch in mapped.vulnerabilities.chunks(EMIT_BATCH) {
-            output::emit_vulnerabilities(batch);
-        }
+        out.definitions(mapped.definitions);
+        out.assets(mapped.assets);
+        out.vulnerabilities(mapped.vulnerabilities);
         Ok(())
     }
 }
 
-// Exported only in the component: a native cdylib cannot carry the contract's
-// `ns:pkg/iface@version#func` symbol names, and native builds exist for unit tests.
-#[cfg(target_arch = "wasm32")]
-export!(DefenderConnector);
+connector_sdk::export_connector!(DefenderConnector);

@@ -8,7 +8,7 @@
 use crate::lenient::strip_bom;
 use crate::model::{IpAddressEntry, Machine, Page, VulnerabilityRow};
 use crate::timestamp;
-use crate::vulnbridge::connector::types::{Asset, Datetime, Locators, Vulnerability, VulnerabilityDefinition};
+use connector_sdk::types::{Asset, Datetime, Locators, Vulnerability, VulnerabilityDefinition};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
@@ -99,6 +99,7 @@ pub fn map_machine(m: &Machine) -> Result<Asset, &'static str> {
             netbios: short_name,
             mac_address: ip.as_deref().and_then(|ip| mac_for(ip, &m.ip_addresses)),
             ip_address: ip,
+            ..Default::default()
         },
         os: m.os_platform.as_deref().map(|s| s.trim().to_owned()),
         os_version: os_version(m.version.as_deref(), m.os_build.as_deref()),

@@ -3,7 +3,8 @@
 
 use crate::cloud::{self, Cloud};
 use crate::pacing::{self, Pacer};
-use crate::vulnbridge::connector::types::{ConfigField, FieldError, FieldKind, Setting};
+use connector_sdk::config::{field, Config};
+use connector_sdk::types::{ConfigField, FieldError, FieldKind, Setting};
 use std::time::Duration;
 
 pub const DEFAULT_API_HOST: &str = "api.securitycenter.microsoft.com";
@@ -74,17 +75,6 @@ impl Settings {
     }
 }
 
-fn field(key: &str, label: &str, help: &str, kind: FieldKind, required: bool, default: Option<&str>) -> ConfigField {
-    ConfigField {
-        key: key.into(),
-        label: label.into(),
-        help: help.into(),
-        kind,
-        required,
-        default_value: default.map(Into::into),
-    }
-}
-
 /// The fields the "Add Connector" dialog asks for, then the optional ones.
 pub fn fields() -> Vec<ConfigField> {
     use FieldKind::*;
@@ -113,39 +103,35 @@ pub fn fields() -> Vec<ConfigField> {
 
 /// Validates the settings the host passed, reporting every problem at once.
 pub fn parse(settings: &[Setting]) -> Result<Settings, Vec<FieldError>> {
-    let mut errors: Vec<FieldError> = Vec::new();
-    let known = fields();
-    let value = |key: &str| -> Option<String> {
-        settings.iter().rev().find(|s| s.key == key).map(|s| s.value.trim().to_owned()).filter(|v| !v.is_empty())
-    };
-    let default =
-        |key: &str| known.iter().find(|f| f.key == key).and_then(|f| f.default_value.clone()).unwrap_or_default();
-    let text = |key: &str| value(key).unwrap_or_else(|| default(key));
-    let mut error = |key: &str, message: String| errors.push(FieldError { key: key.into(), message });
+    from_config(&mut Config::new(&fields(), settings.to_vec()))
+}
 
-    for s in settings {
-        if !known.iter().any(|f| f.key == s.key) {
-            error(&s.key, "unknown field for this connector".into());
-        }
-    }
-    let client_id = text("client_id");
+/// Validates a configuration read by the SDK (which has already refused unknown keys).
+pub fn from_config(config: &mut Config) -> Result<Settings, Vec<FieldError>> {
+    let client_id = config.text("client_id");
     if !is_guid(&client_id) {
-        error("client_id", format!("expected a GUID such as 00000000-0000-0000-0000-000000000000, got `{client_id}`"));
+        config.error(
+            "client_id",
+            &format!("expected a GUID such as 00000000-0000-0000-0000-000000000000, got `{client_id}`"),
+        );
     }
-    let tenant_id = text("tenant_id");
+    let tenant_id = config.text("tenant_id");
     if !is_guid(&tenant_id) {
-        error("tenant_id", format!("expected a GUID such as 00000000-0000-0000-0000-000000000000, got `{tenant_id}`"));
+        config.error(
+            "tenant_id",
+            &format!("expected a GUID such as 00000000-0000-0000-0000-000000000000, got `{tenant_id}`"),
+        );
     }
-    let client_secret = text("client_secret");
+    let client_secret = config.text("client_secret");
     if client_secret.is_empty() {
-        error("client_secret", "a client secret is required".into());
+        config.error("client_secret", "a client secret is required");
     }
-    let api_base = base_url(&text("host")).unwrap_or_else(|m| {
-        error("host", m);
+    let api_base = base_url(&config.text("host")).unwrap_or_else(|m| {
+        config.error("host", &m);
         String::new()
     });
     let api_cloud = cloud::of_host(host_name(&api_base));
-    let (cloud, cloud_source) = match text("cloud").to_ascii_lowercase().as_str() {
+    let (cloud, cloud_source) = match config.text("cloud").to_ascii_lowercase().as_str() {
         "auto" => match api_cloud {
             Some(c) => (c, "from the API host"),
             None => (Cloud::Commercial, "assumed: the API host is not a documented Defender host"),
@@ -158,9 +144,9 @@ pub fn parse(settings: &[Setting]) -> Result<Settings, Vec<FieldError>> {
                     (Some(api), c) => api == c,
                 };
                 if !compatible {
-                    error(
+                    config.error(
                         "cloud",
-                        format!(
+                        &format!(
                             "`{other}` does not match host {} ({} cloud)",
                             host_name(&api_base),
                             api_cloud.unwrap()
@@ -170,52 +156,35 @@ pub fn parse(settings: &[Setting]) -> Result<Settings, Vec<FieldError>> {
                 (c, "configured")
             }
             None => {
-                error("cloud", format!("expected auto, commercial, gcc, gcc-high or dod, got `{other}`"));
+                config.error("cloud", &format!("expected auto, commercial, gcc, gcc-high or dod, got `{other}`"));
                 (Cloud::Commercial, "configured")
             }
         },
     };
-    let (login_base, login_derived) = match value("login_host") {
+    let (login_base, login_derived) = match config.value("login_host") {
         Some(v) => (
             base_url(&v).unwrap_or_else(|m| {
-                error("login_host", m);
+                config.error("login_host", &m);
                 String::new()
             }),
             false,
         ),
         None => (format!("https://{}", cloud.login_host()), true),
     };
-    let scope = value("scope").unwrap_or_else(|| cloud.scope().to_owned());
+    let scope = config.value("scope").unwrap_or_else(|| cloud.scope().to_owned());
     if !scope.starts_with("https://") {
-        error("scope", format!("expected a URL such as {}, got `{scope}`", Cloud::Commercial.scope()));
+        config.error("scope", &format!("expected a URL such as {}, got `{scope}`", Cloud::Commercial.scope()));
     }
-    let token_endpoint = match text("token_endpoint").to_ascii_lowercase().as_str() {
-        "v2" => TokenEndpoint::V2,
+    let token_endpoint = match config.choice("token_endpoint", &["v2", "v1"]).as_str() {
         "v1" => TokenEndpoint::V1,
-        other => {
-            error("token_endpoint", format!("expected v2 or v1, got `{other}`"));
-            TokenEndpoint::V2
-        }
+        _ => TokenEndpoint::V2,
     };
-    let api_mode = match text("api_mode").to_ascii_lowercase().as_str() {
-        "auto" => ApiMode::Auto,
+    let api_mode = match config.choice("api_mode", &["auto", "json", "export"]).as_str() {
         "json" => ApiMode::Json,
         "export" => ApiMode::Export,
-        other => {
-            error("api_mode", format!("expected auto, json or export, got `{other}`"));
-            ApiMode::Auto
-        }
+        _ => ApiMode::Auto,
     };
-    let mut number = |key: &str, min: u64, max: u64| -> u64 {
-        let raw = text(key);
-        match raw.parse::<u64>() {
-            Ok(n) if (min..=max).contains(&n) => n,
-            _ => {
-                error(key, format!("expected a whole number from {min} to {max}, got `{raw}`"));
-                min
-            }
-        }
-    };
+    let mut number = |key: &str, min: u64, max: u64| config.integer(key, min, max);
     let export_above_devices = number("export_above_devices", 0, u64::MAX);
     let page_size = number("page_size", 1, u64::from(MAX_PAGE_SIZE)) as u32;
     let machines_page_size = number("machines_page_size", 1, u64::from(DEFAULT_MACHINES_PAGE_SIZE)) as u32;
@@ -223,15 +192,13 @@ pub fn parse(settings: &[Setting]) -> Result<Settings, Vec<FieldError>> {
     let page_timeout = Duration::from_secs(number("page_timeout_seconds", 1, 900));
     let max_retries = number("max_retries", 0, 20) as u32;
     let retry_delay = Duration::from_millis(number("retry_delay_ms", 1, 60_000));
-    let pacer = Pacer::parse(&text("rate_limits")).unwrap_or_else(|m| {
-        error("rate_limits", m);
+    let pacer = Pacer::parse(&config.text("rate_limits")).unwrap_or_else(|m| {
+        config.error("rate_limits", &m);
         Pacer::default()
     });
-    if !errors.is_empty() {
-        return Err(errors);
-    }
+    config.finish()?;
     Ok(Settings {
-        name: text("name"),
+        name: config.text("name"),
         client_id,
         client_secret,
         tenant_id,

@@ -10,7 +10,7 @@ use crate::model::PageEnvelope;
 use crate::net::host_of;
 use crate::pacing;
 use crate::settings::TokenEndpoint;
-use crate::vulnbridge::connector::types::{Check, PluginError};
+use connector_sdk::types::{Check, PluginError};
 
 pub fn verify(api: &mut Api) -> Result<Vec<Check>, PluginError> {
     api.patient = false;

@@ -60,7 +60,7 @@ fn info_describes_the_plugin_and_its_fields() {
     let secret = info["fields"].as_array().unwrap().iter().find(|f| f["key"] == "client_secret").unwrap();
     assert_eq!(secret["kind"], "secret");
     let text = run_cli(&["info", "--plugin", &plugin()], &[]);
-    assert!(text.stdout().contains("client_secret") && text.stdout().contains("Contract: vulnbridge:connector@0.1.0"));
+    assert!(text.stdout().contains("client_secret") && text.stdout().contains("Contract: vulnbridge:connector@0.2.0"));
 }
 
 #[test]

@@ -5,9 +5,11 @@
 //! - [`defender`]: a Microsoft Defender for Endpoint tenant and its Azure AD login
 //!   host, serving deterministic generated data with the quirks real tenants have.
 //! - [`echo`]: an echo server, to see what a request really carried.
+//! - [`github`]: a GitHub organization's Dependabot alerts API.
 
 pub mod cvm;
 pub mod defender;
 pub mod echo;
+pub mod github;
 pub mod rng;
 pub mod serve;

@@ -1,0 +1,74 @@
+//! The GitHub Dependabot alerts connector: a plugin of the `vulnbridge:connector`
+//! contract, built only on the connector SDK (`wit/`).
+//!
+//! Assets are repositories; vulnerabilities are open Dependabot alerts, one per
+//! advisory and repository (alerts of the same advisory in several manifests merge
+//! in the host, keeping every manifest in the details). `fetch` pages through
+//! `GET /orgs/{org}/dependabot/alerts` by its `Link` header; `map` is plain Rust in
+//! `mapping`, tested natively on fixture files.
+
+pub mod github;
+pub mod mapping;
+pub mod model;
+pub mod settings;
+
+use connector_sdk::types::{Check, FieldError, Page, PluginError, PluginInfo};
+use connector_sdk::{Config, Connector, Output};
+use std::collections::HashSet;
+
+/// The kind of every page: a JSON array of alerts, as GitHub sent it.
+pub const ALERTS: &str = "alerts";
+
+/// One instance: its settings, where paging stands, and the repositories already
+/// emitted (each repository becomes one asset, however many alerts it has).
+pub struct DependabotConnector {
+    settings: settings::Settings,
+    paging: github::Paging,
+    repositories_emitted: HashSet<String>,
+}
+
+impl Connector for DependabotConnector {
+    fn info() -> PluginInfo {
+        PluginInfo {
+            id: "github-dependabot".into(),
+            name: "GitHub Dependabot alerts".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "Imports the open Dependabot alerts of a GitHub organization: repositories as assets, advisories as vulnerabilities.".into(),
+            scanner_type: mapping::SCANNER_TYPE.into(),
+            fields: settings::fields(),
+        }
+    }
+
+    fn configure(config: &mut Config) -> Result<Self, Vec<FieldError>> {
+        let settings = settings::from_config(config)?;
+        let paging = github::Paging::start(&settings);
+        Ok(DependabotConnector { settings, paging, repositories_emitted: HashSet::new() })
+    }
+
+    fn verify(&mut self) -> Result<Vec<Check>, PluginError> {
+        github::verify(&self.settings)
+    }
+
+    fn fetch(&mut self) -> Result<Option<Page>, PluginError> {
+        github::next_page(&self.settings, &mut self.paging)
+    }
+
+    fn map(&mut self, page: &Page, out: &mut Output) -> Result<(), PluginError> {
+        if page.kind != ALERTS {
+            return Err(PluginError::Other(format!("unknown page kind `{}`", page.kind)));
+        }
+        let mapped = mapping::map_alerts_page(&page.body)
+            .map_err(|e| PluginError::BadResponse(format!("alerts page {}: {e}", page.sequence + 1)))?;
+        out.count(mapping::ALERTS_FETCHED, mapped.alerts);
+        for (reason, count) in &mapped.skipped {
+            out.skip(reason, *count);
+        }
+        out.definitions(mapped.definitions);
+        // Alerts of one repository span pages: emit its asset once.
+        out.assets(mapped.assets.into_iter().filter(|a| self.repositories_emitted.insert(a.key.clone())));
+        out.vulnerabilities(mapped.vulnerabilities);
+        Ok(())
+    }
+}
+
+connector_sdk::export_connector!(DependabotConnector);

@@ -1,0 +1,173 @@
+//! The GitHub Dependabot plugin (built only on the SDK) through the real CLI,
+//! against the simulated GitHub organization: the KDI it writes, record by record
+//! against an oracle computed from the generated alerts; GitHub's rate-limit and
+//! error signals; and what verify reports.
+
+use connector_e2e::artifacts::{self, run_cli, CliOutput};
+use connector_e2e::kdi;
+use connector_simulators::github::{cvss, ghsa, severity, GithubSim, OrgSpec};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+const SPEC: OrgSpec = OrgSpec { seed: 11, repositories: 12, alerts: 230 };
+
+fn plugin() -> String {
+    artifacts::plugin("plugin_dependabot").display().to_string()
+}
+
+fn config(name: &str, text: &str) -> PathBuf {
+    let path = kdi::temp_dir(&format!("dependabot-config-{name}")).join("connector.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run(config: &Path, out: &Path) -> CliOutput {
+    let (plugin, config, out) = (plugin(), config.to_str().unwrap(), out.to_str().unwrap());
+    run_cli(&["run", "--plugin", &plugin, "--config", config, "--out", out, "--allow-insecure-loopback"], &[])
+}
+
+/// Restates the mapping: the score of an advisory.
+fn expected_score(advisory: u64) -> u64 {
+    match cvss(advisory) {
+        Some(score) => score.round() as u64,
+        None => match severity(advisory) {
+            "critical" => 10,
+            "high" => 8,
+            "medium" => 5,
+            _ => 2,
+        },
+    }
+}
+
+/// Repository -> (GHSA id -> score) for every open alert of an advisory not withdrawn.
+fn oracle(sim: &GithubSim) -> BTreeMap<String, BTreeMap<String, u64>> {
+    let org = sim.org();
+    let mut expected: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for a in org.alerts.iter().filter(|a| a.state == "open" && !a.withdrawn) {
+        expected
+            .entry(org.repository_name(a.repository))
+            .or_default()
+            .insert(ghsa(a.advisory), expected_score(a.advisory));
+    }
+    expected
+}
+
+/// The written KDI as the same shape as the oracle, after checking every file
+/// against the schema and every asset's locators.
+fn written(out: &Path) -> BTreeMap<String, BTreeMap<String, u64>> {
+    let mut found = BTreeMap::new();
+    for (name, file) in kdi::read_dir(out) {
+        kdi::assert_valid(&name, &file);
+        for asset in file["assets"].as_array().unwrap() {
+            let repo = asset["application"].as_str().expect("application").to_owned();
+            assert_eq!(asset["url"], format!("https://github.com/{repo}"));
+            assert!(asset["external_id"].as_str().unwrap().starts_with("github-repository:"));
+            let vulns: BTreeMap<String, u64> = asset["vulns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| {
+                    assert_eq!(v["scanner_type"], "GitHub Dependabot");
+                    (v["scanner_identifier"].as_str().unwrap().to_owned(), v["scanner_score"].as_u64().unwrap())
+                })
+                .collect();
+            found.insert(repo, vulns);
+        }
+    }
+    found
+}
+
+/// A counter of the run summary (`  Alerts fetched     230`), by its name.
+fn counter(summary: &str, name: &str) -> Option<u64> {
+    summary.lines().find_map(|l| l.trim().strip_prefix(name)?.trim().parse().ok())
+}
+
+fn definitions(out: &Path) -> BTreeMap<String, Value> {
+    kdi::read_dir(out)
+        .into_iter()
+        .flat_map(|(_, f)| f["vuln_defs"].as_array().unwrap().clone())
+        .map(|d| (d["scanner_identifier"].as_str().unwrap().to_owned(), d))
+        .collect()
+}
+
+#[test]
+fn a_run_writes_every_open_alert_under_its_repository_with_minimal_calls() {
+    let sim = GithubSim::start(SPEC).unwrap();
+    let out = kdi::temp_dir("dependabot-run");
+    let text = format!("{}page_size = \"25\"\n", sim.config_toml());
+    let result = run(&config("run", &text), &out);
+    assert!(result.success(), "{}", result.stderr());
+    let expected = oracle(&sim);
+    assert!(expected.len() > 5 && expected.values().map(|v| v.len()).sum::<usize>() > 50, "a meaningful org");
+    assert_eq!(written(&out), expected);
+
+    let open = sim.org().alerts.iter().filter(|a| a.state == "open").count() as u64;
+    assert_eq!(sim.total_calls(), open.div_ceil(25), "one call per page of 25 open alerts");
+    let defs = definitions(&out);
+    let used: BTreeSet<&String> = expected.values().flat_map(|v| v.keys()).collect();
+    assert_eq!(defs.keys().collect::<BTreeSet<_>>(), used);
+    let summary = result.stdout();
+    assert_eq!(counter(&summary, "Alerts fetched"), Some(open), "{summary}");
+    assert!(summary.contains("advisory withdrawn by GitHub"), "withdrawn advisories are skipped visibly: {summary}");
+    assert!(!summary.contains(&sim.org().token) && !result.stderr().contains(&sim.org().token));
+}
+
+#[test]
+fn github_rate_limits_and_a_bad_gateway_are_waited_out_without_changing_the_result() {
+    let sim = GithubSim::start(SPEC).unwrap();
+    sim.faults().primary_rate_limit_once.store(true, Ordering::Relaxed);
+    let out = kdi::temp_dir("dependabot-throttled");
+    let result = run(&config("throttled", &sim.config_toml()), &out);
+    assert!(result.success(), "{}", result.stderr());
+    sim.faults().secondary_rate_limit_once.store(true, Ordering::Relaxed);
+    sim.faults().bad_gateway_once.store(true, Ordering::Relaxed);
+    let again = kdi::temp_dir("dependabot-throttled-again");
+    let result = run(&config("throttled-again", &sim.config_toml()), &again);
+    assert!(result.success(), "{}", result.stderr());
+    assert_eq!(written(&out), oracle(&sim));
+    assert_eq!(written(&again), oracle(&sim));
+    let calls = sim.calls();
+    assert_eq!((calls["403 rate limit"], calls["429"], calls["502"]), (1, 1, 1), "{calls:?}");
+    assert_eq!(counter(&result.stdout(), "Requests retried"), Some(2), "{}", result.stdout());
+}
+
+#[test]
+fn credential_and_permission_failures_say_what_to_fix_and_write_nothing() {
+    let sim = GithubSim::start(SPEC).unwrap();
+    let out = kdi::temp_dir("dependabot-denied");
+    let wrong = sim.config_toml().replace(&sim.org().token, "ghp_not_the_token");
+    let result = run(&config("wrong-token", &wrong), &out);
+    assert!(!result.success());
+    let line = result.error_lines().join("\n");
+    assert!(line.contains("GitHub refused the token (401): Bad credentials"), "{line}");
+    assert!(!line.contains("ghp_not_the_token"), "a wrong token is still a secret: {line}");
+
+    sim.faults().forbidden.store(true, Ordering::Relaxed);
+    let result = run(&config("forbidden", &sim.config_toml()), &out);
+    let line = result.error_lines().join("\n");
+    assert!(
+        line.contains("may not read Dependabot alerts of `octo-org`") && line.contains("security_events"),
+        "{line}"
+    );
+    assert!(kdi::read_dir(&out).is_empty(), "a failed run writes nothing");
+
+    let other_org = sim.config_toml().replace("organization = \"octo-org\"", "organization = \"other-org\"");
+    sim.faults().forbidden.store(false, Ordering::Relaxed);
+    let line = run(&config("other-org", &other_org), &out).error_lines().join("\n");
+    assert!(line.contains("organization `other-org` not found"), "{line}");
+}
+
+#[test]
+fn verify_checks_the_token_with_one_small_call() {
+    let sim = GithubSim::start(SPEC).unwrap();
+    let path = config("verify", &sim.config_toml());
+    let result = run_cli(
+        &["verify", "--plugin", &plugin(), "--config", path.to_str().unwrap(), "--allow-insecure-loopback"],
+        &[],
+    );
+    assert!(result.success(), "{}", result.stderr());
+    assert!(result.stdout().contains("the token reads `octo-org`'s alerts (at least one open)"), "{}", result.stdout());
+    assert_eq!(sim.total_calls(), 1);
+}
