@@ -2,13 +2,14 @@
 //! compiled Component per plugin, and a fresh Store for every session.
 
 use crate::bindings::{
-    types::PluginInfo, ConnectorPlugin, ConnectorPluginPre, IntoAnyhow, CONTRACT_EXPORT, CONTRACT_EXPORT_PREFIX,
-    CONTRACT_VERSION,
+    contract_compatibility, types::PluginInfo, ConnectorPlugin, ConnectorPluginPre, IntoAnyhow, CONTRACT_EXPORT,
+    CONTRACT_EXPORT_PREFIX,
 };
 use crate::capability::http::HttpCapability;
 use crate::capability::log::LogCapability;
-use crate::capability::output::{OutputCapability, ProgressObserver};
+use crate::capability::output::OutputCapability;
 use crate::config::ResolvedConfig;
+use crate::events::EventSink;
 use crate::limits::LimitExceeded;
 use crate::policy::NetworkPolicy;
 use crate::redact::Redactor;
@@ -19,7 +20,7 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, UpdateDeadline};
 
@@ -93,7 +94,7 @@ impl PluginHost {
             path.display(),
             if cached { "loaded compiled from the cache" } else { "compiled" }
         );
-        check_contract(&self.engine, &component, path)?;
+        let contract = check_contract(&self.engine, &component, path)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -102,7 +103,8 @@ impl PluginHost {
         let pre = ConnectorPluginPre::new(pre)
             .into_anyhow()
             .with_context(|| format!("{} does not fit the connector world", path.display()))?;
-        let mut plugin = Plugin { pre, path: path.to_owned(), info: placeholder_info(path), from_cache: cached };
+        let mut plugin =
+            Plugin { pre, path: path.to_owned(), info: placeholder_info(path), contract, from_cache: cached };
         let mut session = plugin.open(self, &ResolvedConfig::default(), SessionOptions::default())?;
         plugin.info = session.info()?;
         drop(session);
@@ -121,19 +123,15 @@ fn placeholder_info(path: &Path) -> PluginInfo {
     }
 }
 
-/// Refuses a component that does not export this host's contract version, naming
-/// both versions when it exports another.
-fn check_contract(engine: &Engine, component: &Component, path: &Path) -> Result<()> {
+/// Refuses a component that does not export a contract version this host runs,
+/// naming both versions and what to do about it.
+fn check_contract(engine: &Engine, component: &Component, path: &Path) -> Result<String> {
     let ty = component.component_type();
     let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
-    if exports.iter().any(|e| e == CONTRACT_EXPORT) {
-        return Ok(());
-    }
-    if let Some(other) = exports.iter().find_map(|e| e.strip_prefix(CONTRACT_EXPORT_PREFIX)) {
-        bail!(
-            "plugin {} implements connector contract {other}, but this host supports {CONTRACT_VERSION}",
-            path.display()
-        );
+    if let Some(version) = exports.iter().find_map(|e| e.strip_prefix(CONTRACT_EXPORT_PREFIX)) {
+        return contract_compatibility(version)
+            .map(|()| version.to_owned())
+            .map_err(|why| anyhow::anyhow!("cannot run plugin {}: {why}", path.display()));
     }
     bail!(
         "{} is not a connector plugin: it exports {} instead of {CONTRACT_EXPORT}",
@@ -147,7 +145,11 @@ fn check_contract(engine: &Engine, component: &Component, path: &Path) -> Result
 pub struct SessionOptions {
     /// Allow `http://` to loopback addresses (simulators, local tests).
     pub allow_insecure_loopback: bool,
-    pub progress: Option<ProgressObserver>,
+    /// Where the run's events go (progress, writing, finished...).
+    pub events: Option<EventSink>,
+    /// Wall-clock time the whole session may take: wasm is stopped when it is spent,
+    /// so a plugin that loops cannot hold a platform's worker forever.
+    pub time_limit: Option<Duration>,
 }
 
 /// A compiled plugin, ready to instantiate.
@@ -155,6 +157,8 @@ pub struct Plugin {
     pre: ConnectorPluginPre<PluginState>,
     pub path: PathBuf,
     pub info: PluginInfo,
+    /// The contract version the plugin was built against (within this host's range).
+    pub contract: String,
     /// Whether the compiled code came from the cache (no compilation).
     pub from_cache: bool,
 }
@@ -175,14 +179,23 @@ impl Plugin {
             &limits,
             http,
             LogCapability::new(id.clone(), redactor.clone(), limits.log_lines),
-            OutputCapability::new(options.progress, limits.output_records),
+            OutputCapability::new(options.events, limits.output_records),
             redactor,
         );
+        let deadline = options.time_limit.map(|limit| (Instant::now() + limit, limit));
         let mut store = Store::new(&host.engine, state);
+        store.data_mut().deadline = deadline;
         store.limiter(|state| &mut state.memory);
         // On every epoch tick while wasm runs: has this call used up its CPU time?
         store.epoch_deadline_callback(|mut ctx| {
             let state = ctx.data_mut();
+            if let Some((_, limit)) = state.deadline.filter(|(at, _)| Instant::now() > *at) {
+                let breach = LimitExceeded {
+                    limit: format!("run time limit of {} s", limit.as_secs_f64()),
+                    detail: "stopped while running".into(),
+                };
+                return Err(state.exceed(breach));
+            }
             if state.cpu.used() <= state.cpu.limit {
                 return Ok(UpdateDeadline::Continue(1));
             }

@@ -6,6 +6,7 @@
 use crate::config::ConnectorConfig;
 use crate::cvm::{deliver, DeliveryOptions, Snapshot};
 use crate::engine::{Plugin, PluginHost, SessionOptions};
+use crate::events::{emit, Event, EventSink};
 use crate::kdi::{self, WriteOptions};
 use crate::summary::RunSummary;
 use anyhow::{Context, Result};
@@ -68,6 +69,7 @@ pub fn run_and_deliver(
     execute(host, plugin, config, session, options, Some(delivery))
 }
 
+/// Runs and reports the outcome as an event too ([`Event::Finished`] or [`Event::Failed`]).
 fn execute(
     host: &PluginHost,
     plugin: &Plugin,
@@ -75,6 +77,24 @@ fn execute(
     session: SessionOptions,
     options: &RunOptions,
     delivery: Option<&DeliveryOptions>,
+) -> Result<RunSummary> {
+    let events = session.events.clone();
+    let result = execute_quietly(host, plugin, config, session, options, delivery, events.as_ref());
+    match &result {
+        Ok(summary) => emit(events.as_ref(), Event::Finished(Box::new(summary.clone()))),
+        Err(e) => emit(events.as_ref(), Event::Failed(format!("{e:#}"))),
+    }
+    result
+}
+
+fn execute_quietly(
+    host: &PluginHost,
+    plugin: &Plugin,
+    config: &ConnectorConfig,
+    session: SessionOptions,
+    options: &RunOptions,
+    delivery: Option<&DeliveryOptions>,
+    events: Option<&EventSink>,
 ) -> Result<RunSummary> {
     let started = Instant::now();
     let run_started = chrono::Utc::now();
@@ -88,6 +108,7 @@ fn execute(
         session.map(&page)?;
     }
 
+    emit(events, Event::Writing);
     let joined = session.take_collector().finish();
     let snapshot = delivery.map(|_| Snapshot::of(&joined));
     let written = kdi::write(
@@ -101,7 +122,10 @@ fn execute(
         },
     )?;
     let delivered = match (delivery, &snapshot) {
-        (Some(d), Some(snapshot)) => Some(deliver(&written.files, snapshot, d).context("delivery to CVM failed")?),
+        (Some(d), Some(snapshot)) => Some({
+            emit(events, Event::Delivering);
+            deliver(&written.files, snapshot, d).context("delivery to CVM failed")?
+        }),
         _ => None,
     };
     let state = session.state();

@@ -7,6 +7,7 @@ use crate::capability::output::OutputCapability;
 use crate::limits::{CpuMeter, LimitExceeded, MemoryLimiter, SandboxLimits};
 use crate::redact::Redactor;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -22,6 +23,9 @@ pub struct PluginState {
     pub cpu: CpuMeter,
     /// The first limit the plugin exceeded (other than memory, which the limiter keeps).
     pub breach: Option<LimitExceeded>,
+    /// When the whole session must end (a platform's per-instance time limit), and
+    /// that limit, for the message.
+    pub deadline: Option<(Instant, Duration)>,
     pub http: HttpCapability,
     pub log: LogCapability,
     pub output: OutputCapability,
@@ -47,6 +51,7 @@ impl PluginState {
             memory: MemoryLimiter { max_bytes: limits.memory_bytes, breach: None },
             cpu: CpuMeter::new(limits.cpu_per_call),
             breach: None,
+            deadline: None,
             http,
             log,
             output,

@@ -4,6 +4,7 @@
 //! destination was allowed; responses have echoed secrets masked.
 
 use crate::bindings::http::{Host, HttpError, Method, Request, Response};
+use crate::limits::LimitExceeded;
 use crate::limits::{thread_cpu_time, SandboxLimits};
 use crate::policy::{NetworkPolicy, NonPublicAddress};
 use crate::redact::Redactor;
@@ -214,7 +215,20 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 impl Host for PluginState {
-    fn send(&mut self, request: Request) -> wasmtime::Result<Result<Response, HttpError>> {
+    fn send(&mut self, mut request: Request) -> wasmtime::Result<Result<Response, HttpError>> {
+        // A session with a time limit never waits on the network past it.
+        if let Some((deadline, limit)) = self.deadline {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                let breach = LimitExceeded {
+                    limit: format!("run time limit of {} s", limit.as_secs_f64()),
+                    detail: "spent before an HTTP request".into(),
+                };
+                return Err(self.exceed(breach));
+            }
+            let left_ms = u32::try_from(left.as_millis()).unwrap_or(u32::MAX).max(1);
+            request.timeout_ms = Some(request.timeout_ms.map_or(left_ms, |ms| ms.min(left_ms)));
+        }
         // Time blocked on the network is not the plugin's CPU time, but the host's
         // work here (TLS, copying, masking) runs on this thread: exclude it.
         let started = thread_cpu_time();

@@ -3,33 +3,23 @@
 
 use crate::bindings::output::Host;
 use crate::bindings::types::{Asset, Vulnerability, VulnerabilityDefinition};
+use crate::events::{emit, Event, EventSink};
 use crate::join::Collector;
 use crate::limits::{thread_cpu_time, LimitExceeded};
 use crate::state::PluginState;
 
-/// Progress of a stage, as the plugin reports it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Progress {
-    pub stage: String,
-    pub done: u64,
-    pub total: Option<u64>,
-}
-
-/// Receives progress reports (the CLI draws a progress line; a platform may forward
-/// them as events).
-pub type ProgressObserver = Box<dyn FnMut(&Progress) + Send>;
-
 pub struct OutputCapability {
     pub collector: Collector,
-    observer: Option<ProgressObserver>,
+    /// Where the plugin's progress reports go, as [`Event::Progress`].
+    events: Option<EventSink>,
     /// Records emitted so far, and the most allowed.
     pub records: u64,
     max_records: u64,
 }
 
 impl OutputCapability {
-    pub fn new(observer: Option<ProgressObserver>, max_records: u64) -> Self {
-        OutputCapability { collector: Collector::default(), observer, records: 0, max_records }
+    pub fn new(events: Option<EventSink>, max_records: u64) -> Self {
+        OutputCapability { collector: Collector::default(), events, records: 0, max_records }
     }
 }
 
@@ -76,9 +66,7 @@ impl Host for PluginState {
     }
 
     fn progress(&mut self, stage: String, done: u64, total: Option<u64>) -> wasmtime::Result<()> {
-        if let Some(observer) = self.output.observer.as_mut() {
-            observer(&Progress { stage, done, total });
-        }
+        emit(self.output.events.as_ref(), Event::Progress { stage, done, total });
         Ok(())
     }
 }

@@ -74,7 +74,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
     ]);
     eprintln!("Running {} {} against {} ...", plugin.info.id, plugin.info.version, sim.base_url());
     let progress = Progress::new();
-    let options = SessionOptions { allow_insecure_loopback: true, progress: Some(progress.observer()) };
+    let options =
+        SessionOptions { allow_insecure_loopback: true, events: Some(progress.events()), ..Default::default() };
     let result =
         run::run(&host, &plugin, &config, options, &RunOptions { out_dir: args.out.clone(), ..Default::default() });
     progress.finish();

@@ -10,6 +10,8 @@ use connector_host::bindings::types::FieldKind;
 use connector_host::config::ConnectorConfig;
 use connector_host::cvm::{CvmClient, CvmConfig, DeliveryOptions};
 use connector_host::engine::{PluginHost, SessionOptions};
+use connector_host::events::Event;
+use connector_host::platform::{PlatformConfig, PlatformOptions};
 use connector_host::run::{self, RunOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +51,19 @@ enum Command {
         common: Common,
         #[command(flatten)]
         run: RunArgs,
+    },
+    /// Run every connector instance of a platform file concurrently, each in its own
+    /// sandbox; print one summary per instance and a total (exit 1 if any failed).
+    RunAll {
+        /// The platform file (TOML with [[instance]] tables; see the README).
+        #[arg(long)]
+        config: PathBuf,
+        /// Allow plain http:// to loopback addresses (simulators, local tests).
+        #[arg(long)]
+        allow_insecure_loopback: bool,
+        /// Where the last upload of each CVM connector is remembered (instances with upload = true).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
     },
     /// Run the Defender plugin against a simulated tenant on loopback (no credentials needed).
     #[cfg(feature = "demo")]
@@ -124,6 +139,9 @@ fn execute(command: Command) -> Result<()> {
         Command::Info { plugin, json } => info(&plugin, json),
         Command::Verify { common } => verify(&common),
         Command::Run { common, run } => run_command(&common, run),
+        Command::RunAll { config, allow_insecure_loopback, state_dir } => {
+            run_all(&config, allow_insecure_loopback, state_dir)
+        }
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(args),
     }
@@ -150,14 +168,18 @@ fn info(path: &std::path::Path, json: bool) -> Result<()> {
             })
             .collect();
         let out = serde_json::json!({"id": i.id, "name": i.name, "version": i.version, "description": i.description,
-            "scanner_type": i.scanner_type, "contract": connector_host::bindings::CONTRACT_VERSION, "fields": fields});
+            "scanner_type": i.scanner_type, "contract": plugin.contract, "fields": fields});
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     println!("{} {} ({})", i.name, i.version, i.id);
     println!("{}", i.description);
     println!("Scanner type: {}", i.scanner_type);
-    println!("Contract: vulnbridge:connector@{}", connector_host::bindings::CONTRACT_VERSION);
+    println!(
+        "Contract: vulnbridge:connector@{} (this host runs {})",
+        plugin.contract,
+        connector_host::bindings::SUPPORTED_CONTRACTS
+    );
     println!("Fields:");
     for f in &i.fields {
         let required = if f.required { "required" } else { "optional" };
@@ -210,8 +232,11 @@ fn run_command(common: &Common, args: RunArgs) -> Result<()> {
         None
     };
     let progress = progress::Progress::new();
-    let options =
-        SessionOptions { allow_insecure_loopback: common.allow_insecure_loopback, progress: Some(progress.observer()) };
+    let options = SessionOptions {
+        allow_insecure_loopback: common.allow_insecure_loopback,
+        events: Some(progress.events()),
+        ..Default::default()
+    };
     let run_options =
         RunOptions { out_dir: args.out, assets_per_file: args.assets_per_file, max_file_bytes: args.max_file_bytes };
     let result = match &delivery {
@@ -224,4 +249,24 @@ fn run_command(common: &Common, args: RunArgs) -> Result<()> {
         result.context(if delivery.is_some() { "run --upload failed" } else { "run failed; no files were written" })?;
     print!("{summary}");
     Ok(())
+}
+
+fn run_all(config: &std::path::Path, allow_insecure_loopback: bool, state_dir: Option<PathBuf>) -> Result<()> {
+    let platform = PlatformConfig::load(config)?;
+    let host = std::sync::Arc::new(PluginHost::new()?);
+    let names: Vec<String> = platform.instances.iter().map(|i| i.name.clone()).collect();
+    let progress = progress::Instances::new(&names);
+    let shown = progress.clone();
+    let options = PlatformOptions {
+        allow_insecure_loopback,
+        state_dir,
+        events: Some(std::sync::Arc::new(move |instance: &str, event: &Event| shown.show(instance, event))),
+    };
+    let report = connector_host::platform::run_all(&host, &platform, &options);
+    progress.finish();
+    print!("{report}");
+    match report.failed() {
+        0 => Ok(()),
+        n => anyhow::bail!("{n} of {} instances failed; the others completed", report.outcomes.len()),
+    }
 }

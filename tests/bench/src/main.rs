@@ -170,7 +170,7 @@ fn mapping_comparison(sim: &DefenderSim, plugin: &std::path::Path, page_size: u6
     let config = ConnectorConfig::parse(&sim.config_toml(), &|_| None)?;
     let resolved = config.resolve(&loaded.info)?;
     let mut session =
-        loaded.open(&host, &resolved, SessionOptions { allow_insecure_loopback: true, progress: None })?;
+        loaded.open(&host, &resolved, SessionOptions { allow_insecure_loopback: true, ..Default::default() })?;
     session.configure(&resolved)?;
     let bearer = bearer(sim, &client)?;
     let mut pages = Vec::new();

@@ -2,7 +2,8 @@
 //! in `fetch`:
 //!
 //! - `panic`: panics with a known message;
-//! - `loop`: spins forever;
+//! - `loop`: spins forever; `sleep`: sleeps for an hour (in a host call, where the
+//!   host's epoch checks cannot reach it);
 //! - `memory`: allocates until it cannot;
 //! - `flood`: emits records forever; `log-flood`: logs forever;
 //! - `denied-host`: requests a host it was not granted, and reports the refusal;
@@ -87,6 +88,10 @@ impl Guest for Hostile {
         let target = setting("target");
         match setting("behavior").as_str() {
             "panic" => panic!("test plugin panics on purpose: row 17 has no id"),
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Ok(None)
+            }
             "loop" => {
                 let mut n: u64 = 0;
                 loop {
@@ -110,6 +115,8 @@ impl Guest for Hostile {
                         netbios: None,
                         ip_address: None,
                         mac_address: None,
+                        url: None,
+                        application: None,
                     },
                     os: None,
                     os_version: None,
