@@ -7,8 +7,15 @@
 //! identifier merged into one (highest score, earliest found, latest last seen, every
 //! distinct details text kept). The output is sorted, so the same input always gives
 //! the same files.
+//!
+//! Memory does not grow with the number of vulnerabilities: they go through an
+//! external sort ([`crate::spill`]) and [`Joined`] hands out one asset at a time.
+//! Assets and definitions (far fewer) stay in memory.
 
 use crate::bindings::types::{Asset, Datetime, Vulnerability, VulnerabilityDefinition};
+use crate::spill::{Interner, Merged, Report, ReportOrder, Sorter};
+use anyhow::Result;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The skip reason for vulnerabilities whose asset did not arrive in the run.
@@ -51,22 +58,22 @@ pub struct MergedVulnerability {
 }
 
 impl MergedVulnerability {
-    fn new(v: Vulnerability) -> Self {
+    fn new(identifier: &str, r: Report) -> Self {
         MergedVulnerability {
-            identifier: v.identifier,
-            score: v.score,
-            found: v.found,
-            last_seen: v.last_seen,
-            details: v.details.into_iter().filter(|d| !d.is_empty()).collect(),
+            identifier: identifier.to_owned(),
+            score: r.score,
+            found: r.found,
+            last_seen: r.last_seen,
+            details: r.details.into_iter().filter(|d| !d.is_empty()).collect(),
             reports: 1,
         }
     }
 
-    fn merge(&mut self, v: Vulnerability) {
-        self.score = self.score.max(v.score);
-        self.found = earliest(self.found, v.found);
-        self.last_seen = latest(self.last_seen, v.last_seen);
-        self.details.extend(v.details.filter(|d| !d.is_empty()));
+    fn merge(&mut self, r: Report) {
+        self.score = self.score.max(r.score);
+        self.found = earliest(self.found, r.found);
+        self.last_seen = latest(self.last_seen, r.last_seen);
+        self.details.extend(r.details.filter(|d| !d.is_empty()));
         self.reports += 1;
     }
 }
@@ -97,30 +104,129 @@ pub struct JoinedAsset {
     pub vulnerabilities: Vec<MergedVulnerability>,
 }
 
-/// The joined result of a run.
-#[derive(Debug, Default)]
+/// The joined result of a run, read one asset at a time in key order.
 pub struct Joined {
+    /// Assets sorted by key, reversed (the next one is popped from the end).
+    assets: Vec<Asset>,
+    vulnerabilities: Merged,
+    /// A report read ahead of the asset it belongs to.
+    pending: Option<Report>,
+    asset_keys: Interner,
+    identifiers: Interner,
+    /// Every definition the plugin emitted, by identifier.
+    pub definitions: HashMap<String, VulnerabilityDefinition>,
+    pub counters: BTreeMap<String, u64>,
+    /// Complete once every asset was read: orphans are counted as they are passed.
+    pub skipped: BTreeMap<String, u64>,
+    /// Vulnerability reports that went through a file on disk.
+    pub spilled: u64,
+}
+
+impl Joined {
+    /// The next asset with its merged vulnerabilities, or `None` after the last.
+    pub fn next_asset(&mut self) -> Result<Option<JoinedAsset>> {
+        let Some(asset) = self.assets.pop() else {
+            // Whatever is left belongs to no asset of this run.
+            while self.next_report()?.is_some() {
+                *self.skipped.entry(UNKNOWN_ASSET.to_owned()).or_default() += 1;
+            }
+            return Ok(None);
+        };
+        let mut vulnerabilities: Vec<MergedVulnerability> = Vec::new();
+        let mut current: Option<u32> = None;
+        while let Some(report) = self.next_report()? {
+            let key = self.asset_keys.get(report.asset);
+            match key.cmp(asset.key.as_str()) {
+                std::cmp::Ordering::Less => {
+                    *self.skipped.entry(UNKNOWN_ASSET.to_owned()).or_default() += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    self.pending = Some(report);
+                    break;
+                }
+                std::cmp::Ordering::Equal => match (current, vulnerabilities.last_mut()) {
+                    (Some(id), Some(last)) if id == report.identifier => last.merge(report),
+                    _ => {
+                        current = Some(report.identifier);
+                        let identifier = self.identifiers.get(report.identifier).to_owned();
+                        vulnerabilities.push(MergedVulnerability::new(&identifier, report));
+                    }
+                },
+            }
+        }
+        Ok(Some(JoinedAsset { asset, vulnerabilities }))
+    }
+
+    fn next_report(&mut self) -> Result<Option<Report>> {
+        if let Some(report) = self.pending.take() {
+            return Ok(Some(report));
+        }
+        let order = ReportOrder { assets: &self.asset_keys, identifiers: &self.identifiers };
+        self.vulnerabilities.next(order)
+    }
+
+    /// The definition of an identifier; one is made up from the identifier when the
+    /// plugin emitted none (a vulnerability still needs one).
+    pub fn definition(&self, identifier: &str) -> Cow<'_, VulnerabilityDefinition> {
+        match self.definitions.get(identifier) {
+            Some(d) => Cow::Borrowed(d),
+            None => Cow::Owned(VulnerabilityDefinition {
+                identifier: identifier.to_owned(),
+                name: identifier.to_owned(),
+                cve_ids: Vec::new(),
+                description: None,
+                solution: None,
+            }),
+        }
+    }
+
+    /// Reads everything into memory (small runs and tests).
+    pub fn collect(mut self) -> Result<JoinedInMemory> {
+        let mut assets = Vec::new();
+        while let Some(asset) = self.next_asset()? {
+            assets.push(asset);
+        }
+        let mut definitions = BTreeMap::new();
+        for v in assets.iter().flat_map(|a: &JoinedAsset| &a.vulnerabilities) {
+            if !definitions.contains_key(&v.identifier) {
+                definitions.insert(v.identifier.clone(), self.definition(&v.identifier).into_owned());
+            }
+        }
+        Ok(JoinedInMemory { assets, definitions, counters: self.counters, skipped: self.skipped })
+    }
+}
+
+/// A joined run held in memory.
+#[derive(Debug, Default)]
+pub struct JoinedInMemory {
     /// Sorted by asset key.
     pub assets: Vec<JoinedAsset>,
-    /// Every definition a written vulnerability uses, by identifier.
+    /// The definition of every identifier a vulnerability uses.
     pub definitions: BTreeMap<String, VulnerabilityDefinition>,
     pub counters: BTreeMap<String, u64>,
     pub skipped: BTreeMap<String, u64>,
 }
 
-impl Joined {}
-
 /// Gathers a run's records as the plugin emits them.
 #[derive(Default, Debug)]
 pub struct Collector {
     assets: HashMap<String, Asset>,
-    vulnerabilities: HashMap<String, HashMap<String, MergedVulnerability>>,
+    asset_keys: Interner,
+    identifiers: Interner,
+    vulnerabilities: Sorter,
     definitions: HashMap<String, VulnerabilityDefinition>,
     counters: BTreeMap<String, u64>,
     skipped: BTreeMap<String, u64>,
+    /// The first failure to keep vulnerabilities on disk, reported by `finish`.
+    failure: Option<String>,
 }
 
 impl Collector {
+    /// A collector whose vulnerability buffer spills to disk past `bytes`.
+    pub fn with_buffer(bytes: usize) -> Self {
+        Collector { vulnerabilities: Sorter::with_budget(bytes), ..Collector::default() }
+    }
+
     /// Several reports of one asset key (offset paging over a live list repeats
     /// rows) keep the one with the latest `last-seen`, the later report on a tie.
     pub fn add_assets(&mut self, assets: Vec<Asset>) {
@@ -149,16 +255,20 @@ impl Collector {
 
     pub fn add_vulnerabilities(&mut self, vulnerabilities: Vec<Vulnerability>) {
         for v in vulnerabilities {
-            // Most vulnerabilities belong to an asset already seen: look up before cloning the key.
-            if !self.vulnerabilities.contains_key(&v.asset_key) {
-                self.vulnerabilities.insert(v.asset_key.clone(), HashMap::new());
+            if self.failure.is_some() {
+                return;
             }
-            let on_asset = self.vulnerabilities.get_mut(&v.asset_key).expect("inserted above");
-            match on_asset.get_mut(&v.identifier) {
-                Some(existing) => existing.merge(v),
-                None => {
-                    on_asset.insert(v.identifier.clone(), MergedVulnerability::new(v));
-                }
+            let report = Report {
+                asset: self.asset_keys.intern(&v.asset_key),
+                identifier: self.identifiers.intern(&v.identifier),
+                score: v.score,
+                found: v.found,
+                last_seen: v.last_seen,
+                details: v.details.filter(|d| !d.is_empty()),
+            };
+            let order = ReportOrder { assets: &self.asset_keys, identifiers: &self.identifiers };
+            if let Err(e) = self.vulnerabilities.push(report, order) {
+                self.failure = Some(format!("{e:#}"));
             }
         }
     }
@@ -178,40 +288,29 @@ impl Collector {
         *self.skipped.entry(reason).or_default() += count;
     }
 
-    /// Joins everything collected.
-    pub fn finish(self) -> Joined {
-        let Collector { assets, mut vulnerabilities, mut definitions, counters, mut skipped } = self;
-        let mut joined_assets: Vec<JoinedAsset> = assets
-            .into_values()
-            .map(|asset| {
-                let mut vulns: Vec<MergedVulnerability> =
-                    vulnerabilities.remove(&asset.key).map(|m| m.into_values().collect()).unwrap_or_default();
-                vulns.sort_by(|a, b| a.identifier.cmp(&b.identifier));
-                JoinedAsset { asset, vulnerabilities: vulns }
-            })
-            .collect();
-        joined_assets.sort_by(|a, b| a.asset.key.cmp(&b.asset.key));
-
-        let orphans: u64 = vulnerabilities.values().flat_map(|m| m.values()).map(|v| v.reports).sum();
-        if orphans > 0 {
-            *skipped.entry(UNKNOWN_ASSET.to_owned()).or_default() += orphans;
+    /// Joins everything collected; the result is read one asset at a time.
+    pub fn finish(self) -> Result<Joined> {
+        if let Some(failure) = self.failure {
+            anyhow::bail!("the host could not keep the run's vulnerabilities: {failure}");
         }
-
-        let mut used = BTreeMap::new();
-        for v in joined_assets.iter().flat_map(|a| &a.vulnerabilities) {
-            if !used.contains_key(&v.identifier) {
-                // A vulnerability whose definition was never emitted still needs one.
-                let definition = definitions.remove(&v.identifier).unwrap_or_else(|| VulnerabilityDefinition {
-                    identifier: v.identifier.clone(),
-                    name: v.identifier.clone(),
-                    cve_ids: Vec::new(),
-                    description: None,
-                    solution: None,
-                });
-                used.insert(v.identifier.clone(), definition);
-            }
-        }
-        Joined { assets: joined_assets, definitions: used, counters, skipped }
+        let Collector { assets, asset_keys, identifiers, vulnerabilities, definitions, counters, skipped, .. } = self;
+        let mut assets: Vec<Asset> = assets.into_values().collect();
+        // Descending, so that the next asset in key order is popped from the end.
+        assets.sort_unstable_by(|a, b| b.key.cmp(&a.key));
+        let spilled = vulnerabilities.spilled;
+        let order = ReportOrder { assets: &asset_keys, identifiers: &identifiers };
+        let vulnerabilities = vulnerabilities.into_sorted(order)?;
+        Ok(Joined {
+            assets,
+            vulnerabilities,
+            pending: None,
+            asset_keys,
+            identifiers,
+            definitions,
+            counters,
+            skipped,
+            spilled,
+        })
     }
 }
 
@@ -264,7 +363,7 @@ mod tests {
             vuln("d1", "CVE-1", 8, 200, 400, "edge"),
         ]);
         c.add_vulnerabilities(vec![vuln("d1", "CVE-1", 3, 50, 450, "chrome")]);
-        let j = c.finish();
+        let j = c.finish().unwrap().collect().unwrap();
         let v = &j.assets[0].vulnerabilities[0];
         assert_eq!(v.score, 8);
         assert_eq!(v.found, at(50));
@@ -283,7 +382,7 @@ mod tests {
         let mut c = Collector::default();
         c.add_assets(vec![seen("a", "first", Some(200)), seen("a", "older", Some(100)), seen("b", "first", Some(5))]);
         c.add_assets(vec![seen("b", "tie", Some(5)), seen("c", "unknown", None), seen("c", "known", Some(1))]);
-        let j = c.finish();
+        let j = c.finish().unwrap().collect().unwrap();
         let os: Vec<&str> = j.assets.iter().map(|a| a.asset.os.as_deref().unwrap()).collect();
         assert_eq!(os, ["first", "tie", "known"]);
         assert_eq!(j.counters[DUPLICATE_ASSETS], 3);
@@ -294,7 +393,7 @@ mod tests {
         let mut c = Collector::default();
         c.add_vulnerabilities(vec![vuln("gone", "CVE-1", 6, 1, 2, ""), vuln("gone", "CVE-2", 6, 1, 2, "")]);
         c.add_assets(vec![asset("b"), asset("a")]);
-        let j = c.finish();
+        let j = c.finish().unwrap().collect().unwrap();
         let keys: Vec<&str> = j.assets.iter().map(|a| a.asset.key.as_str()).collect();
         assert_eq!(keys, ["a", "b"]);
         assert!(j.assets.iter().all(|a| a.vulnerabilities.is_empty()));
@@ -314,7 +413,7 @@ mod tests {
             solution: None,
         }]);
         c.add_vulnerabilities(vec![vuln("a", "TVM-1", 0, 1, 2, "")]);
-        let j = c.finish();
+        let j = c.finish().unwrap().collect().unwrap();
         assert_eq!(j.definitions.keys().collect::<Vec<_>>(), ["TVM-1"]);
         assert!(j.definitions["TVM-1"].cve_ids.is_empty());
     }
@@ -332,9 +431,41 @@ mod tests {
         c.add_assets(vec![located(None, Some("https://github.com/o/r"), None)]);
         c.add_assets(vec![located(Some("  "), None, None)]);
         c.add_assets(vec![located(None, Some("https://github.com/o/r"), Some("o/r"))]);
-        let j = c.finish();
+        let j = c.finish().unwrap().collect().unwrap();
         assert_eq!(j.assets.len(), 1, "url with application is a locator");
         assert_eq!(j.skipped.get(URL_WITHOUT_APPLICATION), Some(&1));
         assert_eq!(j.skipped.get(NO_LOCATOR), Some(&1));
+    }
+
+    #[test]
+    fn a_run_spilled_to_disk_joins_exactly_like_one_in_memory() {
+        let fill = |c: &mut Collector| {
+            c.add_assets(vec![asset("d-3"), asset("d-1"), asset("d-2")]);
+            for round in 0..30i64 {
+                let mut batch = Vec::new();
+                for (key, id) in [("d-2", "CVE-2"), ("0-before", "CVE-1"), ("d-1", "CVE-9"), ("m-between", "CVE-3")] {
+                    batch.push(vuln(key, id, (round % 10) as u8, 100 - round, round, &format!("path {}", round % 4)));
+                }
+                batch.push(vuln("z-after", "CVE-4", 1, 1, 1, ""));
+                batch.push(vuln("d-1", &format!("CVE-{}", 100 + round % 7), 3, round, round, ""));
+                c.add_vulnerabilities(batch);
+            }
+        };
+        let (mut in_memory, mut spilled) = (Collector::default(), Collector::with_buffer(500));
+        fill(&mut in_memory);
+        fill(&mut spilled);
+        let spilled = spilled.finish().unwrap();
+        assert!(spilled.spilled > 100, "the small buffer sent most reports to disk");
+        let (a, b) = (in_memory.finish().unwrap().collect().unwrap(), spilled.collect().unwrap());
+        let keys: Vec<&str> = b.assets.iter().map(|a| a.asset.key.as_str()).collect();
+        assert_eq!(keys, ["d-1", "d-2", "d-3"]);
+        assert_eq!(format!("{:?}", a.assets), format!("{:?}", b.assets));
+        assert_eq!(b.skipped.get(UNKNOWN_ASSET), Some(&90), "orphans before, between and after the assets");
+        assert_eq!(a.skipped, b.skipped);
+        let d1 = &b.assets[0].vulnerabilities;
+        assert_eq!(d1.len(), 8, "CVE-9 and seven CVE-10x");
+        let cve9 = d1.iter().find(|v| v.identifier == "CVE-9").unwrap();
+        assert_eq!((cve9.reports, cve9.score, cve9.found, cve9.last_seen), (30, 9, at(71), at(29)));
+        assert_eq!(cve9.details.len(), 4);
     }
 }

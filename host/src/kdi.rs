@@ -11,7 +11,7 @@ use crate::join::{Joined, JoinedAsset};
 use anyhow::{Context, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -119,14 +119,25 @@ pub const SCHEMA: &str = include_str!("../schema/kdi-v2.schema.json");
 /// Files are first written to a staging directory inside `dir`, then moved into
 /// place, and only then are files of an earlier run removed; a failure leaves the
 /// earlier run's files untouched.
-pub fn write(joined: &Joined, dir: &Path, options: &WriteOptions) -> Result<Written> {
+pub fn write(joined: &mut Joined, dir: &Path, options: &WriteOptions) -> Result<Written> {
+    write_observed(joined, dir, options, &mut |_| {})
+}
+
+/// [`write`], showing every asset to `observe` as it goes by (the run computes its
+/// CVM snapshot this way, in the same single pass).
+pub fn write_observed(
+    joined: &mut Joined,
+    dir: &Path,
+    options: &WriteOptions,
+    observe: &mut dyn FnMut(&JoinedAsset),
+) -> Result<Written> {
     fs::create_dir_all(dir).with_context(|| format!("cannot create output directory {}", dir.display()))?;
     let staging = dir.join(format!(".staging-{}", std::process::id()));
     if staging.exists() {
         fs::remove_dir_all(&staging).ok();
     }
     fs::create_dir(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
-    let staged = match write_batches(joined, &staging, options) {
+    let staged = match write_batches(joined, &staging, options, observe) {
         Ok(staged) => staged,
         Err(e) => {
             fs::remove_dir_all(&staging).ok();
@@ -147,37 +158,42 @@ pub fn write(joined: &Joined, dir: &Path, options: &WriteOptions) -> Result<Writ
 
 /// One file being filled: assets already serialized, the definitions they use.
 #[derive(Default)]
-struct Batch<'a> {
+struct Batch {
     assets: Vec<Vec<u8>>,
     bytes: usize,
-    definitions: BTreeSet<&'a str>,
+    definitions: BTreeSet<String>,
     vulnerabilities: usize,
 }
 
 /// Bytes of a file around its assets and definitions.
 const FRAME_BYTES: usize = r#"{"skip_autoclose":false,"version":2,"assets":[],"vuln_defs":[]}"#.len();
 
-fn write_batches(joined: &Joined, dir: &Path, options: &WriteOptions) -> Result<Written> {
+fn write_batches(
+    joined: &mut Joined,
+    dir: &Path,
+    options: &WriteOptions,
+    observe: &mut dyn FnMut(&JoinedAsset),
+) -> Result<Written> {
     let mut written = Written::default();
     let per_file = options.assets_per_file.max(1);
     let run_started = options.run_started.to_rfc3339_opts(SecondsFormat::Secs, true);
     // Each definition's size, serialized once (an identifier recurs on many assets).
-    let sizes: std::collections::HashMap<&str, usize> = joined
-        .definitions
-        .iter()
-        .map(|(id, d)| {
-            let size = serde_json::to_vec(&kdi_definition(d, &options.scanner_type)).map(|v| v.len() + 1).unwrap_or(0);
-            (id.as_str(), size)
-        })
-        .collect();
-    let definition_bytes = |id: &str| -> usize { sizes.get(id).copied().unwrap_or(0) };
+    let mut sizes: HashMap<String, usize> = HashMap::new();
     let mut batch = Batch::default();
-    for joined_asset in &joined.assets {
-        let asset = kdi_asset(joined_asset, joined, &options.scanner_type, &run_started);
-        let bytes = serde_json::to_vec(&asset)?;
+    while let Some(joined_asset) = joined.next_asset()? {
+        observe(&joined_asset);
+        let bytes = serde_json::to_vec(&kdi_asset(&joined_asset, joined, &options.scanner_type, &run_started))?;
         let identifiers: BTreeSet<&str> = joined_asset.vulnerabilities.iter().map(|v| v.identifier.as_str()).collect();
+        for id in &identifiers {
+            if !sizes.contains_key(*id) {
+                let size = serde_json::to_vec(&kdi_definition(&joined.definition(id), &options.scanner_type))
+                    .map(|v| v.len() + 1)
+                    .unwrap_or(0);
+                sizes.insert((*id).to_owned(), size);
+            }
+        }
         let new_definition_bytes = |batch: &Batch| -> usize {
-            identifiers.iter().filter(|id| !batch.definitions.contains(*id)).map(|id| definition_bytes(id)).sum()
+            identifiers.iter().filter(|id| !batch.definitions.contains(**id)).map(|id| sizes[*id]).sum()
         };
         let added = bytes.len() + 1 + new_definition_bytes(&batch);
         let full = batch.assets.len() >= per_file || FRAME_BYTES + batch.bytes + added > options.max_file_bytes;
@@ -185,7 +201,7 @@ fn write_batches(joined: &Joined, dir: &Path, options: &WriteOptions) -> Result<
             flush(std::mem::take(&mut batch), joined, dir, options, &mut written)?;
         }
         batch.bytes += bytes.len() + 1 + new_definition_bytes(&batch);
-        batch.definitions.extend(identifiers);
+        batch.definitions.extend(identifiers.into_iter().map(str::to_owned));
         batch.vulnerabilities += joined_asset.vulnerabilities.len();
         batch.assets.push(bytes);
     }
@@ -213,7 +229,7 @@ fn flush(batch: Batch, joined: &Joined, dir: &Path, options: &WriteOptions, writ
         if i > 0 {
             out.write_all(b",").with_context(context)?;
         }
-        serde_json::to_writer(&mut out, &kdi_definition(&joined.definitions[*id], &options.scanner_type))
+        serde_json::to_writer(&mut out, &kdi_definition(&joined.definition(id), &options.scanner_type))
             .with_context(context)?;
     }
     out.write_all(b"]}").with_context(context)?;
@@ -249,7 +265,8 @@ fn kdi_asset<'a>(
         .map(|v| KdiVuln {
             scanner_identifier: &v.identifier,
             scanner_type,
-            vuln_def_name: &joined.definitions[&v.identifier].name,
+            // A definition the plugin never emitted is named by its identifier.
+            vuln_def_name: joined.definitions.get(&v.identifier).map_or(v.identifier.as_str(), |d| d.name.as_str()),
             scanner_score: v.score.min(10),
             status: "open",
             created_at: v.found.as_ref().map(iso),
@@ -339,7 +356,7 @@ mod tests {
                     .collect(),
             );
         }
-        c.finish()
+        c.finish().unwrap()
     }
 
     fn options(per_file: usize, max_bytes: usize) -> WriteOptions {
@@ -359,12 +376,11 @@ mod tests {
 
     #[test]
     fn files_respect_the_asset_count_and_the_byte_cap() {
-        let j = joined(10, 20);
-        let by_count = write(&j, &temp("count"), &options(4, DEFAULT_MAX_FILE_BYTES)).unwrap();
+        let by_count = write(&mut joined(10, 20), &temp("count"), &options(4, DEFAULT_MAX_FILE_BYTES)).unwrap();
         assert_eq!(by_count.files.len(), 3);
         let cap = 12_000;
         let dir = temp("bytes");
-        let by_bytes = write(&j, &dir, &options(500, cap)).unwrap();
+        let by_bytes = write(&mut joined(10, 20), &dir, &options(500, cap)).unwrap();
         assert!(by_bytes.files.len() > 1);
         assert_eq!(by_bytes.oversized_files, 0);
         let mut seen = 0;
@@ -382,18 +398,17 @@ mod tests {
 
     #[test]
     fn an_asset_larger_than_the_cap_gets_a_file_of_its_own() {
-        let w = write(&joined(3, 50), &temp("oversized"), &options(500, 1_000)).unwrap();
+        let w = write(&mut joined(3, 50), &temp("oversized"), &options(500, 1_000)).unwrap();
         assert_eq!(w.files.len(), 3);
         assert_eq!(w.oversized_files, 3);
     }
 
     #[test]
     fn output_is_deterministic() {
-        let j = joined(7, 3);
         let (a, b) = (temp("det-a"), temp("det-b"));
         let opts = options(3, DEFAULT_MAX_FILE_BYTES);
-        write(&j, &a, &opts).unwrap();
-        write(&j, &b, &opts).unwrap();
+        write(&mut joined(7, 3), &a, &opts).unwrap();
+        write(&mut joined(7, 3), &b, &opts).unwrap();
         for name in ["kdi-00001.json", "kdi-00002.json", "kdi-00003.json"] {
             assert_eq!(fs::read(a.join(name)).unwrap(), fs::read(b.join(name)).unwrap());
         }
@@ -403,7 +418,7 @@ mod tests {
     fn written_files_match_the_schema() {
         let schema: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
         let validator = jsonschema::options().should_validate_formats(true).build(&schema).unwrap();
-        let w = write(&joined(4, 3), &temp("schema"), &options(2, DEFAULT_MAX_FILE_BYTES)).unwrap();
+        let w = write(&mut joined(4, 3), &temp("schema"), &options(2, DEFAULT_MAX_FILE_BYTES)).unwrap();
         for f in &w.files {
             let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(f).unwrap()).unwrap();
             let errors: Vec<String> =

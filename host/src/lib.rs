@@ -45,5 +45,6 @@ pub mod redact;
 pub mod run;
 pub mod secrets;
 pub mod session;
+pub mod spill;
 pub mod state;
 pub mod summary;

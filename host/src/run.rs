@@ -109,10 +109,12 @@ fn execute_quietly(
     }
 
     emit(events, Event::Writing);
-    let joined = session.take_collector().finish();
-    let snapshot = delivery.map(|_| Snapshot::of(&joined));
-    let written = kdi::write(
-        &joined,
+    let mut joined = session.take_collector().finish()?;
+    // The snapshot for CVM is taken while the files are written: one pass, one asset
+    // in memory at a time.
+    let mut snapshot = delivery.map(|_| Snapshot::default());
+    let written = kdi::write_observed(
+        &mut joined,
         &options.out_dir,
         &WriteOptions {
             scanner_type: plugin.info.scanner_type.clone(),
@@ -120,7 +122,13 @@ fn execute_quietly(
             max_file_bytes: options.max_file_bytes,
             run_started,
         },
+        &mut |asset| {
+            if let Some(s) = snapshot.as_mut() {
+                s.add(asset)
+            }
+        },
     )?;
+    let snapshot = snapshot.map(Snapshot::seal);
     let delivered = match (delivery, &snapshot) {
         (Some(d), Some(snapshot)) => Some({
             emit(events, Event::Delivering);

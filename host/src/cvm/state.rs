@@ -7,7 +7,7 @@
 //! key. Fingerprints are FNV-1a, written out here because they must stay the same
 //! across builds and Rust versions (std's hasher makes no such promise).
 
-use crate::join::Joined;
+use crate::join::JoinedAsset;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -40,16 +40,24 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn of(joined: &Joined) -> Snapshot {
-        let mut assets: Vec<u64> = joined.assets.iter().map(|a| fingerprint(&[&a.asset.key])).collect();
-        let mut vulnerabilities: Vec<u64> = joined
-            .assets
-            .iter()
-            .flat_map(|a| a.vulnerabilities.iter().map(move |v| fingerprint(&[&a.asset.key, &v.identifier])))
-            .collect();
-        assets.sort_unstable();
-        vulnerabilities.sort_unstable();
-        Snapshot { assets, vulnerabilities }
+    /// Adds an asset and its vulnerabilities (call [`Snapshot::seal`] after the last).
+    pub fn add(&mut self, asset: &JoinedAsset) {
+        self.assets.push(fingerprint(&[&asset.asset.key]));
+        self.vulnerabilities
+            .extend(asset.vulnerabilities.iter().map(|v| fingerprint(&[&asset.asset.key, &v.identifier])));
+    }
+
+    /// Sorts the fingerprints, ready for comparison.
+    pub fn seal(mut self) -> Snapshot {
+        self.assets.sort_unstable();
+        self.vulnerabilities.sort_unstable();
+        self
+    }
+
+    pub fn of(assets: &[JoinedAsset]) -> Snapshot {
+        let mut snapshot = Snapshot::default();
+        assets.iter().for_each(|a| snapshot.add(a));
+        snapshot.seal()
     }
 }
 

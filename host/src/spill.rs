@@ -1,0 +1,296 @@
+//! An external sort of vulnerability reports, so a run's memory does not grow with
+//! its number of rows.
+//!
+//! Reports arrive in any order. They are kept as small fixed-size records (the asset
+//! key and identifier interned to numbers) plus their details text, in a buffer that
+//! is sorted and written to an anonymous temporary file whenever it passes its byte
+//! budget. Reading merges the sorted runs (and what is still buffered) into one
+//! stream ordered by asset key, then identifier: what the join needs to build each
+//! asset's vulnerability list and hand it on, one asset at a time.
+
+use crate::bindings::types::Datetime;
+use anyhow::{Context, Result};
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, Write};
+use std::sync::Arc;
+
+/// The default buffer budget before a sorted run is written to disk.
+pub const DEFAULT_BUFFER_BYTES: usize = 64 << 20;
+
+/// Interns strings as dense numbers, in first-seen order.
+#[derive(Debug, Default)]
+pub struct Interner {
+    ids: HashMap<Arc<str>, u32>,
+    strings: Vec<Arc<str>>,
+}
+
+impl Interner {
+    pub fn intern(&mut self, text: &str) -> u32 {
+        if let Some(id) = self.ids.get(text) {
+            return *id;
+        }
+        let id = u32::try_from(self.strings.len()).expect("fewer than 4 billion distinct keys");
+        let text: Arc<str> = Arc::from(text);
+        self.strings.push(text.clone());
+        self.ids.insert(text, id);
+        id
+    }
+
+    pub fn get(&self, id: u32) -> &str {
+        &self.strings[id as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.strings.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.strings.is_empty()
+    }
+}
+
+/// One vulnerability report, as kept by the sorter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub asset: u32,
+    pub identifier: u32,
+    pub score: u8,
+    pub found: Option<Datetime>,
+    pub last_seen: Option<Datetime>,
+    pub details: Option<String>,
+}
+
+impl Report {
+    /// What the report costs in the buffer, roughly.
+    fn weight(&self) -> usize {
+        std::mem::size_of::<Report>() + self.details.as_ref().map_or(0, String::capacity)
+    }
+}
+
+/// Orders reports by asset key, then identifier (the strings, not the numbers, so
+/// that output order does not depend on arrival order).
+#[derive(Clone, Copy)]
+pub struct ReportOrder<'a> {
+    pub assets: &'a Interner,
+    pub identifiers: &'a Interner,
+}
+
+impl ReportOrder<'_> {
+    pub fn cmp(&self, a: &Report, b: &Report) -> Ordering {
+        let asset =
+            if a.asset == b.asset { Ordering::Equal } else { self.assets.get(a.asset).cmp(self.assets.get(b.asset)) };
+        asset.then_with(|| {
+            if a.identifier == b.identifier {
+                Ordering::Equal
+            } else {
+                self.identifiers.get(a.identifier).cmp(self.identifiers.get(b.identifier))
+            }
+        })
+    }
+}
+
+/// Reports buffered in memory and spilled to sorted runs on disk.
+#[derive(Debug)]
+pub struct Sorter {
+    buffer: Vec<Report>,
+    buffered_bytes: usize,
+    budget: usize,
+    runs: Vec<File>,
+    /// Reports written to disk, for the run summary and tests.
+    pub spilled: u64,
+}
+
+impl Default for Sorter {
+    fn default() -> Self {
+        Sorter::with_budget(DEFAULT_BUFFER_BYTES)
+    }
+}
+
+impl Sorter {
+    pub fn with_budget(budget: usize) -> Self {
+        Sorter { buffer: Vec::new(), buffered_bytes: 0, budget: budget.max(1), runs: Vec::new(), spilled: 0 }
+    }
+
+    /// Adds a report; writes a sorted run when the buffer is over its budget.
+    pub fn push(&mut self, report: Report, order: ReportOrder) -> Result<()> {
+        self.buffered_bytes += report.weight();
+        self.buffer.push(report);
+        if self.buffered_bytes >= self.budget {
+            self.spill(order)?;
+        }
+        Ok(())
+    }
+
+    fn spill(&mut self, order: ReportOrder) -> Result<()> {
+        self.buffer.sort_unstable_by(|a, b| order.cmp(a, b));
+        let file = tempfile::tempfile().context("cannot create a temporary file to sort vulnerabilities on disk")?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        for report in self.buffer.drain(..) {
+            encode(&report, &mut out)?;
+            self.spilled += 1;
+        }
+        let mut file = out.into_inner().map_err(|e| e.into_error()).context("cannot write sorted vulnerabilities")?;
+        file.rewind()?;
+        self.runs.push(file);
+        self.buffered_bytes = 0;
+        Ok(())
+    }
+
+    /// Every report, merged into one stream in `order`.
+    pub fn into_sorted(mut self, order: ReportOrder) -> Result<Merged> {
+        self.buffer.sort_unstable_by(|a, b| order.cmp(a, b));
+        let mut sources: Vec<Source> = Vec::with_capacity(self.runs.len() + 1);
+        for file in self.runs {
+            sources.push(Source::Run(BufReader::with_capacity(256 << 10, file)));
+        }
+        sources.push(Source::Memory(std::mem::take(&mut self.buffer).into_iter()));
+        let mut heads = Vec::with_capacity(sources.len());
+        for (index, source) in sources.iter_mut().enumerate() {
+            if let Some(report) = source.next()? {
+                heads.push(Head { report, source: index });
+            }
+        }
+        Ok(Merged { sources, heads })
+    }
+}
+
+enum Source {
+    Run(BufReader<File>),
+    Memory(std::vec::IntoIter<Report>),
+}
+
+impl Source {
+    fn next(&mut self) -> Result<Option<Report>> {
+        match self {
+            Source::Run(reader) => decode(reader),
+            Source::Memory(reports) => Ok(reports.next()),
+        }
+    }
+}
+
+struct Head {
+    report: Report,
+    source: usize,
+}
+
+/// The merged stream of every report, in order.
+pub struct Merged {
+    sources: Vec<Source>,
+    /// The next report of each source that has one left.
+    heads: Vec<Head>,
+}
+
+impl Merged {
+    /// The next report in `order`. A linear scan of the heads: runs are few (one
+    /// per 64 MiB of reports), and a `BinaryHeap` could not see the interners that
+    /// the order needs.
+    pub fn next(&mut self, order: ReportOrder) -> Result<Option<Report>> {
+        let best = (0..self.heads.len())
+            .min_by(|&a, &b| order.cmp(&self.heads[a].report, &self.heads[b].report).then(a.cmp(&b)));
+        let Some(best) = best else { return Ok(None) };
+        let report = match self.sources[self.heads[best].source].next()? {
+            Some(next) => std::mem::replace(&mut self.heads[best].report, next),
+            None => self.heads.swap_remove(best).report,
+        };
+        Ok(Some(report))
+    }
+}
+
+// Runs are a private, short-lived format: fields in order, little-endian, with a
+// flags byte for the options.
+const HAS_FOUND: u8 = 1;
+const HAS_LAST_SEEN: u8 = 2;
+const HAS_DETAILS: u8 = 4;
+
+fn encode(r: &Report, out: &mut impl Write) -> Result<()> {
+    let flags = if r.found.is_some() { HAS_FOUND } else { 0 }
+        | if r.last_seen.is_some() { HAS_LAST_SEEN } else { 0 }
+        | if r.details.is_some() { HAS_DETAILS } else { 0 };
+    out.write_all(&r.asset.to_le_bytes())?;
+    out.write_all(&r.identifier.to_le_bytes())?;
+    out.write_all(&[r.score, flags])?;
+    for t in [&r.found, &r.last_seen].into_iter().flatten() {
+        out.write_all(&t.seconds.to_le_bytes())?;
+        out.write_all(&t.nanoseconds.to_le_bytes())?;
+    }
+    if let Some(details) = &r.details {
+        out.write_all(&u32::try_from(details.len()).unwrap_or(u32::MAX).to_le_bytes())?;
+        out.write_all(&details.as_bytes()[..details.len().min(u32::MAX as usize)])?;
+    }
+    Ok(())
+}
+
+fn decode(input: &mut impl Read) -> Result<Option<Report>> {
+    let mut head = [0u8; 10];
+    match input.read_exact(&mut head) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e).context("cannot read sorted vulnerabilities back"),
+    }
+    let u32_at = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+    let (score, flags) = (head[8], head[9]);
+    let mut time = |present: bool| -> Result<Option<Datetime>> {
+        if !present {
+            return Ok(None);
+        }
+        let mut b = [0u8; 12];
+        input.read_exact(&mut b)?;
+        Ok(Some(Datetime {
+            seconds: i64::from_le_bytes(b[..8].try_into().expect("8 bytes")),
+            nanoseconds: u32_at(&b, 8),
+        }))
+    };
+    let found = time(flags & HAS_FOUND != 0)?;
+    let last_seen = time(flags & HAS_LAST_SEEN != 0)?;
+    let details = if flags & HAS_DETAILS != 0 {
+        let mut len = [0u8; 4];
+        input.read_exact(&mut len)?;
+        let mut bytes = vec![0u8; u32::from_le_bytes(len) as usize];
+        input.read_exact(&mut bytes)?;
+        Some(String::from_utf8(bytes).context("corrupt sorted vulnerabilities")?)
+    } else {
+        None
+    };
+    Ok(Some(Report { asset: u32_at(&head, 0), identifier: u32_at(&head, 4), score, found, last_seen, details }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_come_back_in_key_order_across_runs_and_the_buffer() {
+        let (mut assets, mut identifiers) = (Interner::default(), Interner::default());
+        let mut sorter = Sorter::with_budget(300);
+        let mut expected = Vec::new();
+        for i in 0..200u32 {
+            let asset = assets.intern(&format!("device-{:03}", (i * 37) % 50));
+            let identifier = identifiers.intern(&format!("CVE-{}", (i * 11) % 23));
+            let report = Report {
+                asset,
+                identifier,
+                score: (i % 11) as u8,
+                found: (i % 3 == 0).then_some(Datetime { seconds: -(i as i64), nanoseconds: i }),
+                last_seen: (i % 4 == 0).then_some(Datetime { seconds: i as i64 * 1000, nanoseconds: 0 }),
+                details: (i % 2 == 0).then(|| format!("détails {i}")),
+            };
+            expected.push(report.clone());
+            sorter.push(report, ReportOrder { assets: &assets, identifiers: &identifiers }).unwrap();
+        }
+        assert!(sorter.runs.len() > 3, "the small budget made several runs");
+        let order = ReportOrder { assets: &assets, identifiers: &identifiers };
+        let mut merged = sorter.into_sorted(order).unwrap();
+        let mut got = Vec::new();
+        while let Some(r) = merged.next(order).unwrap() {
+            got.push(r);
+        }
+        let key = |r: &Report| (assets.get(r.asset).to_owned(), identifiers.get(r.identifier).to_owned());
+        assert!(got.windows(2).all(|w| key(&w[0]) <= key(&w[1])), "sorted by asset key, then identifier");
+        let canonical = |v: &mut Vec<Report>| v.sort_by_key(|r| (key(r), format!("{r:?}")));
+        canonical(&mut expected);
+        canonical(&mut got);
+        assert_eq!(got, expected, "every report comes back intact");
+    }
+}
