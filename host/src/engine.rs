@@ -7,7 +7,7 @@ use crate::bindings::{
 };
 use crate::capability::http::HttpCapability;
 use crate::capability::log::LogCapability;
-use crate::capability::output::OutputCapability;
+use crate::capability::output::{OutputCapability, RunOutput};
 use crate::config::ResolvedConfig;
 use crate::events::EventSink;
 use crate::limits::LimitExceeded;
@@ -141,7 +141,7 @@ fn check_contract(engine: &Engine, component: &Component, path: &Path) -> Result
 }
 
 /// Options of one session.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct SessionOptions {
     /// Allow `http://` to loopback addresses (simulators, local tests).
     pub allow_insecure_loopback: bool,
@@ -150,6 +150,9 @@ pub struct SessionOptions {
     /// Wall-clock time the whole session may take: wasm is stopped when it is spent,
     /// so a plugin that loops cannot hold a platform's worker forever.
     pub time_limit: Option<Duration>,
+    /// Records go here, shared with other sessions of the same run; a session of its
+    /// own gets a fresh one.
+    pub output: Option<RunOutput>,
 }
 
 /// A compiled plugin, ready to instantiate.
@@ -179,7 +182,7 @@ impl Plugin {
             &limits,
             http,
             LogCapability::new(id.clone(), redactor.clone(), limits.log_lines),
-            OutputCapability::new(options.events, limits.output_records),
+            OutputCapability::new(options.events, limits.output_records, options.output.unwrap_or_default()),
             redactor,
         );
         let deadline = options.time_limit.map(|limit| (Instant::now() + limit, limit));

@@ -3,15 +3,19 @@
 //! Files are written only after every page was fetched and mapped: a run that fails
 //! part-way writes nothing, so partial data can never tell CVM to close anything.
 
+use crate::bindings::types::Page;
+use crate::capability::output::RunOutput;
 use crate::config::ConnectorConfig;
 use crate::cvm::{deliver, DeliveryOptions, Snapshot};
 use crate::engine::{Plugin, PluginHost, SessionOptions};
 use crate::events::{emit, Event, EventSink};
 use crate::kdi::{self, WriteOptions};
+use crate::session::Session;
 use crate::summary::RunSummary;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::sync::mpsc;
 use std::time::Instant;
 
 /// What a run writes, and where.
@@ -99,17 +103,16 @@ fn execute_quietly(
     let started = Instant::now();
     let run_started = chrono::Utc::now();
     let resolved = config.resolve(&plugin.info).context("invalid configuration")?;
-    let mut session = plugin.open(host, &resolved, session)?;
-    session.configure(&resolved)?;
-
-    let mut pages = 0u64;
-    while let Some(page) = session.fetch()? {
-        pages += 1;
-        session.map(&page)?;
-    }
+    let output = RunOutput::default();
+    let options_for = |events| SessionOptions { events, output: Some(output.clone()), ..session.clone() };
+    let mut fetcher = plugin.open(host, &resolved, options_for(session.events.clone()))?;
+    fetcher.configure(&resolved)?;
+    let mut mapper = plugin.open(host, &resolved, options_for(None))?;
+    mapper.configure(&resolved)?;
+    let pages = fetch_and_map(&mut fetcher, &mut mapper)?;
 
     emit(events, Event::Writing);
-    let mut joined = session.take_collector().finish()?;
+    let mut joined = output.take_collector().finish()?;
     // The snapshot for CVM is taken while the files are written: one pass, one asset
     // in memory at a time.
     let mut snapshot = delivery.map(|_| Snapshot::default());
@@ -136,7 +139,7 @@ fn execute_quietly(
         }),
         _ => None,
     };
-    let state = session.state();
+    let (fetched, mapped) = (&fetcher.state().http.stats, &mapper.state().http.stats);
     Ok(RunSummary {
         delivery: delivered,
         plugin: plugin.info.id.clone(),
@@ -148,8 +151,39 @@ fn execute_quietly(
         vulnerabilities_written: written.vulnerabilities,
         definitions_written: written.definitions,
         files_written: written.files,
-        api_calls: state.http.stats.calls.load(Ordering::Relaxed),
-        throttled_responses: state.http.stats.throttled.load(Ordering::Relaxed),
+        api_calls: fetched.calls.load(Ordering::Relaxed) + mapped.calls.load(Ordering::Relaxed),
+        throttled_responses: fetched.throttled.load(Ordering::Relaxed) + mapped.throttled.load(Ordering::Relaxed),
         duration: started.elapsed(),
+    })
+}
+
+/// Fetches on one instance while the previous page maps on another, so the network
+/// and the mapping overlap on two cores. The contract allows it: `map` needs only
+/// its page and the instance's settings. One page waits between them at most, so
+/// memory stays bounded; the first error stops both and is returned.
+fn fetch_and_map(fetcher: &mut Session, mapper: &mut Session) -> Result<u64> {
+    std::thread::scope(|scope| {
+        let (pages, received) = mpsc::sync_channel::<Page>(1);
+        let fetching = scope.spawn(move || -> Result<u64> {
+            let mut count = 0;
+            while let Some(page) = fetcher.fetch()? {
+                count += 1;
+                if pages.send(page).is_err() {
+                    break; // the mapper stopped on an error, which is the one reported
+                }
+            }
+            Ok(count)
+        });
+        let mut mapped = Ok(());
+        for page in received.iter() {
+            if let Err(e) = mapper.map(&page) {
+                mapped = Err(e);
+                break;
+            }
+        }
+        drop(received);
+        let fetched = fetching.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        mapped?;
+        fetched
     })
 }

@@ -121,9 +121,10 @@ impl Session {
         self.store.data()
     }
 
-    /// Takes the records collected so far.
+    /// Takes the records collected so far (by this session and any other that
+    /// shares its output).
     pub fn take_collector(&mut self) -> Collector {
-        std::mem::take(&mut self.store.data_mut().output.collector)
+        self.store.data().output.run_output().take_collector()
     }
 }
 
