@@ -187,6 +187,10 @@ impl Plugin {
         );
         let deadline = options.time_limit.map(|limit| (Instant::now() + limit, limit));
         let mut store = Store::new(&host.engine, state);
+        // wasmtime caps what one call may pass from the plugin to the host (128 MiB by
+        // default). A page the plugin returns is a response it received, so the cap
+        // follows the operator's response size limit, with room for the framing.
+        store.set_hostcall_fuel(usize::try_from(limits.response_bytes).unwrap_or(usize::MAX).saturating_add(1 << 20));
         store.data_mut().deadline = deadline;
         store.limiter(|state| &mut state.memory);
         // On every epoch tick while wasm runs: has this call used up its CPU time?

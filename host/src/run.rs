@@ -159,11 +159,12 @@ fn execute_quietly(
 
 /// Fetches on one instance while the previous page maps on another, so the network
 /// and the mapping overlap on two cores. The contract allows it: `map` needs only
-/// its page and the instance's settings. One page waits between them at most, so
+/// its page and the instance's settings. At most two pages are in flight (one mapping, one fetched), so
 /// memory stays bounded; the first error stops both and is returned.
 fn fetch_and_map(fetcher: &mut Session, mapper: &mut Session) -> Result<u64> {
     std::thread::scope(|scope| {
-        let (pages, received) = mpsc::sync_channel::<Page>(1);
+        // A rendezvous: the fetcher hands a page over, then fetches the next while it maps.
+        let (pages, received) = mpsc::sync_channel::<Page>(0);
         let fetching = scope.spawn(move || -> Result<u64> {
             let mut count = 0;
             while let Some(page) = fetcher.fetch()? {

@@ -36,6 +36,12 @@ impl Session {
             let trap = anyhow::Error::from(trap);
             let stderr = self.store.data().stderr_text();
             let root = self.store.data().redactor.redact(&format!("{}", trap.root_cause()));
+            if root.contains("fuel allocated for hostcalls") {
+                return anyhow!(
+                    "plugin `{}` passed more data to the host in one `{export}` call than its response size limit allows ([limits] response_mb)",
+                    self.plugin_id
+                );
+            }
             let panic = panic_message(&stderr);
             match panic {
                 Some(message) => anyhow!("plugin `{}` crashed in `{export}`: {message} (trap: {root})", self.plugin_id),

@@ -17,7 +17,7 @@ use std::io::{BufReader, BufWriter, Read, Seek, Write};
 use std::sync::Arc;
 
 /// The default buffer budget before a sorted run is written to disk.
-pub const DEFAULT_BUFFER_BYTES: usize = 64 << 20;
+pub const DEFAULT_BUFFER_BYTES: usize = 32 << 20;
 
 /// Interns strings as dense numbers, in first-seen order.
 #[derive(Debug, Default)]
@@ -184,7 +184,7 @@ pub struct Merged {
 
 impl Merged {
     /// The next report in `order`. A linear scan of the heads: runs are few (one
-    /// per 64 MiB of reports), and a `BinaryHeap` could not see the interners that
+    /// per 32 MiB of reports), and a `BinaryHeap` could not see the interners that
     /// the order needs.
     pub fn next(&mut self, order: ReportOrder) -> Result<Option<Report>> {
         let best = (0..self.heads.len())

@@ -18,7 +18,12 @@ use std::collections::HashSet;
 
 pub const MACHINES: &str = "machines";
 pub const VULNERABILITIES: &str = "vulnerabilities";
+/// A whole export file (gzip), as downloaded. Kept for plugins' fixtures and tests;
+/// runs send [`EXPORT_LINES`].
 pub const EXPORT_FILE: &str = "export-file";
+/// Up to `page_size` JSON lines of an export file, decompressed: an export file can
+/// hold millions of rows, far more than one page should.
+pub const EXPORT_LINES: &str = "export-lines";
 
 const MACHINES_ENDPOINT: &str = "/api/machines";
 const VULNERABILITIES_ENDPOINT: &str = "/api/machines/SoftwareVulnerabilitiesByMachine";
@@ -45,13 +50,17 @@ pub enum Stage {
         generation: Option<String>,
         lists: u32,
     },
-    /// Downloading export files.
+    /// Downloading export files, and handing each out in pages of lines.
     ExportFiles {
         files: Vec<String>,
         next: usize,
         generation: String,
         lists: u32,
         empty_tries: u32,
+        /// The file being read, if one is.
+        reading: Option<Box<ExportReader>>,
+        /// Pages of lines handed out so far.
+        chunks: u32,
     },
     Done,
 }
@@ -110,15 +119,32 @@ pub fn next_page(api: &mut Api, stage: &mut Stage) -> Result<Option<Page>, Plugi
             Stage::ExportList { resume, generation, lists } => {
                 *stage = export_list(api, *resume, generation.take(), *lists)?;
             }
-            Stage::ExportFiles { files, next, generation, lists, empty_tries } => {
-                if let Some(page) = export_file(api, files, next, empty_tries)? {
-                    if *next == files.len() {
-                        *stage = Stage::Done;
+            Stage::ExportFiles { files, next, generation, lists, empty_tries, reading, chunks } => {
+                if reading.is_none() {
+                    match export_file(api, files, next, empty_tries)? {
+                        Some((index, gzip)) => *reading = Some(Box::new(ExportReader::new(index, files.len(), gzip))),
+                        None => {
+                            // The URL expired (or the body was not a file): ask for a new list.
+                            let generation = Some(generation.clone());
+                            *stage = Stage::ExportList { resume: *next, generation, lists: *lists };
+                            continue;
+                        }
                     }
-                    return Ok(Some(page));
                 }
-                // The URL expired (or the body was not a file): ask for a new list.
-                *stage = Stage::ExportList { resume: *next, generation: Some(generation.clone()), lists: *lists };
+                let reader = reading.as_mut().expect("set above");
+                match reader.next_lines(api.settings.page_size)? {
+                    Some(body) => {
+                        let page = Page { kind: EXPORT_LINES.into(), sequence: *chunks, body };
+                        *chunks += 1;
+                        return Ok(Some(page));
+                    }
+                    None => {
+                        *reading = None;
+                        if *next == files.len() {
+                            *stage = Stage::Done;
+                        }
+                    }
+                }
             }
             Stage::Done => return Ok(None),
         }
@@ -219,17 +245,64 @@ fn export_list(api: &mut Api, resume: usize, previous: Option<String>, lists: u3
     if resume >= files.len() {
         return Ok(Stage::Done);
     }
-    Ok(Stage::ExportFiles { files, next: resume, generation, lists: lists + 1, empty_tries: 0 })
+    Ok(Stage::ExportFiles {
+        files,
+        next: resume,
+        generation,
+        lists: lists + 1,
+        empty_tries: 0,
+        reading: None,
+        chunks: 0,
+    })
 }
 
-/// Downloads the next export file. No token goes to the storage host: the URL
+/// An export file being handed out in pages of lines, decompressed as it goes: the
+/// compressed file stays in memory, the decompressed one never does at once.
+pub struct ExportReader {
+    index: usize,
+    files: usize,
+    lines: std::io::BufReader<flate2::read::MultiGzDecoder<std::io::Cursor<Vec<u8>>>>,
+}
+
+impl ExportReader {
+    pub fn new(index: usize, files: usize, gzip: Vec<u8>) -> Self {
+        let decoder = flate2::read::MultiGzDecoder::new(std::io::Cursor::new(gzip));
+        ExportReader { index, files, lines: std::io::BufReader::with_capacity(1 << 20, decoder) }
+    }
+
+    /// The next `rows` non-blank lines (blank ones ride along), or `None` at the end.
+    pub fn next_lines(&mut self, rows: u32) -> Result<Option<Vec<u8>>, PluginError> {
+        use std::io::BufRead;
+        let mut body = Vec::new();
+        let mut count = 0;
+        while count < rows {
+            let start = body.len();
+            let read = self.lines.read_until(b'\n', &mut body).map_err(|e| {
+                PluginError::BadResponse(format!(
+                    "export file {} of {} is not a readable gzip file: {e}",
+                    self.index + 1,
+                    self.files
+                ))
+            })?;
+            if read == 0 {
+                break;
+            }
+            if !body[start..].iter().all(u8::is_ascii_whitespace) {
+                count += 1;
+            }
+        }
+        Ok((!body.is_empty()).then_some(body))
+    }
+}
+
+/// Downloads the next export file (gzip). No token goes to the storage host: the URL
 /// carries its own signature. Returns `None` when the URL has expired.
 fn export_file(
     api: &mut Api,
     files: &[String],
     next: &mut usize,
     empty_tries: &mut u32,
-) -> Result<Option<Page>, PluginError> {
+) -> Result<Option<(usize, Vec<u8>)>, PluginError> {
     loop {
         let index = *next;
         let url = &files[index];
@@ -261,7 +334,7 @@ fn export_file(
                 *empty_tries = 0;
                 *next += 1;
                 output::progress("export files", *next as u64, Some(files.len() as u64));
-                return Ok(Some(Page { kind: EXPORT_FILE.into(), sequence: index as u32, body: response.body }));
+                return Ok(Some((index, response.body)));
             }
             // An expired signature is a 403 with XML; a 200 that is not gzip meant the same.
             200 | 403 => {
@@ -363,5 +436,27 @@ mod tests {
         assert!(check("http://api.x.com/api/m", &seen).is_err());
         seen.insert("https://api.x.com/api/m?$skiptoken=a".to_string());
         assert!(check("https://api.x.com/api/m?$skiptoken=a", &seen).is_err());
+    }
+
+    #[test]
+    fn export_files_are_handed_out_in_pages_of_lines() {
+        use std::io::Write;
+        let text = "{\"DeviceId\":\"a\"}\n\n{\"DeviceId\":\"b\"}\r\n{\"DeviceId\":\"c\"}\n{\"DeviceId\":\"d\"}\n{\"DeviceId\":\"e\"}";
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(text.as_bytes()).unwrap();
+        let mut reader = super::ExportReader::new(0, 1, gz.finish().unwrap());
+        let mut pages = Vec::new();
+        while let Some(page) = reader.next_lines(2).unwrap() {
+            pages.push(String::from_utf8(page).unwrap());
+        }
+        assert_eq!(pages.len(), 3, "{pages:?}");
+        assert_eq!(pages.concat(), text, "every byte handed out once, in order");
+        let rows: Vec<u64> =
+            pages.iter().map(|p| crate::mapping::map_export_lines(p.as_bytes()).unwrap().rows).collect();
+        assert_eq!(rows, [2, 2, 1]);
+
+        let mut broken = super::ExportReader::new(2, 3, vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3]);
+        let error = format!("{:?}", broken.next_lines(2).unwrap_err());
+        assert!(error.contains("export file 3 of 3 is not a readable gzip file"), "{error}");
     }
 }

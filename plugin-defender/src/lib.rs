@@ -69,6 +69,7 @@ impl Connector for DefenderConnector {
             fetch::MACHINES => (mapping::map_machines_page(&page.body), mapping::DEVICES_FETCHED),
             fetch::VULNERABILITIES => (mapping::map_vulnerabilities_page(&page.body), mapping::ROWS_FETCHED),
             fetch::EXPORT_FILE => (mapping::map_export_file(&page.body), mapping::ROWS_FETCHED),
+            fetch::EXPORT_LINES => (mapping::map_export_lines(&page.body), mapping::ROWS_FETCHED),
             other => return Err(PluginError::Other(format!("unknown page kind `{other}`"))),
         };
         let mapped = mapped

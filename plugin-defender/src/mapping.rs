@@ -180,9 +180,15 @@ pub fn map_export_file(body: &[u8]) -> Result<Mapped, PageError> {
     flate2::read::MultiGzDecoder::new(body)
         .read_to_end(&mut text)
         .map_err(|e| PageError(format!("not a readable gzip file: {e}")))?;
+    map_export_lines(&text)
+}
+
+/// Maps decompressed lines of a `SoftwareVulnerabilitiesExport` file: one JSON
+/// object per line, PascalCase keys (read by the row's aliases).
+pub fn map_export_lines(text: &[u8]) -> Result<Mapped, PageError> {
     let mut out = Mapped::default();
     let mut defined: HashSet<String> = HashSet::new();
-    for line in strip_bom(&text).split(|b| *b == b'\n') {
+    for line in strip_bom(text).split(|b| *b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;

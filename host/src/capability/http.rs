@@ -155,7 +155,8 @@ impl HttpCapability {
         if response.content_length().is_some_and(|len| len > cap) {
             return Err(HttpError::TooLarge(cap));
         }
-        let mut body = Vec::new();
+        // Sized from Content-Length when given: no regrowing copies of a large page.
+        let mut body = Vec::with_capacity(response.content_length().unwrap_or(0).min(cap) as usize);
         (&mut response).take(cap + 1).read_to_end(&mut body).map_err(|e| self.read_error(&url, e))?;
         if body.len() as u64 > cap {
             return Err(HttpError::TooLarge(cap));

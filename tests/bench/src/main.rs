@@ -31,6 +31,11 @@ struct Args {
     page_size: u64,
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// The plugin's `api_mode`. `json` by default, so that the run reads the same
+    /// pages as the plain-download baseline (`auto` would switch a tenant above
+    /// 100,000 devices to export files, which the baseline does not read).
+    #[arg(long, default_value = "json")]
+    api_mode: String,
     /// Vulnerability rows mapped natively and in wasm for the mapping comparison.
     #[arg(long, default_value_t = 200_000)]
     mapping_rows: u64,
@@ -70,7 +75,15 @@ fn main() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("connector-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("bench.toml");
-    std::fs::write(&config, format!("{}page_size = {}\nrate_limits = \"off\"\n", sim.config_toml(), args.page_size))?;
+    std::fs::write(
+        &config,
+        format!(
+            "{}page_size = {}\nrate_limits = \"off\"\napi_mode = \"{}\"\n",
+            sim.config_toml(),
+            args.page_size,
+            args.api_mode
+        ),
+    )?;
     let calls_before: u64 = sim.calls().values().sum();
     let started = Instant::now();
     let status = Command::new(&host_bin)
