@@ -110,6 +110,11 @@ fn execute_quietly(
     let mut mapper = plugin.open(host, &resolved, options_for(None))?;
     mapper.configure(&resolved)?;
     let pages = fetch_and_map(&mut fetcher, &mut mapper)?;
+    let (fetched, mapped) = (&fetcher.state().http.stats, &mapper.state().http.stats);
+    let api_calls = fetched.calls.load(Ordering::Relaxed) + mapped.calls.load(Ordering::Relaxed);
+    let throttled = fetched.throttled.load(Ordering::Relaxed) + mapped.throttled.load(Ordering::Relaxed);
+    // The instances' memory is not needed to write the files.
+    drop((fetcher, mapper));
 
     emit(events, Event::Writing);
     let mut joined = output.take_collector().finish()?;
@@ -139,7 +144,6 @@ fn execute_quietly(
         }),
         _ => None,
     };
-    let (fetched, mapped) = (&fetcher.state().http.stats, &mapper.state().http.stats);
     Ok(RunSummary {
         delivery: delivered,
         plugin: plugin.info.id.clone(),
@@ -151,8 +155,8 @@ fn execute_quietly(
         vulnerabilities_written: written.vulnerabilities,
         definitions_written: written.definitions,
         files_written: written.files,
-        api_calls: fetched.calls.load(Ordering::Relaxed) + mapped.calls.load(Ordering::Relaxed),
-        throttled_responses: fetched.throttled.load(Ordering::Relaxed) + mapped.throttled.load(Ordering::Relaxed),
+        api_calls,
+        throttled_responses: throttled,
         duration: started.elapsed(),
     })
 }

@@ -86,7 +86,7 @@ fn main() -> Result<()> {
     )?;
     let calls_before: u64 = sim.calls().values().sum();
     let started = Instant::now();
-    let status = Command::new(&host_bin)
+    let mut child = Command::new(&host_bin)
         .args(["run", "--plugin"])
         .arg(&plugin)
         .arg("--config")
@@ -95,12 +95,24 @@ fn main() -> Result<()> {
         .arg(dir.join("out"))
         .arg("--allow-insecure-loopback")
         .stdout(std::process::Stdio::null())
-        .status()?;
+        .spawn()?;
+    // The child's own high-water mark, read from /proc while it runs. (getrusage's
+    // figure for children starts from the parent's RSS at spawn, which includes the
+    // simulated tenant: it overstated the connector by hundreds of MiB.)
+    let mut peak_rss = 0;
+    let status = loop {
+        if let Some(hwm) = high_water_mark(child.id()) {
+            peak_rss = peak_rss.max(hwm);
+        }
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let end_to_end = started.elapsed();
     if !status.success() {
         bail!("connector-host run failed");
     }
-    let peak_rss = children_peak_rss_bytes();
     let calls: u64 = sim.calls().values().sum::<u64>() - calls_before;
     let minimum = 1 + (active / 10_000 + 1) + args.rows.div_ceil(args.page_size);
     let throttled = sim.calls().get("429").copied().unwrap_or(0);
@@ -263,9 +275,10 @@ fn start_times(plugin: &std::path::Path, dir: &std::path::Path) -> Result<()> {
 }
 
 /// The largest peak RSS among waited-for children, in bytes.
-fn children_peak_rss_bytes() -> u64 {
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes one rusage through a valid pointer.
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
-    usage.ru_maxrss as u64 * 1024
+/// `VmHWM` (peak resident set) of a running process, in bytes.
+fn high_water_mark(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
