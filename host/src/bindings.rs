@@ -11,6 +11,29 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq],
 });
 
+impl types::Asset {
+    /// An asset located by its key alone (`external-id`), for tests and embedders.
+    pub fn with_external_id(key: &str) -> Self {
+        types::Asset {
+            key: key.into(),
+            locators: types::Locators {
+                external_id: Some(key.into()),
+                hostname: None,
+                fqdn: None,
+                netbios: None,
+                ip_address: None,
+                mac_address: None,
+                url: None,
+                application: None,
+            },
+            os: None,
+            os_version: None,
+            tags: Vec::new(),
+            last_seen: None,
+        }
+    }
+}
+
 /// wasmtime's own error type into `anyhow`, so that `.context()` can be used.
 pub trait IntoAnyhow<T> {
     fn into_anyhow(self) -> anyhow::Result<T>;

@@ -317,26 +317,9 @@ impl Collector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::types::Locators;
 
     fn asset(key: &str) -> Asset {
-        Asset {
-            key: key.into(),
-            locators: Locators {
-                external_id: Some(key.into()),
-                hostname: None,
-                fqdn: None,
-                netbios: None,
-                ip_address: None,
-                mac_address: None,
-                url: None,
-                application: None,
-            },
-            os: None,
-            os_version: None,
-            tags: vec![],
-            last_seen: None,
-        }
+        Asset::with_external_id(key)
     }
 
     fn at(seconds: i64) -> Option<Datetime> {

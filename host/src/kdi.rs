@@ -318,31 +318,14 @@ fn remove_stale(dir: &Path, keep: &BTreeSet<std::ffi::OsString>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::types::{Asset, Locators, Vulnerability};
+    use crate::bindings::types::{Asset, Vulnerability};
     use crate::join::Collector;
 
     fn joined(assets: usize, vulns_each: usize) -> Joined {
         let mut c = Collector::default();
         for a in 0..assets {
             let key = format!("device-{a:03}");
-            let locators = Locators {
-                external_id: Some(key.clone()),
-                hostname: None,
-                fqdn: None,
-                netbios: None,
-                ip_address: None,
-                mac_address: None,
-                url: None,
-                application: None,
-            };
-            c.add_assets(vec![Asset {
-                key: key.clone(),
-                locators,
-                os: None,
-                os_version: None,
-                tags: vec![],
-                last_seen: None,
-            }]);
+            c.add_assets(vec![Asset::with_external_id(&key)]);
             c.add_vulnerabilities(
                 (0..vulns_each)
                     .map(|v| Vulnerability {
