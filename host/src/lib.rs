@@ -13,9 +13,12 @@
 //!   instead of secret values; [`redact`]: secret masking in text; [`limits`]: memory,
 //!   CPU, output and log limits.
 //! - [`config`]: the operator's TOML, checked against the plugin's fields.
-//! - [`join`]: the one place vulnerabilities are joined to assets and merged.
-//! - [`kdi`]: the KDI v2 writer (and its JSON Schema); [`run`]: the run pipeline;
-//!   [`summary`]: its report.
+//! - [`join`]: the one place vulnerabilities are joined to assets and merged;
+//!   [`spill`]: the on-disk sort that keeps that join's memory flat.
+//! - [`kdi`]: the KDI v2 writer (and its JSON Schema); [`run`]: the run pipeline
+//!   (fetch on one instance while another maps); [`summary`]: its report;
+//!   [`events`]: what a run reports while it goes.
+//! - [`platform`]: many connector instances in one run (`run-all`).
 //! - [`cvm`]: delivery to Cisco Vulnerability Management, guarded against mass closing.
 //!
 //! ```no_run
