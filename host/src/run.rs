@@ -8,7 +8,7 @@ use crate::capability::output::RunOutput;
 use crate::config::ConnectorConfig;
 use crate::cvm::{deliver, DeliveryOptions, Snapshot};
 use crate::engine::{Plugin, PluginHost, SessionOptions};
-use crate::events::{emit, Event, EventSink};
+use crate::events::{emit, Event};
 use crate::kdi::{self, WriteOptions};
 use crate::session::Session;
 use crate::summary::RunSummary;
@@ -83,7 +83,7 @@ fn execute(
     delivery: Option<&DeliveryOptions>,
 ) -> Result<RunSummary> {
     let events = session.events.clone();
-    let result = execute_quietly(host, plugin, config, session, options, delivery, events.as_ref());
+    let result = execute_quietly(host, plugin, config, session, options, delivery);
     match &result {
         Ok(summary) => emit(events.as_ref(), Event::Finished(Box::new(summary.clone()))),
         Err(e) => emit(events.as_ref(), Event::Failed(format!("{e:#}"))),
@@ -98,9 +98,10 @@ fn execute_quietly(
     session: SessionOptions,
     options: &RunOptions,
     delivery: Option<&DeliveryOptions>,
-    events: Option<&EventSink>,
 ) -> Result<RunSummary> {
     let started = Instant::now();
+    let events = session.events.clone();
+    let events = events.as_ref();
     let run_started = chrono::Utc::now();
     let resolved = config.resolve(&plugin.info).context("invalid configuration")?;
     let output = RunOutput::default();
@@ -163,8 +164,9 @@ fn execute_quietly(
 
 /// Fetches on one instance while the previous page maps on another, so the network
 /// and the mapping overlap on two cores. The contract allows it: `map` needs only
-/// its page and the instance's settings. At most two pages are in flight (one mapping, one fetched), so
-/// memory stays bounded; the first error stops both and is returned.
+/// its page and the instance's settings. At most two pages are in flight (one
+/// mapping, one fetched), so memory stays bounded; the first error stops both and
+/// is returned.
 fn fetch_and_map(fetcher: &mut Session, mapper: &mut Session) -> Result<u64> {
     std::thread::scope(|scope| {
         // A rendezvous: the fetcher hands a page over, then fetches the next while it maps.

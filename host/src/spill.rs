@@ -41,14 +41,6 @@ impl Interner {
     pub fn get(&self, id: u32) -> &str {
         &self.strings[id as usize]
     }
-
-    pub fn len(&self) -> usize {
-        self.strings.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.strings.is_empty()
-    }
 }
 
 /// One vulnerability report, as kept by the sorter.

@@ -5,7 +5,6 @@
 //! assertions. The free functions [`count`] and [`progress`] are for `fetch`
 //! (natively they record into a per-thread tally that tests can read).
 
-use crate::bindings::vulnbridge::connector::output as wit;
 use crate::types::{Asset, Vulnerability, VulnerabilityDefinition};
 use std::collections::BTreeMap;
 
@@ -146,7 +145,7 @@ pub fn native_counters() -> BTreeMap<String, u64> {
 
 #[cfg(target_arch = "wasm32")]
 mod sys {
-    use super::wit;
+    use crate::bindings::vulnbridge::connector::output as wit;
     use crate::types::{Asset, Vulnerability, VulnerabilityDefinition};
 
     pub fn emit_assets(a: &[Asset]) {
@@ -198,6 +197,3 @@ mod sys {
     }
     pub fn progress(_: &str, _: u64, _: Option<u64>) {}
 }
-
-#[allow(unused_imports)]
-use wit as _;
