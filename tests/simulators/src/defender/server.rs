@@ -80,6 +80,9 @@ struct Shared {
     base_url: String,
     storage_url: String,
     counters: Mutex<Counters>,
+    /// Vulnerability pages rendered ahead by
+    /// [`DefenderSim::prerender_vulnerability_pages`], by (offset, page size).
+    rendered_pages: RwLock<HashMap<(u64, u64), bytes::Bytes>>,
 }
 
 impl Shared {
@@ -116,6 +119,7 @@ impl DefenderSim {
             // A different origin, as blob storage is: `localhost`, another port.
             storage_url: format!("http://localhost:{}", storage.local_addr()?.port()),
             counters: Mutex::default(),
+            rendered_pages: RwLock::default(),
         });
         let api_app = Router::new()
             .route("/{tenant}/oauth2/v2.0/token", post(token_v2))
@@ -146,6 +150,30 @@ impl DefenderSim {
     /// Changes the tenant between runs (fixed vulnerabilities, retired devices).
     pub fn update_tenant(&self, change: impl FnOnce(&mut Tenant)) {
         change(&mut self.shared.tenant.write().unwrap());
+        self.shared.rendered_pages.write().unwrap().clear();
+    }
+
+    /// Renders every vulnerability page of `page_size` rows ahead, on every core,
+    /// and serves them from memory from then on (until the tenant changes); returns
+    /// the bytes held. Rendering a page costs several times what a client spends
+    /// reading it, so a benchmark that did not render ahead would measure the
+    /// simulator, which shares the cores with the connector, not the connector.
+    pub fn prerender_vulnerability_pages(&self, page_size: u64) -> u64 {
+        let total = self.tenant().row_count();
+        let offsets: Vec<u64> = (0..total).step_by(page_size.max(1) as usize).collect();
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&offset) = offsets.get(i) else { break };
+                    let page = render_vulnerability_page(&self.shared, offset, page_size, None, offset / page_size);
+                    self.shared.rendered_pages.write().unwrap().insert((offset, page_size), page.into());
+                });
+            }
+        });
+        self.shared.rendered_pages.read().unwrap().values().map(|page| page.len() as u64).sum()
     }
 
     /// Requests served so far, by kind: `token`, `machines`, `vulnerabilities`,
@@ -520,6 +548,32 @@ async fn vulnerabilities(
         )
             .into_response();
     }
+    // Faults that change the links bypass the cache of rendered pages.
+    let plain_links = faults.next_link_loop_after.is_none() && !faults.foreign_next_link;
+    let cached = (top.is_none() && plain_links)
+        .then(|| shared.rendered_pages.read().unwrap().get(&(offset, page_size)).cloned())
+        .flatten();
+    let bytes = match cached {
+        Some(bytes) => bytes,
+        None => bytes::Bytes::from(render_vulnerability_page(&shared, offset, page_size, top, page_index)),
+    };
+    if faults.truncate_page_once == Some(page_index) && shared.first_time("truncate", page_index) {
+        shared.count("truncated");
+        return truncated(bytes);
+    }
+    (StatusCode::OK, [("content-type", "application/json")], bytes).into_response()
+}
+
+/// One page of `SoftwareVulnerabilitiesByMachine` as served: `top` rows (or
+/// `page_size`) from `offset`, with a nextLink while more remain.
+fn render_vulnerability_page(
+    shared: &Shared,
+    offset: u64,
+    page_size: u64,
+    top: Option<u64>,
+    page_index: u64,
+) -> Vec<u8> {
+    let faults = shared.faults();
     let (total, rows) = {
         let tenant = shared.tenant.read().unwrap();
         let total = tenant.row_count();
@@ -545,19 +599,14 @@ async fn vulnerabilities(
         value: &rows,
         next_link,
     };
-    let bytes = serde_json::to_vec(&body).unwrap();
-    if faults.truncate_page_once == Some(page_index) && shared.first_time("truncate", page_index) {
-        shared.count("truncated");
-        return truncated(bytes);
-    }
-    (StatusCode::OK, [("content-type", "application/json")], bytes).into_response()
+    serde_json::to_vec(&body).unwrap()
 }
 
 /// A response whose body stops half-way although its length promised more: the
 /// connection drops mid-transfer.
-fn truncated(bytes: Vec<u8>) -> Response {
+fn truncated(bytes: bytes::Bytes) -> Response {
     let full = bytes.len();
-    let half = bytes::Bytes::from(bytes[..full / 2].to_vec());
+    let half = bytes.slice(..full / 2);
     let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
         vec![Ok(half), Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated cut"))];
     Response::builder()
