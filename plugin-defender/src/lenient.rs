@@ -113,6 +113,24 @@ where
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
             Ok(non_blank(Cow::Owned(v.to_owned())).into_iter().collect())
         }
+        // A number or boolean: one item, as text. An object: nothing usable. Neither
+        // fails, so a row with an odd list still maps (rows share one parse pass).
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(vec![Cow::Owned(v.to_string())])
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(vec![Cow::Owned(v.to_string())])
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Ok(vec![Cow::Owned(v.to_string())])
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            Ok(vec![Cow::Owned(v.to_string())])
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(Vec::new())
+        }
     }
     deserializer.deserialize_any(ListVisitor)
 }
@@ -123,6 +141,15 @@ pub struct Lenient<'a>(pub Option<Cow<'a, str>>);
 impl<'de> serde::Deserialize<'de> for Lenient<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         text(d).map(Lenient)
+    }
+}
+
+/// A lenient list of text values (see [`text_list`]).
+pub struct LenientList<'a>(pub Vec<Cow<'a, str>>);
+
+impl<'de> serde::Deserialize<'de> for LenientList<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        text_list(d).map(LenientList)
     }
 }
 

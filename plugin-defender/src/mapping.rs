@@ -6,7 +6,7 @@
 //! each row on its own.
 
 use crate::lenient::strip_bom;
-use crate::model::{IpAddressEntry, Machine, Page, VulnerabilityRow};
+use crate::model::{for_each_row, IpAddressEntry, Machine, Page, VulnerabilityRow};
 use crate::timestamp;
 use connector_sdk::types::{Asset, Datetime, Locators, Vulnerability, VulnerabilityDefinition};
 use std::borrow::Cow;
@@ -155,20 +155,17 @@ pub fn tags(machine_tags: &[Cow<str>], rbac_group_name: Option<&str>) -> Vec<Str
 /// Maps a page of `SoftwareVulnerabilitiesByMachine` to vulnerabilities and the
 /// definitions of their identifiers (spec §5).
 pub fn map_vulnerabilities_page(body: &[u8]) -> Result<Mapped, PageError> {
-    let page = parse_page(body)?;
     let mut out = Mapped::default();
     let mut defined: HashSet<String> = HashSet::new();
-    for raw in page.value {
+    // One pass: each row is mapped as soon as it is parsed, borrowing from the body.
+    for_each_row(strip_bom(body), |row: Option<VulnerabilityRow>| {
         out.rows += 1;
-        let row: VulnerabilityRow = match serde_json::from_str(raw.get()) {
-            Ok(r) => r,
-            Err(_) => {
-                out.skip("vulnerability row is not a JSON object");
-                continue;
-            }
-        };
-        out.add_row(&row, &mut defined);
-    }
+        match row {
+            Some(row) => out.add_row(&row, &mut defined),
+            None => out.skip("vulnerability row is not a JSON object"),
+        }
+    })
+    .map_err(|e| PageError(format!("not an OData page with a `value` list: {e}")))?;
     Ok(out)
 }
 
@@ -245,13 +242,11 @@ pub fn map_row(row: &VulnerabilityRow) -> Result<Vulnerability, &'static str> {
 
 /// Scanner score: Critical 10, High 8, Medium 6, Low 3, anything else 0.
 pub fn score(severity: Option<&str>) -> u8 {
-    match severity.map(|s| s.trim().to_ascii_lowercase()).as_deref() {
-        Some("critical") => 10,
-        Some("high") => 8,
-        Some("medium") => 6,
-        Some("low") => 3,
-        _ => 0,
-    }
+    let Some(severity) = severity.map(str::trim) else { return 0 };
+    [("critical", 10), ("high", 8), ("medium", 6), ("low", 3)]
+        .into_iter()
+        .find(|(name, _)| severity.eq_ignore_ascii_case(name))
+        .map_or(0, |(_, score)| score)
 }
 
 /// The identifier as sent, with CVE ids in their canonical upper case.
@@ -266,10 +261,10 @@ pub fn identifier(cve_id: &str) -> String {
 
 /// `CVE-YYYY-NNNN…` (four or more digits), in any case.
 pub fn is_cve(id: &str) -> bool {
-    let upper = id.to_ascii_uppercase();
-    let Some(rest) = upper.strip_prefix("CVE-") else {
+    if id.len() < 4 || !id.is_char_boundary(4) || !id[..4].eq_ignore_ascii_case("CVE-") {
         return false;
-    };
+    }
+    let rest = &id[4..];
     let Some((year, number)) = rest.split_once('-') else {
         return false;
     };

@@ -154,40 +154,252 @@ fn parse_powershell_entry(text: &str) -> Option<IpAddressEntry<'static>> {
 }
 
 /// A row of `SoftwareVulnerabilitiesByMachine`: one device x software x CVE
-/// (docs/defender-api.md §6.1). PascalCase aliases read the file export's rows.
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
+/// (docs/defender-api.md §6.1). The file export's rows use PascalCase keys.
+///
+/// Deserialized by hand rather than derived: a key that appears twice keeps its
+/// last value instead of failing (a derived struct rejects duplicates, which would
+/// fail a whole page now that rows are read in the page's single pass), and every
+/// field is read leniently, so an object always reads as a row.
+#[derive(Default)]
 pub struct VulnerabilityRow<'a> {
-    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "DeviceId")]
     pub device_id: Option<Cow<'a, str>>,
-    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "CveId")]
     pub cve_id: Option<Cow<'a, str>>,
-    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "VulnerabilitySeverityLevel")]
     pub vulnerability_severity_level: Option<Cow<'a, str>>,
-    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "CvssScore")]
     pub cvss_score: Option<Cow<'a, str>>,
-    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "FirstSeenTimestamp")]
     pub first_seen_timestamp: Option<Cow<'a, str>>,
-    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "LastSeenTimestamp")]
     pub last_seen_timestamp: Option<Cow<'a, str>>,
-    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "SoftwareVendor")]
     pub software_vendor: Option<Cow<'a, str>>,
-    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "SoftwareName")]
     pub software_name: Option<Cow<'a, str>>,
-    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "SoftwareVersion")]
     pub software_version: Option<Cow<'a, str>>,
-    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "ExploitabilityLevel")]
     pub exploitability_level: Option<Cow<'a, str>>,
-    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "RecommendedSecurityUpdate")]
     pub recommended_security_update: Option<Cow<'a, str>>,
-    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "RecommendedSecurityUpdateId")]
     pub recommended_security_update_id: Option<Cow<'a, str>>,
-    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "RecommendedSecurityUpdateUrl")]
     pub recommended_security_update_url: Option<Cow<'a, str>>,
-    #[serde(borrow, deserialize_with = "lenient::text_list", default, alias = "DiskPaths")]
     pub disk_paths: Vec<Cow<'a, str>>,
-    #[serde(borrow, deserialize_with = "lenient::text_list", default, alias = "RegistryPaths")]
     pub registry_paths: Vec<Cow<'a, str>>,
+}
+
+/// The row fields the mapping reads, by their camelCase (API) or PascalCase
+/// (export) key; every other key is skipped without being built.
+enum RowField {
+    DeviceId,
+    CveId,
+    Severity,
+    Cvss,
+    FirstSeen,
+    LastSeen,
+    Vendor,
+    Name,
+    Version,
+    Exploitability,
+    Update,
+    UpdateId,
+    UpdateUrl,
+    DiskPaths,
+    RegistryPaths,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for RowField {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldVisitor;
+        impl Visitor<'_> for FieldVisitor {
+            type Value = RowField;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<RowField, E> {
+                Ok(match key {
+                    "deviceId" | "DeviceId" => RowField::DeviceId,
+                    "cveId" | "CveId" => RowField::CveId,
+                    "vulnerabilitySeverityLevel" | "VulnerabilitySeverityLevel" => RowField::Severity,
+                    "cvssScore" | "CvssScore" => RowField::Cvss,
+                    "firstSeenTimestamp" | "FirstSeenTimestamp" => RowField::FirstSeen,
+                    "lastSeenTimestamp" | "LastSeenTimestamp" => RowField::LastSeen,
+                    "softwareVendor" | "SoftwareVendor" => RowField::Vendor,
+                    "softwareName" | "SoftwareName" => RowField::Name,
+                    "softwareVersion" | "SoftwareVersion" => RowField::Version,
+                    "exploitabilityLevel" | "ExploitabilityLevel" => RowField::Exploitability,
+                    "recommendedSecurityUpdate" | "RecommendedSecurityUpdate" => RowField::Update,
+                    "recommendedSecurityUpdateId" | "RecommendedSecurityUpdateId" => RowField::UpdateId,
+                    "recommendedSecurityUpdateUrl" | "RecommendedSecurityUpdateUrl" => RowField::UpdateUrl,
+                    "diskPaths" | "DiskPaths" => RowField::DiskPaths,
+                    "registryPaths" | "RegistryPaths" => RowField::RegistryPaths,
+                    _ => RowField::Other,
+                })
+            }
+        }
+        deserializer.deserialize_identifier(FieldVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for VulnerabilityRow<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RowVisitor;
+        impl<'de> Visitor<'de> for RowVisitor {
+            type Value = VulnerabilityRow<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a vulnerability row object")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut row = VulnerabilityRow::default();
+                while let Some(field) = map.next_key::<RowField>()? {
+                    let text = match field {
+                        RowField::DeviceId => &mut row.device_id,
+                        RowField::CveId => &mut row.cve_id,
+                        RowField::Severity => &mut row.vulnerability_severity_level,
+                        RowField::Cvss => &mut row.cvss_score,
+                        RowField::FirstSeen => &mut row.first_seen_timestamp,
+                        RowField::LastSeen => &mut row.last_seen_timestamp,
+                        RowField::Vendor => &mut row.software_vendor,
+                        RowField::Name => &mut row.software_name,
+                        RowField::Version => &mut row.software_version,
+                        RowField::Exploitability => &mut row.exploitability_level,
+                        RowField::Update => &mut row.recommended_security_update,
+                        RowField::UpdateId => &mut row.recommended_security_update_id,
+                        RowField::UpdateUrl => &mut row.recommended_security_update_url,
+                        RowField::DiskPaths => {
+                            row.disk_paths = map.next_value::<lenient::LenientList>()?.0;
+                            continue;
+                        }
+                        RowField::RegistryPaths => {
+                            row.registry_paths = map.next_value::<lenient::LenientList>()?.0;
+                            continue;
+                        }
+                        RowField::Other => {
+                            map.next_value::<de::IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *text = map.next_value::<lenient::Lenient>()?.0;
+                }
+                Ok(row)
+            }
+        }
+        deserializer.deserialize_map(RowVisitor)
+    }
+}
+
+/// Reads an OData page in one pass over its body, calling `each` with every element
+/// of its `value` list as it is parsed: `Some` for an object, `None` for anything
+/// else (which the mapping counts and skips). No list of rows is built, and no row
+/// is scanned twice. Fails when the body is not JSON, or not an object with one
+/// `value` list.
+pub fn for_each_row<'de, T, F>(body: &'de [u8], each: F) -> Result<(), serde_json::Error>
+where
+    T: Deserialize<'de>,
+    F: FnMut(Option<T>),
+{
+    use serde::de::DeserializeSeed;
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    PageSeed { each, row: std::marker::PhantomData }.deserialize(&mut deserializer)?;
+    deserializer.end()
+}
+
+struct PageSeed<T, F> {
+    each: F,
+    row: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<'de, T: Deserialize<'de>, F: FnMut(Option<T>)> de::DeserializeSeed<'de> for PageSeed<T, F> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de, T: Deserialize<'de>, F: FnMut(Option<T>)> Visitor<'de> for PageSeed<T, F> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an OData page object")
+    }
+    fn visit_map<A: de::MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        let mut seen_value = false;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key != "value" {
+                map.next_value::<de::IgnoredAny>()?;
+                continue;
+            }
+            if seen_value {
+                return Err(de::Error::duplicate_field("value"));
+            }
+            seen_value = true;
+            map.next_value_seed(RowsSeed { each: &mut self.each, row: self.row })?;
+        }
+        if !seen_value {
+            return Err(de::Error::missing_field("value"));
+        }
+        Ok(())
+    }
+}
+
+struct RowsSeed<'f, T, F> {
+    each: &'f mut F,
+    row: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<'de, T: Deserialize<'de>, F: FnMut(Option<T>)> de::DeserializeSeed<'de> for RowsSeed<'_, T, F> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de, T: Deserialize<'de>, F: FnMut(Option<T>)> Visitor<'de> for RowsSeed<'_, T, F> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a `value` list")
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(row) = seq.next_element::<MaybeObject<T>>()? {
+            (self.each)(row.0);
+        }
+        Ok(())
+    }
+}
+
+/// A list element that should be an object; anything else reads as `None`.
+struct MaybeObject<T>(Option<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for MaybeObject<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ElementVisitor<T>(std::marker::PhantomData<fn() -> T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ElementVisitor<T> {
+            type Value = MaybeObject<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(|row| MaybeObject(Some(row)))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+                Ok(MaybeObject(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(MaybeObject(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(MaybeObject(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(MaybeObject(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(MaybeObject(None))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(MaybeObject(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(MaybeObject(None))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(MaybeObject(None))
+            }
+        }
+        deserializer.deserialize_any(ElementVisitor(std::marker::PhantomData))
+    }
 }
 
 #[cfg(test)]
@@ -228,6 +440,43 @@ mod tests {
         assert_eq!(r.vulnerability_severity_level.as_deref(), Some("High"));
         assert_eq!(r.cvss_score.as_deref(), Some("7.5"));
         assert!(r.disk_paths.is_empty());
+    }
+
+    #[test]
+    fn a_repeated_row_key_keeps_its_last_value_and_unknown_keys_are_skipped() {
+        let json = r#"{"deviceId":"d1","DeviceId":"d2","extra":{"a":[1,{"b":2}]},"diskPaths":"C:\\x.exe"}"#;
+        let r: VulnerabilityRow = serde_json::from_str(json).unwrap();
+        assert_eq!(r.device_id.as_deref(), Some("d2"));
+        assert_eq!(r.disk_paths, ["C:\\x.exe"]);
+        assert!(serde_json::from_str::<VulnerabilityRow>("[1]").is_err(), "a row is an object");
+        let odd_lists = r#"{"deviceId":"d1","diskPaths":{"path":"C:\\x"},"registryPaths":5}"#;
+        let r: VulnerabilityRow = serde_json::from_str(odd_lists).unwrap();
+        assert!(r.disk_paths.is_empty(), "an object where a list belongs carries nothing");
+        assert_eq!(r.registry_paths, ["5"], "a number where a list belongs is one item");
+    }
+
+    #[test]
+    fn rows_are_streamed_from_the_value_list_in_one_pass() {
+        let body = br#"{"@odata.context":"x","value":[{"deviceId":"a"},7,"s",null,[1],{"cveId":"CVE-2024-1"}],"@odata.nextLink":"n"}"#;
+        let mut seen = Vec::new();
+        for_each_row(body, |row: Option<VulnerabilityRow>| {
+            seen.push(row.map(|r| (r.device_id.map(Cow::into_owned), r.cve_id.map(Cow::into_owned))))
+        })
+        .unwrap();
+        assert_eq!(
+            seen,
+            [Some((Some("a".to_owned()), None)), None, None, None, None, Some((None, Some("CVE-2024-1".to_owned())))]
+        );
+        let count = |body: &[u8]| {
+            let mut n = 0;
+            for_each_row(body, |_: Option<VulnerabilityRow>| n += 1).map(|()| n)
+        };
+        assert!(count(br#"{"context":1}"#).unwrap_err().to_string().contains("missing field `value`"));
+        assert!(count(br#"{"value":[],"value":[]}"#).unwrap_err().to_string().contains("duplicate field `value`"));
+        assert!(count(br#"{"value":3}"#).is_err());
+        assert!(count(br#"[{"deviceId":"a"}]"#).is_err());
+        assert!(count(br#"{"value":[{"deviceId":"a"}]} trailing"#).is_err());
+        assert!(count(br#"{"value":[{"deviceId":"a"},{"deviceId":"#).is_err(), "a cut page fails as a whole");
     }
 
     #[test]
