@@ -6,7 +6,7 @@
 
 use crate::api::{self, Api, Call};
 use crate::lenient::strip_bom;
-use crate::model::{MachinesEnvelope, PageEnvelope};
+use crate::model::MachinesEnvelope;
 use crate::pacing;
 use crate::settings::ApiMode;
 use connector_sdk::http::Method;
@@ -39,10 +39,16 @@ pub enum Stage {
     Machines(MachinesPaging),
     /// Following `@odata.nextLink` through the vulnerability rows.
     Vulnerabilities {
-        next: String,
+        /// The next API page, or `None` after the last.
+        next: Option<String>,
+        /// API pages fetched so far.
         sequence: u32,
         seen: HashSet<String>,
         rows: u64,
+        /// The API page being handed out in parts.
+        parts: Option<PageParts>,
+        /// Parts handed out so far.
+        handed: u32,
     },
     /// Asking for the export's file list; `resume` is the next file to download.
     ExportList {
@@ -87,6 +93,62 @@ impl Stage {
     }
 }
 
+/// About how large a page handed to the host grows. An API page of 50,000 rows is
+/// 40-80 MB; handed over whole, it is copied out of this instance, held by the host
+/// and copied into the mapping instance, several times over in memory at once.
+/// Parts of a few MiB keep that small, and let mapping start sooner.
+pub const PART_BYTES: usize = 4 << 20;
+
+/// An API page of vulnerability rows, handed out as parts: each part is itself an
+/// OData page (`{"value":[...]}`) of whole rows, copied from the response as is.
+pub struct PageParts {
+    body: Vec<u8>,
+    /// Where each row of `value` lies in `body`.
+    rows: Vec<std::ops::Range<usize>>,
+    next_row: usize,
+}
+
+impl PageParts {
+    /// Finds the rows of a page (one pass, nothing built) and its nextLink.
+    pub fn split(body: Vec<u8>, endpoint: &str, sequence: u32) -> Result<(PageParts, Option<String>), PluginError> {
+        let page: crate::model::Page = parse(&body, endpoint, sequence)?;
+        let base = body.as_ptr() as usize;
+        let rows = page
+            .value
+            .iter()
+            .map(|row| {
+                let start = row.get().as_ptr() as usize - base;
+                start..start + row.get().len()
+            })
+            .collect();
+        let next_link = page.next_link;
+        Ok((PageParts { body, rows, next_row: 0 }, next_link))
+    }
+
+    /// The next part: rows up to about [`PART_BYTES`] (at least one), or `None`
+    /// once every row was handed out.
+    pub fn next_part(&mut self) -> Option<Vec<u8>> {
+        const OPEN: &[u8] = b"{\"value\":[";
+        if self.next_row >= self.rows.len() {
+            return None;
+        }
+        let mut part = Vec::with_capacity(PART_BYTES.min(self.body.len()) + OPEN.len() + 2);
+        part.extend_from_slice(OPEN);
+        for (i, row) in self.rows[self.next_row..].iter().enumerate() {
+            if i > 0 {
+                if part.len() + row.len() + 3 > PART_BYTES {
+                    break;
+                }
+                part.push(b',');
+            }
+            part.extend_from_slice(&self.body[row.clone()]);
+            self.next_row += 1;
+        }
+        part.extend_from_slice(b"]}");
+        Some(part)
+    }
+}
+
 /// Fetches the next page and advances the stage.
 pub fn next_page(api: &mut Api, stage: &mut Stage) -> Result<Option<Page>, PluginError> {
     loop {
@@ -98,23 +160,31 @@ pub fn next_page(api: &mut Api, stage: &mut Stage) -> Result<Option<Page>, Plugi
                 }
                 return Ok(Some(page));
             }
-            Stage::Vulnerabilities { next, sequence, seen, rows } => {
-                let body =
-                    api.get(next, pacing::VULNERABILITIES, "Vulnerability.Read.All", api.settings.page_timeout)?;
-                let envelope: PageEnvelope = parse(&body, VULNERABILITIES_ENDPOINT, *sequence)?;
-                let page = Page { kind: VULNERABILITIES.into(), sequence: *sequence, body };
-                *rows += envelope.value as u64;
-                output::progress("vulnerability rows", *rows, None);
-                match envelope.next_link {
-                    None => *stage = Stage::Done,
-                    Some(link) => {
-                        check_next_link(&api.settings.api_base, &link, seen, VULNERABILITIES_ENDPOINT, *sequence)?;
-                        seen.insert(link.clone());
-                        *next = link;
-                        *sequence += 1;
-                    }
+            Stage::Vulnerabilities { next, sequence, seen, rows, parts, handed } => {
+                if let Some(body) = parts.as_mut().and_then(PageParts::next_part) {
+                    let page = Page { kind: VULNERABILITIES.into(), sequence: *handed, body };
+                    *handed += 1;
+                    return Ok(Some(page));
                 }
-                return Ok(Some(page));
+                // The last page's body goes before the next one arrives: linear
+                // memory never shrinks, so two bodies at once would stay reserved.
+                *parts = None;
+                let Some(url) = next.take() else {
+                    *stage = Stage::Done;
+                    continue;
+                };
+                let body =
+                    api.get(&url, pacing::VULNERABILITIES, "Vulnerability.Read.All", api.settings.page_timeout)?;
+                let (split, next_link) = PageParts::split(body, VULNERABILITIES_ENDPOINT, *sequence)?;
+                *rows += split.rows.len() as u64;
+                output::progress("vulnerability rows", *rows, None);
+                if let Some(link) = next_link {
+                    check_next_link(&api.settings.api_base, &link, seen, VULNERABILITIES_ENDPOINT, *sequence)?;
+                    seen.insert(link.clone());
+                    *next = Some(link);
+                    *sequence += 1;
+                }
+                *parts = Some(split);
             }
             Stage::ExportList { resume, generation, lists } => {
                 *stage = export_list(api, *resume, generation.take(), *lists)?;
@@ -132,7 +202,7 @@ pub fn next_page(api: &mut Api, stage: &mut Stage) -> Result<Option<Page>, Plugi
                     }
                 }
                 let reader = reading.as_mut().expect("set above");
-                match reader.next_lines(api.settings.page_size)? {
+                match reader.next_lines(api.settings.page_size, PART_BYTES)? {
                     Some(body) => {
                         let page = Page { kind: EXPORT_LINES.into(), sequence: *chunks, body };
                         *chunks += 1;
@@ -201,10 +271,12 @@ fn vulnerabilities_stage(api: &Api, devices: u64) -> Stage {
         Stage::ExportList { resume: 0, generation: None, lists: 0 }
     } else {
         Stage::Vulnerabilities {
-            next: vulnerabilities_url(&api.settings.api_base, api.settings.page_size),
+            next: Some(vulnerabilities_url(&api.settings.api_base, api.settings.page_size)),
             sequence: 0,
             seen: HashSet::new(),
             rows: 0,
+            parts: None,
+            handed: 0,
         }
     }
 }
@@ -271,11 +343,12 @@ impl ExportReader {
     }
 
     /// The next `rows` non-blank lines (blank ones ride along), or `None` at the end.
-    pub fn next_lines(&mut self, rows: u32) -> Result<Option<Vec<u8>>, PluginError> {
+    /// The next `rows` lines, or fewer once they fill `bytes` (whole lines only).
+    pub fn next_lines(&mut self, rows: u32, bytes: usize) -> Result<Option<Vec<u8>>, PluginError> {
         use std::io::BufRead;
         let mut body = Vec::new();
         let mut count = 0;
-        while count < rows {
+        while count < rows && body.len() < bytes {
             let start = body.len();
             let read = self.lines.read_until(b'\n', &mut body).map_err(|e| {
                 PluginError::BadResponse(format!(
@@ -439,6 +512,55 @@ mod tests {
     }
 
     #[test]
+    fn an_api_page_is_handed_out_in_parts_of_whole_rows() {
+        let rows: Vec<String> = (0..300)
+            .map(|i| {
+                format!(
+                    r#"{{"deviceId":"device-{i}","cveId":"CVE-2024-{:04}","softwareName":"{}"}}"#,
+                    i + 1000,
+                    "x".repeat(i % 50)
+                )
+            })
+            .collect();
+        let body = format!(
+            "\u{feff}{{\"@odata.context\":\"c\",\"value\":[{}, 7 ],\"@odata.nextLink\":\"https://api/next\"}}",
+            rows.join(" ,\n")
+        );
+        let (mut parts, next_link) = super::PageParts::split(body.into_bytes(), "/api/x", 0).unwrap();
+        assert_eq!(next_link.as_deref(), Some("https://api/next"));
+        let mut mapped = Vec::new();
+        let mut skipped = 0;
+        let mut count = 0;
+        while let Some(part) = parts.next_part() {
+            count += 1;
+            assert!(part.len() <= super::PART_BYTES);
+            let m = crate::mapping::map_vulnerabilities_page(&part).unwrap();
+            mapped.extend(m.vulnerabilities.into_iter().map(|v| v.asset_key));
+            skipped += m.skipped.values().sum::<u64>();
+        }
+        assert_eq!(count, 1, "300 small rows make one part");
+        let expected: Vec<String> = (0..300).map(|i| format!("device-{i}")).collect();
+        assert_eq!(mapped, expected, "every row once, in order");
+        assert_eq!(skipped, 1, "a row that is not an object is still handed over, to be counted");
+
+        let big = format!(r#"{{"deviceId":"d","details":"{}"}}"#, "y".repeat(super::PART_BYTES / 3));
+        let body = format!(r#"{{"value":[{big},{big},{big},{big}]}}"#);
+        let (mut parts, next_link) = super::PageParts::split(body.into_bytes(), "/api/x", 0).unwrap();
+        assert_eq!(next_link, None);
+        let sizes: Vec<u64> = std::iter::from_fn(|| parts.next_part())
+            .map(|part| crate::mapping::map_vulnerabilities_page(&part).unwrap().rows)
+            .collect();
+        assert_eq!(sizes, [2, 2], "parts stop before PART_BYTES");
+
+        let error = super::PageParts::split(b"{\"value\": [1,".to_vec(), "/api/x", 4).err().unwrap();
+        assert!(format!("{error:?}").contains("/api/x page 5 is not a readable OData page"), "{error:?}");
+        let huge = format!(r#"{{"value":[{{"deviceId":"{}"}}]}}"#, "z".repeat(super::PART_BYTES * 2));
+        let (mut parts, _) = super::PageParts::split(huge.into_bytes(), "/api/x", 0).unwrap();
+        assert!(parts.next_part().unwrap().len() > super::PART_BYTES, "a row larger than a part is its own part");
+        assert!(parts.next_part().is_none());
+    }
+
+    #[test]
     fn export_files_are_handed_out_in_pages_of_lines() {
         use std::io::Write;
         let text = "{\"DeviceId\":\"a\"}\n\n{\"DeviceId\":\"b\"}\r\n{\"DeviceId\":\"c\"}\n{\"DeviceId\":\"d\"}\n{\"DeviceId\":\"e\"}";
@@ -446,7 +568,7 @@ mod tests {
         gz.write_all(text.as_bytes()).unwrap();
         let mut reader = super::ExportReader::new(0, 1, gz.finish().unwrap());
         let mut pages = Vec::new();
-        while let Some(page) = reader.next_lines(2).unwrap() {
+        while let Some(page) = reader.next_lines(2, super::PART_BYTES).unwrap() {
             pages.push(String::from_utf8(page).unwrap());
         }
         assert_eq!(pages.len(), 3, "{pages:?}");
@@ -455,8 +577,15 @@ mod tests {
             pages.iter().map(|p| crate::mapping::map_export_lines(p.as_bytes()).unwrap().rows).collect();
         assert_eq!(rows, [2, 2, 1]);
 
+        // A page also ends once it holds `bytes`, after a whole line.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(text.as_bytes()).unwrap();
+        let mut reader = super::ExportReader::new(0, 1, gz.finish().unwrap());
+        let first = reader.next_lines(100, 20).unwrap().unwrap();
+        assert_eq!(String::from_utf8(first).unwrap(), "{\"DeviceId\":\"a\"}\n\n{\"DeviceId\":\"b\"}\r\n");
+
         let mut broken = super::ExportReader::new(2, 3, vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3]);
-        let error = format!("{:?}", broken.next_lines(2).unwrap_err());
+        let error = format!("{:?}", broken.next_lines(2, super::PART_BYTES).unwrap_err());
         assert!(error.contains("export file 3 of 3 is not a readable gzip file"), "{error}");
     }
 }
