@@ -11,7 +11,7 @@ use crate::join::{Joined, JoinedAsset};
 use anyhow::{Context, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -58,10 +58,107 @@ struct KdiVuln<'a> {
     scanner_score: u8,
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    created_at: Option<String>,
-    last_seen_at: String,
+    created_at: Option<Iso>,
+    last_seen_at: LastSeen<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    details: Option<String>,
+    details: Option<Details<'a>>,
+}
+
+/// A time written as [`iso`] writes it, without building a string first (the
+/// writer writes two per vulnerability).
+struct Iso(Datetime);
+
+impl Iso {
+    /// The text in a stack buffer: formatting through `Display` and serde's
+    /// `collect_str` cost more than the rest of a vulnerability. `None` for years
+    /// outside 0..=9999 (never seen from a real source), which [`iso`] writes.
+    fn digits(&self) -> Option<([u8; 30], usize)> {
+        use chrono::{Datelike, Timelike};
+        let t = DateTime::<Utc>::from_timestamp(self.0.seconds, self.0.nanoseconds)
+            .filter(|t| (0..=9999).contains(&t.year()))?;
+        let mut buffer = *b"0000-00-00T00:00:00.000000000Z";
+        let mut put = |at: usize, width: usize, mut value: u32| {
+            for i in (at..at + width).rev() {
+                buffer[i] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        put(0, 4, t.year() as u32);
+        put(5, 2, t.month());
+        put(8, 2, t.day());
+        put(11, 2, t.hour());
+        put(14, 2, t.minute());
+        put(17, 2, t.second());
+        let nanos = t.nanosecond();
+        put(20, 9, nanos);
+        // Fractions as chrono's `SecondsFormat::AutoSi`: none, or 3, 6 or 9 digits.
+        let end = match nanos {
+            0 => 19,
+            n if n % 1_000_000 == 0 => 23,
+            n if n % 1_000 == 0 => 26,
+            _ => 29,
+        };
+        buffer[end] = b'Z';
+        Some((buffer, end + 1))
+    }
+}
+
+impl std::fmt::Display for Iso {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.digits() {
+            Some((buffer, len)) => f.write_str(std::str::from_utf8(&buffer[..len]).expect("ASCII digits")),
+            None => f.write_str(&iso(&self.0)),
+        }
+    }
+}
+
+impl Serialize for Iso {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.digits() {
+            Some((buffer, len)) => serializer.serialize_str(std::str::from_utf8(&buffer[..len]).expect("ASCII digits")),
+            None => serializer.serialize_str(&iso(&self.0)),
+        }
+    }
+}
+
+/// `last_seen_at`: the vulnerability's own time, or the run's start.
+enum LastSeen<'a> {
+    At(Iso),
+    RunStarted(&'a str),
+}
+
+impl Serialize for LastSeen<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            LastSeen::At(time) => time.serialize(serializer),
+            LastSeen::RunStarted(text) => serializer.serialize_str(text),
+        }
+    }
+}
+
+/// The distinct details of the merged reports, separated by blank lines, written
+/// without joining them into a new string first.
+struct Details<'a>(&'a BTreeSet<String>);
+
+impl std::fmt::Display for Details<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, text) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n\n")?;
+            }
+            f.write_str(text)?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Details<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0.first() {
+            Some(only) if self.0.len() == 1 => serializer.serialize_str(only),
+            _ => serializer.collect_str(self),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -161,18 +258,48 @@ pub fn write_observed(
 struct Batch {
     assets: Vec<Vec<u8>>,
     bytes: usize,
-    definitions: BTreeSet<String>,
+    /// Identifiers whose definitions the file carries (written sorted).
+    definitions: HashSet<String>,
     vulnerabilities: usize,
 }
 
 /// Bytes of a file around its assets and definitions.
 const FRAME_BYTES: usize = r#"{"skip_autoclose":false,"version":2,"assets":[],"vuln_defs":[]}"#.len();
 
+/// Fills and writes the files; each one is flushed to disk (fsync) on a second
+/// thread while the next is filled, and all are on disk before this returns (they
+/// are moved into place only then).
 fn write_batches(
     joined: &mut Joined,
     dir: &Path,
     options: &WriteOptions,
     observe: &mut dyn FnMut(&JoinedAsset),
+) -> Result<Written> {
+    std::thread::scope(|scope| {
+        let (to_sync, files) = std::sync::mpsc::channel::<(PathBuf, fs::File)>();
+        let syncing = scope.spawn(move || -> Result<()> {
+            for (path, file) in files {
+                file.sync_all().with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            Ok(())
+        });
+        let written = fill_batches(joined, dir, options, observe, &to_sync);
+        drop(to_sync);
+        let synced = syncing.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let written = written?;
+        synced?;
+        Ok(written)
+    })
+}
+
+type SyncQueue = std::sync::mpsc::Sender<(PathBuf, fs::File)>;
+
+fn fill_batches(
+    joined: &mut Joined,
+    dir: &Path,
+    options: &WriteOptions,
+    observe: &mut dyn FnMut(&JoinedAsset),
+    to_sync: &SyncQueue,
 ) -> Result<Written> {
     let mut written = Written::default();
     let per_file = options.assets_per_file.max(1);
@@ -183,36 +310,59 @@ fn write_batches(
     while let Some(joined_asset) = joined.next_asset()? {
         observe(&joined_asset);
         let bytes = serde_json::to_vec(&kdi_asset(&joined_asset, joined, &options.scanner_type, &run_started))?;
-        let identifiers: BTreeSet<&str> = joined_asset.vulnerabilities.iter().map(|v| v.identifier.as_str()).collect();
-        for id in &identifiers {
-            if !sizes.contains_key(*id) {
-                let size = serde_json::to_vec(&kdi_definition(&joined.definition(id), &options.scanner_type))
-                    .map(|v| v.len() + 1)
-                    .unwrap_or(0);
-                sizes.insert((*id).to_owned(), size);
-            }
-        }
+        // Merged vulnerabilities are sorted by identifier and distinct: each
+        // identifier with the size of its definition (serialized once per run).
+        let identifiers: Vec<(&str, usize)> = joined_asset
+            .vulnerabilities
+            .iter()
+            .map(|v| {
+                let id = v.identifier.as_str();
+                let size = match sizes.get(id) {
+                    Some(size) => *size,
+                    None => {
+                        let size = serde_json::to_vec(&kdi_definition(&joined.definition(id), &options.scanner_type))
+                            .map_or(0, |v| v.len() + 1);
+                        sizes.insert(id.to_owned(), size);
+                        size
+                    }
+                };
+                (id, size)
+            })
+            .collect();
         let new_definition_bytes = |batch: &Batch| -> usize {
-            identifiers.iter().filter(|id| !batch.definitions.contains(**id)).map(|id| sizes[*id]).sum()
+            identifiers.iter().filter(|(id, _)| !batch.definitions.contains(*id)).map(|(_, size)| size).sum()
         };
-        let added = bytes.len() + 1 + new_definition_bytes(&batch);
+        let mut added_definitions = new_definition_bytes(&batch);
+        let added = bytes.len() + 1 + added_definitions;
         let full = batch.assets.len() >= per_file || FRAME_BYTES + batch.bytes + added > options.max_file_bytes;
         if !batch.assets.is_empty() && full {
-            flush(std::mem::take(&mut batch), joined, dir, options, &mut written)?;
+            flush(std::mem::take(&mut batch), joined, dir, options, &mut written, to_sync)?;
+            added_definitions = new_definition_bytes(&batch);
         }
-        batch.bytes += bytes.len() + 1 + new_definition_bytes(&batch);
-        batch.definitions.extend(identifiers.into_iter().map(str::to_owned));
+        batch.bytes += bytes.len() + 1 + added_definitions;
+        for (id, _) in identifiers {
+            if !batch.definitions.contains(id) {
+                batch.definitions.insert(id.to_owned());
+            }
+        }
         batch.vulnerabilities += joined_asset.vulnerabilities.len();
         batch.assets.push(bytes);
     }
     if !batch.assets.is_empty() {
-        flush(batch, joined, dir, options, &mut written)?;
+        flush(batch, joined, dir, options, &mut written, to_sync)?;
     }
     Ok(written)
 }
 
 /// Writes one file, streaming its parts.
-fn flush(batch: Batch, joined: &Joined, dir: &Path, options: &WriteOptions, written: &mut Written) -> Result<()> {
+fn flush(
+    batch: Batch,
+    joined: &Joined,
+    dir: &Path,
+    options: &WriteOptions,
+    written: &mut Written,
+    to_sync: &SyncQueue,
+) -> Result<()> {
     let path = dir.join(format!("{FILE_PREFIX}{:05}.json", written.files.len() + 1));
     let context = || format!("cannot write {}", path.display());
     let handle = fs::File::create(&path).with_context(context)?;
@@ -225,7 +375,9 @@ fn flush(batch: Batch, joined: &Joined, dir: &Path, options: &WriteOptions, writ
         out.write_all(asset).with_context(context)?;
     }
     out.write_all(br#"],"vuln_defs":["#).with_context(context)?;
-    for (i, id) in batch.definitions.iter().enumerate() {
+    let mut identifiers: Vec<&String> = batch.definitions.iter().collect();
+    identifiers.sort_unstable();
+    for (i, id) in identifiers.into_iter().enumerate() {
         if i > 0 {
             out.write_all(b",").with_context(context)?;
         }
@@ -235,7 +387,6 @@ fn flush(batch: Batch, joined: &Joined, dir: &Path, options: &WriteOptions, writ
     out.write_all(b"]}").with_context(context)?;
     out.flush().with_context(context)?;
     let file = out.into_inner().map_err(|e| e.into_error()).with_context(context)?;
-    file.sync_all().with_context(context)?;
     let size = file.metadata().map(|m| m.len() as usize).unwrap_or(0);
     if size > options.max_file_bytes {
         written.oversized_files += 1;
@@ -248,6 +399,8 @@ fn flush(batch: Batch, joined: &Joined, dir: &Path, options: &WriteOptions, writ
     written.assets += batch.assets.len();
     written.vulnerabilities += batch.vulnerabilities;
     written.definitions += batch.definitions.len();
+    // A syncer that stopped on an error reports it when joined.
+    to_sync.send((path.clone(), file)).ok();
     written.files.push(path);
     Ok(())
 }
@@ -256,7 +409,7 @@ fn kdi_asset<'a>(
     joined_asset: &'a JoinedAsset,
     joined: &'a Joined,
     scanner_type: &'a str,
-    run_started: &str,
+    run_started: &'a str,
 ) -> KdiAsset<'a> {
     let a = &joined_asset.asset;
     let vulns = joined_asset
@@ -269,9 +422,9 @@ fn kdi_asset<'a>(
             vuln_def_name: joined.definitions.get(&v.identifier).map_or(v.identifier.as_str(), |d| d.name.as_str()),
             scanner_score: v.score.min(10),
             status: "open",
-            created_at: v.found.as_ref().map(iso),
-            last_seen_at: v.last_seen.as_ref().map(iso).unwrap_or_else(|| run_started.to_owned()),
-            details: (!v.details.is_empty()).then(|| v.details.iter().cloned().collect::<Vec<_>>().join("\n\n")),
+            created_at: v.found.map(Iso),
+            last_seen_at: v.last_seen.map_or(LastSeen::RunStarted(run_started), |t| LastSeen::At(Iso(t))),
+            details: (!v.details.is_empty()).then_some(Details(&v.details)),
         })
         .collect();
     KdiAsset {
@@ -318,6 +471,36 @@ fn remove_stale(dir: &Path, keep: &BTreeSet<std::ffi::OsString>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_written_as_chrono_writes_them_without_a_string_first() {
+        for (seconds, nanoseconds) in [
+            (0, 0),
+            (1_714_557_600, 0),
+            (1_714_557_600, 120_000_000),
+            (1_714_557_600, 5_000),
+            (-86_400, 7),
+            (-70_000_000_000, 0),
+            (i64::MAX, 0),
+            (1_714_557_599, 999_999_999),
+        ] {
+            let t = Datetime { seconds, nanoseconds };
+            assert_eq!(Iso(t).to_string(), iso(&t), "{seconds}.{nanoseconds}");
+            assert_eq!(serde_json::to_string(&Iso(t)).unwrap(), format!("\"{}\"", iso(&t)), "{seconds}.{nanoseconds}");
+        }
+        assert_eq!(
+            Iso(Datetime { seconds: 1_714_557_600, nanoseconds: 5_000 }).to_string(),
+            "2024-05-01T10:00:00.000005Z"
+        );
+    }
+
+    #[test]
+    fn several_details_are_separated_by_blank_lines() {
+        let details: BTreeSet<String> = ["b\"quoted\"".to_owned(), "a".to_owned()].into();
+        assert_eq!(serde_json::to_string(&Details(&details)).unwrap(), r#""a\n\nb\"quoted\"""#);
+        let one: BTreeSet<String> = ["only".to_owned()].into();
+        assert_eq!(serde_json::to_string(&Details(&one)).unwrap(), r#""only""#);
+    }
     use crate::bindings::types::{Asset, Vulnerability};
     use crate::join::Collector;
 
