@@ -48,6 +48,11 @@ impl PluginHost {
         config.wasm_component_model(true);
         // Epoch ticks let the host check a call's CPU time while wasm runs.
         config.epoch_interruption(true);
+        // `CONNECTOR_HOST_PROFILE=perfmap` names compiled wasm functions for `perf`
+        // (in /tmp/perf-<pid>.map), so a profile shows plugin code by name.
+        if std::env::var("CONNECTOR_HOST_PROFILE").is_ok_and(|v| v == "perfmap") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).into_anyhow().context("cannot start the WebAssembly engine")?;
         let mut linker = Linker::new(&engine);
         // Rust's std on wasm32-wasip2 imports wasi:cli and wasi:io, so WASI is linked;

@@ -16,7 +16,8 @@
 //! - [`join`]: the one place vulnerabilities are joined to assets and merged;
 //!   [`spill`]: the on-disk sort that keeps that join's memory flat.
 //! - [`kdi`]: the KDI v2 writer (and its JSON Schema); [`run`]: the run pipeline
-//!   (fetch on one instance while another maps); [`summary`]: its report;
+//!   (fetch on one instance while another maps, pages between them in a
+//!   [`page_queue`] bounded by bytes); [`summary`]: its report;
 //!   [`events`]: what a run reports while it goes.
 //! - [`platform`]: many connector instances in one run (`run-all`).
 //! - [`cvm`]: delivery to Cisco Vulnerability Management, guarded against mass closing.
@@ -42,6 +43,7 @@ pub mod events;
 pub mod join;
 pub mod kdi;
 pub mod limits;
+pub mod page_queue;
 pub mod platform;
 pub mod policy;
 pub mod redact;

@@ -3,20 +3,19 @@
 //! Files are written only after every page was fetched and mapped: a run that fails
 //! part-way writes nothing, so partial data can never tell CVM to close anything.
 
-use crate::bindings::types::Page;
 use crate::capability::output::RunOutput;
 use crate::config::ConnectorConfig;
 use crate::cvm::{deliver, DeliveryOptions, Snapshot};
 use crate::engine::{Plugin, PluginHost, SessionOptions};
 use crate::events::{emit, Event};
 use crate::kdi::{self, WriteOptions};
+use crate::page_queue::{PageQueue, QUEUED_BYTES};
 use crate::session::Session;
 use crate::summary::RunSummary;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What a run writes, and where.
 #[derive(Debug, Clone)]
@@ -116,8 +115,10 @@ fn execute_quietly(
     let throttled = fetched.throttled.load(Ordering::Relaxed) + mapped.throttled.load(Ordering::Relaxed);
     // The instances' memory is not needed to write the files.
     drop((fetcher, mapper));
+    tracing::debug!("fetched and mapped {pages} pages in {:.2} s", started.elapsed().as_secs_f64());
 
     emit(events, Event::Writing);
+    let writing = Instant::now();
     let mut joined = output.take_collector().finish()?;
     // The snapshot for CVM is taken while the files are written: one pass, one asset
     // in memory at a time.
@@ -137,6 +138,7 @@ fn execute_quietly(
             }
         },
     )?;
+    tracing::debug!("joined and wrote {} files in {:.2} s", written.files.len(), writing.elapsed().as_secs_f64());
     let snapshot = snapshot.map(Snapshot::seal);
     let delivered = match (delivery, &snapshot) {
         (Some(d), Some(snapshot)) => Some({
@@ -162,35 +164,54 @@ fn execute_quietly(
     })
 }
 
-/// Fetches on one instance while the previous page maps on another, so the network
+/// Fetches on one instance while the previous pages map on another, so the network
 /// and the mapping overlap on two cores. The contract allows it: `map` needs only
-/// its page and the instance's settings. At most two pages are in flight (one
-/// mapping, one fetched), so memory stays bounded; the first error stops both and
-/// is returned.
+/// its page and the instance's settings, and every page maps on one instance, in
+/// order. The pages in between are bounded by bytes ([`PageQueue`]), so memory stays
+/// bounded; the first error stops both and is returned.
 fn fetch_and_map(fetcher: &mut Session, mapper: &mut Session) -> Result<u64> {
+    let queue = PageQueue::new(QUEUED_BYTES);
     std::thread::scope(|scope| {
-        // A rendezvous: the fetcher hands a page over, then fetches the next while it maps.
-        let (pages, received) = mpsc::sync_channel::<Page>(0);
-        let fetching = scope.spawn(move || -> Result<u64> {
-            let mut count = 0;
-            while let Some(page) = fetcher.fetch()? {
-                count += 1;
-                if pages.send(page).is_err() {
-                    break; // the mapper stopped on an error, which is the one reported
+        let queue = &queue;
+        let fetching = scope.spawn(move || -> Result<(u64, Duration)> {
+            let (mut count, mut held_up) = (0, Duration::ZERO);
+            let fetched = (|| {
+                while let Some(page) = fetcher.fetch()? {
+                    count += 1;
+                    let waiting = Instant::now();
+                    if queue.push(page).is_err() {
+                        break; // the mapper stopped on an error, which is the one reported
+                    }
+                    held_up += waiting.elapsed();
                 }
-            }
-            Ok(count)
+                Ok((count, held_up))
+            })();
+            queue.finish();
+            fetched
         });
-        let mut mapped = Ok(());
-        for page in received.iter() {
+        let (mut mapped, mut mapping, mut starved) = (Ok(()), Duration::ZERO, Duration::ZERO);
+        let mut waiting = Instant::now();
+        while let Some(page) = queue.pop() {
+            starved += waiting.elapsed();
+            let started = Instant::now();
             if let Err(e) = mapper.map(&page) {
                 mapped = Err(e);
                 break;
             }
+            mapping += started.elapsed();
+            waiting = Instant::now();
         }
-        drop(received);
+        queue.abandon();
         let fetched = fetching.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         mapped?;
-        fetched
+        let (count, held_up) = fetched?;
+        // Which side of the pipeline held the other up: what to speed up next.
+        tracing::debug!(
+            "mapping took {:.2} s and waited {:.2} s for pages; fetching waited {:.2} s for room in the queue",
+            mapping.as_secs_f64(),
+            starved.as_secs_f64(),
+            held_up.as_secs_f64()
+        );
+        Ok(count)
     })
 }

@@ -10,22 +10,88 @@ use crate::events::{emit, Event, EventSink};
 use crate::join::Collector;
 use crate::limits::{thread_cpu_time, LimitExceeded};
 use crate::state::PluginState;
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
-/// A run's records and the count of them, shared by the run's sessions.
+/// A run's records, shared by the run's sessions.
+///
+/// The records go to a collector thread: interning, sorting and spilling them to
+/// disk then runs beside the plugin instead of between its calls, on the core the
+/// fetching instance leaves mostly idle. Messages keep their order, and a few
+/// batches at most are in flight, so memory stays bounded.
 #[derive(Clone, Default)]
-pub struct RunOutput(Arc<Mutex<(Collector, u64)>>);
+pub struct RunOutput(Arc<Mutex<Shared>>);
+
+#[derive(Default)]
+struct Shared {
+    /// Records emitted so far, counted against the run's limit.
+    emitted: u64,
+    /// The collector thread, started by the first record.
+    worker: Option<Worker>,
+}
+
+struct Worker {
+    messages: SyncSender<Message>,
+    thread: JoinHandle<Collector>,
+}
+
+enum Message {
+    Assets(Vec<Asset>),
+    Vulnerabilities(Vec<Vulnerability>),
+    Definitions(Vec<VulnerabilityDefinition>),
+    Count(String, u64),
+    Skip(String, u64),
+}
+
+/// Batches waiting for the collector thread (each up to the SDK's 5,000 records).
+const BATCHES_IN_FLIGHT: usize = 4;
 
 impl RunOutput {
-    fn lock(&self) -> MutexGuard<'_, (Collector, u64)> {
-        // A panic while holding the lock cannot leave the collector half-updated in
-        // a way that matters more than the panic itself.
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        // A panic while holding the lock cannot leave the count half-updated in a
+        // way that matters more than the panic itself.
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Takes the records collected so far.
+    fn send(&self, message: Message) -> std::io::Result<()> {
+        let mut shared = self.lock();
+        if shared.worker.is_none() {
+            let (messages, received) = sync_channel::<Message>(BATCHES_IN_FLIGHT);
+            let thread = std::thread::Builder::new().name("collector".into()).spawn(move || {
+                let mut collector = Collector::default();
+                for message in received {
+                    match message {
+                        Message::Assets(assets) => collector.add_assets(assets),
+                        Message::Vulnerabilities(vulnerabilities) => collector.add_vulnerabilities(vulnerabilities),
+                        Message::Definitions(definitions) => collector.add_definitions(definitions),
+                        Message::Count(counter, delta) => collector.count(counter, delta),
+                        Message::Skip(reason, count) => collector.skip(reason, count),
+                    }
+                }
+                collector
+            })?;
+            shared.worker = Some(Worker { messages, thread });
+        }
+        let messages = shared.worker.as_ref().expect("started above").messages.clone();
+        // Not sent under the lock: a full queue must not stop the other session's
+        // counters from being counted.
+        drop(shared);
+        // The thread only stops when the run takes the collector, after both
+        // sessions are done; a send can fail only if it panicked, which
+        // `take_collector` reports.
+        messages.send(message).ok();
+        Ok(())
+    }
+
+    /// Takes the records collected so far: waits for the collector thread to take
+    /// in everything sent to it. A later record starts a new collector.
     pub fn take_collector(&self) -> Collector {
-        std::mem::take(&mut self.lock().0)
+        let Some(Worker { messages, thread }) = self.lock().worker.take() else {
+            return Collector::default();
+        };
+        drop(messages);
+        thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 }
 
@@ -50,20 +116,23 @@ impl OutputCapability {
 impl PluginState {
     /// Counts emitted records against the output limit, then hands them to the
     /// collector; the host's work on them is not charged to the plugin's CPU time.
-    fn emit(&mut self, count: usize, add: impl FnOnce(&mut Collector)) -> wasmtime::Result<()> {
+    fn emit(&mut self, count: usize, message: Message) -> wasmtime::Result<()> {
         let started = thread_cpu_time();
-        let mut shared = self.output.output.lock();
-        shared.1 += count as u64;
-        if shared.1 > self.output.max_records {
+        let run = self.output.output.clone();
+        let emitted = {
+            let mut shared = run.lock();
+            shared.emitted += count as u64;
+            shared.emitted
+        };
+        if emitted > self.output.max_records {
             let breach = LimitExceeded {
                 limit: format!("output limit of {} records", self.output.max_records),
-                detail: format!("emitted {} records", shared.1),
+                detail: format!("emitted {emitted} records"),
             };
-            drop(shared);
             return Err(self.exceed(breach));
         }
-        add(&mut shared.0);
-        drop(shared);
+        run.send(message)
+            .map_err(|e| wasmtime::Error::msg(format!("cannot start the host's collector thread: {e}")))?;
         self.cpu.add_host_time(thread_cpu_time().saturating_sub(started));
         Ok(())
     }
@@ -71,25 +140,23 @@ impl PluginState {
 
 impl Host for PluginState {
     fn emit_assets(&mut self, assets: Vec<Asset>) -> wasmtime::Result<()> {
-        self.emit(assets.len(), |c| c.add_assets(assets))
+        self.emit(assets.len(), Message::Assets(assets))
     }
 
     fn emit_vulnerabilities(&mut self, vulnerabilities: Vec<Vulnerability>) -> wasmtime::Result<()> {
-        self.emit(vulnerabilities.len(), |c| c.add_vulnerabilities(vulnerabilities))
+        self.emit(vulnerabilities.len(), Message::Vulnerabilities(vulnerabilities))
     }
 
     fn emit_definitions(&mut self, definitions: Vec<VulnerabilityDefinition>) -> wasmtime::Result<()> {
-        self.emit(definitions.len(), |c| c.add_definitions(definitions))
+        self.emit(definitions.len(), Message::Definitions(definitions))
     }
 
     fn count(&mut self, counter: String, delta: u64) -> wasmtime::Result<()> {
-        self.output.output.lock().0.count(counter, delta);
-        Ok(())
+        self.emit(0, Message::Count(counter, delta))
     }
 
     fn skip(&mut self, reason: String, count: u64) -> wasmtime::Result<()> {
-        self.output.output.lock().0.skip(reason, count);
-        Ok(())
+        self.emit(0, Message::Skip(reason, count))
     }
 
     fn progress(&mut self, stage: String, done: u64, total: Option<u64>) -> wasmtime::Result<()> {

@@ -119,6 +119,9 @@ fn main() -> Result<()> {
     let mut cpu = Duration::ZERO;
     let status = loop {
         if let Some(hwm) = high_water_mark(child.id()) {
+            if hwm > peak_rss && std::env::var_os("BENCH_TRACE_RSS").is_some() {
+                eprintln!("rss peak {:.1} MiB at {:.2} s", hwm as f64 / 1048576.0, started.elapsed().as_secs_f64());
+            }
             peak_rss = peak_rss.max(hwm);
         }
         if let Some(used) = cpu_time(child.id()) {
