@@ -13,7 +13,7 @@
 //! Assets and definitions (far fewer) stay in memory.
 
 use crate::bindings::types::{Asset, Datetime, Vulnerability, VulnerabilityDefinition};
-use crate::spill::{Interner, Merged, Report, ReportOrder, Sorter};
+use crate::spill::{Interner, Merged, Ranks, Report, ReportOrder, Sorter};
 use anyhow::Result;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -106,12 +106,12 @@ pub struct JoinedAsset {
 
 /// The joined result of a run, read one asset at a time in key order.
 pub struct Joined {
-    /// Assets sorted by key, reversed (the next one is popped from the end).
-    assets: Vec<Asset>,
+    /// Assets with the rank of their key, sorted by key, reversed (the next one is
+    /// popped from the end).
+    assets: Vec<(u32, Asset)>,
     vulnerabilities: Merged,
     /// A report read ahead of the asset it belongs to.
     pending: Option<Report>,
-    asset_keys: Interner,
     identifiers: Interner,
     /// Every definition the plugin emitted, by identifier.
     pub definitions: HashMap<String, VulnerabilityDefinition>,
@@ -125,7 +125,7 @@ pub struct Joined {
 impl Joined {
     /// The next asset with its merged vulnerabilities, or `None` after the last.
     pub fn next_asset(&mut self) -> Result<Option<JoinedAsset>> {
-        let Some(asset) = self.assets.pop() else {
+        let Some((rank, asset)) = self.assets.pop() else {
             // Whatever is left belongs to no asset of this run.
             while self.next_report()?.is_some() {
                 *self.skipped.entry(UNKNOWN_ASSET.to_owned()).or_default() += 1;
@@ -135,8 +135,7 @@ impl Joined {
         let mut vulnerabilities: Vec<MergedVulnerability> = Vec::new();
         let mut current: Option<u32> = None;
         while let Some(report) = self.next_report()? {
-            let key = self.asset_keys.get(report.asset);
-            match key.cmp(asset.key.as_str()) {
+            match self.vulnerabilities.ranks().asset(report.asset).cmp(&rank) {
                 std::cmp::Ordering::Less => {
                     *self.skipped.entry(UNKNOWN_ASSET.to_owned()).or_default() += 1;
                 }
@@ -161,8 +160,7 @@ impl Joined {
         if let Some(report) = self.pending.take() {
             return Ok(Some(report));
         }
-        let order = ReportOrder { assets: &self.asset_keys, identifiers: &self.identifiers };
-        self.vulnerabilities.next(order)
+        self.vulnerabilities.next_report()
     }
 
     /// The definition of an identifier; one is made up from the identifier when the
@@ -293,24 +291,17 @@ impl Collector {
         if let Some(failure) = self.failure {
             anyhow::bail!("the host could not keep the run's vulnerabilities: {failure}");
         }
-        let Collector { assets, asset_keys, identifiers, vulnerabilities, definitions, counters, skipped, .. } = self;
-        let mut assets: Vec<Asset> = assets.into_values().collect();
+        let Collector { assets, mut asset_keys, identifiers, vulnerabilities, definitions, counters, skipped, .. } =
+            self;
+        // Every asset key gets a rank, also those of assets without vulnerabilities.
+        let assets: Vec<(u32, Asset)> = assets.into_values().map(|a| (asset_keys.intern(&a.key), a)).collect();
+        let ranks = Ranks::new(&asset_keys, &identifiers);
+        let mut assets: Vec<(u32, Asset)> = assets.into_iter().map(|(id, a)| (ranks.asset(id), a)).collect();
         // Descending, so that the next asset in key order is popped from the end.
-        assets.sort_unstable_by(|a, b| b.key.cmp(&a.key));
+        assets.sort_unstable_by_key(|(rank, _)| std::cmp::Reverse(*rank));
         let spilled = vulnerabilities.spilled;
-        let order = ReportOrder { assets: &asset_keys, identifiers: &identifiers };
-        let vulnerabilities = vulnerabilities.into_sorted(order)?;
-        Ok(Joined {
-            assets,
-            vulnerabilities,
-            pending: None,
-            asset_keys,
-            identifiers,
-            definitions,
-            counters,
-            skipped,
-            spilled,
-        })
+        let vulnerabilities = vulnerabilities.into_sorted(ranks)?;
+        Ok(Joined { assets, vulnerabilities, pending: None, identifiers, definitions, counters, skipped, spilled })
     }
 }
 

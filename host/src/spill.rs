@@ -10,8 +10,8 @@
 
 use crate::bindings::types::Datetime;
 use anyhow::{Context, Result};
-use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, Write};
 use std::sync::Arc;
@@ -40,6 +40,17 @@ impl Interner {
 
     pub fn get(&self, id: u32) -> &str {
         &self.strings[id as usize]
+    }
+
+    /// Each id's position in the sorted order of the strings.
+    fn ranks(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = (0..self.strings.len() as u32).collect();
+        ids.sort_unstable_by(|a, b| self.strings[*a as usize].cmp(&self.strings[*b as usize]));
+        let mut ranks = vec![0; ids.len()];
+        for (rank, id) in ids.into_iter().enumerate() {
+            ranks[id as usize] = rank as u32;
+        }
+        ranks
     }
 }
 
@@ -80,6 +91,32 @@ impl ReportOrder<'_> {
                 self.identifiers.get(a.identifier).cmp(self.identifiers.get(b.identifier))
             }
         })
+    }
+}
+
+/// The string order of every interned asset key and identifier, as numbers: once
+/// all keys are known (when the join starts), reports compare by two integers
+/// instead of two strings. Consistent with [`ReportOrder`], so runs sorted by it
+/// merge correctly by rank.
+#[derive(Debug)]
+pub struct Ranks {
+    assets: Vec<u32>,
+    identifiers: Vec<u32>,
+}
+
+impl Ranks {
+    pub fn new(assets: &Interner, identifiers: &Interner) -> Ranks {
+        Ranks { assets: assets.ranks(), identifiers: identifiers.ranks() }
+    }
+
+    /// The rank of an interned asset key.
+    pub fn asset(&self, id: u32) -> u32 {
+        self.assets[id as usize]
+    }
+
+    /// A report's place in the order: asset key, then identifier.
+    pub fn key(&self, report: &Report) -> u64 {
+        (u64::from(self.assets[report.asset as usize]) << 32) | u64::from(self.identifiers[report.identifier as usize])
     }
 }
 
@@ -130,23 +167,26 @@ impl Sorter {
         Ok(())
     }
 
-    /// Every report, merged into one stream in `order`.
-    pub fn into_sorted(mut self, order: ReportOrder) -> Result<Merged> {
-        self.buffer.sort_unstable_by(|a, b| order.cmp(a, b));
+    /// Every report, merged into one stream in the order of `ranks` (which must
+    /// know every key pushed).
+    pub fn into_sorted(mut self, ranks: Ranks) -> Result<Merged> {
+        self.buffer.sort_unstable_by_key(|r| ranks.key(r));
         let mut sources: Vec<Source> = Vec::with_capacity(self.runs.len() + 1);
         for file in self.runs {
-            sources.push(Source::Run(BufReader::with_capacity(256 << 10, file)));
+            sources.push(Source::Run(BufReader::with_capacity(RUN_READ_BUFFER, file)));
         }
         sources.push(Source::Memory(std::mem::take(&mut self.buffer).into_iter()));
-        let mut heads = Vec::with_capacity(sources.len());
-        for (index, source) in sources.iter_mut().enumerate() {
-            if let Some(report) = source.next()? {
-                heads.push(Head { report, source: index });
-            }
+        let mut merged = Merged { heads: Vec::with_capacity(sources.len()), queue: BinaryHeap::new(), sources, ranks };
+        for index in 0..merged.sources.len() {
+            merged.heads.push(None);
+            merged.refill(index)?;
         }
-        Ok(Merged { sources, heads })
+        Ok(merged)
     }
 }
+
+/// Read buffer of each sorted run while merging: runs are many at 10 million rows.
+const RUN_READ_BUFFER: usize = 64 << 10;
 
 enum Source {
     Run(BufReader<File>),
@@ -162,31 +202,37 @@ impl Source {
     }
 }
 
-struct Head {
-    report: Report,
-    source: usize,
-}
-
 /// The merged stream of every report, in order.
 pub struct Merged {
     sources: Vec<Source>,
-    /// The next report of each source that has one left.
-    heads: Vec<Head>,
+    /// The next report of each source, while it has one.
+    heads: Vec<Option<Report>>,
+    /// Sources with a report left, by the rank of that report (lowest first; the
+    /// lower source on a tie).
+    queue: BinaryHeap<Reverse<(u64, usize)>>,
+    ranks: Ranks,
 }
 
 impl Merged {
-    /// The next report in `order`. A linear scan of the heads: runs are few (one
-    /// per 32 MiB of reports), and a `BinaryHeap` could not see the interners that
-    /// the order needs.
-    pub fn next(&mut self, order: ReportOrder) -> Result<Option<Report>> {
-        let best = (0..self.heads.len())
-            .min_by(|&a, &b| order.cmp(&self.heads[a].report, &self.heads[b].report).then(a.cmp(&b)));
-        let Some(best) = best else { return Ok(None) };
-        let report = match self.sources[self.heads[best].source].next()? {
-            Some(next) => std::mem::replace(&mut self.heads[best].report, next),
-            None => self.heads.swap_remove(best).report,
-        };
+    /// The next report, or `None` after the last.
+    pub fn next_report(&mut self) -> Result<Option<Report>> {
+        let Some(Reverse((_, source))) = self.queue.pop() else { return Ok(None) };
+        let report = self.heads[source].take().expect("a queued source has a head");
+        self.refill(source)?;
         Ok(Some(report))
+    }
+
+    /// The order the stream is in.
+    pub fn ranks(&self) -> &Ranks {
+        &self.ranks
+    }
+
+    fn refill(&mut self, source: usize) -> Result<()> {
+        if let Some(report) = self.sources[source].next()? {
+            self.queue.push(Reverse((self.ranks.key(&report), source)));
+            self.heads[source] = Some(report);
+        }
+        Ok(())
     }
 }
 
@@ -272,10 +318,9 @@ mod tests {
             sorter.push(report, ReportOrder { assets: &assets, identifiers: &identifiers }).unwrap();
         }
         assert!(sorter.runs.len() > 3, "the small budget made several runs");
-        let order = ReportOrder { assets: &assets, identifiers: &identifiers };
-        let mut merged = sorter.into_sorted(order).unwrap();
+        let mut merged = sorter.into_sorted(Ranks::new(&assets, &identifiers)).unwrap();
         let mut got = Vec::new();
-        while let Some(r) = merged.next(order).unwrap() {
+        while let Some(r) = merged.next_report().unwrap() {
             got.push(r);
         }
         let key = |r: &Report| (assets.get(r.asset).to_owned(), identifiers.get(r.identifier).to_owned());
