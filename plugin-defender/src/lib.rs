@@ -26,6 +26,9 @@ use connector_sdk::{Config, Connector, Output};
 pub struct DefenderConnector {
     api: api::Api,
     stage: fetch::Stage,
+    /// Identifiers whose definitions this instance's `map` already emitted: pages
+    /// come in parts of a few thousand rows, and each would define them again.
+    defined: std::collections::HashSet<String>,
 }
 
 impl Connector for DefenderConnector {
@@ -42,7 +45,7 @@ impl Connector for DefenderConnector {
 
     fn configure(config: &mut Config) -> Result<Self, Vec<FieldError>> {
         let parsed = settings::from_config(config)?;
-        Ok(DefenderConnector { api: api::Api::new(parsed), stage: fetch::Stage::start() })
+        Ok(DefenderConnector { api: api::Api::new(parsed), stage: fetch::Stage::start(), defined: Default::default() })
     }
 
     fn declared_origins(&self) -> Vec<String> {
@@ -67,9 +70,13 @@ impl Connector for DefenderConnector {
     fn map(&mut self, page: &Page, out: &mut Output) -> Result<(), PluginError> {
         let (mapped, counter) = match page.kind.as_str() {
             fetch::MACHINES => (mapping::map_machines_page(&page.body), mapping::DEVICES_FETCHED),
-            fetch::VULNERABILITIES => (mapping::map_vulnerabilities_page(&page.body), mapping::ROWS_FETCHED),
+            fetch::VULNERABILITIES => {
+                (mapping::map_vulnerabilities_page_defining(&page.body, &mut self.defined), mapping::ROWS_FETCHED)
+            }
             fetch::EXPORT_FILE => (mapping::map_export_file(&page.body), mapping::ROWS_FETCHED),
-            fetch::EXPORT_LINES => (mapping::map_export_lines(&page.body), mapping::ROWS_FETCHED),
+            fetch::EXPORT_LINES => {
+                (mapping::map_export_lines_defining(&page.body, &mut self.defined), mapping::ROWS_FETCHED)
+            }
             other => return Err(PluginError::Other(format!("unknown page kind `{other}`"))),
         };
         let mapped = mapped

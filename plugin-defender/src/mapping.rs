@@ -155,13 +155,18 @@ pub fn tags(machine_tags: &[Cow<str>], rbac_group_name: Option<&str>) -> Vec<Str
 /// Maps a page of `SoftwareVulnerabilitiesByMachine` to vulnerabilities and the
 /// definitions of their identifiers (spec §5).
 pub fn map_vulnerabilities_page(body: &[u8]) -> Result<Mapped, PageError> {
+    map_vulnerabilities_page_defining(body, &mut HashSet::new())
+}
+
+/// [`map_vulnerabilities_page`], defining only identifiers not in `defined` (which
+/// it extends): a run's pages share the set, so each definition is sent once.
+pub fn map_vulnerabilities_page_defining(body: &[u8], defined: &mut HashSet<String>) -> Result<Mapped, PageError> {
     let mut out = Mapped::default();
-    let mut defined: HashSet<String> = HashSet::new();
     // One pass: each row is mapped as soon as it is parsed, borrowing from the body.
     for_each_row(strip_bom(body), |row: Option<VulnerabilityRow>| {
         out.rows += 1;
         match row {
-            Some(row) => out.add_row(&row, &mut defined),
+            Some(row) => out.add_row(&row, defined),
             None => out.skip("vulnerability row is not a JSON object"),
         }
     })
@@ -183,8 +188,12 @@ pub fn map_export_file(body: &[u8]) -> Result<Mapped, PageError> {
 /// Maps decompressed lines of a `SoftwareVulnerabilitiesExport` file: one JSON
 /// object per line, PascalCase keys (read by the row's aliases).
 pub fn map_export_lines(text: &[u8]) -> Result<Mapped, PageError> {
+    map_export_lines_defining(text, &mut HashSet::new())
+}
+
+/// [`map_export_lines`], defining only identifiers not in `defined` (which it extends).
+pub fn map_export_lines_defining(text: &[u8], defined: &mut HashSet<String>) -> Result<Mapped, PageError> {
     let mut out = Mapped::default();
-    let mut defined: HashSet<String> = HashSet::new();
     for line in strip_bom(text).split(|b| *b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.iter().all(u8::is_ascii_whitespace) {
@@ -198,7 +207,7 @@ pub fn map_export_lines(text: &[u8]) -> Result<Mapped, PageError> {
                 continue;
             }
         };
-        out.add_row(&row, &mut defined);
+        out.add_row(&row, defined);
     }
     Ok(out)
 }
@@ -436,6 +445,23 @@ mod tests {
         let with_bom = b"\xEF\xBB\xBF{\"value\":[{\"DeviceId\":\"a\",\"CveId\":\"CVE-2024-1000\"}]}";
         assert_eq!(map_vulnerabilities_page(with_bom).unwrap().vulnerabilities.len(), 1, "a UTF-8 BOM is tolerated");
         assert!(map_vulnerabilities_page(b"{\"value\": 3}").is_err());
+    }
+
+    #[test]
+    fn pages_sharing_a_set_define_each_identifier_once_per_run() {
+        let mut defined = HashSet::new();
+        let first = br#"{"value":[{"deviceId":"a","cveId":"CVE-2024-1000"}]}"#;
+        let second =
+            br#"{"value":[{"deviceId":"b","cveId":"cve-2024-1000"},{"deviceId":"b","cveId":"CVE-2024-2000"}]}"#;
+        let m = map_vulnerabilities_page_defining(first, &mut defined).unwrap();
+        assert_eq!(m.definitions.len(), 1);
+        let m = map_vulnerabilities_page_defining(second, &mut defined).unwrap();
+        assert_eq!(m.vulnerabilities.len(), 2, "vulnerabilities are all kept");
+        let ids: Vec<&str> = m.definitions.iter().map(|d| d.identifier.as_str()).collect();
+        assert_eq!(ids, ["CVE-2024-2000"], "CVE-2024-1000 was defined by the first page");
+        let lines = b"{\"DeviceId\":\"c\",\"CveId\":\"CVE-2024-2000\"}\n{\"DeviceId\":\"c\",\"CveId\":\"TVM-1\"}";
+        let m = map_export_lines_defining(lines, &mut defined).unwrap();
+        assert_eq!(m.definitions.iter().map(|d| d.identifier.as_str()).collect::<Vec<_>>(), ["TVM-1"]);
     }
 
     // §6 External ID, status.
