@@ -13,6 +13,7 @@
 //! Assets and definitions (far fewer) stay in memory.
 
 use crate::bindings::types::{Asset, Datetime, Vulnerability, VulnerabilityDefinition};
+use crate::compact;
 use crate::spill::{Interner, Merged, Ranks, Report, ReportOrder, Sorter};
 use anyhow::Result;
 use std::borrow::Cow;
@@ -42,6 +43,19 @@ fn locator_problem(asset: &Asset) -> Option<&'static str> {
         (true, true) => None,
         (true, false) => Some(URL_WITHOUT_APPLICATION),
         _ => Some(NO_LOCATOR),
+    }
+}
+
+/// An asset as the collector keeps it: encoded, with what deduplication compares.
+#[derive(Debug)]
+struct StoredAsset {
+    last_seen: Option<Datetime>,
+    encoded: Box<[u8]>,
+}
+
+impl StoredAsset {
+    fn new(asset: &Asset) -> Self {
+        StoredAsset { last_seen: asset.last_seen, encoded: compact::encode(asset) }
     }
 }
 
@@ -106,9 +120,9 @@ pub struct JoinedAsset {
 
 /// The joined result of a run, read one asset at a time in key order.
 pub struct Joined {
-    /// Assets with the rank of their key, sorted by key, reversed (the next one is
-    /// popped from the end).
-    assets: Vec<(u32, Asset)>,
+    /// Assets (encoded) with the rank of their key, sorted by key, reversed (the
+    /// next one is popped from the end).
+    assets: Vec<(u32, Box<[u8]>)>,
     vulnerabilities: Merged,
     /// A report read ahead of the asset it belongs to.
     pending: Option<Report>,
@@ -125,13 +139,15 @@ pub struct Joined {
 impl Joined {
     /// The next asset with its merged vulnerabilities, or `None` after the last.
     pub fn next_asset(&mut self) -> Result<Option<JoinedAsset>> {
-        let Some((rank, asset)) = self.assets.pop() else {
+        let Some((rank, encoded)) = self.assets.pop() else {
             // Whatever is left belongs to no asset of this run.
             while self.next_report()?.is_some() {
                 *self.skipped.entry(UNKNOWN_ASSET.to_owned()).or_default() += 1;
             }
             return Ok(None);
         };
+        let asset = compact::decode(&encoded);
+        drop(encoded);
         let mut vulnerabilities: Vec<MergedVulnerability> = Vec::new();
         let mut current: Option<u32> = None;
         while let Some(report) = self.next_report()? {
@@ -208,7 +224,9 @@ pub struct JoinedInMemory {
 /// Gathers a run's records as the plugin emits them.
 #[derive(Default, Debug)]
 pub struct Collector {
-    assets: HashMap<String, Asset>,
+    /// Every asset by key, encoded ([`compact`]): a tenant's assets all stay until
+    /// the join.
+    assets: HashMap<String, StoredAsset>,
     asset_keys: Interner,
     identifiers: Interner,
     vulnerabilities: Sorter,
@@ -241,11 +259,11 @@ impl Collector {
                         (new, old) => new.is_some() || old.is_none(),
                     };
                     if newer {
-                        *existing = asset;
+                        *existing = StoredAsset::new(&asset);
                     }
                 }
                 None => {
-                    self.assets.insert(asset.key.clone(), asset);
+                    self.assets.insert(asset.key.clone(), StoredAsset::new(&asset));
                 }
             }
         }
@@ -294,9 +312,10 @@ impl Collector {
         let Collector { assets, mut asset_keys, identifiers, vulnerabilities, definitions, counters, skipped, .. } =
             self;
         // Every asset key gets a rank, also those of assets without vulnerabilities.
-        let assets: Vec<(u32, Asset)> = assets.into_values().map(|a| (asset_keys.intern(&a.key), a)).collect();
+        let assets: Vec<(u32, Box<[u8]>)> =
+            assets.into_iter().map(|(key, stored)| (asset_keys.intern(&key), stored.encoded)).collect();
         let ranks = Ranks::new(&asset_keys, &identifiers);
-        let mut assets: Vec<(u32, Asset)> = assets.into_iter().map(|(id, a)| (ranks.asset(id), a)).collect();
+        let mut assets: Vec<(u32, Box<[u8]>)> = assets.into_iter().map(|(id, a)| (ranks.asset(id), a)).collect();
         // Descending, so that the next asset in key order is popped from the end.
         assets.sort_unstable_by_key(|(rank, _)| std::cmp::Reverse(*rank));
         let spilled = vulnerabilities.spilled;

@@ -14,7 +14,8 @@
 //!   CPU, output and log limits.
 //! - [`config`]: the operator's TOML, checked against the plugin's fields.
 //! - [`join`]: the one place vulnerabilities are joined to assets and merged;
-//!   [`spill`]: the on-disk sort that keeps that join's memory flat.
+//!   [`spill`]: the on-disk sort that keeps that join's memory flat; [`compact`]:
+//!   assets kept as bytes until they are written.
 //! - [`kdi`]: the KDI v2 writer (and its JSON Schema); [`run`]: the run pipeline
 //!   (fetch on one instance while another maps, pages between them in a
 //!   [`page_queue`] bounded by bytes); [`summary`]: its report;
@@ -36,6 +37,7 @@
 pub mod bindings;
 pub mod cache;
 pub mod capability;
+pub mod compact;
 pub mod config;
 pub mod cvm;
 pub mod engine;
