@@ -15,6 +15,8 @@ pub struct RunSummary {
     pub counters: BTreeMap<String, u64>,
     /// Source rows skipped, by reason.
     pub skipped: BTreeMap<String, u64>,
+    /// Pages the plugin's `fetch` returned: a plugin may hand one source page out in
+    /// several parts (Defender does, at about 4 MiB), so API calls are `api_calls`.
     pub pages_fetched: u64,
     pub assets_written: usize,
     pub vulnerabilities_written: usize,
