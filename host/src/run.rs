@@ -173,19 +173,8 @@ fn fetch_and_map(fetcher: &mut Session, mapper: &mut Session) -> Result<u64> {
     let queue = PageQueue::new(QUEUED_BYTES);
     std::thread::scope(|scope| {
         let queue = &queue;
-        let fetching = scope.spawn(move || -> Result<(u64, Duration)> {
-            let (mut count, mut held_up) = (0, Duration::ZERO);
-            let fetched = (|| {
-                while let Some(page) = fetcher.fetch()? {
-                    count += 1;
-                    let waiting = Instant::now();
-                    if queue.push(page).is_err() {
-                        break; // the mapper stopped on an error, which is the one reported
-                    }
-                    held_up += waiting.elapsed();
-                }
-                Ok((count, held_up))
-            })();
+        let fetching = scope.spawn(move || {
+            let fetched = fetch_into(fetcher, queue);
             queue.finish();
             fetched
         });
@@ -214,4 +203,19 @@ fn fetch_and_map(fetcher: &mut Session, mapper: &mut Session) -> Result<u64> {
         );
         Ok(count)
     })
+}
+
+/// Fetches every page into the queue; returns how many, and how long the queue
+/// was full. Stops early, without error, when the mapper stopped.
+fn fetch_into(fetcher: &mut Session, queue: &PageQueue) -> Result<(u64, Duration)> {
+    let (mut count, mut held_up) = (0, Duration::ZERO);
+    while let Some(page) = fetcher.fetch()? {
+        count += 1;
+        let waiting = Instant::now();
+        if queue.push(page).is_err() {
+            break; // the mapper stopped on an error, which is the one reported
+        }
+        held_up += waiting.elapsed();
+    }
+    Ok((count, held_up))
 }
