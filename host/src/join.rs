@@ -63,6 +63,8 @@ impl StoredAsset {
 #[derive(Clone, Debug, PartialEq)]
 pub struct MergedVulnerability {
     pub identifier: String,
+    /// The identifier's number in this run, for [`Catalog`] lookups without hashing.
+    pub identifier_id: u32,
     pub score: u8,
     pub found: Option<Datetime>,
     pub last_seen: Option<Datetime>,
@@ -75,6 +77,7 @@ impl MergedVulnerability {
     fn new(identifier: &str, r: Report) -> Self {
         MergedVulnerability {
             identifier: identifier.to_owned(),
+            identifier_id: r.identifier,
             score: r.score,
             found: r.found,
             last_seen: r.last_seen,
@@ -118,31 +121,78 @@ pub struct JoinedAsset {
     pub vulnerabilities: Vec<MergedVulnerability>,
 }
 
-/// The joined result of a run, read one asset at a time in key order.
-pub struct Joined {
+/// What a run knows about each vulnerability identifier, by its number
+/// ([`MergedVulnerability::identifier_id`]): a writer looks definitions up per
+/// vulnerability, so these are vectors, not hash tables of strings.
+pub struct Catalog {
+    identifiers: Interner,
+    /// Each identifier's place in the sorted order of identifiers.
+    ranks: Vec<u32>,
+    /// The definition the plugin emitted for each identifier, if it emitted one.
+    definitions: Vec<Option<VulnerabilityDefinition>>,
+}
+
+impl Catalog {
+    /// How many identifiers the run has (numbers are below this).
+    pub fn len(&self) -> usize {
+        self.ranks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ranks.is_empty()
+    }
+
+    /// The identifier's place in the sorted order of identifiers.
+    pub fn rank(&self, id: u32) -> u32 {
+        self.ranks[id as usize]
+    }
+
+    /// The definition of an identifier; one is made up from the identifier when the
+    /// plugin emitted none (a vulnerability still needs one).
+    pub fn definition(&self, id: u32) -> Cow<'_, VulnerabilityDefinition> {
+        match &self.definitions[id as usize] {
+            Some(d) => Cow::Borrowed(d),
+            None => {
+                let identifier = self.identifiers.get(id);
+                Cow::Owned(VulnerabilityDefinition {
+                    identifier: identifier.to_owned(),
+                    name: identifier.to_owned(),
+                    cve_ids: Vec::new(),
+                    description: None,
+                    solution: None,
+                })
+            }
+        }
+    }
+
+    /// The name of an identifier's definition (the identifier when there is none).
+    pub fn definition_name(&self, id: u32) -> &str {
+        match &self.definitions[id as usize] {
+            Some(d) => &d.name,
+            None => self.identifiers.get(id),
+        }
+    }
+}
+
+/// The assets of a run with their merged vulnerabilities, read in key order.
+pub struct AssetStream {
     /// Assets (encoded) with the rank of their key, sorted by key, reversed (the
     /// next one is popped from the end).
     assets: Vec<(u32, Box<[u8]>)>,
     vulnerabilities: Merged,
     /// A report read ahead of the asset it belongs to.
     pending: Option<Report>,
-    identifiers: Interner,
-    /// Every definition the plugin emitted, by identifier.
-    pub definitions: HashMap<String, VulnerabilityDefinition>,
-    pub counters: BTreeMap<String, u64>,
-    /// Complete once every asset was read: orphans are counted as they are passed.
-    pub skipped: BTreeMap<String, u64>,
-    /// Vulnerability reports that went through a file on disk.
-    pub spilled: u64,
+    /// Reports of assets not in the run, passed so far.
+    orphans: u64,
 }
 
-impl Joined {
+impl AssetStream {
     /// The next asset with its merged vulnerabilities, or `None` after the last.
-    pub fn next_asset(&mut self) -> Result<Option<JoinedAsset>> {
+    fn next_asset(&mut self, catalog: &Catalog) -> Result<Option<JoinedAsset>> {
         let Some((rank, encoded)) = self.assets.pop() else {
             // Whatever is left belongs to no asset of this run.
             while self.next_report()?.is_some() {
-                *self.skipped.entry(UNKNOWN_ASSET.to_owned()).or_default() += 1;
+                self.orphans += 1;
             }
             return Ok(None);
         };
@@ -152,9 +202,7 @@ impl Joined {
         let mut current: Option<u32> = None;
         while let Some(report) = self.next_report()? {
             match self.vulnerabilities.ranks().asset(report.asset).cmp(&rank) {
-                std::cmp::Ordering::Less => {
-                    *self.skipped.entry(UNKNOWN_ASSET.to_owned()).or_default() += 1;
-                }
+                std::cmp::Ordering::Less => self.orphans += 1,
                 std::cmp::Ordering::Greater => {
                     self.pending = Some(report);
                     break;
@@ -163,8 +211,8 @@ impl Joined {
                     (Some(id), Some(last)) if id == report.identifier => last.merge(report),
                     _ => {
                         current = Some(report.identifier);
-                        let identifier = self.identifiers.get(report.identifier).to_owned();
-                        vulnerabilities.push(MergedVulnerability::new(&identifier, report));
+                        let identifier = catalog.identifiers.get(report.identifier);
+                        vulnerabilities.push(MergedVulnerability::new(identifier, report));
                     }
                 },
             }
@@ -178,20 +226,72 @@ impl Joined {
         }
         self.vulnerabilities.next_report()
     }
+}
 
-    /// The definition of an identifier; one is made up from the identifier when the
-    /// plugin emitted none (a vulnerability still needs one).
-    pub fn definition(&self, identifier: &str) -> Cow<'_, VulnerabilityDefinition> {
-        match self.definitions.get(identifier) {
-            Some(d) => Cow::Borrowed(d),
-            None => Cow::Owned(VulnerabilityDefinition {
-                identifier: identifier.to_owned(),
-                name: identifier.to_owned(),
-                cve_ids: Vec::new(),
-                description: None,
-                solution: None,
-            }),
+/// Assets a reading thread may run ahead of the writer: enough to smooth out
+/// assets of very different sizes, few enough to stay small in memory.
+const READ_AHEAD_ASSETS: usize = 64;
+
+/// The joined result of a run, read one asset at a time in key order.
+pub struct Joined {
+    stream: AssetStream,
+    pub catalog: Catalog,
+    pub counters: BTreeMap<String, u64>,
+    /// Complete once every asset was read: orphans are counted as they are passed.
+    pub skipped: BTreeMap<String, u64>,
+    /// Vulnerability reports that went through a file on disk.
+    pub spilled: u64,
+}
+
+impl Joined {
+    /// The next asset with its merged vulnerabilities, or `None` after the last.
+    pub fn next_asset(&mut self) -> Result<Option<JoinedAsset>> {
+        let next = self.stream.next_asset(&self.catalog)?;
+        self.count_orphans();
+        Ok(next)
+    }
+
+    fn count_orphans(&mut self) {
+        let orphans = std::mem::take(&mut self.stream.orphans);
+        if orphans > 0 {
+            *self.skipped.entry(UNKNOWN_ASSET.to_owned()).or_default() += orphans;
         }
+    }
+
+    /// Hands the assets in order to `consume`, through its `next` argument, while a
+    /// second thread merges them: the merge (reading sorted runs, decoding) and
+    /// what `consume` does with each asset (serializing) then use both cores. When
+    /// `consume` returns early, the reading thread stops.
+    pub fn read_in_parallel<R>(
+        &mut self,
+        consume: impl FnOnce(&mut dyn FnMut() -> Result<Option<JoinedAsset>>, &Catalog) -> Result<R>,
+    ) -> Result<R> {
+        let Joined { stream, catalog, .. } = self;
+        let catalog: &Catalog = catalog;
+        let result = std::thread::scope(|scope| {
+            let (sender, assets) = std::sync::mpsc::sync_channel::<Result<JoinedAsset>>(READ_AHEAD_ASSETS);
+            let reader = std::thread::Builder::new()
+                .name("join".into())
+                .spawn_scoped(scope, move || {
+                    while let Some(next) = stream.next_asset(catalog).transpose() {
+                        let failed = next.is_err();
+                        // A consumer that returned early has dropped the receiver.
+                        if sender.send(next).is_err() || failed {
+                            break;
+                        }
+                    }
+                })
+                .map_err(anyhow::Error::from);
+            if let Err(e) = reader {
+                return Err(e.context("cannot start the thread that joins the run's records"));
+            }
+            let mut next = || assets.recv().ok().transpose();
+            let result = consume(&mut next, catalog);
+            drop(assets);
+            result
+        });
+        self.count_orphans();
+        result
     }
 
     /// Reads everything into memory (small runs and tests).
@@ -203,7 +303,7 @@ impl Joined {
         let mut definitions = BTreeMap::new();
         for v in assets.iter().flat_map(|a: &JoinedAsset| &a.vulnerabilities) {
             if !definitions.contains_key(&v.identifier) {
-                definitions.insert(v.identifier.clone(), self.definition(&v.identifier).into_owned());
+                definitions.insert(v.identifier.clone(), self.catalog.definition(v.identifier_id).into_owned());
             }
         }
         Ok(JoinedInMemory { assets, definitions, counters: self.counters, skipped: self.skipped })
@@ -318,9 +418,19 @@ impl Collector {
         let mut assets: Vec<(u32, Box<[u8]>)> = assets.into_iter().map(|(id, a)| (ranks.asset(id), a)).collect();
         // Descending, so that the next asset in key order is popped from the end.
         assets.sort_unstable_by_key(|(rank, _)| std::cmp::Reverse(*rank));
+        // Definitions of identifiers no vulnerability uses are not needed.
+        let mut by_id: Vec<Option<VulnerabilityDefinition>> = Vec::new();
+        by_id.resize_with(identifiers.len(), || None);
+        for (identifier, definition) in definitions {
+            if let Some(id) = identifiers.find(&identifier) {
+                by_id[id as usize] = Some(definition);
+            }
+        }
+        let catalog = Catalog { ranks: ranks.identifiers().to_vec(), identifiers, definitions: by_id };
         let spilled = vulnerabilities.spilled;
-        let vulnerabilities = vulnerabilities.into_sorted(ranks)?;
-        Ok(Joined { assets, vulnerabilities, pending: None, identifiers, definitions, counters, skipped, spilled })
+        let stream =
+            AssetStream { assets, vulnerabilities: vulnerabilities.into_sorted(ranks)?, pending: None, orphans: 0 };
+        Ok(Joined { stream, catalog, counters, skipped, spilled })
     }
 }
 
@@ -428,6 +538,44 @@ mod tests {
         assert_eq!(j.assets.len(), 1, "url with application is a locator");
         assert_eq!(j.skipped.get(URL_WITHOUT_APPLICATION), Some(&1));
         assert_eq!(j.skipped.get(NO_LOCATOR), Some(&1));
+    }
+
+    #[test]
+    fn reading_on_a_second_thread_gives_the_same_assets_and_stops_when_asked() {
+        let fill = || {
+            let mut c = Collector::with_buffer(400);
+            for i in 0..300 {
+                c.add_assets(vec![asset(&format!("d-{i:03}"))]);
+                c.add_vulnerabilities(vec![
+                    vuln(&format!("d-{i:03}"), &format!("CVE-{}", i % 7), 5, 1, 2, "x"),
+                    vuln(&format!("gone-{i:03}"), "CVE-1", 5, 1, 2, ""),
+                ]);
+            }
+            c.finish().unwrap()
+        };
+        let one_thread = fill().collect().unwrap();
+        let mut joined = fill();
+        let read = joined
+            .read_in_parallel(|next, catalog| {
+                let mut assets = Vec::new();
+                while let Some(a) = next()? {
+                    let v = &a.vulnerabilities[0];
+                    assert_eq!(catalog.definition_name(v.identifier_id), v.identifier);
+                    assets.push(a);
+                }
+                Ok(assets)
+            })
+            .unwrap();
+        assert_eq!(format!("{read:?}"), format!("{:?}", one_thread.assets));
+        assert_eq!(joined.skipped, one_thread.skipped, "orphans are counted after the reading thread ends");
+        assert_eq!(joined.skipped[UNKNOWN_ASSET], 300);
+
+        // A consumer that stops early ends the reading thread instead of hanging.
+        let stopped = fill().read_in_parallel(|next, _| {
+            next()?;
+            anyhow::bail!("the disk is full")
+        });
+        assert_eq!(stopped.map(|()| ()).unwrap_err().to_string(), "the disk is full");
     }
 
     #[test]

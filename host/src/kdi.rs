@@ -7,11 +7,11 @@
 //! See ../shared/docs/kdi-and-cvm-api.md §2.
 
 use crate::bindings::types::{Datetime, VulnerabilityDefinition};
-use crate::join::{Joined, JoinedAsset};
+use crate::join::{Catalog, Joined, JoinedAsset};
 use anyhow::{Context, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -225,7 +225,8 @@ pub fn write_observed(
         fs::remove_dir_all(&staging).ok();
     }
     fs::create_dir(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
-    let staged = match write_batches(joined, &staging, options, observe) {
+    let staged = joined.read_in_parallel(|next, catalog| write_files(next, catalog, &staging, options, observe));
+    let staged = match staged {
         Ok(staged) => staged,
         Err(e) => {
             fs::remove_dir_all(&staging).ok();
@@ -244,24 +245,18 @@ pub fn write_observed(
     Ok(Written { files, ..staged })
 }
 
-/// One file being filled: assets already serialized, the definitions they use.
-#[derive(Default)]
-struct Batch {
-    assets: Vec<Vec<u8>>,
-    bytes: usize,
-    /// Identifiers whose definitions the file carries (written sorted).
-    definitions: HashSet<String>,
-    vulnerabilities: usize,
-}
-
 /// Bytes of a file around its assets and definitions.
 const FRAME_BYTES: usize = r#"{"skip_autoclose":false,"version":2,"assets":[],"vuln_defs":[]}"#.len();
 
-/// Fills and writes the files; each one is flushed to disk (fsync) on a second
-/// thread while the next is filled, and all are on disk before this returns (they
-/// are moved into place only then).
-fn write_batches(
-    joined: &mut Joined,
+/// The next joined asset, from wherever the assets are read.
+type NextAsset<'a> = &'a mut dyn FnMut() -> Result<Option<JoinedAsset>>;
+
+/// Writes the files; each one is flushed to disk (fsync) on a second thread while
+/// the next is filled, and all are on disk before this returns (they are moved
+/// into place only then).
+fn write_files(
+    next: NextAsset,
+    catalog: &Catalog,
     dir: &Path,
     options: &WriteOptions,
     observe: &mut dyn FnMut(&JoinedAsset),
@@ -274,7 +269,7 @@ fn write_batches(
             }
             Ok(())
         });
-        let written = fill_batches(joined, dir, options, observe, &to_sync);
+        let written = fill_files(next, catalog, dir, options, observe, &to_sync);
         drop(to_sync);
         let synced = syncing.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         let written = written?;
@@ -285,8 +280,54 @@ fn write_batches(
 
 type SyncQueue = std::sync::mpsc::Sender<(PathBuf, fs::File)>;
 
-fn fill_batches(
-    joined: &mut Joined,
+/// Each identifier's definition, serialized once per run (an identifier recurs on
+/// many assets and in many files), by identifier number.
+struct SerializedDefinitions<'a> {
+    catalog: &'a Catalog,
+    scanner_type: &'a str,
+    bytes: Vec<Option<Box<[u8]>>>,
+}
+
+impl SerializedDefinitions<'_> {
+    fn get(&mut self, id: u32) -> Result<&[u8]> {
+        let slot = &mut self.bytes[id as usize];
+        if slot.is_none() {
+            let definition = self.catalog.definition(id);
+            *slot = Some(serde_json::to_vec(&kdi_definition(&definition, self.scanner_type))?.into_boxed_slice());
+        }
+        Ok(slot.as_deref().expect("filled above"))
+    }
+}
+
+/// The file being written: its assets are streamed into it as they come, its
+/// definitions are written after them when it is closed.
+struct OpenFile {
+    path: PathBuf,
+    out: BufWriter<fs::File>,
+    /// The file's number, from 1: `carried[id] == number` marks its definitions.
+    number: u32,
+    assets: usize,
+    vulnerabilities: usize,
+    /// Bytes the file will have once closed, frame included.
+    bytes: usize,
+    /// The identifiers whose definitions the file carries.
+    definitions: Vec<u32>,
+}
+
+impl OpenFile {
+    fn create(dir: &Path, number: u32) -> Result<OpenFile> {
+        let path = dir.join(format!("{FILE_PREFIX}{number:05}.json"));
+        let handle = fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
+        let mut out = BufWriter::with_capacity(1 << 20, handle);
+        out.write_all(br#"{"skip_autoclose":false,"version":2,"assets":["#)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(OpenFile { path, out, number, assets: 0, vulnerabilities: 0, bytes: FRAME_BYTES, definitions: Vec::new() })
+    }
+}
+
+fn fill_files(
+    next: NextAsset,
+    catalog: &Catalog,
     dir: &Path,
     options: &WriteOptions,
     observe: &mut dyn FnMut(&JoinedAsset),
@@ -295,90 +336,93 @@ fn fill_batches(
     let mut written = Written::default();
     let per_file = options.assets_per_file.max(1);
     let run_started = options.run_started.to_rfc3339_opts(SecondsFormat::Secs, true);
-    // Each definition's size, serialized once (an identifier recurs on many assets).
-    let mut sizes: HashMap<String, usize> = HashMap::new();
-    let mut batch = Batch::default();
-    while let Some(joined_asset) = joined.next_asset()? {
+    let mut definitions =
+        SerializedDefinitions { catalog, scanner_type: &options.scanner_type, bytes: vec![None; catalog.len()] };
+    // Which file carries each identifier's definition (0: none yet).
+    let mut carried: Vec<u32> = vec![0; catalog.len()];
+    let mut file: Option<OpenFile> = None;
+    // One asset serialized, reused: the size decides the file before it is written.
+    let mut asset_bytes = Vec::with_capacity(64 << 10);
+    while let Some(joined_asset) = next()? {
         observe(&joined_asset);
-        let bytes = serde_json::to_vec(&kdi_asset(&joined_asset, joined, &options.scanner_type, &run_started))?;
-        // Merged vulnerabilities are sorted by identifier and distinct: each
-        // identifier with the size of its definition (serialized once per run).
-        let identifiers: Vec<(&str, usize)> = joined_asset
-            .vulnerabilities
-            .iter()
-            .map(|v| {
-                let id = v.identifier.as_str();
-                let size = match sizes.get(id) {
-                    Some(size) => *size,
-                    None => {
-                        let size = serde_json::to_vec(&kdi_definition(&joined.definition(id), &options.scanner_type))
-                            .map_or(0, |v| v.len() + 1);
-                        sizes.insert(id.to_owned(), size);
-                        size
-                    }
-                };
-                (id, size)
-            })
-            .collect();
-        let new_definition_bytes = |batch: &Batch| -> usize {
-            identifiers.iter().filter(|(id, _)| !batch.definitions.contains(*id)).map(|(_, size)| size).sum()
-        };
-        let mut added_definitions = new_definition_bytes(&batch);
-        let added = bytes.len() + 1 + added_definitions;
-        let full = batch.assets.len() >= per_file || FRAME_BYTES + batch.bytes + added > options.max_file_bytes;
-        if !batch.assets.is_empty() && full {
-            flush(std::mem::take(&mut batch), joined, dir, options, &mut written, to_sync)?;
-            added_definitions = new_definition_bytes(&batch);
-        }
-        batch.bytes += bytes.len() + 1 + added_definitions;
-        for (id, _) in identifiers {
-            if !batch.definitions.contains(id) {
-                batch.definitions.insert(id.to_owned());
+        asset_bytes.clear();
+        serde_json::to_writer(
+            &mut asset_bytes,
+            &kdi_asset(&joined_asset, catalog, &options.scanner_type, &run_started),
+        )?;
+        if let Some(open) = &file {
+            let added = asset_bytes.len() + 1 + new_definition_bytes(&joined_asset, open, &carried, &mut definitions)?;
+            if open.assets >= per_file || open.bytes + added > options.max_file_bytes {
+                close(file.take().expect("open"), catalog, &mut definitions, options, &mut written, to_sync)?;
             }
         }
-        batch.vulnerabilities += joined_asset.vulnerabilities.len();
-        batch.assets.push(bytes);
+        let open = match &mut file {
+            Some(open) => open,
+            None => file.insert(OpenFile::create(dir, written.files.len() as u32 + 1)?),
+        };
+        open.bytes += asset_bytes.len()
+            + usize::from(open.assets > 0)
+            + new_definition_bytes(&joined_asset, open, &carried, &mut definitions)?;
+        let context = || format!("cannot write {}", open.path.display());
+        if open.assets > 0 {
+            open.out.write_all(b",").with_context(context)?;
+        }
+        open.out.write_all(&asset_bytes).with_context(context)?;
+        for v in &joined_asset.vulnerabilities {
+            let id = v.identifier_id;
+            if carried[id as usize] != open.number {
+                carried[id as usize] = open.number;
+                open.definitions.push(id);
+            }
+        }
+        open.assets += 1;
+        open.vulnerabilities += joined_asset.vulnerabilities.len();
     }
-    if !batch.assets.is_empty() {
-        flush(batch, joined, dir, options, &mut written, to_sync)?;
+    if let Some(open) = file {
+        close(open, catalog, &mut definitions, options, &mut written, to_sync)?;
     }
     Ok(written)
 }
 
-/// Writes one file, streaming its parts.
-fn flush(
-    batch: Batch,
-    joined: &Joined,
-    dir: &Path,
+/// The bytes `asset` adds to `file` with definitions the file does not carry yet
+/// (merged vulnerabilities are distinct, so each is counted once).
+fn new_definition_bytes(
+    asset: &JoinedAsset,
+    file: &OpenFile,
+    carried: &[u32],
+    definitions: &mut SerializedDefinitions,
+) -> Result<usize> {
+    let mut sum = 0;
+    for v in &asset.vulnerabilities {
+        if carried[v.identifier_id as usize] != file.number {
+            sum += definitions.get(v.identifier_id)?.len() + 1;
+        }
+    }
+    Ok(sum)
+}
+
+/// Ends a file with the definitions its vulnerabilities use, sorted by identifier.
+fn close(
+    mut file: OpenFile,
+    catalog: &Catalog,
+    definitions: &mut SerializedDefinitions,
     options: &WriteOptions,
     written: &mut Written,
     to_sync: &SyncQueue,
 ) -> Result<()> {
-    let path = dir.join(format!("{FILE_PREFIX}{:05}.json", written.files.len() + 1));
+    let path = file.path.clone();
     let context = || format!("cannot write {}", path.display());
-    let handle = fs::File::create(&path).with_context(context)?;
-    let mut out = BufWriter::new(handle);
-    out.write_all(br#"{"skip_autoclose":false,"version":2,"assets":["#).with_context(context)?;
-    for (i, asset) in batch.assets.iter().enumerate() {
+    file.out.write_all(br#"],"vuln_defs":["#).with_context(context)?;
+    file.definitions.sort_unstable_by_key(|id| catalog.rank(*id));
+    for (i, id) in file.definitions.iter().enumerate() {
         if i > 0 {
-            out.write_all(b",").with_context(context)?;
+            file.out.write_all(b",").with_context(context)?;
         }
-        out.write_all(asset).with_context(context)?;
+        file.out.write_all(definitions.get(*id)?).with_context(context)?;
     }
-    out.write_all(br#"],"vuln_defs":["#).with_context(context)?;
-    let mut identifiers: Vec<&String> = batch.definitions.iter().collect();
-    identifiers.sort_unstable();
-    for (i, id) in identifiers.into_iter().enumerate() {
-        if i > 0 {
-            out.write_all(b",").with_context(context)?;
-        }
-        serde_json::to_writer(&mut out, &kdi_definition(&joined.definition(id), &options.scanner_type))
-            .with_context(context)?;
-    }
-    out.write_all(b"]}").with_context(context)?;
-    out.flush().with_context(context)?;
-    let file = out.into_inner().map_err(|e| e.into_error()).with_context(context)?;
-    let size = file.metadata().map(|m| m.len() as usize).unwrap_or(0);
+    file.out.write_all(b"]}").with_context(context)?;
+    let handle = file.out.into_inner().map_err(|e| e.into_error()).with_context(context)?;
+    let size = handle.metadata().map(|m| m.len() as usize).unwrap_or(0);
     if size > options.max_file_bytes {
         written.oversized_files += 1;
         tracing::warn!(
@@ -387,18 +431,18 @@ fn flush(
             options.max_file_bytes
         );
     }
-    written.assets += batch.assets.len();
-    written.vulnerabilities += batch.vulnerabilities;
-    written.definitions += batch.definitions.len();
+    written.assets += file.assets;
+    written.vulnerabilities += file.vulnerabilities;
+    written.definitions += file.definitions.len();
     // A syncer that stopped on an error reports it when joined.
-    to_sync.send((path.clone(), file)).ok();
+    to_sync.send((path.clone(), handle)).ok();
     written.files.push(path);
     Ok(())
 }
 
 fn kdi_asset<'a>(
     joined_asset: &'a JoinedAsset,
-    joined: &'a Joined,
+    catalog: &'a Catalog,
     scanner_type: &'a str,
     run_started: &'a str,
 ) -> KdiAsset<'a> {
@@ -410,7 +454,7 @@ fn kdi_asset<'a>(
             scanner_identifier: &v.identifier,
             scanner_type,
             // A definition the plugin never emitted is named by its identifier.
-            vuln_def_name: joined.definitions.get(&v.identifier).map_or(v.identifier.as_str(), |d| d.name.as_str()),
+            vuln_def_name: catalog.definition_name(v.identifier_id),
             scanner_score: v.score.min(10),
             status: "open",
             created_at: v.found.map(Iso),

@@ -42,6 +42,20 @@ impl Interner {
         &self.strings[id as usize]
     }
 
+    /// The number of a string interned before, if it was.
+    pub fn find(&self, text: &str) -> Option<u32> {
+        self.ids.get(text).copied()
+    }
+
+    /// How many strings are interned.
+    pub fn len(&self) -> usize {
+        self.strings.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.strings.is_empty()
+    }
+
     /// Each id's position in the sorted order of the strings.
     fn ranks(&self) -> Vec<u32> {
         let mut ids: Vec<u32> = (0..self.strings.len() as u32).collect();
@@ -112,6 +126,11 @@ impl Ranks {
     /// The rank of an interned asset key.
     pub fn asset(&self, id: u32) -> u32 {
         self.assets[id as usize]
+    }
+
+    /// Each interned identifier's rank, by identifier number.
+    pub fn identifiers(&self) -> &[u32] {
+        &self.identifiers
     }
 
     /// A report's place in the order: asset key, then identifier.
