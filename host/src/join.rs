@@ -575,7 +575,8 @@ mod tests {
             next()?;
             anyhow::bail!("the disk is full")
         });
-        assert_eq!(stopped.map(|()| ()).unwrap_err().to_string(), "the disk is full");
+        let stopped: Result<()> = stopped;
+        assert_eq!(stopped.unwrap_err().to_string(), "the disk is full");
     }
 
     #[test]
