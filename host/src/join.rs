@@ -10,11 +10,13 @@
 //!
 //! Memory does not grow with the number of vulnerabilities: they go through an
 //! external sort ([`crate::spill`]) and [`Joined`] hands out one asset at a time.
-//! Assets and definitions (far fewer) stay in memory.
+//! Assets are kept encoded in a log that moves to disk as it grows; what stays in
+//! memory per asset is its key and a few numbers. Definitions (one per identifier,
+//! bounded by the scanner's catalogue, not by the tenant) stay in memory.
 
 use crate::bindings::types::{Asset, Datetime, Vulnerability, VulnerabilityDefinition};
 use crate::compact;
-use crate::spill::{Interner, Merged, Ranks, Report, ReportOrder, Sorter};
+use crate::spill::{ByteLog, Interner, LogReader, Merged, Ranks, Report, ReportOrder, Sorter, Span};
 use anyhow::Result;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -46,17 +48,12 @@ fn locator_problem(asset: &Asset) -> Option<&'static str> {
     }
 }
 
-/// An asset as the collector keeps it: encoded, with what deduplication compares.
+/// An asset as the collector keeps it: where its encoding is, and what
+/// deduplication compares.
 #[derive(Debug)]
 struct StoredAsset {
     last_seen: Option<Datetime>,
-    encoded: Box<[u8]>,
-}
-
-impl StoredAsset {
-    fn new(asset: &Asset) -> Self {
-        StoredAsset { last_seen: asset.last_seen, encoded: compact::encode(asset) }
-    }
+    span: Span,
 }
 
 /// One vulnerability after merging every report of it on an asset.
@@ -176,9 +173,13 @@ impl Catalog {
 
 /// The assets of a run with their merged vulnerabilities, read in key order.
 pub struct AssetStream {
-    /// Assets (encoded) with the rank of their key, sorted by key, reversed (the
-    /// next one is popped from the end).
-    assets: Vec<(u32, Box<[u8]>)>,
+    /// Assets with the rank of their key, sorted by key, reversed (the next one is
+    /// popped from the end).
+    assets: Vec<(u32, Span)>,
+    /// The assets' encodings.
+    log: LogReader,
+    /// The encoding being decoded.
+    buffer: Vec<u8>,
     vulnerabilities: Merged,
     /// A report read ahead of the asset it belongs to.
     pending: Option<Report>,
@@ -189,15 +190,15 @@ pub struct AssetStream {
 impl AssetStream {
     /// The next asset with its merged vulnerabilities, or `None` after the last.
     fn next_asset(&mut self, catalog: &Catalog) -> Result<Option<JoinedAsset>> {
-        let Some((rank, encoded)) = self.assets.pop() else {
+        let Some((rank, span)) = self.assets.pop() else {
             // Whatever is left belongs to no asset of this run.
             while self.next_report()?.is_some() {
                 self.orphans += 1;
             }
             return Ok(None);
         };
-        let asset = compact::decode(&encoded);
-        drop(encoded);
+        self.log.read(span, &mut self.buffer)?;
+        let asset = compact::decode(&self.buffer);
         let mut vulnerabilities: Vec<MergedVulnerability> = Vec::new();
         let mut current: Option<u32> = None;
         while let Some(report) = self.next_report()? {
@@ -324,9 +325,10 @@ pub struct JoinedInMemory {
 /// Gathers a run's records as the plugin emits them.
 #[derive(Default, Debug)]
 pub struct Collector {
-    /// Every asset by key, encoded ([`compact`]): a tenant's assets all stay until
-    /// the join.
-    assets: HashMap<String, StoredAsset>,
+    /// Every asset by the number of its key. A tenant's assets all stay until the
+    /// join, encoded ([`compact`]) in a log that moves to disk as it grows.
+    assets: Vec<Option<StoredAsset>>,
+    asset_log: ByteLog,
     asset_keys: Interner,
     identifiers: Interner,
     vulnerabilities: Sorter,
@@ -338,9 +340,14 @@ pub struct Collector {
 }
 
 impl Collector {
-    /// A collector whose vulnerability buffer spills to disk past `bytes`.
+    /// A collector that moves vulnerabilities to disk past `bytes` of them in
+    /// memory, and assets past as many bytes of their encodings.
     pub fn with_buffer(bytes: usize) -> Self {
-        Collector { vulnerabilities: Sorter::with_budget(bytes), ..Collector::default() }
+        Collector {
+            vulnerabilities: Sorter::with_budget(bytes),
+            asset_log: ByteLog::with_budget(bytes),
+            ..Collector::default()
+        }
     }
 
     /// Several reports of one asset key (offset paging over a live list repeats
@@ -351,19 +358,24 @@ impl Collector {
                 *self.skipped.entry(problem.to_owned()).or_default() += 1;
                 continue;
             }
-            match self.assets.get_mut(&asset.key) {
+            let id = self.asset_keys.intern(&asset.key) as usize;
+            if self.assets.len() <= id {
+                self.assets.resize_with(id + 1, || None);
+            }
+            let newer = match &self.assets[id] {
                 Some(existing) => {
                     *self.counters.entry(DUPLICATE_ASSETS.to_owned()).or_default() += 1;
-                    let newer = match (&asset.last_seen, &existing.last_seen) {
+                    match (&asset.last_seen, &existing.last_seen) {
                         (Some(new), Some(old)) => key(new) >= key(old),
                         (new, old) => new.is_some() || old.is_none(),
-                    };
-                    if newer {
-                        *existing = StoredAsset::new(&asset);
                     }
                 }
-                None => {
-                    self.assets.insert(asset.key.clone(), StoredAsset::new(&asset));
+                None => true,
+            };
+            if newer && self.failure.is_none() {
+                match self.asset_log.append(&compact::encode(&asset)) {
+                    Ok(span) => self.assets[id] = Some(StoredAsset { last_seen: asset.last_seen, span }),
+                    Err(e) => self.failure = Some(format!("{e:#}")),
                 }
             }
         }
@@ -409,13 +421,21 @@ impl Collector {
         if let Some(failure) = self.failure {
             anyhow::bail!("the host could not keep the run's vulnerabilities: {failure}");
         }
-        let Collector { assets, mut asset_keys, identifiers, vulnerabilities, definitions, counters, skipped, .. } =
-            self;
-        // Every asset key gets a rank, also those of assets without vulnerabilities.
-        let assets: Vec<(u32, Box<[u8]>)> =
-            assets.into_iter().map(|(key, stored)| (asset_keys.intern(&key), stored.encoded)).collect();
+        let Collector {
+            assets,
+            asset_log,
+            asset_keys,
+            identifiers,
+            vulnerabilities,
+            definitions,
+            counters,
+            skipped,
+            ..
+        } = self;
         let ranks = Ranks::new(&asset_keys, &identifiers);
-        let mut assets: Vec<(u32, Box<[u8]>)> = assets.into_iter().map(|(id, a)| (ranks.asset(id), a)).collect();
+        let mut assets: Vec<(u32, Span)> = (assets.into_iter().enumerate())
+            .filter_map(|(id, stored)| Some((ranks.asset(id as u32), stored?.span)))
+            .collect();
         // Descending, so that the next asset in key order is popped from the end.
         assets.sort_unstable_by_key(|(rank, _)| std::cmp::Reverse(*rank));
         // Definitions of identifiers no vulnerability uses are not needed.
@@ -428,8 +448,9 @@ impl Collector {
         }
         let catalog = Catalog { ranks: ranks.identifiers().to_vec(), identifiers, definitions: by_id };
         let spilled = vulnerabilities.spilled;
-        let stream =
-            AssetStream { assets, vulnerabilities: vulnerabilities.into_sorted(ranks)?, pending: None, orphans: 0 };
+        let log = asset_log.into_reader()?;
+        let vulnerabilities = vulnerabilities.into_sorted(ranks)?;
+        let stream = AssetStream { assets, log, buffer: Vec::new(), vulnerabilities, pending: None, orphans: 0 };
         Ok(Joined { stream, catalog, counters, skipped, spilled })
     }
 }
