@@ -39,11 +39,14 @@ pub enum Stage {
     Machines(MachinesPaging),
     /// Following `@odata.nextLink` through the vulnerability rows.
     Vulnerabilities {
-        /// The next API page, or `None` after the last.
-        next: Option<String>,
+        /// The next API page's URL, empty after the last. One buffer for the whole
+        /// run, allocated before the first page: a link allocated anew would lie
+        /// just past a page body in linear memory and keep the next, larger body
+        /// from reusing the space (linear memory never shrinks).
+        next: String,
         /// API pages fetched so far.
         sequence: u32,
-        seen: HashSet<String>,
+        seen: SeenLinks,
         rows: u64,
         /// The API page being handed out in parts.
         parts: Option<PageParts>,
@@ -77,7 +80,7 @@ pub struct MachinesPaging {
     next: Option<String>,
     skip: u64,
     sequence: u32,
-    seen_links: HashSet<String>,
+    seen_links: SeenLinks,
     /// A 64-bit hash of every machine id seen: enough to count devices and to see
     /// that paging advances, in 8 bytes a device instead of a string (a tenant has
     /// hundreds of thousands, and this instance keeps them for the whole run).
@@ -90,7 +93,7 @@ impl Stage {
             next: None,
             skip: 0,
             sequence: 0,
-            seen_links: HashSet::new(),
+            seen_links: SeenLinks::default(),
             ids: HashSet::new(),
         })
     }
@@ -172,19 +175,20 @@ pub fn next_page(api: &mut Api, stage: &mut Stage) -> Result<Option<Page>, Plugi
                 // The last page's body goes before the next one arrives: linear
                 // memory never shrinks, so two bodies at once would stay reserved.
                 *parts = None;
-                let Some(url) = next.take() else {
+                if next.is_empty() {
                     *stage = Stage::Done;
                     continue;
-                };
+                }
                 let body =
-                    api.get(&url, pacing::VULNERABILITIES, "Vulnerability.Read.All", api.settings.page_timeout)?;
+                    api.get(next, pacing::VULNERABILITIES, "Vulnerability.Read.All", api.settings.page_timeout)?;
+                next.clear();
                 let (split, next_link) = PageParts::split(body, VULNERABILITIES_ENDPOINT, *sequence)?;
                 *rows += split.rows.len() as u64;
                 output::progress("vulnerability rows", *rows, None);
                 if let Some(link) = next_link {
                     check_next_link(&api.settings.api_base, &link, seen, VULNERABILITIES_ENDPOINT, *sequence)?;
-                    seen.insert(link.clone());
-                    *next = Some(link);
+                    seen.insert(&link);
+                    next.push_str(&link);
                     *sequence += 1;
                 }
                 *parts = Some(split);
@@ -224,14 +228,36 @@ pub fn next_page(api: &mut Api, stage: &mut Stage) -> Result<Option<Page>, Plugi
     }
 }
 
-/// A stable 64-bit hash of a machine id. Two of 200,000 ids collide with a chance
-/// of about one in a billion, and a collision would only undercount one device.
-fn id_hash(id: &str) -> u64 {
+/// A stable 64-bit hash of a machine id or link. Two of 200,000 ids collide with a
+/// chance of about one in a billion, and a collision would only undercount one
+/// device (or, for links, end a run with an error rather than loop).
+fn hash64(text: &str) -> u64 {
     use std::hash::{Hash, Hasher};
-    // DefaultHasher::new() has fixed keys: the same id always gives the same hash.
+    // DefaultHasher::new() has fixed keys: the same text always gives the same hash.
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    id.hash(&mut hasher);
+    text.hash(&mut hasher);
     hasher.finish()
+}
+
+/// The nextLinks a paging has followed, as hashes: nothing is allocated per page
+/// (see `Stage::Vulnerabilities::next` on why that matters), until the table
+/// outgrows its first capacity, at a thousand pages.
+pub struct SeenLinks(HashSet<u64>);
+
+impl Default for SeenLinks {
+    fn default() -> Self {
+        SeenLinks(HashSet::with_capacity(1024))
+    }
+}
+
+impl SeenLinks {
+    fn contains(&self, link: &str) -> bool {
+        self.0.contains(&hash64(link))
+    }
+
+    fn insert(&mut self, link: &str) {
+        self.0.insert(hash64(link));
+    }
 }
 
 fn machines_page(api: &mut Api, paging: &mut MachinesPaging) -> Result<(Page, bool), PluginError> {
@@ -243,7 +269,7 @@ fn machines_page(api: &mut Api, paging: &mut MachinesPaging) -> Result<(Page, bo
     let count = envelope.value.len() as u64;
     let mut new = 0;
     for id in envelope.value.iter().filter_map(|m| m.id.as_deref()) {
-        if paging.ids.insert(id_hash(id.trim())) {
+        if paging.ids.insert(hash64(id.trim())) {
             new += 1;
         }
     }
@@ -263,7 +289,7 @@ fn machines_page(api: &mut Api, paging: &mut MachinesPaging) -> Result<(Page, bo
     }
     if let Some(link) = next_link {
         check_next_link(&api.settings.api_base, &link, &paging.seen_links, MACHINES_ENDPOINT, sequence)?;
-        paging.seen_links.insert(link.clone());
+        paging.seen_links.insert(&link);
         paging.next = Some(link);
     }
     paging.skip += count;
@@ -284,9 +310,13 @@ fn vulnerabilities_stage(api: &Api, devices: u64) -> Stage {
         Stage::ExportList { resume: 0, generation: None, lists: 0 }
     } else {
         Stage::Vulnerabilities {
-            next: Some(vulnerabilities_url(&api.settings.api_base, api.settings.page_size)),
+            next: {
+                let mut next = String::with_capacity(4096);
+                next.push_str(&vulnerabilities_url(&api.settings.api_base, api.settings.page_size));
+                next
+            },
             sequence: 0,
-            seen: HashSet::new(),
+            seen: SeenLinks::default(),
             rows: 0,
             parts: None,
             handed: 0,
@@ -457,7 +487,7 @@ fn parse<'a, T: Deserialize<'a>>(body: &'a [u8], endpoint: &str, sequence: u32) 
 fn check_next_link(
     api_base: &str,
     link: &str,
-    seen: &HashSet<String>,
+    seen: &SeenLinks,
     endpoint: &str,
     sequence: u32,
 ) -> Result<(), PluginError> {
@@ -513,14 +543,14 @@ mod tests {
 
     #[test]
     fn next_links_to_other_origins_or_seen_before_are_refused() {
-        let mut seen = HashSet::new();
-        let check = |link: &str, seen: &HashSet<String>| check_next_link("https://api.x.com", link, seen, "/e", 0);
+        let mut seen = SeenLinks::default();
+        let check = |link: &str, seen: &SeenLinks| check_next_link("https://api.x.com", link, seen, "/e", 0);
         assert!(check("https://api.x.com/api/m?$skiptoken=a", &seen).is_ok());
         assert!(check("https://api.x.com.evil.net/api/m", &seen).is_err());
         assert!(check("https://api.x.com:8443/api/m", &seen).is_err());
         assert!(check("https://other.net/api/m", &seen).is_err());
         assert!(check("http://api.x.com/api/m", &seen).is_err());
-        seen.insert("https://api.x.com/api/m?$skiptoken=a".to_string());
+        seen.insert("https://api.x.com/api/m?$skiptoken=a");
         assert!(check("https://api.x.com/api/m?$skiptoken=a", &seen).is_err());
     }
 
