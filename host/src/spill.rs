@@ -18,7 +18,7 @@ use std::hash::BuildHasher;
 use std::io::{BufReader, BufWriter, Read, Seek, Write};
 
 /// The default buffer budget before a sorted run is written to disk.
-pub const DEFAULT_BUFFER_BYTES: usize = 32 << 20;
+pub const DEFAULT_BUFFER_BYTES: usize = 16 << 20;
 
 /// Interns strings as dense numbers, in first-seen order.
 ///
