@@ -323,6 +323,27 @@ impl OpenFile {
             .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(OpenFile { path, out, number, assets: 0, vulnerabilities: 0, bytes: FRAME_BYTES, definitions: Vec::new() })
     }
+
+    /// Writes a serialized asset into the file and notes the definitions it needs
+    /// that the file does not carry yet (`definition_bytes` of them).
+    fn add(&mut self, bytes: &[u8], asset: &JoinedAsset, definition_bytes: usize, carried: &mut [u32]) -> Result<()> {
+        let context = || format!("cannot write {}", self.path.display());
+        if self.assets > 0 {
+            self.out.write_all(b",").with_context(context)?;
+        }
+        self.out.write_all(bytes).with_context(context)?;
+        self.bytes += bytes.len() + usize::from(self.assets > 0) + definition_bytes;
+        for v in &asset.vulnerabilities {
+            let id = v.identifier_id as usize;
+            if carried[id] != self.number {
+                carried[id] = self.number;
+                self.definitions.push(v.identifier_id);
+            }
+        }
+        self.assets += 1;
+        self.vulnerabilities += asset.vulnerabilities.len();
+        Ok(())
+    }
 }
 
 fn fill_files(
@@ -360,23 +381,8 @@ fn fill_files(
             Some(open) => open,
             None => file.insert(OpenFile::create(dir, written.files.len() as u32 + 1)?),
         };
-        open.bytes += asset_bytes.len()
-            + usize::from(open.assets > 0)
-            + new_definition_bytes(&joined_asset, open, &carried, &mut definitions)?;
-        let context = || format!("cannot write {}", open.path.display());
-        if open.assets > 0 {
-            open.out.write_all(b",").with_context(context)?;
-        }
-        open.out.write_all(&asset_bytes).with_context(context)?;
-        for v in &joined_asset.vulnerabilities {
-            let id = v.identifier_id;
-            if carried[id as usize] != open.number {
-                carried[id as usize] = open.number;
-                open.definitions.push(id);
-            }
-        }
-        open.assets += 1;
-        open.vulnerabilities += joined_asset.vulnerabilities.len();
+        let definition_bytes = new_definition_bytes(&joined_asset, open, &carried, &mut definitions)?;
+        open.add(&asset_bytes, &joined_asset, definition_bytes, &mut carried)?;
     }
     if let Some(open) = file {
         close(open, catalog, &mut definitions, options, &mut written, to_sync)?;
