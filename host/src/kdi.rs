@@ -371,17 +371,26 @@ fn fill_files(
             &mut asset_bytes,
             &kdi_asset(&joined_asset, catalog, &options.scanner_type, &run_started),
         )?;
-        if let Some(open) = &file {
-            let added = asset_bytes.len() + 1 + new_definition_bytes(&joined_asset, open, &carried, &mut definitions)?;
-            if open.assets >= per_file || open.bytes + added > options.max_file_bytes {
-                close(file.take().expect("open"), catalog, &mut definitions, options, &mut written, to_sync)?;
+        // The open file takes the asset if it has room for it and the definitions
+        // it adds; otherwise the file is closed and the asset starts the next one.
+        let fits = match &file {
+            Some(open) if open.assets < per_file => {
+                let added = new_definition_bytes(&joined_asset, open, &carried, &mut definitions)?;
+                (open.bytes + asset_bytes.len() + 1 + added <= options.max_file_bytes).then_some(added)
             }
-        }
-        let open = match &mut file {
-            Some(open) => open,
-            None => file.insert(OpenFile::create(dir, written.files.len() as u32 + 1)?),
+            _ => None,
         };
-        let definition_bytes = new_definition_bytes(&joined_asset, open, &carried, &mut definitions)?;
+        let (open, definition_bytes) = match (fits, file.take()) {
+            (Some(added), Some(open)) => (file.insert(open), added),
+            (_, full) => {
+                if let Some(full) = full {
+                    close(full, catalog, &mut definitions, options, &mut written, to_sync)?;
+                }
+                let open = file.insert(OpenFile::create(dir, written.files.len() as u32 + 1)?);
+                let added = new_definition_bytes(&joined_asset, open, &carried, &mut definitions)?;
+                (open, added)
+            }
+        };
         open.add(&asset_bytes, &joined_asset, definition_bytes, &mut carried)?;
     }
     if let Some(open) = file {
