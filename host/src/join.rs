@@ -419,7 +419,7 @@ impl Collector {
     /// Joins everything collected; the result is read one asset at a time.
     pub fn finish(self) -> Result<Joined> {
         if let Some(failure) = self.failure {
-            anyhow::bail!("the host could not keep the run's vulnerabilities: {failure}");
+            anyhow::bail!("the host could not keep the run's records: {failure}");
         }
         let Collector {
             assets,

@@ -384,7 +384,7 @@ fn fill_files(
             (Some(added), Some(open)) => (file.insert(open), added),
             (_, full) => {
                 if let Some(full) = full {
-                    close(full, catalog, &mut definitions, options, &mut written, to_sync)?;
+                    close(full, &mut definitions, options, &mut written, to_sync)?;
                 }
                 let open = file.insert(OpenFile::create(dir, written.files.len() as u32 + 1)?);
                 let added = new_definition_bytes(&joined_asset, open, &carried, &mut definitions)?;
@@ -394,7 +394,7 @@ fn fill_files(
         open.add(&asset_bytes, &joined_asset, definition_bytes, &mut carried)?;
     }
     if let Some(open) = file {
-        close(open, catalog, &mut definitions, options, &mut written, to_sync)?;
+        close(open, &mut definitions, options, &mut written, to_sync)?;
     }
     Ok(written)
 }
@@ -419,7 +419,6 @@ fn new_definition_bytes(
 /// Ends a file with the definitions its vulnerabilities use, sorted by identifier.
 fn close(
     mut file: OpenFile,
-    catalog: &Catalog,
     definitions: &mut SerializedDefinitions,
     options: &WriteOptions,
     written: &mut Written,
@@ -428,6 +427,7 @@ fn close(
     let path = file.path.clone();
     let context = || format!("cannot write {}", path.display());
     file.out.write_all(br#"],"vuln_defs":["#).with_context(context)?;
+    let catalog = definitions.catalog;
     file.definitions.sort_unstable_by_key(|id| catalog.rank(*id));
     for (i, id) in file.definitions.iter().enumerate() {
         if i > 0 {

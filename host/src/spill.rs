@@ -53,9 +53,8 @@ fn nth<'a>(text: &'a str, ends: &[usize], id: u32) -> &'a str {
 impl Interner {
     pub fn intern(&mut self, text: &str) -> u32 {
         let hash = self.hasher.hash_one(text);
-        let (buffer, ends) = (&self.text, &self.ends);
-        if let Some(id) = self.table.find(hash, |id| nth(buffer, ends, *id) == text) {
-            return *id;
+        if let Some(id) = self.find_hashed(hash, text) {
+            return id;
         }
         let id = u32::try_from(self.ends.len()).expect("fewer than 4 billion distinct keys");
         self.text.push_str(text);
@@ -71,7 +70,10 @@ impl Interner {
 
     /// The number of a string interned before, if it was.
     pub fn find(&self, text: &str) -> Option<u32> {
-        let hash = self.hasher.hash_one(text);
+        self.find_hashed(self.hasher.hash_one(text), text)
+    }
+
+    fn find_hashed(&self, hash: u64, text: &str) -> Option<u32> {
         self.table.find(hash, |id| self.get(*id) == text).copied()
     }
 
