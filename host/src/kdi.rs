@@ -4,7 +4,7 @@
 //! list is what lets CVM close what was fixed), each asset in exactly one file with
 //! its complete vulnerability list, `skip_autoclose: false`, and `vuln_def_name` on
 //! every vulnerability naming a `vuln_defs[].name` of the same file.
-//! See ../shared/docs/kdi-and-cvm-api.md §2.
+//! The format and why it is written this way: docs/cvm.md.
 
 use crate::bindings::types::{Datetime, VulnerabilityDefinition};
 use crate::join::{Catalog, Joined, JoinedAsset};
@@ -193,6 +193,8 @@ pub struct WriteOptions {
     pub max_file_bytes: usize,
     /// `last_seen_at` for vulnerabilities the source gave no time for.
     pub run_started: DateTime<Utc>,
+    /// Set `reset_tags`: CVM replaces each asset's tags instead of adding to them.
+    pub reset_tags: bool,
 }
 
 /// CVM's upload limit is not documented; 100 MiB keeps files well inside what
@@ -245,8 +247,17 @@ pub fn write_observed(
     Ok(Written { files, ..staged })
 }
 
-/// Bytes of a file around its assets and definitions.
-const FRAME_BYTES: usize = r#"{"skip_autoclose":false,"version":2,"assets":[],"vuln_defs":[]}"#.len();
+/// How a file opens, before its first asset.
+fn file_start(reset_tags: bool) -> &'static [u8] {
+    if reset_tags {
+        br#"{"skip_autoclose":false,"reset_tags":true,"version":2,"assets":["#
+    } else {
+        br#"{"skip_autoclose":false,"version":2,"assets":["#
+    }
+}
+
+/// Bytes of a file around its assets and definitions, beyond its start.
+const FRAME_END_BYTES: usize = r#"],"vuln_defs":[]}"#.len();
 
 /// The next joined asset, from wherever the assets are read.
 type NextAsset<'a> = &'a mut dyn FnMut() -> Result<Option<JoinedAsset>>;
@@ -315,13 +326,14 @@ struct OpenFile {
 }
 
 impl OpenFile {
-    fn create(dir: &Path, number: u32) -> Result<OpenFile> {
+    fn create(dir: &Path, number: u32, reset_tags: bool) -> Result<OpenFile> {
         let path = dir.join(format!("{FILE_PREFIX}{number:05}.json"));
         let handle = fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
         let mut out = BufWriter::with_capacity(1 << 20, handle);
-        out.write_all(br#"{"skip_autoclose":false,"version":2,"assets":["#)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(OpenFile { path, out, number, assets: 0, vulnerabilities: 0, bytes: FRAME_BYTES, definitions: Vec::new() })
+        let start = file_start(reset_tags);
+        out.write_all(start).with_context(|| format!("cannot write {}", path.display()))?;
+        let bytes = start.len() + FRAME_END_BYTES;
+        Ok(OpenFile { path, out, number, assets: 0, vulnerabilities: 0, bytes, definitions: Vec::new() })
     }
 
     /// Writes a serialized asset into the file and notes the definitions it needs
@@ -386,7 +398,7 @@ fn fill_files(
                 if let Some(full) = full {
                     close(full, &mut definitions, options, &mut written, to_sync)?;
                 }
-                let open = file.insert(OpenFile::create(dir, written.files.len() as u32 + 1)?);
+                let open = file.insert(OpenFile::create(dir, written.files.len() as u32 + 1, options.reset_tags)?);
                 let added = new_definition_bytes(&joined_asset, open, &carried, &mut definitions)?;
                 (open, added)
             }
@@ -580,6 +592,7 @@ mod tests {
             assets_per_file: per_file,
             max_file_bytes: max_bytes,
             run_started: Utc::now(),
+            reset_tags: false,
         }
     }
 

@@ -103,6 +103,12 @@ fn execute_quietly(
     let events = events.as_ref();
     let run_started = chrono::Utc::now();
     let resolved = config.resolve(&plugin.info).context("invalid configuration")?;
+    // Files carry `[cvm] reset_tags` whether this run uploads them or not.
+    let reset_tags = match (delivery, &config.cvm) {
+        (Some(d), _) => d.cvm.reset_tags,
+        (None, Some(cvm)) => crate::cvm::config::reset_tags(cvm).context("invalid configuration")?,
+        (None, None) => false,
+    };
     let output = RunOutput::default();
     let options_for = |events| SessionOptions { events, output: Some(output.clone()), ..session.clone() };
     let mut fetcher = plugin.open(host, &resolved, options_for(session.events.clone()))?;
@@ -131,6 +137,7 @@ fn execute_quietly(
             assets_per_file: options.assets_per_file,
             max_file_bytes: options.max_file_bytes,
             run_started,
+            reset_tags,
         },
         &mut |asset| {
             if let Some(s) = snapshot.as_mut() {

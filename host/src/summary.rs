@@ -1,4 +1,4 @@
-//! The run report of spec §7: what a person checks against the source's portal.
+//! The run report: what a person checks against the source's portal.
 
 use crate::cvm::DeliveryReport;
 use serde::Serialize;

@@ -62,6 +62,11 @@ impl Api {
         Ok(&self.token.as_ref().expect("just set").value)
     }
 
+    /// Keeps a token obtained elsewhere (verify asks for its own).
+    pub fn set_token(&mut self, token: Token) {
+        self.token = Some(token);
+    }
+
     /// Sends a call, pacing it and retrying transient failures. Returns any response
     /// that is not a transient failure (the caller judges 2xx, 401, 403, 404...).
     pub fn send(&mut self, call: Call) -> Result<Response, PluginError> {
@@ -151,6 +156,26 @@ impl Api {
         permission: &str,
         timeout: Duration,
     ) -> Result<Vec<u8>, PluginError> {
+        match self.get_found(url, pace, permission, timeout)? {
+            Found::Body(body) => Ok(body),
+            Found::NotFound(message) if endpoint(url) == "/api/machines" => Err(PluginError::BadResponse(format!(
+                "/api/machines answered 404: the tenant does not seem to be onboarded to Defender for Endpoint ({message})"
+            ))),
+            Found::NotFound(message) => {
+                Err(PluginError::BadResponse(format!("{} answered HTTP 404 ({message})", endpoint(url))))
+            }
+        }
+    }
+
+    /// Like [`Api::get`], but a 404 is an answer, not an error: on a page of
+    /// machines after the first, Defender's 404 means the list has ended.
+    pub fn get_found(
+        &mut self,
+        url: &str,
+        pace: &'static str,
+        permission: &str,
+        timeout: Duration,
+    ) -> Result<Found, PluginError> {
         let mut refreshed = false;
         loop {
             let bearer = format!("Bearer {}", self.token()?);
@@ -163,7 +188,7 @@ impl Api {
                 timeout,
             })?;
             match response.status {
-                200 => return Ok(response.body),
+                200 => return Ok(Found::Body(response.body)),
                 401 if !refreshed => {
                     refreshed = true;
                     self.token = None;
@@ -183,12 +208,7 @@ impl Api {
                         api_message(&response)
                     )))
                 }
-                404 if endpoint(url) == "/api/machines" => {
-                    return Err(PluginError::BadResponse(format!(
-                        "/api/machines answered 404: the tenant does not seem to be onboarded to Defender for Endpoint ({})",
-                        api_message(&response)
-                    )))
-                }
+                404 => return Ok(Found::NotFound(api_message(&response))),
                 status => {
                     return Err(PluginError::BadResponse(format!(
                         "{} answered HTTP {status} ({})",
@@ -199,6 +219,13 @@ impl Api {
             }
         }
     }
+}
+
+/// A GET's answer when a 404 may mean something.
+pub enum Found {
+    Body(Vec<u8>),
+    /// 404, with Defender's message.
+    NotFound(String),
 }
 
 /// A random number from the guest's entropy (std seeds `RandomState` from WASI's

@@ -32,16 +32,42 @@ pub fn token_url(settings: &Settings) -> String {
     }
 }
 
-/// Gets a token with the client credentials.
+/// Gets a token with the client credentials, for the configured (or the cloud's
+/// default) scope. When Azure AD does not know that audience, the error names the
+/// cloud's other known scopes; `verify` tries them ([`find_accepted_scope`]).
 pub fn request_token(api: &mut Api) -> Result<Token, PluginError> {
+    let scope = api.settings.scope.clone();
+    ask(api, &scope)?.map_err(|refusal| classify_failure(&api.settings, refusal.status, &refusal.body))
+}
+
+/// Azure AD's refusal of a token request.
+pub struct Refusal {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl Refusal {
+    /// Whether Azure AD does not know the requested audience (the resource of the
+    /// scope): AADSTS500011 `invalid_resource`, or AADSTS70011 `invalid_scope`.
+    pub fn unknown_audience(&self) -> bool {
+        let aad: AadError = serde_json::from_slice(&self.body).unwrap_or_default();
+        aad.error == "invalid_resource"
+            || aad.error == "invalid_scope"
+            || aad.error_codes.iter().any(|c| *c == 500011 || *c == 70011)
+    }
+}
+
+/// Asks for a token for `scope` (v2) or its resource (v1): a token, or Azure AD's
+/// refusal as it came. Transport failures are errors.
+pub fn ask(api: &mut Api, scope: &str) -> Result<Result<Token, Refusal>, PluginError> {
     let settings = &api.settings;
     let mut form = form_urlencoded::Serializer::new(String::new());
     form.append_pair("grant_type", "client_credentials")
         .append_pair("client_id", &settings.client_id)
         .append_pair("client_secret", &settings.client_secret);
     match settings.token_endpoint {
-        TokenEndpoint::V2 => form.append_pair("scope", &settings.scope),
-        TokenEndpoint::V1 => form.append_pair("resource", settings.resource()),
+        TokenEndpoint::V2 => form.append_pair("scope", scope),
+        TokenEndpoint::V1 => form.append_pair("resource", resource_of(scope)),
     };
     let url = token_url(settings);
     let timeout = settings.request_timeout;
@@ -57,9 +83,47 @@ pub fn request_token(api: &mut Api) -> Result<Token, PluginError> {
         timeout,
     })?;
     if response.status == 200 {
-        return parse_token(&response.body);
+        return parse_token(&response.body).map(Ok);
     }
-    Err(classify_failure(&api.settings, response.status, &response.body))
+    Ok(Err(Refusal { status: response.status, body: response.body }))
+}
+
+/// The v1 `resource` of a v2 scope: the same without `/.default`.
+pub fn resource_of(scope: &str) -> &str {
+    scope.strip_suffix("/.default").unwrap_or(scope)
+}
+
+/// After Azure AD refused the configured scope's audience: tries the cloud's other
+/// known scopes, and says which one this tenant accepts and how to pin it. Runs
+/// never do this on their own: they use what is configured.
+pub fn find_accepted_scope(api: &mut Api, refused: &Refusal) -> PluginError {
+    let settings = &api.settings;
+    let (cloud, first) = (settings.cloud, settings.scope.clone());
+    let description = first_line(&refused.body);
+    let candidates: Vec<&str> = cloud.scopes().iter().copied().filter(|s| *s != first).collect();
+    let mut tried = vec![first.clone()];
+    for candidate in candidates {
+        match ask(api, candidate) {
+            Ok(Ok(_)) => {
+                return PluginError::Authentication(format!(
+                    "Azure AD does not accept the token audience `{first}` ({description}); `{candidate}` works for this tenant ({cloud} cloud): set scope = \"{candidate}\" in the [connector] table to use it"
+                ))
+            }
+            Ok(Err(refusal)) if refusal.unknown_audience() => tried.push(candidate.to_owned()),
+            Ok(Err(refusal)) => return classify_failure(&api.settings, refusal.status, &refusal.body),
+            Err(e) => return e,
+        }
+    }
+    PluginError::Authentication(format!(
+        "Azure AD accepts none of the token audiences known for the {cloud} cloud ({}): {description}; check `cloud`, `login_host` and `scope`",
+        tried.join(", ")
+    ))
+}
+
+/// The first line of Azure AD's `error_description` (the rest is trace ids).
+fn first_line(body: &[u8]) -> String {
+    let aad: AadError = serde_json::from_slice(body).unwrap_or_default();
+    aad.error_description.lines().next().unwrap_or("").trim().to_owned()
 }
 
 #[derive(Deserialize)]
@@ -116,9 +180,12 @@ pub fn classify_failure(settings: &Settings, status: u16, body: &[u8]) -> Plugin
     } else if has(7000215) || aad.error == "invalid_client" {
         PluginError::Authentication(format!("wrong client secret for application {client} ({description})"))
     } else if has(70011) || aad.error == "invalid_scope" || has(500011) || aad.error == "invalid_resource" {
+        let others: Vec<&str> = settings.cloud.scopes().iter().copied().filter(|s| *s != settings.scope).collect();
         PluginError::Authentication(format!(
-            "Azure AD does not accept the token audience `{}`; set `scope` (or `cloud`) for this host ({description})",
-            settings.scope
+            "Azure AD does not accept the token audience `{}` ({description}); other scopes known for the {} cloud: {}; `connector-host verify` tries them and says which one to pin with `scope`",
+            settings.scope,
+            settings.cloud,
+            others.join(", ")
         ))
     } else if aad.error.is_empty() {
         PluginError::BadResponse(format!("the token endpoint answered HTTP {status}: {}", net::excerpt(body)))
@@ -132,18 +199,7 @@ mod tests {
     use super::*;
 
     fn settings() -> Settings {
-        crate::settings::parse(&[
-            connector_sdk::types::Setting {
-                key: "client_id".into(),
-                value: "11111111-2222-3333-4444-555555555555".into(),
-            },
-            connector_sdk::types::Setting { key: "client_secret".into(), value: "x".into() },
-            connector_sdk::types::Setting {
-                key: "tenant_id".into(),
-                value: "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee".into(),
-            },
-        ])
-        .unwrap()
+        crate::settings::for_tests(&[])
     }
 
     fn message(e: PluginError) -> String {
@@ -168,6 +224,15 @@ mod tests {
         assert!(message(classify_failure(&s, 401, expired)).contains("expired"));
         assert!(message(classify_failure(&s, 502, b"<html>gateway</html>"))
             .starts_with("bad: the token endpoint answered HTTP 502"));
+        let audience = br#"{"error":"invalid_resource","error_description":"AADSTS500011: The resource principal named https://api.securitycenter.microsoft.com was not found in the tenant.","error_codes":[500011]}"#;
+        let text = message(classify_failure(&s, 400, audience));
+        assert!(
+            text.contains("does not accept the token audience `https://api.securitycenter.microsoft.com/.default`"),
+            "{text}"
+        );
+        assert!(text.contains("https://securitycenter.onmicrosoft.com/windowsatpservice/.default"), "{text}");
+        assert!(Refusal { status: 400, body: audience.to_vec() }.unknown_audience());
+        assert!(!Refusal { status: 401, body: b"{\"error\":\"invalid_client\"}".to_vec() }.unknown_audience());
     }
 
     #[test]

@@ -164,7 +164,10 @@ pub fn next_page(api: &mut Api, stage: &mut Stage) -> Result<Option<Page>, Plugi
                 if done {
                     *stage = vulnerabilities_stage(api, paging.ids.len() as u64);
                 }
-                return Ok(Some(page));
+                match page {
+                    Some(page) => return Ok(Some(page)),
+                    None => continue,
+                }
             }
             Stage::Vulnerabilities { next, sequence, seen, rows, parts, handed } => {
                 if let Some(body) = parts.as_mut().and_then(PageParts::next_part) {
@@ -186,7 +189,7 @@ pub fn next_page(api: &mut Api, stage: &mut Stage) -> Result<Option<Page>, Plugi
                 *rows += split.rows.len() as u64;
                 output::progress("vulnerability rows", *rows, None);
                 if let Some(link) = next_link {
-                    check_next_link(&api.settings.api_base, &link, seen, VULNERABILITIES_ENDPOINT, *sequence)?;
+                    check_next_link(&api.settings.api_bases, &link, seen, VULNERABILITIES_ENDPOINT, *sequence)?;
                     seen.insert(&link);
                     next.push_str(&link);
                     *sequence += 1;
@@ -260,11 +263,30 @@ impl SeenLinks {
     }
 }
 
-fn machines_page(api: &mut Api, paging: &mut MachinesPaging) -> Result<(Page, bool), PluginError> {
+/// The next page of machines, and whether it was the last. `None`: the list ended
+/// without another page (a 404 after the first page).
+fn machines_page(api: &mut Api, paging: &mut MachinesPaging) -> Result<(Option<Page>, bool), PluginError> {
     let top = api.settings.machines_page_size;
     let url = paging.next.take().unwrap_or_else(|| machines_url(&api.settings.api_base, top, paging.skip));
-    let body = api.get(&url, pacing::MACHINES, "Machine.Read.All", api.settings.request_timeout)?;
     let sequence = paging.sequence;
+    let body = match api.get_found(&url, pacing::MACHINES, "Machine.Read.All", api.settings.request_timeout)? {
+        api::Found::Body(body) => body,
+        // Defender answers 404 for "no machines". On the first page that means the
+        // tenant is not onboarded; after it, a page past the end of the list (the
+        // device count was a multiple of the page size): the list is complete.
+        api::Found::NotFound(_) if sequence > 0 => {
+            log(
+                Level::Info,
+                &format!("{MACHINES_ENDPOINT} page {} answered 404: the list ended on the page before", sequence + 1),
+            );
+            return Ok((None, true));
+        }
+        api::Found::NotFound(message) => {
+            return Err(PluginError::BadResponse(format!(
+                "{MACHINES_ENDPOINT} answered 404: the tenant does not seem to be onboarded to Defender for Endpoint ({message})"
+            )))
+        }
+    };
     let envelope: MachinesEnvelope = parse(&body, MACHINES_ENDPOINT, sequence)?;
     let count = envelope.value.len() as u64;
     let mut new = 0;
@@ -288,13 +310,13 @@ fn machines_page(api: &mut Api, paging: &mut MachinesPaging) -> Result<(Page, bo
         return Err(PluginError::BadResponse(format!("{MACHINES_ENDPOINT} returned more than {MAX_PAGES} pages")));
     }
     if let Some(link) = next_link {
-        check_next_link(&api.settings.api_base, &link, &paging.seen_links, MACHINES_ENDPOINT, sequence)?;
+        check_next_link(&api.settings.api_bases, &link, &paging.seen_links, MACHINES_ENDPOINT, sequence)?;
         paging.seen_links.insert(&link);
         paging.next = Some(link);
     }
     paging.skip += count;
     paging.sequence += 1;
-    Ok((Page { kind: MACHINES.into(), sequence, body }, !more))
+    Ok((Some(Page { kind: MACHINES.into(), sequence, body }), !more))
 }
 
 /// JSON pages or export files, as configured; `auto` follows Microsoft's advice to use
@@ -482,20 +504,24 @@ fn parse<'a, T: Deserialize<'a>>(body: &'a [u8], endpoint: &str, sequence: u32) 
     })
 }
 
-/// A nextLink must stay on the configured API origin (the bearer token goes with it),
-/// and must not repeat (a loop would never end).
+/// A nextLink must stay on the configured API origin or another documented API host
+/// of the same cloud (Microsoft's own examples show nextLinks on another host than
+/// the request's); the bearer token goes with it, so anything else is refused. It
+/// must not repeat either (a loop would never end).
 fn check_next_link(
-    api_base: &str,
+    api_bases: &[String],
     link: &str,
     seen: &SeenLinks,
     endpoint: &str,
     sequence: u32,
 ) -> Result<(), PluginError> {
-    let same_origin = link.get(..api_base.len()).is_some_and(|prefix| prefix.eq_ignore_ascii_case(api_base))
-        && link[api_base.len()..].starts_with('/');
-    if !same_origin {
+    let on = |base: &String| {
+        link.get(..base.len()).is_some_and(|prefix| prefix.eq_ignore_ascii_case(base))
+            && link[base.len()..].starts_with('/')
+    };
+    if !api_bases.iter().any(on) {
         return Err(PluginError::BadResponse(format!(
-            "{endpoint} page {} has a nextLink to another origin ({}); refusing to send the token there",
+            "{endpoint} page {} has a nextLink to another origin ({}); refusing to send the token there: it is not a Defender API host of this cloud",
             sequence + 1,
             crate::net::host_of(link)
         )));
@@ -544,7 +570,8 @@ mod tests {
     #[test]
     fn next_links_to_other_origins_or_seen_before_are_refused() {
         let mut seen = SeenLinks::default();
-        let check = |link: &str, seen: &SeenLinks| check_next_link("https://api.x.com", link, seen, "/e", 0);
+        let bases = ["https://api.x.com".to_owned()];
+        let check = |link: &str, seen: &SeenLinks| check_next_link(&bases, link, seen, "/e", 0);
         assert!(check("https://api.x.com/api/m?$skiptoken=a", &seen).is_ok());
         assert!(check("https://api.x.com.evil.net/api/m", &seen).is_err());
         assert!(check("https://api.x.com:8443/api/m", &seen).is_err());
@@ -552,6 +579,24 @@ mod tests {
         assert!(check("http://api.x.com/api/m", &seen).is_err());
         seen.insert("https://api.x.com/api/m?$skiptoken=a");
         assert!(check("https://api.x.com/api/m?$skiptoken=a", &seen).is_err());
+    }
+
+    #[test]
+    fn next_links_may_move_between_documented_hosts_of_one_cloud_only() {
+        let settings = |host: &str| crate::settings::for_tests(&[("host", host)]);
+        let seen = SeenLinks::default();
+        let commercial = settings("api.securitycenter.microsoft.com").api_bases;
+        let check = |bases: &[String], link: &str| check_next_link(bases, link, &seen, "/e", 0).is_ok();
+        assert!(check(
+            &commercial,
+            "https://api.security.microsoft.com/api/machines/SoftwareVulnerabilitiesByMachine?$skiptoken=x"
+        ));
+        assert!(check(&commercial, "https://eu.api.security.microsoft.com/api/x"));
+        assert!(!check(&commercial, "https://api-gov.securitycenter.microsoft.us/api/x"), "another cloud");
+        assert!(!check(&commercial, "https://wpatdadi-eus-stg.cloudapp.net/api/x"), "not a documented host");
+        let gov = settings("api-gov.securitycenter.microsoft.us").api_bases;
+        assert!(check(&gov, "https://api-gov.securitycenter.microsoft.us/api/x"));
+        assert!(!check(&gov, "https://api.security.microsoft.com/api/x"), "commercial from a government tenant");
     }
 
     #[test]

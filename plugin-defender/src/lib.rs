@@ -2,7 +2,7 @@
 //! `vulnbridge:connector` contract, built on the connector SDK (`wit/`).
 //!
 //! `fetch` pages through active machines and then vulnerability rows; `%map` turns
-//! each page into platform records (spec §5 and §6). The mapping is plain Rust in
+//! each page into platform records (the README's "Mapping" table). The mapping is plain Rust in
 //! `mapping`, unit-tested natively; what talks to the host goes through the SDK, in
 //! `net`, `api`, `fetch` and `verify`. This file is the `Connector` implementation.
 
@@ -49,14 +49,19 @@ impl Connector for DefenderConnector {
     }
 
     fn declared_origins(&self) -> Vec<String> {
-        // The sign-in host follows the cloud unless configured: declare it, so the
-        // host allows it for this instance.
+        // What follows from the cloud rather than from a host field: the sign-in
+        // host and the export storage unless configured, and the cloud's other API
+        // hosts, which a nextLink may lead to. The host allows them for this instance.
         let s = &self.api.settings;
+        let mut origins = Vec::new();
         if s.login_derived {
-            vec![s.login_base.clone()]
-        } else {
-            Vec::new()
+            origins.push(s.login_base.clone());
         }
+        if s.storage_derived {
+            origins.push(format!("https://{}", s.storage_host));
+        }
+        origins.extend(s.api_bases.iter().skip(1).cloned());
+        origins
     }
 
     fn verify(&mut self) -> Result<Vec<Check>, PluginError> {

@@ -47,7 +47,7 @@ fn parse_page(body: &[u8]) -> Result<Page<'_>, PageError> {
         .map_err(|e| PageError(format!("not an OData page with a `value` list: {e}")))
 }
 
-/// Maps a page of `GET /api/machines` to assets (spec §6).
+/// Maps a page of `GET /api/machines` to assets (the README's "Mapping" table).
 pub fn map_machines_page(body: &[u8]) -> Result<Mapped, PageError> {
     let page = parse_page(body)?;
     let mut out = Mapped::default();
@@ -153,7 +153,7 @@ pub fn tags(machine_tags: &[Cow<str>], rbac_group_name: Option<&str>) -> Vec<Str
 }
 
 /// Maps a page of `SoftwareVulnerabilitiesByMachine` to vulnerabilities and the
-/// definitions of their identifiers (spec §5).
+/// definitions of their identifiers (the README's "Mapping" table).
 pub fn map_vulnerabilities_page(body: &[u8]) -> Result<Mapped, PageError> {
     map_vulnerabilities_page_defining(body, &mut HashSet::new())
 }

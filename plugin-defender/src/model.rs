@@ -42,7 +42,7 @@ pub struct MachineId<'a> {
     pub id: Option<Cow<'a, str>>,
 }
 
-/// A machine of `GET /api/machines` (docs/defender-api.md §5.3).
+/// A machine of `GET /api/machines` (docs/defender-api.md, "Machines").
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Machine<'a> {
@@ -154,7 +154,7 @@ fn parse_powershell_entry(text: &str) -> Option<IpAddressEntry<'static>> {
 }
 
 /// A row of `SoftwareVulnerabilitiesByMachine`: one device x software x CVE
-/// (docs/defender-api.md §6.1). The file export's rows use PascalCase keys.
+/// (docs/defender-api.md, "Vulnerabilities"). The file export's rows use PascalCase keys.
 ///
 /// Deserialized by hand rather than derived: a key that appears twice keeps its
 /// last value instead of failing (a derived struct rejects duplicates, which would

@@ -1,5 +1,5 @@
 //! Pacing calls to Defender's documented rate limits, per endpoint
-//! (docs/defender-api.md §1): machines 100/min and 1,500/h; vulnerabilities 30/min
+//! (docs/defender-api.md, "Rate limits"): machines 100/min and 1,500/h; vulnerabilities 30/min
 //! and 1,000/h; export 5/min and 20/h.
 //!
 //! Each limit is a token bucket whose tokens come back one window after they were

@@ -1,4 +1,4 @@
-//! The configuration fields (spec §2 plus the optional ones real tenants need), and
+//! The configuration fields (those of CVM's "Add Connector" dialog, plus the optional ones real tenants need), and
 //! their validation into typed settings.
 
 use crate::cloud::{self, Cloud};
@@ -15,8 +15,6 @@ pub const MAX_PAGE_SIZE: u32 = 200_000;
 pub const DEFAULT_MACHINES_PAGE_SIZE: u32 = 10_000;
 /// Above this many devices, `auto` uses the file export (Microsoft's recommendation).
 pub const DEFAULT_EXPORT_ABOVE_DEVICES: u64 = 100_000;
-/// Where Defender's export files live.
-pub const DEFAULT_STORAGE_HOST: &str = "*.blob.core.windows.net";
 
 /// How the token is requested.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +54,13 @@ pub struct Settings {
     pub cloud_source: &'static str,
     /// The v2 scope; the v1 resource is the same without `/.default`.
     pub scope: String,
+    /// Base URLs the bearer token may go to: the configured API host and, when it
+    /// is a documented host, every documented API host of its cloud.
+    pub api_bases: Vec<String>,
+    /// Where export files are downloaded from (`*.` matches subdomains).
+    pub storage_host: String,
+    /// Whether the storage host follows from the cloud (not configured).
+    pub storage_derived: bool,
     pub token_endpoint: TokenEndpoint,
     pub api_mode: ApiMode,
     pub export_above_devices: u64,
@@ -71,7 +76,7 @@ pub struct Settings {
 impl Settings {
     /// The v1 `resource` for the scope.
     pub fn resource(&self) -> &str {
-        self.scope.strip_suffix("/.default").unwrap_or(&self.scope)
+        crate::auth::resource_of(&self.scope)
     }
 }
 
@@ -90,7 +95,7 @@ pub fn fields() -> Vec<ConfigField> {
         field("token_endpoint", "Token endpoint", "v2 (/oauth2/v2.0/token with scope) or v1 (/oauth2/token with resource), the older endpoint as a fallback.", Text, false, Some("v2")),
         field("api_mode", "API mode", "json (SoftwareVulnerabilitiesByMachine pages), export (SoftwareVulnerabilitiesExport files) or auto (export above export_above_devices devices).", Text, false, Some("auto")),
         field("export_above_devices", "Export above devices", "With api_mode auto, use the file export when the tenant has more active devices than this.", Integer, false, Some("100000")),
-        field("storage_host", "Export storage host", "Where export files are downloaded from (no token is sent there); a leading *. matches any subdomain.", Host, false, Some(DEFAULT_STORAGE_HOST)),
+        field("storage_host", "Export storage host", "Where export files are downloaded from (no token is sent there); a leading *. matches any subdomain. By default it follows the cloud: *.blob.core.windows.net, or *.blob.core.usgovcloudapi.net for GCC High and DoD.", Host, false, None),
         field("page_size", "Page size", "Vulnerability rows per page (1 to 200,000; about 1 KB each).", Integer, false, Some("50000")),
         field("machines_page_size", "Machines page size", "Devices per page of /api/machines (1 to 10,000).", Integer, false, Some("10000")),
         field("rate_limits", "Rate limits", "Calls allowed per endpoint and window, paced so Defender never has to throttle; `off` disables pacing.", Text, false, Some(pacing::DEFAULT_LIMITS)),
@@ -172,6 +177,15 @@ pub fn from_config(config: &mut Config) -> Result<Settings, Vec<FieldError>> {
         None => (format!("https://{}", cloud.login_host()), true),
     };
     let scope = config.value("scope").unwrap_or_else(|| cloud.scope().to_owned());
+    let (storage_host, storage_derived) = match config.value("storage_host") {
+        Some(v) => (v, false),
+        None => (cloud.storage_host().to_owned(), true),
+    };
+    let mut api_bases = vec![api_base.clone()];
+    if api_cloud.is_some() {
+        let others = cloud.api_hosts().iter().map(|h| format!("https://{h}"));
+        api_bases.extend(others.filter(|b| *b != api_base));
+    }
     if !scope.starts_with("https://") {
         config.error("scope", &format!("expected a URL such as {}, got `{scope}`", Cloud::Commercial.scope()));
     }
@@ -208,6 +222,9 @@ pub fn from_config(config: &mut Config) -> Result<Settings, Vec<FieldError>> {
         cloud,
         cloud_source,
         scope,
+        api_bases,
+        storage_host,
+        storage_derived,
         token_endpoint,
         api_mode,
         export_above_devices,
@@ -257,6 +274,18 @@ pub fn base_url(value: &str) -> Result<String, String> {
     Ok(format!("{scheme}://{}", authority.to_ascii_lowercase()))
 }
 
+/// Valid settings with the given fields set, for unit tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) fn for_tests(fields: &[(&str, &str)]) -> Settings {
+    let mut settings = vec![
+        Setting { key: "client_id".into(), value: "11111111-2222-3333-4444-555555555555".into() },
+        Setting { key: "client_secret".into(), value: "x".into() },
+        Setting { key: "tenant_id".into(), value: "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee".into() },
+    ];
+    settings.extend(fields.iter().map(|(key, value)| Setting { key: (*key).into(), value: (*value).into() }));
+    parse(&settings).expect("valid test settings")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,6 +322,10 @@ mod tests {
         assert_eq!((s.token_endpoint, s.api_mode), (TokenEndpoint::V2, ApiMode::Auto));
         assert_eq!(s.page_timeout, Duration::from_secs(600));
         assert_eq!(s.pacer, Pacer::parse(pacing::DEFAULT_LIMITS).unwrap());
+        assert_eq!((s.storage_host.as_str(), s.storage_derived), ("*.blob.core.windows.net", true));
+        assert_eq!(s.api_bases[0], "https://api.securitycenter.microsoft.com");
+        assert!(s.api_bases.contains(&"https://aea.api.security.microsoft.com".to_owned()));
+        assert!(!s.api_bases.iter().any(|b| b.ends_with(".us")), "no host of another cloud");
     }
 
     #[test]
@@ -301,10 +334,15 @@ mod tests {
         assert_eq!(gov.cloud, Cloud::GccHigh);
         assert_eq!(gov.login_base, "https://login.microsoftonline.us");
         assert_eq!(gov.scope, "https://api-gov.securitycenter.microsoft.us/.default");
+        assert_eq!(gov.storage_host, "*.blob.core.usgovcloudapi.net");
+        assert_eq!(gov.api_bases, ["https://api-gov.securitycenter.microsoft.us"]);
         let dod = parse(&with(&[("host", "api-gov.securitycenter.microsoft.us"), ("cloud", "dod")])).unwrap();
         assert_eq!(dod.cloud, Cloud::Dod);
         let gcc = parse(&with(&[("host", "api-gcc.securitycenter.microsoft.us")])).unwrap();
         assert_eq!((gcc.cloud, gcc.login_base.as_str()), (Cloud::Gcc, "https://login.microsoftonline.com"));
+        assert_eq!(gcc.storage_host, "*.blob.core.windows.net");
+        let local = parse(&with(&[("host", "http://127.0.0.1:9000"), ("cloud", "gcc-high")])).unwrap();
+        assert_eq!(local.api_bases, ["http://127.0.0.1:9000"], "an undocumented host stands alone");
         let mismatch =
             parse(&with(&[("host", "api-gov.securitycenter.microsoft.us"), ("cloud", "commercial")])).unwrap_err();
         assert_eq!(mismatch[0].key, "cloud");

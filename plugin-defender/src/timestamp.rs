@@ -2,7 +2,7 @@
 //!
 //! `/api/machines` sends ISO 8601 with `Z` and 1 to 7 fraction digits; the
 //! vulnerability exports send `2020-11-03 10:13:34.8476880`, with a space and no zone.
-//! Zoneless values are UTC (the documented reading; see docs/defender-api.md §9).
+//! Zoneless values are UTC (the documented reading; see docs/defender-api.md, "Timestamps and data shapes").
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 

@@ -1,6 +1,7 @@
 //! "Save and Verify": a token, then the cheapest call proving each permission. It
 //! does not wait on throttling or retry unreachable hosts: an administrator hears at
-//! once what is wrong.
+//! once what is wrong. When Azure AD does not know the token audience, it tries the
+//! cloud's other known scopes and names the one to pin.
 
 use crate::api::Api;
 use crate::auth;
@@ -15,7 +16,14 @@ use connector_sdk::types::{Check, PluginError};
 pub fn verify(api: &mut Api) -> Result<Vec<Check>, PluginError> {
     api.patient = false;
     let mut checks = Vec::new();
-    api.token()?;
+    // A token for the configured scope; when Azure AD does not know its audience
+    // (government clouds differ between tenants), find the scope that works.
+    let scope = api.settings.scope.clone();
+    match auth::ask(api, &scope)? {
+        Ok(token) => api.set_token(token),
+        Err(refused) if refused.unknown_audience() => return Err(auth::find_accepted_scope(api, &refused)),
+        Err(refused) => return Err(auth::classify_failure(&api.settings, refused.status, &refused.body)),
+    }
     let s = &api.settings;
     checks.push(Check {
         name: "token".into(),

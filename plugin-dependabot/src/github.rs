@@ -1,4 +1,7 @@
-//! GitHub's REST API: the organization's Dependabot alerts, paged by `Link` headers.
+//! GitHub's REST API: the organization's repositories, then its Dependabot alerts,
+//! both paged by `Link` headers. Every repository is listed (100 a call) so that a
+//! repository whose last alert was fixed is still sent, with no alerts: CVM then
+//! closes what was open there.
 //!
 //! Every call carries the token (a placeholder the host fills in), GitHub's JSON
 //! media type and API version. Transient failures and rate limits are retried by the
@@ -7,7 +10,7 @@
 //! `x-ratelimit-reset` when that is soon enough.
 
 use crate::settings::Settings;
-use crate::ALERTS;
+use crate::{ALERTS, REPOSITORIES};
 use connector_sdk::http::{excerpt, same_origin, Request, Response};
 use connector_sdk::output;
 use connector_sdk::types::{Check, Page, PluginError};
@@ -16,18 +19,33 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// GitHub's REST API version this plugin is written against.
 pub const API_VERSION: &str = "2022-11-28";
 
-/// Where paging stands.
+/// Where paging stands: the repositories first, then the alerts.
 #[derive(Debug, Clone)]
 pub struct Paging {
-    next: Option<String>,
+    /// The next page of repositories, until they are all read.
+    repositories: Option<String>,
+    /// The next page of alerts.
+    alerts: Option<String>,
     sequence: u32,
-    alerts: u64,
+    repositories_seen: u64,
+    alerts_seen: u64,
 }
 
 impl Paging {
     pub fn start(settings: &Settings) -> Self {
-        Paging { next: Some(first_page_url(settings, settings.page_size)), sequence: 0, alerts: 0 }
+        Paging {
+            repositories: Some(repositories_url(settings)),
+            alerts: Some(first_page_url(settings, settings.page_size)),
+            sequence: 0,
+            repositories_seen: 0,
+            alerts_seen: 0,
+        }
     }
+}
+
+/// Every repository of the organization, 100 a page (GitHub's maximum).
+pub fn repositories_url(settings: &Settings) -> String {
+    format!("{}/orgs/{}/repos?type=all&per_page=100", settings.api_base, settings.organization)
 }
 
 /// The first page: open alerts, oldest first, `page_size` per page.
@@ -38,30 +56,45 @@ pub fn first_page_url(settings: &Settings, page_size: u64) -> String {
     )
 }
 
-/// The next page of alerts, or `None` after the last one.
+/// The next page, repositories then alerts, or `None` after the last one.
 pub fn next_page(settings: &Settings, paging: &mut Paging) -> Result<Option<Page>, PluginError> {
-    let Some(url) = paging.next.take() else { return Ok(None) };
+    let (kind, slot) = match (&paging.repositories, &paging.alerts) {
+        (Some(_), _) => (REPOSITORIES, &mut paging.repositories),
+        (None, Some(_)) => (ALERTS, &mut paging.alerts),
+        (None, None) => return Ok(None),
+    };
+    let url = slot.take().expect("matched above");
     let response = get(settings, &url)?;
-    let next = response.next_link();
+    *slot = checked_next_link(settings, &url, response.next_link())?;
+    let page = Page { kind: kind.into(), sequence: paging.sequence, body: response.body };
+    paging.sequence += 1;
+    let entries = count_entries(&page.body);
+    if kind == REPOSITORIES {
+        paging.repositories_seen += entries;
+        output::progress("repositories", paging.repositories_seen, None);
+    } else {
+        paging.alerts_seen += entries;
+        output::progress("alerts", paging.alerts_seen, None);
+    }
+    Ok(Some(page))
+}
+
+/// A next link, if it may be followed: a link elsewhere would carry the token to
+/// another origin, and one to the page just read would never end.
+fn checked_next_link(settings: &Settings, url: &str, next: Option<String>) -> Result<Option<String>, PluginError> {
     if let Some(next) = &next {
-        // A next link elsewhere would carry the token to another origin.
         if !same_origin(next, &settings.api_base) {
             return Err(PluginError::BadResponse(format!(
                 "GitHub's next page link leads to another origin ({next}); refusing to follow it"
             )));
         }
-        if *next == url {
+        if next == url {
             return Err(PluginError::BadResponse(format!(
                 "GitHub's next page link repeats the page just read ({url})"
             )));
         }
     }
-    paging.next = next;
-    let page = Page { kind: ALERTS.into(), sequence: paging.sequence, body: response.body };
-    paging.sequence += 1;
-    paging.alerts += count_entries(&page.body);
-    output::progress("alerts", paging.alerts, None);
-    Ok(Some(page))
+    Ok(next)
 }
 
 /// Array entries in a page, counted cheaply for progress (mapping checks the rest).
@@ -122,16 +155,27 @@ fn github_message(response: &Response) -> String {
         .unwrap_or_else(|| excerpt(&response.body))
 }
 
-/// One small call: the token works, the organization exists, and its alerts can
-/// be read.
+/// Two small calls: the token works, the organization exists, its repositories
+/// can be listed (every one is sent, so that CVM closes fixed alerts), and its
+/// alerts can be read.
 pub fn verify(settings: &Settings) -> Result<Vec<Check>, PluginError> {
-    let url = first_page_url(settings, 1);
-    let response = get(settings, &url)?;
+    let listed =
+        get(settings, &format!("{}/orgs/{}/repos?type=all&per_page=1", settings.api_base, settings.organization))?;
+    let repositories = count_entries(&listed.body);
+    let response = get(settings, &first_page_url(settings, 1))?;
     let sample = count_entries(&response.body);
     Ok(vec![
         Check {
             name: "GitHub API".into(),
             detail: format!("{} answers with API version {API_VERSION}", settings.api_base),
+        },
+        Check {
+            name: "Repositories".into(),
+            detail: format!(
+                "the token lists `{}`'s repositories ({})",
+                settings.organization,
+                if repositories == 0 { "none visible" } else { "at least one" }
+            ),
         },
         Check {
             name: "Dependabot alerts".into(),

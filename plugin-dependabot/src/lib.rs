@@ -1,11 +1,13 @@
 //! The GitHub Dependabot alerts connector: a plugin of the `vulnbridge:connector`
 //! contract, built only on the connector SDK (`wit/`).
 //!
-//! Assets are repositories; vulnerabilities are open Dependabot alerts, one per
-//! advisory and repository (alerts of the same advisory in several manifests merge
-//! in the host, keeping every manifest in the details). `fetch` pages through
-//! `GET /orgs/{org}/dependabot/alerts` by its `Link` header; `map` is plain Rust in
-//! `mapping`, tested natively on fixture files.
+//! Assets are repositories, every one of the organization (also those without open
+//! alerts, so that CVM closes what was fixed there); vulnerabilities are open
+//! Dependabot alerts, one per advisory and repository (alerts of the same advisory
+//! in several manifests merge in the host, keeping every manifest in the details).
+//! `fetch` pages through `GET /orgs/{org}/repos`, then
+//! `GET /orgs/{org}/dependabot/alerts`, by their `Link` headers; `map` is plain Rust
+//! in `mapping`, tested natively on fixture files.
 
 pub mod github;
 pub mod mapping;
@@ -16,8 +18,10 @@ use connector_sdk::types::{Check, FieldError, Page, PluginError, PluginInfo};
 use connector_sdk::{Config, Connector, Output};
 use std::collections::HashSet;
 
-/// The kind of every page: a JSON array of alerts, as GitHub sent it.
+/// A page of alerts: a JSON array, as GitHub sent it.
 pub const ALERTS: &str = "alerts";
+/// A page of the organization's repositories: a JSON array, as GitHub sent it.
+pub const REPOSITORIES: &str = "repositories";
 
 /// One instance: its settings, where paging stands, and the repositories already
 /// emitted (each repository becomes one asset, however many alerts it has).
@@ -54,17 +58,19 @@ impl Connector for DependabotConnector {
     }
 
     fn map(&mut self, page: &Page, out: &mut Output) -> Result<(), PluginError> {
-        if page.kind != ALERTS {
-            return Err(PluginError::Other(format!("unknown page kind `{}`", page.kind)));
-        }
-        let mapped = mapping::map_alerts_page(&page.body)
-            .map_err(|e| PluginError::BadResponse(format!("alerts page {}: {e}", page.sequence + 1)))?;
-        out.count(mapping::ALERTS_FETCHED, mapped.alerts);
+        let (mapped, counter) = match page.kind.as_str() {
+            ALERTS => (mapping::map_alerts_page(&page.body), mapping::ALERTS_FETCHED),
+            REPOSITORIES => (mapping::map_repositories_page(&page.body), mapping::REPOSITORIES_FETCHED),
+            other => return Err(PluginError::Other(format!("unknown page kind `{other}`"))),
+        };
+        let mapped =
+            mapped.map_err(|e| PluginError::BadResponse(format!("{} page {}: {e}", page.kind, page.sequence + 1)))?;
+        out.count(counter, if page.kind == ALERTS { mapped.alerts } else { mapped.assets.len() as u64 });
         for (reason, count) in &mapped.skipped {
             out.skip(reason, *count);
         }
         out.definitions(mapped.definitions);
-        // Alerts of one repository span pages: emit its asset once.
+        // A repository comes in the list and again with each of its alerts: emit it once.
         out.assets(mapped.assets.into_iter().filter(|a| self.repositories_emitted.insert(a.key.clone())));
         out.vulnerabilities(mapped.vulnerabilities);
         Ok(())

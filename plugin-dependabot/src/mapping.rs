@@ -13,13 +13,18 @@
 //!
 //! Alerts that are not open, of withdrawn advisories, or missing their repository
 //! or advisory id are skipped with a reason.
+//!
+//! Every repository of the organization is an asset, also one without open alerts:
+//! sent with an empty list, it lets CVM close the alerts that were fixed there.
 
-use crate::model::{Alert, Package};
+use crate::model::{Alert, Package, Repository};
 use connector_sdk::types::{Asset, Datetime, Locators, Vulnerability, VulnerabilityDefinition};
 use std::collections::BTreeMap;
 
 pub const SCANNER_TYPE: &str = "GitHub Dependabot";
 pub const ALERTS_FETCHED: &str = "alerts fetched";
+pub const REPOSITORIES_FETCHED: &str = "repositories fetched";
+pub const SKIP_UNNAMED_REPOSITORY: &str = "repository without a full name";
 pub const SKIP_NOT_OPEN: &str = "alert not open (fixed or dismissed)";
 pub const SKIP_WITHDRAWN: &str = "advisory withdrawn by GitHub";
 pub const SKIP_NO_REPOSITORY: &str = "alert without a repository";
@@ -77,6 +82,44 @@ fn kind_of(value: &serde_json::Value) -> &'static str {
     }
 }
 
+/// Maps a page of the organization's repositories (a JSON array, as
+/// `GET /orgs/{org}/repos` sends it) into assets: one per repository.
+pub fn map_repositories_page(body: &[u8]) -> Result<Mapped, String> {
+    let entries: Vec<serde_json::Value> = match serde_json::from_slice(body) {
+        Ok(serde_json::Value::Array(entries)) => entries,
+        Ok(other) => return Err(format!("expected a JSON array of repositories, got {}", kind_of(&other))),
+        Err(e) => return Err(format!("unreadable JSON: {e}")),
+    };
+    let mut mapped = Mapped::default();
+    for entry in entries {
+        let asset = serde_json::from_value::<Repository>(entry).ok().as_ref().and_then(repository_asset);
+        match asset {
+            Some(asset) => mapped.assets.push(asset),
+            None => *mapped.skipped.entry(SKIP_UNNAMED_REPOSITORY).or_default() += 1,
+        }
+    }
+    Ok(mapped)
+}
+
+/// A repository as an asset; the same whether it came with an alert or from the
+/// list of repositories, so the host's join sees one asset.
+fn repository_asset(repository: &Repository) -> Option<Asset> {
+    let full_name = nonblank(repository.full_name.as_deref())?;
+    let owner = full_name.split('/').next().unwrap_or(full_name);
+    let visibility = if repository.private.unwrap_or(true) { "private" } else { "public" };
+    Some(Asset {
+        key: full_name.to_owned(),
+        locators: Locators {
+            external_id: repository.id.map(|id| format!("github-repository:{id}")),
+            url: repository.html_url.clone(),
+            application: Some(full_name.to_owned()),
+            ..Default::default()
+        },
+        tags: vec![SCANNER_TYPE.to_owned(), format!("github-org:{owner}"), visibility.to_owned()],
+        ..Default::default()
+    })
+}
+
 fn map_alert(alert: &Alert) -> Result<(Asset, Vulnerability, VulnerabilityDefinition), &'static str> {
     if alert.state.as_deref().is_some_and(|s| !s.eq_ignore_ascii_case("open")) {
         return Err(SKIP_NOT_OPEN);
@@ -89,19 +132,7 @@ fn map_alert(alert: &Alert) -> Result<(Asset, Vulnerability, VulnerabilityDefini
     let repository = alert.repository.as_ref().ok_or(SKIP_NO_REPOSITORY)?;
     let full_name = nonblank(repository.full_name.as_deref()).ok_or(SKIP_NO_REPOSITORY)?;
 
-    let owner = full_name.split('/').next().unwrap_or(full_name);
-    let visibility = if repository.private.unwrap_or(true) { "private" } else { "public" };
-    let asset = Asset {
-        key: full_name.to_owned(),
-        locators: Locators {
-            external_id: repository.id.map(|id| format!("github-repository:{id}")),
-            url: repository.html_url.clone(),
-            application: Some(full_name.to_owned()),
-            ..Default::default()
-        },
-        tags: vec![SCANNER_TYPE.to_owned(), format!("github-org:{owner}"), visibility.to_owned()],
-        ..Default::default()
-    };
+    let asset = repository_asset(repository).ok_or(SKIP_NO_REPOSITORY)?;
 
     let vulnerable = alert.security_vulnerability.as_ref();
     let package = vulnerable
@@ -212,5 +243,20 @@ mod tests {
         assert!(e.contains("error object"), "{e}");
         assert!(map_alerts_page(b"<html>").unwrap_err().contains("unreadable JSON"));
         assert_eq!(map_alerts_page(b"[]").unwrap().alerts, 0);
+        assert!(map_repositories_page(br#"{"message": "Not Found"}"#).unwrap_err().contains("error object"));
+    }
+
+    #[test]
+    fn a_repository_is_the_same_asset_from_the_list_and_from_an_alert() {
+        let repository = r#"{"id": 7, "full_name": "octo-org/web", "html_url": "https://github.com/octo-org/web", "private": false}"#;
+        let listed = map_repositories_page(format!("[{repository}, {{\"id\": 8}}]").as_bytes()).unwrap();
+        assert_eq!(listed.skipped.get(SKIP_UNNAMED_REPOSITORY), Some(&1));
+        let alert = format!(
+            r#"[{{"state": "open", "security_advisory": {{"ghsa_id": "GHSA-aaaa-bbbb-cccc"}}, "repository": {repository}}}]"#
+        );
+        let from_alert = map_alerts_page(alert.as_bytes()).unwrap();
+        assert_eq!(listed.assets, from_alert.assets);
+        assert_eq!(listed.assets[0].locators.external_id.as_deref(), Some("github-repository:7"));
+        assert_eq!(listed.assets[0].tags, ["GitHub Dependabot", "github-org:octo-org", "public"]);
     }
 }

@@ -1,10 +1,15 @@
-//! The CVM connector API: upload data files, start one run, wait for it, read it.
+//! The CVM connector API: upload data files, start one run, wait for it to end.
 //!
 //! The API key goes only in the `X-Risk-Token` header and is masked in every message.
 //! Uploads are retried on 422 (CVM could not persist the file, sporadic), 429 and 5xx
 //! with exponential backoff; the run is started exactly once (a retried POST after an
 //! ambiguous failure could start two), retried only when CVM said 429 or the
 //! connection was never made.
+//!
+//! `POST /connectors/{id}/run` only schedules a run: it can wait queued, with the
+//! connector not yet `running`, before it starts. So the host polls the run itself
+//! (`GET /connectors/{id}/connector_runs/{run_id}`) until its `end_time` is set, and
+//! only then reads `success` and the counts (docs/cvm.md, "Runs are asynchronous").
 
 use super::config::CvmConfig;
 use crate::capability::http::error_chain;
@@ -16,13 +21,35 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// What a finished connector run reported.
+/// What a connector run reported.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct RunResult {
     pub run_id: u64,
+    /// Whether the run has ended (`end_time` is set); until then `success` means nothing.
+    pub ended: bool,
     pub success: Option<bool>,
-    /// Numeric fields of the run (`processed_assets_count`, `autoclosed_scanner_vuln_count`, ...).
+    /// Numeric fields of the run (`total_payload_count`, `processed_assets_count`,
+    /// `autoclosed_scanner_vuln_count`, ...).
     pub counts: BTreeMap<String, i64>,
+}
+
+impl RunResult {
+    fn from_json(run_id: u64, body: &Value) -> RunResult {
+        let counts = body
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| k.ends_with("_count"))
+            .filter_map(|(k, v)| v.as_i64().map(|n| (k.clone(), n)))
+            .collect();
+        let ended = body.get("end_time").is_some_and(|t| !t.is_null());
+        RunResult { run_id, ended, success: boolean(&body["success"]), counts }
+    }
+
+    /// The run's counts as `name value` pairs, for messages.
+    pub fn counts_text(&self) -> String {
+        self.counts.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+    }
 }
 
 pub struct CvmClient {
@@ -146,9 +173,9 @@ impl CvmClient {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "kdi.json".into());
         let what = format!("upload {name}");
         let response = self.send(&what, Retry::Transient, || {
-            // No JSON content type on the part: CVM answers 400 to that.
-            let part =
-                multipart::Part::bytes(bytes.clone()).file_name(name.clone()).mime_str("application/octet-stream")?;
+            // The part is typed as JSON, as the toolkit and Kenna's samples send it. (The
+            // 400 Kenna documents is for a *request* sent as JSON instead of multipart.)
+            let part = multipart::Part::bytes(bytes.clone()).file_name(name.clone()).mime_str("application/json")?;
             Ok(self.http.post(self.url("/data_file")).multipart(multipart::Form::new().part("file", part)))
         })?;
         let body = self.json(&what, response)?;
@@ -158,11 +185,14 @@ impl CvmClient {
         body["data_file"].as_u64().ok_or_else(|| anyhow!("CVM's answer to {what} has no data_file id: {body}"))
     }
 
-    /// Starts exactly one run over the uploaded files; returns the run id.
+    /// Schedules exactly one run over the uploaded files; returns the run id. The
+    /// files go as form parameters `data_files[]=1&data_files[]=2`, the way known
+    /// clients send them: without them a file-based connector processes only the
+    /// most recent upload.
     pub fn start_run(&self, data_files: &[u64]) -> Result<u64> {
         let what = "start the connector run";
-        let body = serde_json::json!({ "data_files": data_files });
-        let response = self.send(what, Retry::NotSent, || Ok(self.http.post(self.url("/run")).json(&body)))?;
+        let form: Vec<(&str, u64)> = data_files.iter().map(|id| ("data_files[]", *id)).collect();
+        let response = self.send(what, Retry::NotSent, || Ok(self.http.post(self.url("/run")).form(&form)))?;
         let answer = self.json(what, response)?;
         if !truthy(&answer["success"]) {
             bail!("CVM did not start the run: {answer}");
@@ -172,47 +202,48 @@ impl CvmClient {
             .ok_or_else(|| anyhow!("CVM's answer to {what} has no connector_run_id: {answer}"))
     }
 
-    /// Polls until the connector is no longer running, within the deadline.
-    pub fn wait_until_idle(&self) -> Result<Duration> {
+    /// Waits for a scheduled run to end, within the deadline, and returns what it
+    /// reported. Like the toolkit, it waits one poll interval before the first look
+    /// (a run is seldom done at once); then it reads the run every interval until
+    /// its `end_time` is set. A queued run and a running one look the same here.
+    pub fn wait_for_run(&self, run_id: u64) -> Result<(RunResult, Duration)> {
         let started = Instant::now();
         loop {
-            let connector = self.connector()?;
-            if !connector["running"].as_bool().unwrap_or(false) {
-                return Ok(started.elapsed());
-            }
-            if started.elapsed() >= self.config.run_deadline {
+            let left = self.config.run_deadline.saturating_sub(started.elapsed());
+            if left.is_zero() {
                 bail!(
-                    "connector {} was still running after {} minutes; the run continues in CVM, check it there",
+                    "connector run {run_id} of connector {} had not ended after {} minute(s); it continues in CVM, check it there (raise [cvm] run_deadline_minutes to wait longer)",
                     self.config.connector_id,
-                    self.config.run_deadline.as_secs() / 60
+                    self.config.run_deadline.as_secs().div_ceil(60)
                 );
             }
-            std::thread::sleep(self.config.poll_interval);
+            std::thread::sleep(self.config.poll_interval.min(left));
+            let run = self.run_result(run_id)?;
+            if run.ended {
+                return Ok((run, started.elapsed()));
+            }
         }
     }
 
-    /// What a run reported (`GET /connectors/{id}/connector_runs/{run_id}`).
+    /// What a run reports now (`GET /connectors/{id}/connector_runs/{run_id}`).
     pub fn run_result(&self, run_id: u64) -> Result<RunResult> {
         let what = "read the connector run";
         let response =
             self.send(what, Retry::Transient, || Ok(self.http.get(self.url(&format!("/connector_runs/{run_id}")))))?;
-        let body = self.json(what, response)?;
-        let counts = body
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter(|(k, _)| k.ends_with("_count"))
-            .filter_map(|(k, v)| v.as_i64().map(|n| (k.clone(), n)))
-            .collect();
-        Ok(RunResult {
-            run_id,
-            success: body["success"].as_bool().or_else(|| body["success"].as_str().map(|s| s == "true")),
-            counts,
-        })
+        Ok(RunResult::from_json(run_id, &self.json(what, response)?))
     }
 }
 
-/// CVM sends `success` as the string `"true"` in some answers and as a boolean in others.
+/// CVM sends booleans as JSON booleans in some answers and as strings in others.
+fn boolean(v: &Value) -> Option<bool> {
+    v.as_bool().or_else(|| match v.as_str() {
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        _ => None,
+    })
+}
+
+/// `success` is the string `"true"` in some answers and a boolean in others.
 fn truthy(v: &Value) -> bool {
-    v.as_bool() == Some(true) || v.as_str() == Some("true")
+    boolean(v) == Some(true)
 }

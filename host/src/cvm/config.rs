@@ -27,6 +27,10 @@ pub struct CvmConfig {
     pub run_deadline: Duration,
     pub max_retries: u32,
     pub retry_delay: Duration,
+    /// Files set `reset_tags`: CVM replaces each sent asset's tags with the file's
+    /// instead of adding them. Off by default, because CVM then also removes tags
+    /// that other connectors or people put on the asset.
+    pub reset_tags: bool,
 }
 
 impl std::fmt::Debug for CvmConfig {
@@ -39,7 +43,7 @@ impl std::fmt::Debug for CvmConfig {
     }
 }
 
-const KEYS: [&str; 7] = [
+const KEYS: [&str; 8] = [
     "api_host",
     "api_key",
     "connector_id",
@@ -47,6 +51,7 @@ const KEYS: [&str; 7] = [
     "run_deadline_minutes",
     "max_retries",
     "retry_delay_ms",
+    "reset_tags",
 ];
 
 impl CvmConfig {
@@ -97,10 +102,23 @@ impl CvmConfig {
         let run_deadline = Duration::from_secs(60 * number("run_deadline_minutes", Some(120)));
         let max_retries = number("max_retries", Some(5)) as u32;
         let retry_delay = Duration::from_millis(number("retry_delay_ms", Some(1_000)));
+        let reset_tags = reset_tags(values).unwrap_or_else(|e| {
+            problems.push(e.to_string());
+            false
+        });
         if !problems.is_empty() {
             bail!("[cvm]: {}", problems.join("; "));
         }
-        Ok(CvmConfig { base_url, api_key, connector_id, poll_interval, run_deadline, max_retries, retry_delay })
+        Ok(CvmConfig {
+            base_url,
+            api_key,
+            connector_id,
+            poll_interval,
+            run_deadline,
+            max_retries,
+            retry_delay,
+            reset_tags,
+        })
     }
 
     /// The state key of this connector instance, safe as a directory name.
@@ -109,6 +127,15 @@ impl CvmConfig {
         let safe: String =
             host.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
         format!("{safe}-connector-{}", self.connector_id)
+    }
+}
+
+/// `reset_tags` of a `[cvm]` table: off unless `true`.
+pub fn reset_tags(values: &BTreeMap<String, String>) -> Result<bool> {
+    match values.get("reset_tags").map(|v| v.trim()) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => bail!("`reset_tags`: expected true or false, got `{other}`"),
     }
 }
 
@@ -151,5 +178,16 @@ mod tests {
         assert!(err.contains("`apikey` is not a [cvm] key"), "{err}");
         assert!(err.contains("`api_key` is required"), "{err}");
         assert!(err.contains("`connector_id`: expected a whole number, got `x`"), "{err}");
+    }
+
+    #[test]
+    fn reset_tags_is_off_unless_asked_for() {
+        let base = [("api_key", "k"), ("connector_id", "7")];
+        assert!(!CvmConfig::from_values(&values(&base), false).unwrap().reset_tags);
+        let on = values(&[base[0], base[1], ("reset_tags", "true")]);
+        assert!(CvmConfig::from_values(&on, false).unwrap().reset_tags);
+        let bad = values(&[base[0], base[1], ("reset_tags", "yes")]);
+        let err = CvmConfig::from_values(&bad, false).unwrap_err().to_string();
+        assert!(err.contains("`reset_tags`: expected true or false, got `yes`"), "{err}");
     }
 }

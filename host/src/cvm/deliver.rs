@@ -40,6 +40,41 @@ pub struct DeliveryReport {
     pub waited: Duration,
 }
 
+/// A run that ended is judged before the upload becomes the new baseline: it must
+/// say it succeeded, and it must have processed every file uploaded (CVM processes
+/// only the newest file of a run that does not name them all).
+fn judge(run: &RunResult, uploaded: usize) -> Result<()> {
+    let id = run.run_id;
+    match run.success {
+        Some(true) => {}
+        Some(false) => bail!(
+            "CVM connector run {id} ended unsuccessfully; its counts: {}. The files stay uploaded in CVM; the mass-close baseline was not updated",
+            run.counts_text()
+        ),
+        None => bail!(
+            "CVM connector run {id} ended without saying whether it succeeded; its counts: {}. The mass-close baseline was not updated",
+            run.counts_text()
+        ),
+    }
+    match run.counts.get("total_payload_count") {
+        Some(&total) if total != uploaded as i64 => bail!(
+            "CVM connector run {id} processed {total} data file(s), but {uploaded} were uploaded for it: some data was not imported; its counts: {}",
+            run.counts_text()
+        ),
+        Some(_) => {}
+        None => tracing::warn!(
+            "CVM connector run {id} does not report total_payload_count; cannot check that it processed all {uploaded} files"
+        ),
+    }
+    if let Some(&failed) = run.counts.get("failed_payload_count").filter(|n| **n > 0) {
+        bail!(
+            "CVM connector run {id} failed to process {failed} of {uploaded} data file(s); its counts: {}",
+            run.counts_text()
+        );
+    }
+    Ok(())
+}
+
 /// Uploads the files, starts one run over all of them, waits for it, and records
 /// the upload as the instance's new state.
 pub fn deliver(files: &[PathBuf], snapshot: &Snapshot, options: &DeliveryOptions) -> Result<DeliveryReport> {
@@ -76,11 +111,9 @@ pub fn deliver(files: &[PathBuf], snapshot: &Snapshot, options: &DeliveryOptions
         report.data_files.push(client.upload(file)?);
     }
     let run_id = client.start_run(&report.data_files)?;
-    report.waited = client.wait_until_idle()?;
-    let run = client.run_result(run_id)?;
-    if run.success == Some(false) {
-        bail!("CVM reports that connector run {run_id} failed; its counts: {:?}", run.counts);
-    }
+    let (run, waited) = client.wait_for_run(run_id)?;
+    report.waited = waited;
+    judge(&run, report.data_files.len())?;
     report.run = Some(run);
     store.save(&LastUpload {
         uploaded_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),

@@ -58,6 +58,7 @@ fn writer(c: &mut Criterion) {
         assets_per_file: 500,
         max_file_bytes: kdi::DEFAULT_MAX_FILE_BYTES,
         run_started: Utc::now(),
+        reset_tags: false,
     };
     let mut group = c.benchmark_group("join and KDI writer");
     group.sample_size(20);

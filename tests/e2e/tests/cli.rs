@@ -247,3 +247,41 @@ fn the_demo_runs_without_credentials() {
     assert!(out.stdout().contains("Vulnerability rows fetched         3000"), "{}", out.stdout());
     assert!(!kdi::read_dir(&out_dir).is_empty());
 }
+
+#[test]
+fn a_government_tenant_that_refuses_the_default_scope_is_told_which_one_works() {
+    // A GCC High tenant whose Azure AD knows the Defender app only by the third
+    // scope public clients use: the default is refused with AADSTS500011.
+    let accepted = "https://securitycenter.onmicrosoft.us/windowsatpservice/.default";
+    let sim = DefenderSim::start(
+        TenantSpec { seed: 3, devices: 20, rows: 100 },
+        SimOptions { scopes: Some(vec![accepted.into()]), ..Default::default() },
+    )
+    .unwrap();
+    let secret = sim.tenant().client_secret.clone();
+    let gov = format!("{}\ncloud = \"gcc-high\"\n", sim.config_toml());
+    let line = one_error(&verify(&write_config("gov-verify", &gov)), &secret);
+    assert!(
+        line.contains("does not accept the token audience `https://api-gov.securitycenter.microsoft.us/.default`"),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("`{accepted}` works for this tenant (GCC High cloud): set scope = \"{accepted}\"")),
+        "{line}"
+    );
+    let tokens = sim.calls()["token"];
+    assert_eq!(tokens, 3, "the default, then the two alternatives in order until one worked");
+
+    // A run uses what is configured, and its error names the alternatives.
+    let out = kdi::temp_dir("gov-run");
+    let line = one_error(&run_defender(&write_config("gov-run", &gov), &out), &secret);
+    assert!(line.contains("other scopes known for the GCC High cloud: https://api.securitycenter.microsoft.us/.default, https://securitycenter.onmicrosoft.us/windowsatpservice/.default"), "{line}");
+    assert_eq!(sim.calls()["token"], tokens + 1, "a run does not try other scopes on its own");
+
+    let pinned = format!("{gov}scope = \"{accepted}\"\n");
+    let result = run_defender(&write_config("gov-pinned", &pinned), &out);
+    assert!(result.success(), "{}", result.stderr());
+    assert!(verify(&write_config("gov-pinned-verify", &pinned))
+        .stdout()
+        .contains(&format!("GCC High cloud (configured), scope {accepted}")));
+}

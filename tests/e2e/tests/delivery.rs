@@ -254,3 +254,118 @@ fn upload_without_a_cvm_table_is_refused_before_fetching() {
     assert!(out.error_lines()[0].contains("--upload needs a [cvm] table"), "{}", out.stderr());
     assert!(s.defender.calls().is_empty(), "nothing was fetched");
 }
+
+#[test]
+fn a_scheduled_run_is_awaited_until_it_ends_then_judged() {
+    // CVM queues the run for a while (the connector not yet running), then runs it.
+    let cvm = CvmOptions {
+        queue_delay: std::time::Duration::from_millis(900),
+        run_duration: std::time::Duration::from_millis(600),
+        ..Default::default()
+    };
+    let s = Setup::new("scheduled", cvm);
+    let out = succeeded(&s.upload());
+    let runs = s.cvm.runs();
+    assert_eq!(runs.len(), 1);
+    assert!(runs[0].ended && runs[0].success, "the host returned only after the run ended: {:?}", runs[0]);
+    s.assert_cvm_matches_tenant();
+    let requests = s.cvm.requests();
+    assert!(requests["run details"] >= 10, "the run itself was polled until its end_time: {requests:?}");
+    assert!(!requests.contains_key("status"), "the connector's `running` flag proves nothing: {requests:?}");
+    let waited: f64 = out
+        .lines()
+        .find_map(|l| {
+            l.trim().strip_prefix("Connector run")?.trim().strip_prefix("1 (")?.split(' ').next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no connector run line: {out}"));
+    assert!(waited >= 1.4, "waited {waited} s for a run that took 1.5 s: {out}");
+    // The files were named the way known clients name them, and typed as JSON.
+    assert_eq!(s.cvm.run_requests(), ["form"]);
+    assert_eq!(runs[0].data_files.len(), s.cvm.uploaded_files());
+    let types = s.cvm.part_content_types();
+    assert!(!types.is_empty() && types.iter().all(|t| t == "application/json"), "{types:?}");
+    assert!(out.contains(&format!("{}  total_payload_count", runs[0].data_files.len())), "{out}");
+}
+
+#[test]
+fn a_run_that_ends_unsuccessfully_fails_and_saves_no_baseline() {
+    let s = Setup::new("run-failed", CvmOptions { fail_runs: 1, ..Default::default() });
+    let failed = s.upload();
+    assert!(!failed.success());
+    let line = failed.error_lines().join("\n");
+    assert!(line.contains("CVM connector run 1 ended unsuccessfully"), "{line}");
+    let files = s.cvm.uploaded_files();
+    assert!(files >= 2, "several files in one run");
+    let counts = format!("failed_payload_count {files}");
+    assert!(line.contains(&counts) && line.contains(&format!("total_payload_count {files}")), "{line}");
+    assert!(line.contains("the mass-close baseline was not updated"), "{line}");
+    // No baseline: the next dry run compares with nothing.
+    let config = s.config_for(&s.defender, "connector");
+    let dry = succeeded(&s.run(&config, &["--dry-run"]));
+    assert!(dry.contains("Last upload                        none recorded"), "{dry}");
+    // The next run succeeds and becomes the baseline.
+    succeeded(&s.upload());
+    s.assert_cvm_matches_tenant();
+    let dry = succeeded(&s.run(&config, &["--dry-run"]));
+    assert!(dry.contains("0 appear, 0 disappear (CVM closes them)"), "{dry}");
+}
+
+#[test]
+fn a_run_that_processed_fewer_files_than_were_uploaded_fails_loudly() {
+    let s = Setup::new("files-dropped", CvmOptions { process_at_most: Some(1), ..Default::default() });
+    let failed = s.upload();
+    assert!(!failed.success());
+    let line = failed.error_lines().join("\n");
+    let files = s.cvm.uploaded_files();
+    assert!(files >= 2, "several files in one run");
+    let expected = format!("CVM connector run 1 processed 1 data file(s), but {files} were uploaded");
+    assert!(line.contains(&expected), "{line}");
+    let dry = succeeded(&s.run(&s.config_for(&s.defender, "connector"), &["--dry-run"]));
+    assert!(dry.contains("Last upload                        none recorded"), "{dry}");
+}
+
+/// Runs twice; between the runs one device loses its tags and moves to another RBAC
+/// group. Returns that device's tags in CVM after each run, and the files' `reset_tags`.
+fn tags_across_a_change(name: &str, reset_tags: bool) -> (BTreeSet<String>, BTreeSet<String>, Vec<serde_json::Value>) {
+    let s = Setup::new(name, CvmOptions::default());
+    let config = s.config_for(&s.defender, "connector");
+    if reset_tags {
+        let text = std::fs::read_to_string(&config).unwrap() + "reset_tags = true\n";
+        std::fs::write(&config, text).unwrap();
+    }
+    succeeded(&s.run(&config, &[]));
+    let device = s
+        .defender
+        .tenant()
+        .active_machines()
+        .find(|m| !m.machine_tags.is_empty() && m.rbac_group_name.is_some())
+        .unwrap()
+        .id
+        .clone();
+    let before = s.cvm.tags(&device);
+    s.defender.update_tenant(|t| {
+        t.update_machines(|m| {
+            if m.id == device {
+                m.machine_tags.clear();
+                m.rbac_group_name = Some("Quarantine");
+            }
+        })
+    });
+    succeeded(&s.run(&config, &[]));
+    let flags = kdi::read_dir(&s.dir.join("out")).into_iter().map(|(_, f)| f["reset_tags"].clone()).collect();
+    (before, s.cvm.tags(&device), flags)
+}
+
+#[test]
+fn tags_only_add_by_default_and_reset_tags_replaces_them() {
+    let (before, after, flags) = tags_across_a_change("tags-additive", false);
+    assert!(before.len() >= 2, "the device had tags: {before:?}");
+    assert!(after.is_superset(&before), "without reset_tags CVM keeps tags the device lost: {after:?}");
+    assert!(after.contains("rbacGroup: Quarantine"));
+    assert!(flags.iter().all(|f| f.is_null()), "files do not set reset_tags by default: {flags:?}");
+
+    let (before, after, flags) = tags_across_a_change("tags-reset", true);
+    assert!(before.len() >= 2);
+    assert_eq!(after, BTreeSet::from(["rbacGroup: Quarantine".to_owned()]), "only the device's current tags remain");
+    assert!(flags.iter().all(|f| *f == serde_json::Value::Bool(true)), "{flags:?}");
+}

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
-const SPEC: OrgSpec = OrgSpec { seed: 11, repositories: 12, alerts: 230 };
+const SPEC: OrgSpec = OrgSpec { seed: 11, repositories: 300, alerts: 230 };
 
 fn plugin() -> String {
     artifacts::plugin("plugin_dependabot").display().to_string()
@@ -41,10 +41,12 @@ fn expected_score(advisory: u64) -> u64 {
     }
 }
 
-/// Repository -> (GHSA id -> score) for every open alert of an advisory not withdrawn.
+/// Repository -> (GHSA id -> score) for every open alert of an advisory not
+/// withdrawn; every repository of the organization is there, also without alerts.
 fn oracle(sim: &GithubSim) -> BTreeMap<String, BTreeMap<String, u64>> {
     let org = sim.org();
-    let mut expected: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut expected: BTreeMap<String, BTreeMap<String, u64>> =
+        (0..org.repositories).map(|r| (org.repository_name(r), BTreeMap::new())).collect();
     for a in org.alerts.iter().filter(|a| a.state == "open" && !a.withdrawn) {
         expected
             .entry(org.repository_name(a.repository))
@@ -101,10 +103,12 @@ fn a_run_writes_every_open_alert_under_its_repository_with_minimal_calls() {
     assert!(result.success(), "{}", result.stderr());
     let expected = oracle(&sim);
     assert!(expected.len() > 5 && expected.values().map(|v| v.len()).sum::<usize>() > 50, "a meaningful org");
+    assert!(expected.values().any(|v| v.is_empty()), "some repositories have no open alert");
     assert_eq!(written(&out), expected);
 
     let open = sim.org().alerts.iter().filter(|a| a.state == "open").count() as u64;
-    assert_eq!(sim.total_calls(), open.div_ceil(25), "one call per page of 25 open alerts");
+    let repositories = SPEC.repositories.div_ceil(100);
+    assert_eq!(sim.total_calls(), repositories + open.div_ceil(25), "one call per 100 repositories and per 25 alerts");
     let defs = definitions(&out);
     let used: BTreeSet<&String> = expected.values().flat_map(|v| v.keys()).collect();
     assert_eq!(defs.keys().collect::<BTreeSet<_>>(), used);
@@ -169,5 +173,58 @@ fn verify_checks_the_token_with_one_small_call() {
     );
     assert!(result.success(), "{}", result.stderr());
     assert!(result.stdout().contains("the token reads `octo-org`'s alerts (at least one open)"), "{}", result.stdout());
-    assert_eq!(sim.total_calls(), 1);
+    assert!(
+        result.stdout().contains("the token lists `octo-org`'s repositories (at least one)"),
+        "{}",
+        result.stdout()
+    );
+    assert_eq!(sim.total_calls(), 2, "one small call each");
+}
+
+#[test]
+fn a_repository_whose_last_alert_was_fixed_is_sent_empty_so_cvm_closes_it() {
+    use connector_simulators::cvm::{CvmOptions, CvmSim};
+    let sim = GithubSim::start(OrgSpec { seed: 5, repositories: 230, alerts: 400 }).unwrap();
+    let cvm = CvmSim::start(CvmOptions::default()).unwrap();
+    let dir = kdi::temp_dir("dependabot-close");
+    let path = config("close", &format!("{}{}", sim.config_toml(), cvm.config_toml()));
+    let upload = |name: &str| {
+        let (plugin, config) = (plugin(), path.to_str().unwrap().to_owned());
+        let (out, state) = (dir.join(name), dir.join("state"));
+        let args = [
+            "run",
+            "--plugin",
+            &plugin,
+            "--config",
+            &config,
+            "--out",
+            out.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--allow-insecure-loopback",
+            "--upload",
+        ];
+        let result = run_cli(&args, &[]);
+        assert!(result.success(), "{}", result.stderr());
+        result
+    };
+    upload("first");
+    // A repository with exactly one open alert: the upgrade fixes it.
+    let org = sim.org();
+    let open = |r: u64| org.alerts.iter().filter(move |a| a.repository == r && a.state == "open" && !a.withdrawn);
+    let repository = (0..org.repositories).find(|r| open(*r).count() == 1).expect("a repository with one open alert");
+    let alert = open(repository).next().unwrap().clone();
+    let external_id = format!("github-repository:{}", 500_000 + repository);
+    assert_eq!(cvm.open_vulns(&external_id), BTreeSet::from([ghsa(alert.advisory)]));
+    let quiet = (0..org.repositories).filter(|r| open(*r).count() == 0).count();
+    assert!(quiet > 0, "some repositories never had an open alert");
+    assert_eq!(cvm.assets().len() as u64, org.repositories, "every repository is an asset in CVM");
+
+    sim.update_org(|o| o.fix_alert(alert.number));
+    let second = upload("second").stdout();
+    assert!(cvm.open_vulns(&external_id).is_empty(), "the fixed alert is closed in CVM");
+    assert_eq!(cvm.closed_vulns(&external_id), BTreeSet::from([ghsa(alert.advisory)]));
+    assert!(second.contains("1  autoclosed_scanner_vuln_count"), "{second}");
+    // Three pages of repositories (230 at 100 a page) in each run.
+    assert_eq!(sim.calls()["repos 200"], 6);
 }

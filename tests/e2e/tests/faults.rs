@@ -339,3 +339,14 @@ fn a_missing_permission_is_not_retried() {
     assert_eq!(sim.calls()["vulnerabilities"], 1);
     assert!(kdi::read_dir(&out).is_empty());
 }
+
+#[test]
+fn a_404_past_the_end_of_the_machines_list_ends_it_like_a_short_page() {
+    // With as many devices per page as there are active devices, the second page's
+    // `$skip` is past the end, and Defender answers it with 404.
+    let active = connector_simulators::defender::Tenant::generate(SPEC).active_machines().count();
+    let o = run_with("machines-404", Faults::default(), &format!("machines_page_size = {active}\n"));
+    assert_same_as_clean_run(&o);
+    assert_eq!(o.calls("machines"), 2, "one full page, then the 404 that ends the list");
+    assert_eq!(o.summary().counters.get("devices fetched").copied(), Some(active as u64));
+}

@@ -2,16 +2,26 @@
 //! an in-memory store that applies KDI semantics the way CVM documents them.
 //!
 //! - `POST /connectors/{id}/data_file`: multipart, one part named `file`; the file is
-//!   validated against the KDI v2 schema (`host/schema/kdi-v2.schema.json`) and kept.
-//!   Answers `{"success": "true", "data_file": <id>}` (`success` is a string, as CVM's).
-//! - `POST /connectors/{id}/run` with `{"data_files": [...]}`: applies the files to the
-//!   store and reports the connector running for a while.
+//!   validated against the KDI v2 schema (`host/schema/kdi-v2.schema.json`) and kept,
+//!   with the part's content type. A request that is not multipart (CVM's 400 for
+//!   `Content-Type: application/json`) is refused. Answers
+//!   `{"success": "true", "data_file": <id>}` (`success` is a string, as CVM's).
+//! - `POST /connectors/{id}/run` with `data_files[]=1&data_files[]=2` as form or query
+//!   parameters, as known clients send them. Without them (a JSON body is not read)
+//!   the run processes only the most recent upload, as CVM documents for file-based
+//!   connectors. The run is *scheduled*: it waits queued (`queue_delay`, the connector
+//!   not running), runs (`run_duration`, `running: true`), then ends; only then are
+//!   its files applied to the store and its counts, `end_time` and `success` real.
 //! - `GET /connectors/{id}`: `{"connector": {"id", "name", "host": null, "running"}}`.
-//! - `GET /connectors/{id}/connector_runs[/{run_id}]`: runs with their counts.
+//! - `GET /connectors/{id}/connector_runs[/{run_id}]`: runs with their counts;
+//!   `start_time` and `end_time` are null until the run starts and ends, and
+//!   `success` is `false` until it ended well.
 //!
 //! Every call needs `X-Risk-Token`. KDI semantics: assets matched by `external_id`;
 //! for each asset present in a run, open vulnerabilities the run does not report are
-//! closed (auto-close) unless `skip_autoclose`; a reported closed one reopens.
+//! closed (auto-close) unless `skip_autoclose`; a reported closed one reopens. Tags
+//! only add, unless the file sets `reset_tags`: then each asset's tags are replaced
+//! by the file's (from every source, as CVM does).
 
 // Handlers return early with a ready error response; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
@@ -35,8 +45,14 @@ pub const KDI_SCHEMA: &str = include_str!("../../../host/schema/kdi-v2.schema.js
 pub struct CvmOptions {
     pub api_key: String,
     pub connector_id: u64,
+    /// How long a run waits queued after `POST /run` before it starts.
+    pub queue_delay: Duration,
     /// How long a run reports `running: true`.
     pub run_duration: Duration,
+    /// The first N runs end unsuccessfully (`success: false`), changing nothing.
+    pub fail_runs: usize,
+    /// A run processes at most this many of the files it names (CVM dropping some).
+    pub process_at_most: Option<usize>,
     /// The first N uploads answer 422 (file could not be persisted).
     pub fail_uploads: usize,
     /// The first N uploads answer 429.
@@ -50,7 +66,10 @@ impl Default for CvmOptions {
         CvmOptions {
             api_key: "sim-risk-token-0123456789abcdef".into(),
             connector_id: 4242,
+            queue_delay: Duration::from_millis(250),
             run_duration: Duration::from_millis(300),
+            fail_runs: 0,
+            process_at_most: None,
             fail_uploads: 0,
             throttle_uploads: 0,
             bad_gateway_uploads: 0,
@@ -67,12 +86,27 @@ pub struct StoredVuln {
 }
 
 /// A connector run and its counts.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RunRecord {
     pub id: u64,
+    /// The files the run processes.
     pub data_files: Vec<u64>,
-    pub started: Option<Instant>,
+    /// When `POST /run` scheduled it.
+    pub scheduled: Instant,
+    /// Whether it ended well; meaningless until it ended.
+    pub success: bool,
+    /// Its counts, once it ended.
     pub counts: BTreeMap<&'static str, u64>,
+    /// Whether it ended and was applied to the store.
+    pub ended: bool,
+}
+
+/// Where a run stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Queued,
+    Running,
+    Ended,
 }
 
 #[derive(Default)]
@@ -81,7 +115,13 @@ struct Store {
     files: HashMap<u64, Value>,
     /// external_id -> scanner_type + identifier -> vulnerability.
     assets: BTreeMap<String, BTreeMap<String, StoredVuln>>,
+    /// external_id -> tags.
+    tags: BTreeMap<String, BTreeSet<String>>,
     runs: Vec<RunRecord>,
+    /// The content type of each upload's `file` part.
+    part_types: Vec<String>,
+    /// How each `POST /run` named its files: `form`, `query` or `none`.
+    run_requests: Vec<&'static str>,
     upload_attempts: usize,
     requests: BTreeMap<String, u64>,
 }
@@ -137,6 +177,11 @@ impl CvmSim {
         )
     }
 
+    /// The store with every run that has ended by now applied to it.
+    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        advanced(&self.shared)
+    }
+
     /// Identifiers of the open vulnerabilities of an asset, by external id.
     pub fn open_vulns(&self, external_id: &str) -> BTreeSet<String> {
         self.vulns(external_id, true)
@@ -148,7 +193,7 @@ impl CvmSim {
     }
 
     fn vulns(&self, external_id: &str, open: bool) -> BTreeSet<String> {
-        let store = self.shared.store.lock().unwrap();
+        let store = self.store();
         store
             .assets
             .get(external_id)
@@ -158,29 +203,81 @@ impl CvmSim {
             .unwrap_or_default()
     }
 
+    /// The tags CVM keeps on an asset, by external id.
+    pub fn tags(&self, external_id: &str) -> BTreeSet<String> {
+        self.store().tags.get(external_id).cloned().unwrap_or_default()
+    }
+
     /// External ids of every asset CVM knows.
     pub fn assets(&self) -> BTreeSet<String> {
-        self.shared.store.lock().unwrap().assets.keys().cloned().collect()
+        self.store().assets.keys().cloned().collect()
     }
 
     /// Open vulnerabilities across all assets.
     pub fn open_vuln_count(&self) -> usize {
-        self.shared.store.lock().unwrap().assets.values().flat_map(|v| v.values()).filter(|v| v.open).count()
+        self.store().assets.values().flat_map(|v| v.values()).filter(|v| v.open).count()
     }
 
     pub fn runs(&self) -> Vec<RunRecord> {
-        self.shared.store.lock().unwrap().runs.clone()
+        self.store().runs.clone()
+    }
+
+    /// Where a run stands now.
+    pub fn phase(&self, run: &RunRecord) -> Phase {
+        phase(&self.shared.options, run)
     }
 
     /// Files stored (successful uploads).
     pub fn uploaded_files(&self) -> usize {
-        self.shared.store.lock().unwrap().files.len()
+        self.store().files.len()
+    }
+
+    /// The content type of each uploaded `file` part, in order.
+    pub fn part_content_types(&self) -> Vec<String> {
+        self.store().part_types.clone()
+    }
+
+    /// How each `POST /run` named its files: `form`, `query` or `none`.
+    pub fn run_requests(&self) -> Vec<&'static str> {
+        self.store().run_requests.clone()
     }
 
     /// Requests by kind: `upload`, `run`, `status`, `run details`, `unauthorized`.
     pub fn requests(&self) -> BTreeMap<String, u64> {
-        self.shared.store.lock().unwrap().requests.clone()
+        self.store().requests.clone()
     }
+}
+
+fn phase(options: &CvmOptions, run: &RunRecord) -> Phase {
+    let elapsed = run.scheduled.elapsed();
+    if elapsed < options.queue_delay {
+        Phase::Queued
+    } else if elapsed < options.queue_delay + options.run_duration {
+        Phase::Running
+    } else {
+        Phase::Ended
+    }
+}
+
+/// Locks the store and applies every run that has ended by now, in order: CVM
+/// changes its data when a run ends, not when it is scheduled.
+fn advanced(shared: &Shared) -> std::sync::MutexGuard<'_, Store> {
+    let mut store = shared.store.lock().unwrap();
+    let store_ref = &mut *store;
+    for index in 0..store_ref.runs.len() {
+        let run = &store_ref.runs[index];
+        if run.ended || phase(&shared.options, run) != Phase::Ended {
+            continue;
+        }
+        let failed = index < shared.options.fail_runs;
+        let files: Vec<Value> = run.data_files.iter().map(|id| store_ref.files[id].clone()).collect();
+        let counts = if failed { BTreeMap::new() } else { apply(&mut store_ref.assets, &mut store_ref.tags, &files) };
+        let run = &mut store_ref.runs[index];
+        run.ended = true;
+        run.success = !failed;
+        run.counts = counts;
+    }
+    store
 }
 
 fn count(shared: &Shared, what: &str) {
@@ -206,11 +303,16 @@ async fn upload(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<u64>,
     headers: HeaderMap,
-    mut form: Multipart,
+    request: axum::extract::Request,
 ) -> Response {
     count(&shared, "upload");
     if let Err(e) = authorize(&shared, &headers, id) {
         return e;
+    }
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !content_type.starts_with("multipart/form-data") {
+        // What Kenna's reference documents for a request sent as JSON.
+        return error(StatusCode::BAD_REQUEST, "the request must be multipart/form-data with a part named `file`");
     }
     let attempt = {
         let mut store = shared.store.lock().unwrap();
@@ -227,13 +329,20 @@ async fn upload(
     if attempt <= o.throttle_uploads + o.bad_gateway_uploads + o.fail_uploads {
         return error(StatusCode::UNPROCESSABLE_ENTITY, "The file could not be persisted");
     }
+    let mut form = match <Multipart as axum::extract::FromRequest<()>>::from_request(request, &()).await {
+        Ok(form) => form,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("unreadable multipart body: {e}")),
+    };
     let mut file = None;
     while let Ok(Some(field)) = form.next_field().await {
         if field.name() == Some("file") {
-            file = field.bytes().await.ok();
+            let part_type = field.content_type().unwrap_or("").to_owned();
+            file = field.bytes().await.ok().map(|bytes| (part_type, bytes));
         }
     }
-    let Some(bytes) = file else { return error(StatusCode::BAD_REQUEST, "no multipart part named `file`") };
+    let Some((part_type, bytes)) = file else {
+        return error(StatusCode::BAD_REQUEST, "no multipart part named `file`");
+    };
     let kdi: Value = match serde_json::from_slice(&bytes) {
         Ok(v) => v,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("not JSON: {e}")),
@@ -247,45 +356,100 @@ async fn upload(
     store.next_file += 1;
     let file_id = store.next_file;
     store.files.insert(file_id, kdi);
+    store.part_types.push(part_type);
     Json(json!({"success": "true", "data_file": file_id})).into_response()
+}
+
+/// `data_files[]=N` (or `data_files=N`) pairs of a form body or query string.
+fn data_files(encoded: &str) -> Result<Vec<u64>, String> {
+    let mut ids = Vec::new();
+    for pair in encoded.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = key.replace("%5B", "[").replace("%5D", "]").replace("%5b", "[").replace("%5d", "]");
+        if key == "data_files[]" || key == "data_files" {
+            ids.push(value.parse::<u64>().map_err(|_| format!("data_files: `{value}` is not a data file id"))?);
+        }
+    }
+    Ok(ids)
 }
 
 async fn run(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<u64>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
     headers: HeaderMap,
-    Json(body): Json<Value>,
+    body: bytes::Bytes,
 ) -> Response {
     count(&shared, "run");
     if let Err(e) = authorize(&shared, &headers, id) {
         return e;
     }
-    let Some(ids) = body["data_files"].as_array().map(|a| a.iter().filter_map(Value::as_u64).collect::<Vec<_>>())
-    else {
-        return error(StatusCode::BAD_REQUEST, "data_files must be a list of ids");
+    let form = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    let from_query = data_files(query.as_deref().unwrap_or(""));
+    let from_form = if form { data_files(&String::from_utf8_lossy(&body)) } else { Ok(Vec::new()) };
+    let (named, how) = match (from_query, from_form) {
+        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, &e),
+        (Ok(q), Ok(f)) if !f.is_empty() => ([q, f].concat(), "form"),
+        (Ok(q), _) if !q.is_empty() => (q, "query"),
+        _ => (Vec::new(), "none"),
     };
-    let mut store = shared.store.lock().unwrap();
+    let mut store = advanced(&shared);
+    store.run_requests.push(how);
+    let mut ids = if named.is_empty() {
+        // File-based connectors process the most recent upload when no list is given.
+        match store.next_file {
+            0 => return error(StatusCode::UNPROCESSABLE_ENTITY, "no data file has been uploaded to this connector"),
+            last => vec![last],
+        }
+    } else {
+        named
+    };
     if let Some(missing) = ids.iter().find(|id| !store.files.contains_key(id)) {
         return error(StatusCode::BAD_REQUEST, &format!("unknown data file {missing}"));
     }
-    let files: Vec<Value> = ids.iter().map(|id| store.files[id].clone()).collect();
-    let counts = apply(&mut store.assets, &files);
+    if let Some(at_most) = shared.options.process_at_most {
+        ids.truncate(at_most);
+    }
     let run_id = store.runs.len() as u64 + 1;
-    store.runs.push(RunRecord { id: run_id, data_files: ids, started: Some(Instant::now()), counts });
+    store.runs.push(RunRecord {
+        id: run_id,
+        data_files: ids,
+        scheduled: Instant::now(),
+        success: false,
+        counts: BTreeMap::new(),
+        ended: false,
+    });
+    // Scheduled, not done: the answer comes before the run starts.
     Json(json!({"success": true, "connector_run_id": run_id})).into_response()
 }
 
+type Assets = BTreeMap<String, BTreeMap<String, StoredVuln>>;
+type Tags = BTreeMap<String, BTreeSet<String>>;
+
 /// KDI semantics over one run's files.
-fn apply(assets: &mut BTreeMap<String, BTreeMap<String, StoredVuln>>, files: &[Value]) -> BTreeMap<&'static str, u64> {
+fn apply(assets: &mut Assets, tags: &mut Tags, files: &[Value]) -> BTreeMap<&'static str, u64> {
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut bump = |key: &'static str| *counts.entry(key).or_default() += 1;
     // Per asset in this run: the vulnerabilities reported, and whether auto-close applies.
     let mut reported: BTreeMap<String, (BTreeSet<String>, bool)> = BTreeMap::new();
     for file in files {
         let autoclose = !file["skip_autoclose"].as_bool().unwrap_or(false);
+        let reset_tags = file["reset_tags"].as_bool().unwrap_or(false);
         for asset in file["assets"].as_array().into_iter().flatten() {
             let Some(external_id) = asset["external_id"].as_str() else { continue };
             bump("processed_assets_count");
+            let incoming: BTreeSet<String> =
+                asset["tags"].as_array().into_iter().flatten().filter_map(|t| t.as_str().map(str::to_owned)).collect();
+            let kept = tags.entry(external_id.to_owned()).or_default();
+            if reset_tags {
+                bump("assets_with_tags_reset_count");
+                *kept = incoming;
+            } else {
+                kept.extend(incoming);
+            }
             let stored = assets.entry(external_id.to_owned()).or_default();
             let entry = reported.entry(external_id.to_owned()).or_insert_with(|| (BTreeSet::new(), autoclose));
             for v in asset["vulns"].as_array().into_iter().flatten() {
@@ -324,35 +488,37 @@ fn apply(assets: &mut BTreeMap<String, BTreeMap<String, StoredVuln>>, files: &[V
     counts
 }
 
-fn running(shared: &Shared) -> bool {
-    let store = shared.store.lock().unwrap();
-    store.runs.last().and_then(|r| r.started).is_some_and(|t| t.elapsed() < shared.options.run_duration)
-}
-
 async fn connector(State(shared): State<Arc<Shared>>, Path(id): Path<u64>, headers: HeaderMap) -> Response {
     count(&shared, "status");
     if let Err(e) = authorize(&shared, &headers, id) {
         return e;
     }
-    Json(
-        json!({"connector": {"id": id, "name": "Defender TVM (simulated)", "host": null, "running": running(&shared)}}),
-    )
-    .into_response()
+    let running = advanced(&shared).runs.iter().any(|r| phase(&shared.options, r) == Phase::Running);
+    Json(json!({"connector": {"id": id, "name": "Defender TVM (simulated)", "host": null, "running": running}}))
+        .into_response()
 }
 
 fn run_json(shared: &Shared, run: &RunRecord) -> Value {
-    let done = run.started.is_some_and(|t| t.elapsed() >= shared.options.run_duration);
+    let stamp = |offset: Duration| {
+        let at = chrono::Utc::now() - (run.scheduled.elapsed().saturating_sub(offset));
+        json!(at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+    };
+    let o = &shared.options;
+    let phase = phase(o, run);
+    let ended = run.ended;
     let mut body = json!({
         "id": run.id,
-        "start_time": "2026-11-28T01:00:00.000Z",
-        "end_time": if done { json!("2026-11-28T01:00:01.000Z") } else { Value::Null },
-        "success": done,
+        "start_time": if phase == Phase::Queued { Value::Null } else { stamp(o.queue_delay) },
+        "end_time": if ended { stamp(o.queue_delay + o.run_duration) } else { Value::Null },
+        // Meaningless until the run ended, as in CVM.
+        "success": ended && run.success,
         "total_payload_count": run.data_files.len(),
-        "processed_payload_count": if done { run.data_files.len() } else { 0 },
-        "failed_payload_count": 0,
+        "processed_payload_count": if ended && run.success { run.data_files.len() } else { 0 },
+        "failed_payload_count": if ended && !run.success { run.data_files.len() } else { 0 },
     });
     for key in [
         "processed_assets_count",
+        "assets_with_tags_reset_count",
         "processed_scanner_vuln_count",
         "created_scanner_vuln_count",
         "updated_scanner_vuln_count",
@@ -369,7 +535,7 @@ async fn runs(State(shared): State<Arc<Shared>>, Path(id): Path<u64>, headers: H
     if let Err(e) = authorize(&shared, &headers, id) {
         return e;
     }
-    let list: Vec<RunRecord> = shared.store.lock().unwrap().runs.iter().rev().cloned().collect();
+    let list: Vec<RunRecord> = advanced(&shared).runs.iter().rev().cloned().collect();
     Json(Value::Array(list.iter().map(|r| run_json(&shared, r)).collect())).into_response()
 }
 
@@ -382,7 +548,7 @@ async fn run_details(
     if let Err(e) = authorize(&shared, &headers, id) {
         return e;
     }
-    let run = shared.store.lock().unwrap().runs.iter().find(|r| r.id == run_id).cloned();
+    let run = advanced(&shared).runs.iter().find(|r| r.id == run_id).cloned();
     match run {
         Some(r) => Json(run_json(&shared, &r)).into_response(),
         None => error(StatusCode::NOT_FOUND, "Connector run not found"),

@@ -1,4 +1,8 @@
-//! A simulated GitHub organization's Dependabot alerts API on loopback.
+//! A simulated GitHub organization's repositories and Dependabot alerts API on loopback.
+//!
+//! `GET /orgs/{org}/repos` lists every repository (`per_page` up to 100, numbered
+//! `page`s, a `Link` header with `next`, `last`, `first` and `prev`), also those
+//! without alerts.
 //!
 //! `GET /orgs/{org}/dependabot/alerts` with GitHub's behaviour: a bearer token,
 //! `state` filtering, `per_page` up to 100, opaque `after` cursors and a `Link`
@@ -6,6 +10,9 @@
 //! both of GitHub's rate-limit signals (403 with `x-ratelimit-remaining: 0`, and
 //! 429 with `Retry-After`). The organization is generated deterministically from a
 //! seed, so a test can compute what the connector must write.
+
+// Handlers return early with a ready error response; boxing it would only add noise.
+#![allow(clippy::result_large_err)]
 
 use crate::rng::derive;
 use crate::serve::{bind, spawn, Background};
@@ -43,6 +50,8 @@ pub struct SimAlert {
 pub struct Org {
     pub name: String,
     pub token: String,
+    /// Repositories `0..repositories`.
+    pub repositories: u64,
     pub alerts: Vec<SimAlert>,
 }
 
@@ -72,7 +81,20 @@ impl Org {
                 SimAlert { number: i + 1, repository, advisory, state, withdrawn, json }
             })
             .collect();
-        Org { name: "octo-org".into(), token: format!("ghp_sim{:016x}", derive(spec.seed, "token", 0)), alerts }
+        Org {
+            name: "octo-org".into(),
+            token: format!("ghp_sim{:016x}", derive(spec.seed, "token", 0)),
+            repositories: spec.repositories,
+            alerts,
+        }
+    }
+
+    /// Marks an alert fixed, as GitHub does when the dependency is upgraded.
+    pub fn fix_alert(&mut self, number: u64) {
+        let alert = self.alerts.iter_mut().find(|a| a.number == number).expect("an alert of this organization");
+        alert.state = "fixed";
+        alert.json["state"] = json!("fixed");
+        alert.json["fixed_at"] = json!("2026-11-28T00:00:00Z");
     }
 
     /// Full name of repository `r`.
@@ -98,6 +120,24 @@ pub fn cvss(a: u64) -> Option<f64> {
 /// The severity of generated advisory `a`.
 pub fn severity(a: u64) -> &'static str {
     SEVERITIES[(a % 4) as usize]
+}
+
+/// Repository `r` as GitHub lists it (the same `repository` object alerts carry,
+/// and more).
+pub fn repository_json(r: u64) -> Value {
+    let full_name = format!("octo-org/repo-{r:04}");
+    json!({
+        "id": 500_000 + r,
+        "node_id": format!("R_kgDO{r:06}"),
+        "name": format!("repo-{r:04}"),
+        "full_name": full_name,
+        "private": !r.is_multiple_of(3),
+        "owner": {"login": "octo-org", "type": "Organization"},
+        "html_url": format!("https://github.com/{full_name}"),
+        "archived": r % 7 == 6,
+        "visibility": if r.is_multiple_of(3) { "public" } else { "private" },
+        "default_branch": "main",
+    })
 }
 
 fn alert_json(seed: u64, number: u64, repository: u64, advisory: u64, state: &str, withdrawn: bool) -> Value {
@@ -164,7 +204,7 @@ pub struct Faults {
 }
 
 struct Shared {
-    org: Org,
+    org: Mutex<Org>,
     base_url: String,
     faults: Faults,
     calls: Mutex<BTreeMap<String, u64>>,
@@ -182,13 +222,16 @@ impl GithubSim {
         let listener = bind()?;
         let base_url = format!("http://{}", listener.local_addr()?);
         let shared = Arc::new(Shared {
-            org: Org::generate(spec),
+            org: Mutex::new(Org::generate(spec)),
             base_url,
             faults: Faults::default(),
             calls: Mutex::default(),
             total_calls: AtomicU64::new(0),
         });
-        let app = Router::new().route("/orgs/{org}/dependabot/alerts", get(alerts)).with_state(shared.clone());
+        let app = Router::new()
+            .route("/orgs/{org}/dependabot/alerts", get(alerts))
+            .route("/orgs/{org}/repos", get(repositories))
+            .with_state(shared.clone());
         let server = spawn("github-sim", vec![(listener, app)])?;
         Ok(GithubSim { shared, _server: server })
     }
@@ -197,8 +240,14 @@ impl GithubSim {
         &self.shared.base_url
     }
 
-    pub fn org(&self) -> &Org {
-        &self.shared.org
+    /// The organization as it is now.
+    pub fn org(&self) -> Org {
+        self.shared.org.lock().unwrap().clone()
+    }
+
+    /// Changes the organization between runs.
+    pub fn update_org(&self, change: impl FnOnce(&mut Org)) {
+        change(&mut self.shared.org.lock().unwrap());
     }
 
     pub fn faults(&self) -> &Faults {
@@ -218,8 +267,8 @@ impl GithubSim {
     pub fn config_toml(&self) -> String {
         format!(
             "[connector]\norganization = \"{}\"\ntoken = \"{}\"\nhost = \"{}\"\nretry_delay_ms = \"50\"\n",
-            self.shared.org.name,
-            self.shared.org.token,
+            self.org().name,
+            self.org().token,
             self.base_url()
         )
     }
@@ -236,33 +285,103 @@ async fn alerts(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
+    counted(&shared, "", || {
+        admit(&shared, &org, &headers)?;
+        once_faults(&shared)?;
+        Ok(answer(&shared, &org, &query))
+    })
+}
+
+async fn repositories(
+    State(shared): State<Arc<Shared>>,
+    Path(org): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    counted(&shared, "repos ", || {
+        admit(&shared, &org, &headers)?;
+        Ok(list_repositories(&shared, &org, &query))
+    })
+}
+
+/// Answers a call and counts it by outcome (`prefix` names the endpoint).
+fn counted(
+    shared: &Shared,
+    prefix: &str,
+    answer: impl FnOnce() -> Result<(String, Response), (String, Response)>,
+) -> Response {
     shared.total_calls.fetch_add(1, Ordering::Relaxed);
-    let (outcome, response) = answer(&shared, &org, &query, &headers);
-    *shared.calls.lock().unwrap().entry(outcome).or_default() += 1;
+    let (outcome, response) = answer().unwrap_or_else(|refused| refused);
+    *shared.calls.lock().unwrap().entry(format!("{prefix}{outcome}")).or_default() += 1;
     response
 }
 
-fn answer(shared: &Shared, org: &str, query: &HashMap<String, String>, headers: &HeaderMap) -> (String, Response) {
+/// `GET /orgs/{org}/repos`: numbered pages, as GitHub pages this list.
+fn list_repositories(shared: &Shared, org: &str, query: &HashMap<String, String>) -> (String, Response) {
+    let number = |key: &str, default: u64| query.get(key).map_or(Ok(default), |v| v.parse::<u64>());
+    let (Ok(per_page @ 1..=100), Ok(page @ 1..)) = (number("per_page", 30), number("page", 1)) else {
+        return ("422".into(), error(StatusCode::UNPROCESSABLE_ENTITY, "per_page must be 1 to 100, page from 1"));
+    };
+    let total = shared.org.lock().unwrap().repositories;
+    let start = (page - 1) * per_page;
+    let list: Vec<Value> = (start..(start + per_page).min(total)).map(repository_json).collect();
+    let mut response = axum::Json(list).into_response();
+    let last = total.div_ceil(per_page).max(1);
+    let link = |p: u64, rel: &str| {
+        let mut params: Vec<String> =
+            query.iter().filter(|(k, _)| *k != "page").map(|(k, v)| format!("{k}={v}")).collect();
+        params.sort();
+        params.push(format!("page={p}"));
+        format!("<{}/orgs/{org}/repos?{}>; rel=\"{rel}\"", shared.base_url, params.join("&"))
+    };
+    let mut links = Vec::new();
+    if page < last {
+        links.push(link(page + 1, "next"));
+        links.push(link(last, "last"));
+    }
+    if page > 1 {
+        links.push(link(1, "first"));
+        links.push(link(page - 1, "prev"));
+    }
+    if !links.is_empty() {
+        response.headers_mut().insert("link", links.join(", ").parse().unwrap());
+    }
+    ("200".into(), response)
+}
+
+/// What every call checks first: the token, a User-Agent, the organization, and
+/// the faults switched on.
+fn admit(shared: &Shared, org: &str, headers: &HeaderMap) -> Result<(), (String, Response)> {
     let f = &shared.faults;
-    let expected = format!("Bearer {}", shared.org.token);
+    let (name, token) = {
+        let org = shared.org.lock().unwrap();
+        (org.name.clone(), org.token.clone())
+    };
+    let expected = format!("Bearer {token}");
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
-        return ("401".into(), error(StatusCode::UNAUTHORIZED, "Bad credentials"));
+        return Err(("401".into(), error(StatusCode::UNAUTHORIZED, "Bad credentials")));
     }
     if headers.get("user-agent").is_none() {
-        return (
+        return Err((
             "403 no user agent".into(),
             error(
                 StatusCode::FORBIDDEN,
                 "Request forbidden by administrative rules. Please make sure your request has a User-Agent header",
             ),
-        );
+        ));
     }
     if f.forbidden.load(Ordering::Relaxed) {
-        return ("403".into(), error(StatusCode::FORBIDDEN, "Resource not accessible by personal access token"));
+        return Err(("403".into(), error(StatusCode::FORBIDDEN, "Resource not accessible by personal access token")));
     }
-    if !org.eq_ignore_ascii_case(&shared.org.name) {
-        return ("404".into(), error(StatusCode::NOT_FOUND, "Not Found"));
+    if !org.eq_ignore_ascii_case(&name) {
+        return Err(("404".into(), error(StatusCode::NOT_FOUND, "Not Found")));
     }
+    Ok(())
+}
+
+/// The faults switched on for the next alerts call, each once.
+fn once_faults(shared: &Shared) -> Result<(), (String, Response)> {
+    let f = &shared.faults;
     if f.primary_rate_limit_once.swap(false, Ordering::Relaxed) {
         let reset = chrono::Utc::now().timestamp() + 1;
         let mut response = error(StatusCode::FORBIDDEN, "API rate limit exceeded for user ID 1.");
@@ -270,16 +389,20 @@ fn answer(shared: &Shared, org: &str, query: &HashMap<String, String>, headers: 
         h.insert("x-ratelimit-limit", "5000".parse().unwrap());
         h.insert("x-ratelimit-remaining", "0".parse().unwrap());
         h.insert("x-ratelimit-reset", reset.to_string().parse().unwrap());
-        return ("403 rate limit".into(), response);
+        return Err(("403 rate limit".into(), response));
     }
     if f.secondary_rate_limit_once.swap(false, Ordering::Relaxed) {
         let mut response = error(StatusCode::TOO_MANY_REQUESTS, "You have exceeded a secondary rate limit.");
         response.headers_mut().insert("retry-after", "1".parse().unwrap());
-        return ("429".into(), response);
+        return Err(("429".into(), response));
     }
     if f.bad_gateway_once.swap(false, Ordering::Relaxed) {
-        return ("502".into(), (StatusCode::BAD_GATEWAY, "<html>502 Bad Gateway</html>").into_response());
+        return Err(("502".into(), (StatusCode::BAD_GATEWAY, "<html>502 Bad Gateway</html>").into_response()));
     }
+    Ok(())
+}
+
+fn answer(shared: &Shared, org: &str, query: &HashMap<String, String>) -> (String, Response) {
     if query.contains_key("page") {
         return (
             "422".into(),
@@ -299,8 +422,9 @@ fn answer(shared: &Shared, org: &str, query: &HashMap<String, String>, headers: 
         Some(None) => return ("422".into(), error(StatusCode::UNPROCESSABLE_ENTITY, "Invalid cursor")),
     };
     let states: Vec<&str> = query.get("state").map(|s| s.split(',').collect()).unwrap_or_default();
+    let org_now = shared.org.lock().unwrap();
     let matching: Vec<&SimAlert> =
-        shared.org.alerts.iter().filter(|a| states.is_empty() || states.contains(&a.state)).collect();
+        org_now.alerts.iter().filter(|a| states.is_empty() || states.contains(&a.state)).collect();
     let end = (start + per_page).min(matching.len());
     let page: Vec<&Value> = matching.get(start..end).unwrap_or(&[]).iter().map(|a| &a.json).collect();
     let mut response = axum::Json(page).into_response();

@@ -161,6 +161,12 @@ impl Tenant {
         }
     }
 
+    /// Changes machines in place (tags added or removed, a move to another RBAC
+    /// group), as administrators do between runs.
+    pub fn update_machines(&mut self, mut change: impl FnMut(&mut Machine)) {
+        self.machines.iter_mut().for_each(&mut change);
+    }
+
     /// Every machine, active or not, in list order.
     pub fn machines(&self) -> &[Machine] {
         &self.machines

@@ -6,7 +6,8 @@
 //!   tenant (AADSTS90002), unknown client (AADSTS700016), wrong secret
 //!   (AADSTS7000215), bad scope (AADSTS70011) and bad resource (AADSTS500011).
 //! - `GET /api/machines`: `$filter` on `healthStatus eq|ne '…'`, `$top` (at most
-//!   10,000), `$skip`, and a nextLink when `$top` is absent and more remain.
+//!   10,000), `$skip`, and a nextLink when `$top` is absent and more remain; a `$skip`
+//!   past the end answers 404 `ResourceNotFound`, as Defender does for "no machines".
 //! - `GET /api/machines/SoftwareVulnerabilitiesByMachine`: `pageSize` (default
 //!   50,000, at most 200,000) with an opaque `$skiptoken` nextLink; `$top` returns
 //!   that many rows and no nextLink.
@@ -55,11 +56,20 @@ pub struct SimOptions {
     /// Application permissions granted to the client.
     pub roles: Vec<String>,
     pub faults: Faults,
+    /// The token audiences this tenant's Azure AD knows, as v2 scopes (v1 resources
+    /// are the same without `/.default`); others are refused with AADSTS500011, as
+    /// a government tenant refuses the scopes of another cloud's app registration.
+    /// `None`: the commercial ones.
+    pub scopes: Option<Vec<String>>,
 }
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions { roles: vec!["Machine.Read.All".into(), VULNERABILITY_ROLE.into()], faults: Faults::default() }
+        SimOptions {
+            roles: vec!["Machine.Read.All".into(), VULNERABILITY_ROLE.into()],
+            faults: Faults::default(),
+            scopes: None,
+        }
     }
 }
 
@@ -274,7 +284,23 @@ fn token(shared: &Shared, tenant: &str, form: &HashMap<String, String>, v1: bool
     if let Err(e) = check_client(shared, tenant, form) {
         return e;
     }
-    if v1 {
+    if let Some(scopes) = &shared.options.scopes {
+        let (asked, known) = match v1 {
+            true => {
+                (form.get("resource"), scopes.iter().any(|s| Some(&s.replace("/.default", "")) == form.get("resource")))
+            }
+            false => (form.get("scope"), scopes.iter().any(|s| Some(s) == form.get("scope"))),
+        };
+        if !known {
+            let resource = asked.map(|a| a.trim_end_matches("/.default")).unwrap_or("");
+            return aad_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_resource",
+                500011,
+                &format!("The resource principal named {resource} was not found in the tenant named {tenant}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant."),
+            );
+        }
+    } else if v1 {
         let resource = form.get("resource").map(String::as_str).unwrap_or("");
         if !V1_RESOURCES.contains(&resource) {
             return aad_error(
@@ -463,6 +489,11 @@ async fn machines(
         let page = matching().skip(skip).take(take).map(|m| serde_json::to_value(m).unwrap()).collect();
         (page, matching().count())
     };
+    if page.is_empty() && skip > 0 {
+        // Defender answers 404 when a page has no machines: past the end of the list
+        // when the count is a multiple of the page size.
+        return api_error(StatusCode::NOT_FOUND, "ResourceNotFound", "No machines found");
+    }
     let mut body = json!({
         "@odata.context": format!("{}/api/$metadata#Machines", shared.base_url),
         "value": page,
