@@ -1,7 +1,7 @@
 //! OAuth2 client credentials against Azure AD (v2, or v1 as a fallback), and its
 //! errors told apart.
 
-use crate::api::{Api, Call};
+use crate::client::{Call, Client};
 use crate::net;
 use crate::settings::{Settings, TokenEndpoint};
 use connector_sdk::http::Method;
@@ -35,7 +35,7 @@ pub fn token_url(settings: &Settings) -> String {
 /// Gets a token with the client credentials, for the configured (or the cloud's
 /// default) scope. When Azure AD does not know that audience, the error names the
 /// cloud's other known scopes; `verify` tries them ([`find_accepted_scope`]).
-pub fn request_token(api: &mut Api) -> Result<Token, PluginError> {
+pub fn request_token(api: &mut Client) -> Result<Token, PluginError> {
     let scope = api.settings.scope.clone();
     ask(api, &scope)?.map_err(|refusal| classify_failure(&api.settings, refusal.status, &refusal.body))
 }
@@ -59,7 +59,7 @@ impl Refusal {
 
 /// Asks for a token for `scope` (v2) or its resource (v1): a token, or Azure AD's
 /// refusal as it came. Transport failures are errors.
-pub fn ask(api: &mut Api, scope: &str) -> Result<Result<Token, Refusal>, PluginError> {
+pub fn ask(api: &mut Client, scope: &str) -> Result<Result<Token, Refusal>, PluginError> {
     let settings = &api.settings;
     let mut form = form_urlencoded::Serializer::new(String::new());
     form.append_pair("grant_type", "client_credentials")
@@ -96,7 +96,7 @@ pub fn resource_of(scope: &str) -> &str {
 /// After Azure AD refused the configured scope's audience: tries the cloud's other
 /// known scopes, and says which one this tenant accepts and how to pin it. Runs
 /// never do this on their own: they use what is configured.
-pub fn find_accepted_scope(api: &mut Api, refused: &Refusal) -> PluginError {
+pub fn find_accepted_scope(api: &mut Client, refused: &Refusal) -> PluginError {
     let settings = &api.settings;
     let (cloud, first) = (settings.cloud, settings.scope.clone());
     let description = first_line(&refused.body);

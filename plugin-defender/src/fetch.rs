@@ -4,7 +4,7 @@
 //! origin, a page count beyond a sane cap, or machine pages that stop advancing all
 //! end the run with an error that names the endpoint and page.
 
-use crate::api::{self, Api, Call};
+use crate::client::{self, Call, Client};
 use crate::lenient::strip_bom;
 use crate::model::MachinesEnvelope;
 use crate::pacing;
@@ -156,7 +156,7 @@ impl PageParts {
 }
 
 /// Fetches the next page and advances the stage.
-pub fn next_page(api: &mut Api, stage: &mut Stage) -> Result<Option<Page>, PluginError> {
+pub fn next_page(api: &mut Client, stage: &mut Stage) -> Result<Option<Page>, PluginError> {
     loop {
         match stage {
             Stage::Machines(paging) => {
@@ -265,23 +265,23 @@ impl SeenLinks {
 
 /// The next page of machines, and whether it was the last. `None`: the list ended
 /// without another page (a 404 after the first page).
-fn machines_page(api: &mut Api, paging: &mut MachinesPaging) -> Result<(Option<Page>, bool), PluginError> {
+fn machines_page(api: &mut Client, paging: &mut MachinesPaging) -> Result<(Option<Page>, bool), PluginError> {
     let top = api.settings.machines_page_size;
     let url = paging.next.take().unwrap_or_else(|| machines_url(&api.settings.api_base, top, paging.skip));
     let sequence = paging.sequence;
     let body = match api.get_found(&url, pacing::MACHINES, "Machine.Read.All", api.settings.request_timeout)? {
-        api::Found::Body(body) => body,
+        client::Found::Body(body) => body,
         // Defender answers 404 for "no machines". On the first page that means the
         // tenant is not onboarded; after it, a page past the end of the list (the
         // device count was a multiple of the page size): the list is complete.
-        api::Found::NotFound(_) if sequence > 0 => {
+        client::Found::NotFound(_) if sequence > 0 => {
             log(
                 Level::Info,
                 &format!("{MACHINES_ENDPOINT} page {} answered 404: the list ended on the page before", sequence + 1),
             );
             return Ok((None, true));
         }
-        api::Found::NotFound(message) => {
+        client::Found::NotFound(message) => {
             return Err(PluginError::BadResponse(format!(
                 "{MACHINES_ENDPOINT} answered 404: the tenant does not seem to be onboarded to Defender for Endpoint ({message})"
             )))
@@ -321,7 +321,7 @@ fn machines_page(api: &mut Api, paging: &mut MachinesPaging) -> Result<(Option<P
 
 /// JSON pages or export files, as configured; `auto` follows Microsoft's advice to use
 /// files above 100,000 devices (configurable).
-fn vulnerabilities_stage(api: &Api, devices: u64) -> Stage {
+fn vulnerabilities_stage(api: &Client, devices: u64) -> Stage {
     let export = match api.settings.api_mode {
         ApiMode::Json => false,
         ApiMode::Export => true,
@@ -354,7 +354,7 @@ struct ExportFilesResponse {
     generated_time: Option<String>,
 }
 
-fn export_list(api: &mut Api, resume: usize, previous: Option<String>, lists: u32) -> Result<Stage, PluginError> {
+fn export_list(api: &mut Client, resume: usize, previous: Option<String>, lists: u32) -> Result<Stage, PluginError> {
     if lists > api.settings.max_retries {
         return Err(PluginError::BadResponse(format!(
             "export files kept expiring or failing: asked for a new file list {lists} times"
@@ -436,7 +436,7 @@ impl ExportReader {
 /// Downloads the next export file (gzip). No token goes to the storage host: the URL
 /// carries its own signature. Returns `None` when the URL has expired.
 fn export_file(
-    api: &mut Api,
+    api: &mut Client,
     files: &[String],
     next: &mut usize,
     empty_tries: &mut u32,
@@ -465,7 +465,7 @@ fn export_file(
                         *empty_tries
                     )));
                 }
-                output::count(api::RETRIES, 1);
+                output::count(client::RETRIES, 1);
                 std::thread::sleep(api.settings.retry_delay.saturating_mul(*empty_tries));
             }
             200 if gzip => {

@@ -4,27 +4,30 @@
 //! `fetch` pages through active machines and then vulnerability rows; `%map` turns
 //! each page into platform records (the README's "Mapping" table). The mapping is plain Rust in
 //! `mapping`, unit-tested natively; what talks to the host goes through the SDK, in
-//! `net`, `api`, `fetch` and `verify`. This file is the `Connector` implementation.
+//! `client` (with `auth`, `net` and `pacing`), `fetch` and `verify`. This file is the `Connector` implementation.
 
-pub mod api;
+// The layout every plugin of this repository follows (wit/README.md, "Layout"):
+pub mod client; // calls to the source: pacing, retries, tokens
+pub mod fetch; // paging through a run, one raw page per call
+pub mod mapping; // pages into records, plain Rust, tested natively
+pub mod model; // the source's objects as serde reads them
+pub mod settings; // the configuration fields and their validation
+pub mod verify; // "Save and Verify"
+
+// What the client and the mapping are built from.
 pub mod auth;
 pub mod cloud;
-pub mod fetch;
 pub mod lenient;
-pub mod mapping;
-pub mod model;
 pub mod net;
 pub mod pacing;
-pub mod settings;
 pub mod timestamp;
-pub mod verify;
 
 use connector_sdk::types::{Check, FieldError, Page, PluginError, PluginInfo};
 use connector_sdk::{Config, Connector, Output};
 
 /// One instance: its API client and where its run stands.
 pub struct DefenderConnector {
-    api: api::Api,
+    api: client::Client,
     stage: fetch::Stage,
     /// Identifiers whose definitions this instance's `map` already emitted: pages
     /// come in parts of a few thousand rows, and each would define them again.
@@ -45,7 +48,11 @@ impl Connector for DefenderConnector {
 
     fn configure(config: &mut Config) -> Result<Self, Vec<FieldError>> {
         let parsed = settings::from_config(config)?;
-        Ok(DefenderConnector { api: api::Api::new(parsed), stage: fetch::Stage::start(), defined: Default::default() })
+        Ok(DefenderConnector {
+            api: client::Client::new(parsed),
+            stage: fetch::Stage::start(),
+            defined: Default::default(),
+        })
     }
 
     fn declared_origins(&self) -> Vec<String> {

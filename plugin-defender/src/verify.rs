@@ -3,8 +3,8 @@
 //! once what is wrong. When Azure AD does not know the token audience, it tries the
 //! cloud's other known scopes and names the one to pin.
 
-use crate::api::Api;
 use crate::auth;
+use crate::client::Client;
 use crate::fetch;
 use crate::lenient::strip_bom;
 use crate::model::PageEnvelope;
@@ -13,7 +13,7 @@ use crate::pacing;
 use crate::settings::TokenEndpoint;
 use connector_sdk::types::{Check, PluginError};
 
-pub fn verify(api: &mut Api) -> Result<Vec<Check>, PluginError> {
+pub fn verify(api: &mut Client) -> Result<Vec<Check>, PluginError> {
     api.patient = false;
     let mut checks = Vec::new();
     // A token for the configured scope; when Azure AD does not know its audience

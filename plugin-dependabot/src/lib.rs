@@ -9,10 +9,13 @@
 //! `GET /orgs/{org}/dependabot/alerts`, by their `Link` headers; `map` is plain Rust
 //! in `mapping`, tested natively on fixture files.
 
-pub mod github;
-pub mod mapping;
-pub mod model;
-pub mod settings;
+// The layout every plugin of this repository follows (wit/README.md, "Layout"):
+pub mod client; // calls to GitHub: headers, retries, rate limits, errors
+pub mod fetch; // paging through a run, one raw page per call
+pub mod mapping; // pages into records, plain Rust, tested natively
+pub mod model; // GitHub's objects as serde reads them
+pub mod settings; // the configuration fields and their validation
+pub mod verify; // "Save and Verify"
 
 use connector_sdk::types::{Check, FieldError, Page, PluginError, PluginInfo};
 use connector_sdk::{Config, Connector, Output};
@@ -27,7 +30,7 @@ pub const REPOSITORIES: &str = "repositories";
 /// emitted (each repository becomes one asset, however many alerts it has).
 pub struct DependabotConnector {
     settings: settings::Settings,
-    paging: github::Paging,
+    paging: fetch::Paging,
     repositories_emitted: HashSet<String>,
 }
 
@@ -45,16 +48,16 @@ impl Connector for DependabotConnector {
 
     fn configure(config: &mut Config) -> Result<Self, Vec<FieldError>> {
         let settings = settings::from_config(config)?;
-        let paging = github::Paging::start(&settings);
+        let paging = fetch::Paging::start(&settings);
         Ok(DependabotConnector { settings, paging, repositories_emitted: HashSet::new() })
     }
 
     fn verify(&mut self) -> Result<Vec<Check>, PluginError> {
-        github::verify(&self.settings)
+        verify::verify(&self.settings)
     }
 
     fn fetch(&mut self) -> Result<Option<Page>, PluginError> {
-        github::next_page(&self.settings, &mut self.paging)
+        fetch::next_page(&self.settings, &mut self.paging)
     }
 
     fn map(&mut self, page: &Page, out: &mut Output) -> Result<(), PluginError> {

@@ -41,16 +41,16 @@ pub struct Call<'a> {
 }
 
 /// The Defender API client of one connector instance.
-pub struct Api {
+pub struct Client {
     pub settings: Settings,
     token: Option<Token>,
     /// Whether to wait and retry (runs) or fail at once (verify).
     pub patient: bool,
 }
 
-impl Api {
+impl Client {
     pub fn new(settings: Settings) -> Self {
-        Api { settings, token: None, patient: true }
+        Client { settings, token: None, patient: true }
     }
 
     /// A valid token, requested when there is none or it is about to expire.
@@ -167,7 +167,7 @@ impl Api {
         }
     }
 
-    /// Like [`Api::get`], but a 404 is an answer, not an error: on a page of
+    /// Like [`Client::get`], but a 404 is an answer, not an error: on a page of
     /// machines after the first, Defender's 404 means the list has ended.
     pub fn get_found(
         &mut self,
