@@ -4,6 +4,10 @@
 //! (`http-error`), while a host function returning `Err` ends the plugin's call with
 //! a trap (used for breached limits and host bugs only).
 
+// The generated items carry the WIT files' documentation where it exists; the
+// generated glue (traits, linker functions) has none to carry.
+#![allow(missing_docs)]
+
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "connector-plugin",
@@ -45,7 +49,6 @@ impl<T> IntoAnyhow<T> for wasmtime::Result<T> {
     }
 }
 
-pub use exports::vulnbridge::connector::connector as contract;
 pub use vulnbridge::connector::{http, log, output, types};
 
 /// The contract version this host implements.

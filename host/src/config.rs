@@ -71,6 +71,12 @@ impl ConnectorConfig {
     /// Parses TOML text; `env` looks up environment variables.
     pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
         let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| anyhow!("not valid TOML: {}", e.message()))?;
+        Self::from_table(&doc, env)
+    }
+
+    /// Reads the tables of a configuration already parsed as TOML (a file, or the
+    /// inline tables of a platform file's instance).
+    pub fn from_table(doc: &toml::Table, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
         for key in doc.keys() {
             if !["connector", "cvm", "limits", "network"].contains(&key.as_str()) {
                 bail!("unknown table or key `{key}`; the connector's settings go in a `[connector]` table (others: [cvm], [limits], [network])");
@@ -170,7 +176,9 @@ pub struct ResolvedConfig {
     pub secrets: Vec<(String, String)>,
     /// `(key, value)` of fields of kind host: the origins the run may reach.
     pub hosts: Vec<(String, String)>,
+    /// The `[limits]` table: the sandbox limits of this connector's plugin.
     pub limits: SandboxLimits,
+    /// The `[network]` table: what the operator adds to or removes from the plugin's egress.
     pub network: OperatorGrants,
 }
 

@@ -7,15 +7,16 @@ use crate::bindings::{
 };
 use crate::capability::http::HttpCapability;
 use crate::capability::log::LogCapability;
-use crate::capability::output::{OutputCapability, RunOutput};
+use crate::capability::output::OutputCapability;
 use crate::config::ResolvedConfig;
 use crate::events::EventSink;
 use crate::limits::LimitExceeded;
+use crate::plugin_state::PluginState;
 use crate::policy::NetworkPolicy;
 use crate::redact::Redactor;
+use crate::run::collect::RunOutput;
 use crate::secrets::Secrets;
 use crate::session::Session;
-use crate::state::PluginState;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,6 +44,7 @@ impl Drop for PluginHost {
 }
 
 impl PluginHost {
+    /// Starts the engine (one per process) and its epoch ticker.
     pub fn new() -> Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true);
@@ -155,15 +157,14 @@ pub struct SessionOptions {
     /// Wall-clock time the whole session may take: wasm is stopped when it is spent,
     /// so a plugin that loops cannot hold a platform's worker forever.
     pub time_limit: Option<Duration>,
-    /// Records go here, shared with other sessions of the same run; a session of its
-    /// own gets a fresh one.
-    pub output: Option<RunOutput>,
 }
 
 /// A compiled plugin, ready to instantiate.
 pub struct Plugin {
     pre: ConnectorPluginPre<PluginState>,
+    /// Where the plugin was loaded from.
     pub path: PathBuf,
+    /// What the plugin says about itself (`info`).
     pub info: PluginInfo,
     /// The contract version the plugin was built against (within this host's range).
     pub contract: String,
@@ -174,6 +175,17 @@ pub struct Plugin {
 impl Plugin {
     /// A fresh, sandboxed instance for one verify or run.
     pub fn open(&self, host: &PluginHost, config: &ResolvedConfig, options: SessionOptions) -> Result<Session> {
+        self.open_for_run(host, config, options, RunOutput::default())
+    }
+
+    /// A fresh instance whose records go to `output`, shared by the run's sessions.
+    pub(crate) fn open_for_run(
+        &self,
+        host: &PluginHost,
+        config: &ResolvedConfig,
+        options: SessionOptions,
+        output: RunOutput,
+    ) -> Result<Session> {
         let redactor = Arc::new(Redactor::new(config.secrets.iter().map(|(_, v)| v.as_str())));
         let mut policy = NetworkPolicy::from_host_fields(
             config.hosts.iter().map(|(k, v)| (k.as_str(), v.as_str())),
@@ -187,7 +199,7 @@ impl Plugin {
             &limits,
             http,
             LogCapability::new(id.clone(), redactor.clone(), limits.log_lines),
-            OutputCapability::new(options.events, limits.output_records, options.output.unwrap_or_default()),
+            OutputCapability::new(options.events, limits.output_records, output),
             redactor,
         );
         let deadline = options.time_limit.map(|limit| (Instant::now() + limit, limit));

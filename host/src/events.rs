@@ -8,7 +8,14 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub enum Event {
     /// The plugin reported progress of a stage (`done` of `total`, when known).
-    Progress { stage: String, done: u64, total: Option<u64> },
+    Progress {
+        /// What is being counted (`devices`, `vulnerability rows`, ...).
+        stage: String,
+        /// How many so far.
+        done: u64,
+        /// How many in all, when the plugin knows.
+        total: Option<u64>,
+    },
     /// Every page was fetched and mapped; the KDI files are being written.
     Writing,
     /// The files are being delivered to CVM.

@@ -1,27 +1,23 @@
+#![warn(missing_docs)]
 //! The connector host: runs sandboxed WebAssembly connector plugins (the
 //! `vulnbridge:connector` contract in `wit/`) and writes what they find as KDI files.
 //!
-//! Architecture, one module per concern:
-//! - [`engine`]: the wasmtime Engine and Linker (built once), plugin loading with a
-//!   contract-version check, and a fresh sandboxed Store per session; [`cache`]: the
-//!   compiled-component cache.
-//! - [`session`]: the contract's calls on one instance; traps and plugin errors
-//!   become one-line messages with the plugin's panic text and no secrets.
-//! - [`capability`]: what a plugin can reach: `http` (allow-listed, capped),
-//!   `log` (masked, bounded) and `output` (records into the run's collector).
-//! - [`policy`]: the network gates and address rules; [`secrets`]: placeholders
-//!   instead of secret values; [`redact`]: secret masking in text; [`limits`]: memory,
-//!   CPU, output and log limits.
-//! - [`config`]: the operator's TOML, checked against the plugin's fields.
-//! - [`join`]: the one place vulnerabilities are joined to assets and merged;
-//!   [`spill`]: the on-disk sort that keeps that join's memory flat; [`compact`]:
-//!   assets kept as bytes until they are written.
-//! - [`kdi`]: the KDI v2 writer (and its JSON Schema); [`run`]: the run pipeline
-//!   (fetch on one instance while another maps, pages between them in a
-//!   [`page_queue`] bounded by bytes); [`summary`]: its report;
-//!   [`events`]: what a run reports while it goes.
-//! - [`platform`]: many connector instances in one run (`run-all`).
+//! What the library offers an embedding platform:
+//! - [`engine`]: [`engine::PluginHost`] (one wasmtime Engine for the process) loads
+//!   [`engine::Plugin`]s, checking their contract version, and opens sandboxed sessions.
+//! - [`config`]: the operator's configuration of one connector, checked against the
+//!   plugin's fields; [`types`]: the contract's records and plugin info.
+//! - [`verify`]: "Save and Verify", the plugin's checks and CVM's.
+//! - [`run`]: a run end to end: fetch, map, collect, join, KDI files, delivery.
 //! - [`cvm`]: delivery to Cisco Vulnerability Management, guarded against mass closing.
+//! - [`platform`]: many connector instances in one run (`run-all`).
+//! - [`events`]: what a run reports while it goes; [`summary`]: what it reports at the end.
+//!
+//! Beneath them, private: the contract's bindings, the capabilities lent to a plugin
+//! (`http`, `log`, `output`), the network policy, secret placeholders and masking, the
+//! sandbox's limits, and the compiled-component cache. Where a new piece goes: a
+//! capability under `capability/`, a step of the data path under `run/`, a CVM
+//! option in `cvm/config.rs`, a plugin in its own `plugin-*` crate.
 //!
 //! ```no_run
 //! use connector_host::{config::ConnectorConfig, engine::{PluginHost, SessionOptions}, run};
@@ -34,24 +30,32 @@
 //! # Ok(()) }
 //! ```
 
-pub mod bindings;
-pub mod cache;
-pub mod capability;
-pub mod compact;
+// What an embedding platform uses.
 pub mod config;
 pub mod cvm;
 pub mod engine;
 pub mod events;
-pub mod join;
-pub mod kdi;
-pub mod limits;
-pub mod page_queue;
 pub mod platform;
-pub mod policy;
-pub mod redact;
 pub mod run;
-pub mod secrets;
-pub mod session;
-pub mod spill;
-pub mod state;
 pub mod summary;
+pub mod types;
+pub mod verify;
+
+// The sandbox and the machinery beneath a run.
+mod bindings;
+mod cache;
+mod capability;
+mod limits;
+mod plugin_state;
+mod policy;
+mod redact;
+mod secrets;
+mod session;
+
+/// Internals the criterion benchmarks in `tests/bench` measure directly. Not part of
+/// the library's API: it may change in any release.
+#[doc(hidden)]
+pub mod bench_support {
+    pub use crate::run::collect::Collector;
+    pub use crate::run::kdi::{write, WriteOptions, Written};
+}

@@ -9,7 +9,7 @@
 //! - output records and log lines per instance.
 //!
 //! A breach ends the call with a trap; the session reports it as
-//! "plugin `id` exceeded its <limit>".
+//! "plugin `id` exceeded its `<limit>`".
 
 use std::fmt;
 use std::time::Duration;

@@ -16,6 +16,9 @@
 //! plugin = "plugins/plugin_defender.wasm"
 //! config = "defender.toml"     # a connector config file ([connector], [cvm], ...)
 //! schedule = "every 4 hours"   # a hint for the scheduler; reported, not enforced
+//! upload = true                # deliver to CVM (the config needs a [cvm] table)
+//! # dry_run = true             # compare with the last upload, send nothing
+//! # allow_mass_close = true    # deliver even if most assets or vulnerabilities vanished
 //!
 //! [[instance]]
 //! name = "github"
@@ -28,7 +31,7 @@
 //! Relative paths are relative to the platform file.
 
 use crate::config::ConnectorConfig;
-use crate::cvm::{CvmConfig, DeliveryOptions};
+use crate::cvm::DeliveryOptions;
 use crate::engine::{PluginHost, SessionOptions};
 use crate::events::{Event, EventSink};
 use crate::run::{self, RunOptions};
@@ -44,25 +47,38 @@ use std::time::{Duration, Instant};
 /// How long past its time limit an instance may take to stop before it is
 /// abandoned (wasm stops at the limit; a plugin asleep in a host call wakes later).
 pub const ABANDON_GRACE: Duration = Duration::from_secs(5);
+/// An instance's time limit when the platform file sets none.
 pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(3600);
 
 /// The platform file.
 #[derive(Debug, Clone)]
 pub struct PlatformConfig {
+    /// The instances, in the order of the file.
     pub instances: Vec<InstanceConfig>,
 }
 
 /// One connector instance.
 #[derive(Debug, Clone)]
 pub struct InstanceConfig {
+    /// The instance's unique name (it names its output directory and CVM state).
     pub name: String,
+    /// The plugin component.
     pub plugin: PathBuf,
+    /// Its settings (`[connector]`, `[cvm]`, `[limits]`, `[network]`).
     pub connector: ConnectorConfig,
+    /// Where its KDI files go.
     pub out: PathBuf,
+    /// When it is meant to run, as the platform file says (reported, not enforced).
     pub schedule: Option<String>,
+    /// How long it may run before it is stopped.
     pub time_limit: Duration,
     /// Deliver to CVM after a complete run (needs a `[cvm]` table).
     pub upload: bool,
+    /// With `upload`: compare with the last upload and send nothing.
+    pub dry_run: bool,
+    /// With `upload`: deliver even when the run would send fewer than half of the
+    /// last upload's assets or open vulnerabilities.
+    pub allow_mass_close: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -82,10 +98,12 @@ struct RawPlatform {
 }
 
 /// Keys of an `[[instance]]` besides the inline connector tables.
-const INSTANCE_KEYS: [&str; 7] = ["name", "plugin", "config", "out", "schedule", "time_limit_seconds", "upload"];
+const INSTANCE_KEYS: [&str; 9] =
+    ["name", "plugin", "config", "out", "schedule", "time_limit_seconds", "upload", "dry_run", "allow_mass_close"];
 const INLINE_TABLES: [&str; 4] = ["connector", "cvm", "limits", "network"];
 
 impl PlatformConfig {
+    /// Reads a platform file; relative paths are relative to it.
     pub fn load(path: &Path) -> Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read platform file {}", path.display()))?;
@@ -154,7 +172,7 @@ fn parse_instance(
         .collect();
     let connector = match (text("config")?, inline.is_empty()) {
         (Some(file), true) => ConnectorConfig::load(&resolve(Path::new(&file)))?,
-        (None, false) => ConnectorConfig::parse(&toml::to_string(&inline)?, env)?,
+        (None, false) => ConnectorConfig::from_table(&inline, env)?,
         (Some(_), false) => {
             bail!("give either `config` (a file) or inline tables ([instance.connector] ...), not both")
         }
@@ -166,12 +184,26 @@ fn parse_instance(
         Some(toml::Value::Integer(n)) if *n > 0 => Duration::from_secs(*n as u64),
         Some(other) => bail!("`time_limit_seconds` must be a positive whole number, not {other}"),
     };
-    let upload = match table.get("upload") {
-        None => false,
-        Some(toml::Value::Boolean(b)) => *b,
-        Some(other) => bail!("`upload` must be true or false, not {other}"),
+    let flag = |key: &str| match table.get(key) {
+        None => Ok(false),
+        Some(toml::Value::Boolean(b)) => Ok(*b),
+        Some(other) => Err(anyhow!("`{key}` must be true or false, not {other}")),
     };
-    Ok(InstanceConfig { name, plugin, connector, out, schedule: text("schedule")?, time_limit, upload })
+    let (upload, dry_run, allow_mass_close) = (flag("upload")?, flag("dry_run")?, flag("allow_mass_close")?);
+    if (dry_run || allow_mass_close) && !upload {
+        bail!("`dry_run` and `allow_mass_close` apply to an upload: set `upload = true` too");
+    }
+    Ok(InstanceConfig {
+        name,
+        plugin,
+        connector,
+        out,
+        schedule: text("schedule")?,
+        time_limit,
+        upload,
+        dry_run,
+        allow_mass_close,
+    })
 }
 
 /// Receives every instance's events, with the instance's name.
@@ -180,6 +212,7 @@ pub type PlatformEventSink = Arc<dyn Fn(&str, &Event) + Send + Sync>;
 /// How a platform run behaves.
 #[derive(Clone, Default)]
 pub struct PlatformOptions {
+    /// Allow `http://` to loopback addresses (simulators, local tests).
     pub allow_insecure_loopback: bool,
     /// Where CVM upload state is kept (instances that upload); `None` uses the default.
     pub state_dir: Option<PathBuf>,
@@ -190,20 +223,27 @@ pub struct PlatformOptions {
 /// How one instance ended.
 #[derive(Debug)]
 pub struct InstanceOutcome {
+    /// The instance's name.
     pub name: String,
+    /// Its schedule hint.
     pub schedule: Option<String>,
+    /// Its summary, or why it failed.
     pub result: Result<RunSummary, String>,
+    /// How long it took.
     pub duration: Duration,
 }
 
 /// Every instance's outcome, in the order of the platform file.
 #[derive(Debug)]
 pub struct PlatformReport {
+    /// Every instance's outcome, in the order of the file.
     pub outcomes: Vec<InstanceOutcome>,
+    /// How long the whole platform run took.
     pub duration: Duration,
 }
 
 impl PlatformReport {
+    /// How many instances failed.
     pub fn failed(&self) -> usize {
         self.outcomes.iter().filter(|o| o.result.is_err()).count()
     }
@@ -217,6 +257,7 @@ pub fn run_all(host: &Arc<PluginHost>, platform: &PlatformConfig, options: &Plat
     for (index, instance) in platform.instances.iter().enumerate() {
         let (host, instance, options, tx) = (host.clone(), instance.clone(), options.clone(), sender.clone());
         let spawned = std::thread::Builder::new().name(format!("instance-{}", instance.name)).spawn(move || {
+            let _span = tracing::info_span!("instance", instance = %instance.name).entered();
             let begun = Instant::now();
             let result = run_instance(&host, &instance, &options).map_err(|e| format!("{e:#}"));
             tx.send((index, result, begun.elapsed())).ok();
@@ -282,21 +323,19 @@ fn run_instance(host: &PluginHost, instance: &InstanceConfig, options: &Platform
         allow_insecure_loopback: options.allow_insecure_loopback,
         events: events.clone(),
         time_limit: Some(instance.time_limit),
-        ..SessionOptions::default()
     };
     let run_options = RunOptions { out_dir: instance.out.clone(), ..RunOptions::default() };
     if !instance.upload {
         return run::run(host, &plugin, &instance.connector, session, &run_options);
     }
-    let cvm = crate::cvm::config::require(instance.connector.cvm.as_ref())
-        .and_then(|values| CvmConfig::from_values(values, options.allow_insecure_loopback))
-        .map_err(fail_early)?;
-    let delivery = DeliveryOptions {
-        cvm,
-        state_dir: options.state_dir.clone().unwrap_or_else(crate::cvm::state::default_state_dir),
-        dry_run: false,
-        allow_mass_close: false,
-    };
+    let delivery = DeliveryOptions::from_config(
+        &instance.connector,
+        options.allow_insecure_loopback,
+        options.state_dir.clone(),
+        instance.dry_run,
+        instance.allow_mass_close,
+    )
+    .map_err(fail_early)?;
     run::run_and_deliver(host, &plugin, &instance.connector, session, &run_options, &delivery)
 }
 
@@ -369,5 +408,17 @@ mod tests {
         assert!(err("[[instance]]\nname = \"a\"\nplugin = \"p\"\nplugins = 1\n").contains("unknown key `plugins`"));
         let twice = "[[instance]]\nname = \"a\"\nplugin = \"p\"\n[instance.connector]\n[[instance]]\nname = \"a\"\nplugin = \"p\"\n[instance.connector]\n";
         assert!(err(twice).contains("two instances are named `a`"));
+        let dry_alone = "[[instance]]\nname = \"a\"\nplugin = \"p\"\ndry_run = true\n[instance.connector]\n";
+        assert!(err(dry_alone).contains("set `upload = true` too"));
+    }
+
+    #[test]
+    fn uploading_instances_take_the_cli_delivery_flags() {
+        let text = "[[instance]]\nname = \"a\"\nplugin = \"p\"\nupload = true\ndry_run = true\nallow_mass_close = true\n[instance.connector]\nx = \"1\"\n[instance.cvm]\napi_key = \"k\"\nconnector_id = 7\n";
+        let instance = &parse(text).unwrap().instances[0];
+        assert!(instance.upload && instance.dry_run && instance.allow_mass_close);
+        let delivery = DeliveryOptions::from_config(&instance.connector, false, None, instance.dry_run, true).unwrap();
+        assert!(delivery.dry_run && delivery.allow_mass_close);
+        assert_eq!(delivery.cvm.connector_id, 7);
     }
 }

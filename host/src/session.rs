@@ -4,8 +4,7 @@
 use crate::bindings::types::{Check, Page, PluginError, PluginInfo};
 use crate::bindings::ConnectorPlugin;
 use crate::config::ResolvedConfig;
-use crate::join::Collector;
-use crate::state::PluginState;
+use crate::plugin_state::PluginState;
 use anyhow::{anyhow, Context, Result};
 use wasmtime::Store;
 
@@ -125,12 +124,6 @@ impl Session {
 
     pub fn state(&self) -> &PluginState {
         self.store.data()
-    }
-
-    /// Takes the records collected so far (by this session and any other that
-    /// shares its output).
-    pub fn take_collector(&mut self) -> Collector {
-        self.store.data().output.run_output().take_collector()
     }
 }
 

@@ -8,8 +8,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Default, Serialize)]
+/// What a run did: what a person checks against the source's portal.
 pub struct RunSummary {
+    /// The plugin's id.
     pub plugin: String,
+    /// The plugin's version.
     pub plugin_version: String,
     /// The plugin's own counters, e.g. `devices fetched`, `vulnerability rows fetched`.
     pub counters: BTreeMap<String, u64>,
@@ -18,13 +21,20 @@ pub struct RunSummary {
     /// Pages the plugin's `fetch` returned: a plugin may hand one source page out in
     /// several parts (Defender does, at about 4 MiB), so API calls are `api_calls`.
     pub pages_fetched: u64,
+    /// Assets in the files (each asset once).
     pub assets_written: usize,
+    /// Vulnerabilities in the files, after merging.
     pub vulnerabilities_written: usize,
+    /// Definitions in the files, counting each file's own.
     pub definitions_written: usize,
+    /// The KDI files written.
     pub files_written: Vec<PathBuf>,
+    /// HTTP requests the plugin made.
     pub api_calls: u64,
+    /// Responses that were 429 (throttled).
     pub throttled_responses: u64,
     #[serde(serialize_with = "seconds")]
+    /// How long the run took.
     pub duration: Duration,
     /// What was delivered to CVM, with `--upload`.
     pub delivery: Option<DeliveryReport>,

@@ -6,10 +6,10 @@
 use crate::bindings::http::{Host, HttpError, Method, Request, Response};
 use crate::limits::LimitExceeded;
 use crate::limits::{thread_cpu_time, SandboxLimits};
+use crate::plugin_state::PluginState;
 use crate::policy::{NetworkPolicy, NonPublicAddress};
 use crate::redact::Redactor;
 use crate::secrets::Secrets;
-use crate::state::PluginState;
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -2,8 +2,8 @@
 
 use crate::bindings::log::{Host, Level};
 use crate::limits::LimitExceeded;
+use crate::plugin_state::PluginState;
 use crate::redact::Redactor;
-use crate::state::PluginState;
 use std::sync::Arc;
 
 /// Longest line shown; longer ones are cut.

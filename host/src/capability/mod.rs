@@ -5,7 +5,7 @@ pub mod log;
 pub mod output;
 
 use crate::bindings::types;
-use crate::state::PluginState;
+use crate::plugin_state::PluginState;
 
 /// The shared types interface has no functions.
 impl types::Host for PluginState {}

@@ -2,17 +2,18 @@
 
 #[cfg(feature = "demo")]
 mod demo;
+mod logging;
 mod progress;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use connector_host::bindings::types::FieldKind;
 use connector_host::config::ConnectorConfig;
-use connector_host::cvm::{CvmClient, CvmConfig, DeliveryOptions};
+use connector_host::cvm::DeliveryOptions;
 use connector_host::engine::{PluginHost, SessionOptions};
 use connector_host::events::Event;
 use connector_host::platform::{PlatformConfig, PlatformOptions};
 use connector_host::run::{self, RunOptions};
+use connector_host::types::FieldKind;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -26,6 +27,10 @@ struct Cli {
     /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// How log lines are written: text, or one JSON object a line with the instance,
+    /// plugin and stage as fields (for a platform's log pipeline).
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,10 +81,10 @@ struct RunArgs {
     #[arg(long)]
     out: PathBuf,
     /// Assets per KDI file.
-    #[arg(long, default_value_t = connector_host::kdi::DEFAULT_ASSETS_PER_FILE)]
+    #[arg(long, default_value_t = connector_host::run::DEFAULT_ASSETS_PER_FILE)]
     assets_per_file: usize,
     /// Largest KDI file in bytes (an asset is never split, so one asset may exceed it).
-    #[arg(long, default_value_t = connector_host::kdi::DEFAULT_MAX_FILE_BYTES)]
+    #[arg(long, default_value_t = connector_host::run::DEFAULT_MAX_FILE_BYTES)]
     max_file_bytes: usize,
     /// After a complete fetch, upload the files to CVM ([cvm] table) and run the connector.
     #[arg(long)]
@@ -112,7 +117,7 @@ struct Common {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    logging::init(cli.verbose, cli.log_format);
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -121,17 +126,6 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }
 
 fn execute(command: Command) -> Result<()> {
@@ -178,7 +172,7 @@ fn info(path: &std::path::Path, json: bool) -> Result<()> {
     println!(
         "Contract: vulnbridge:connector@{} (this host runs {})",
         plugin.contract,
-        connector_host::bindings::SUPPORTED_CONTRACTS
+        connector_host::types::SUPPORTED_CONTRACTS
     );
     println!("Fields:");
     for f in &i.fields {
@@ -194,21 +188,11 @@ fn verify(common: &Common) -> Result<()> {
     let host = PluginHost::new()?;
     let plugin = host.load(&common.plugin)?;
     let config = ConnectorConfig::load(&common.config)?;
-    let cvm = config.cvm.as_ref().map(|v| CvmConfig::from_values(v, common.allow_insecure_loopback)).transpose()?;
     let options = SessionOptions { allow_insecure_loopback: common.allow_insecure_loopback, ..Default::default() };
-    let checks = run::verify(&host, &plugin, &config, options).context("verify failed")?;
+    let checks = connector_host::verify::verify(&host, &plugin, &config, options).context("verify failed")?;
     println!("Configuration works ({} {}):", plugin.info.id, plugin.info.version);
     for check in checks {
         println!("  ok  {:<24} {}", check.name, check.detail);
-    }
-    if let Some(cvm) = cvm {
-        let connector = CvmClient::new(cvm.clone())?.connector().context("verify failed")?;
-        let name = connector["name"].as_str().unwrap_or("?");
-        let kind = if connector["host"].is_null() { "file-based" } else { "host-based" };
-        println!(
-            "  ok  {:<24} connector {} `{name}` ({kind}) at {} accepts the API key",
-            "CVM", cvm.connector_id, cvm.base_url
-        );
     }
     Ok(())
 }
@@ -217,20 +201,18 @@ fn run_command(common: &Common, args: RunArgs) -> Result<()> {
     let host = PluginHost::new()?;
     let plugin = host.load(&common.plugin)?;
     let config = ConnectorConfig::load(&common.config)?;
-    let delivery = if args.upload {
-        let cvm = CvmConfig::from_values(
-            connector_host::cvm::config::require(config.cvm.as_ref())?,
-            common.allow_insecure_loopback,
-        )?;
-        Some(DeliveryOptions {
-            cvm,
-            state_dir: args.state_dir.clone().unwrap_or_else(connector_host::cvm::state::default_state_dir),
-            dry_run: args.dry_run,
-            allow_mass_close: args.allow_mass_close,
+    let delivery = args
+        .upload
+        .then(|| {
+            DeliveryOptions::from_config(
+                &config,
+                common.allow_insecure_loopback,
+                args.state_dir.clone(),
+                args.dry_run,
+                args.allow_mass_close,
+            )
         })
-    } else {
-        None
-    };
+        .transpose()?;
     let progress = progress::Progress::new();
     let options = SessionOptions {
         allow_insecure_loopback: common.allow_insecure_loopback,

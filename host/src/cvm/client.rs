@@ -24,9 +24,11 @@ use std::time::{Duration, Instant};
 /// What a connector run reported.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct RunResult {
+    /// The connector run's id in CVM.
     pub run_id: u64,
     /// Whether the run has ended (`end_time` is set); until then `success` means nothing.
     pub ended: bool,
+    /// Whether the run succeeded, as CVM says (meaningless until `ended`).
     pub success: Option<bool>,
     /// Numeric fields of the run (`total_payload_count`, `processed_assets_count`,
     /// `autoclosed_scanner_vuln_count`, ...).
@@ -52,6 +54,7 @@ impl RunResult {
     }
 }
 
+/// A client of one CVM connector: uploads, runs, status.
 pub struct CvmClient {
     config: CvmConfig,
     http: Client,
@@ -68,6 +71,7 @@ enum Retry {
 }
 
 impl CvmClient {
+    /// A client for the connector `config` names.
     pub fn new(config: CvmConfig) -> Result<Self> {
         let http = Client::builder()
             .redirect(reqwest::redirect::Policy::none())

@@ -12,6 +12,7 @@ use anyhow::{anyhow, bail, Result};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// CVM's global API host.
 pub const DEFAULT_API_HOST: &str = "api.kennasecurity.com";
 
 /// Where and how to deliver.
@@ -19,13 +20,17 @@ pub const DEFAULT_API_HOST: &str = "api.kennasecurity.com";
 pub struct CvmConfig {
     /// `https://api.kennasecurity.com` (or a loopback URL in tests).
     pub base_url: String,
+    /// The API key, sent only as `X-Risk-Token`.
     pub api_key: String,
+    /// The file-based connector the files go to.
     pub connector_id: u64,
     /// Between two status polls of a running connector (the toolkit uses 20 s).
     pub poll_interval: Duration,
     /// How long a connector run may take before the host gives up waiting.
     pub run_deadline: Duration,
+    /// Retries of an upload or a read that failed transiently.
     pub max_retries: u32,
+    /// The first retry's delay; each later one waits twice as long.
     pub retry_delay: Duration,
     /// Files set `reset_tags`: CVM replaces each sent asset's tags with the file's
     /// instead of adding them. Off by default, because CVM then also removes tags

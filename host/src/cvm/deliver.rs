@@ -1,8 +1,9 @@
 //! Delivering a finished run's files to CVM, guarded by the last upload's state.
 
+use super::baseline::{Delta, LastUpload, Snapshot, StateStore};
 use super::client::{CvmClient, RunResult};
 use super::config::CvmConfig;
-use super::state::{Delta, LastUpload, Snapshot, StateStore};
+use crate::config::ConnectorConfig;
 use anyhow::{bail, Result};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -11,7 +12,9 @@ use std::time::Duration;
 /// How to deliver.
 #[derive(Debug, Clone)]
 pub struct DeliveryOptions {
+    /// Where, and with which key.
     pub cvm: CvmConfig,
+    /// Where the last successful upload of each connector is kept (the baseline).
     pub state_dir: PathBuf,
     /// Show what would be uploaded and how it compares with the last upload; send nothing.
     pub dry_run: bool,
@@ -19,24 +22,53 @@ pub struct DeliveryOptions {
     pub allow_mass_close: bool,
 }
 
+impl DeliveryOptions {
+    /// The options of a delivery from a configuration's `[cvm]` table: the one place
+    /// the CLI's `run --upload` and `run-all`'s uploading instances build them.
+    pub fn from_config(
+        config: &ConnectorConfig,
+        allow_insecure_loopback: bool,
+        state_dir: Option<PathBuf>,
+        dry_run: bool,
+        allow_mass_close: bool,
+    ) -> Result<DeliveryOptions> {
+        let cvm = CvmConfig::from_values(super::config::require(config.cvm.as_ref())?, allow_insecure_loopback)?;
+        Ok(DeliveryOptions {
+            cvm,
+            state_dir: state_dir.unwrap_or_else(super::baseline::default_state_dir),
+            dry_run,
+            allow_mass_close,
+        })
+    }
+}
+
 /// What a delivery did (or, in a dry run, would do).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DeliveryReport {
+    /// Whether nothing was sent (a dry run).
     pub dry_run: bool,
+    /// The CVM connector.
     pub connector_id: u64,
+    /// KDI files of the run.
     pub files: usize,
+    /// Assets in the files.
     pub assets: usize,
+    /// Open vulnerabilities in the files.
     pub open_vulnerabilities: usize,
     /// The last upload's counts, when there was one.
     pub last_assets: Option<usize>,
+    /// Open vulnerabilities of the last upload, when there was one.
     pub last_open_vulnerabilities: Option<usize>,
     /// Against the last upload.
     pub delta: Option<Delta>,
     /// In a dry run: the guard's refusal, if it would refuse.
     pub would_refuse: Option<String>,
+    /// The data file ids CVM gave the uploads.
     pub data_files: Vec<u64>,
+    /// The connector run that processed them, once it ended.
     pub run: Option<RunResult>,
     #[serde(skip)]
+    /// How long the host waited for that run to end.
     pub waited: Duration,
 }
 

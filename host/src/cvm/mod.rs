@@ -9,12 +9,12 @@
 //! that would send fewer than half the assets or open vulnerabilities is refused
 //! unless the operator allows it (CVM would close the rest).
 
+pub mod baseline;
 pub mod client;
 pub mod config;
 pub mod deliver;
-pub mod state;
 
+pub use baseline::{Delta, LastUpload, Snapshot};
 pub use client::CvmClient;
 pub use config::CvmConfig;
 pub use deliver::{deliver, DeliveryOptions, DeliveryReport};
-pub use state::{Delta, LastUpload, Snapshot};

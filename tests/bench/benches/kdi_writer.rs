@@ -4,9 +4,10 @@
 //! `cargo bench -p connector-bench --bench kdi_writer`
 
 use chrono::Utc;
-use connector_host::bindings::types::{Asset, Datetime, Locators, Vulnerability};
-use connector_host::join::Collector;
-use connector_host::kdi::{self, WriteOptions};
+use connector_host::bench_support::Collector;
+use connector_host::bench_support::{write, WriteOptions};
+use connector_host::run::DEFAULT_MAX_FILE_BYTES;
+use connector_host::types::{Asset, Datetime, Locators, Vulnerability};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 const ASSETS: usize = 1_000;
@@ -56,7 +57,7 @@ fn writer(c: &mut Criterion) {
     let options = WriteOptions {
         scanner_type: "MS Defender TVM".into(),
         assets_per_file: 500,
-        max_file_bytes: kdi::DEFAULT_MAX_FILE_BYTES,
+        max_file_bytes: DEFAULT_MAX_FILE_BYTES,
         run_started: Utc::now(),
         reset_tags: false,
     };
@@ -68,8 +69,8 @@ fn writer(c: &mut Criterion) {
             b.iter_batched(
                 || (),
                 |()| {
-                    let mut joined = collector(buffer).finish().unwrap();
-                    kdi::write(&mut joined, dir.path(), &options).unwrap()
+                    let joined = collector(buffer).finish().unwrap();
+                    write(joined, dir.path(), options.clone()).unwrap()
                 },
                 BatchSize::PerIteration,
             )
@@ -78,7 +79,7 @@ fn writer(c: &mut Criterion) {
     group.bench_function("write only, 50,000 vulnerabilities", |b| {
         b.iter_batched(
             || collector(1 << 30).finish().unwrap(),
-            |mut joined| kdi::write(&mut joined, dir.path(), &options).unwrap(),
+            |joined| write(joined, dir.path(), options.clone()).unwrap(),
             BatchSize::PerIteration,
         )
     });

@@ -261,11 +261,8 @@ fn mapping_comparison(sim: &DefenderSim, plugin: &std::path::Path, page_size: u6
         native = native.min(started.elapsed());
         let started = Instant::now();
         for (i, body) in pages.iter().enumerate() {
-            let page = connector_host::bindings::types::Page {
-                kind: "vulnerabilities".into(),
-                sequence: i as u32,
-                body: body.clone(),
-            };
+            let page =
+                connector_host::types::Page { kind: "vulnerabilities".into(), sequence: i as u32, body: body.clone() };
             session.map(&page)?;
         }
         wasm = wasm.min(started.elapsed());

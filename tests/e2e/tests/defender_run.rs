@@ -4,7 +4,7 @@
 use connector_e2e::{artifacts, kdi, oracle};
 use connector_host::config::ConnectorConfig;
 use connector_host::engine::{PluginHost, SessionOptions};
-use connector_host::join::UNKNOWN_ASSET;
+use connector_host::run::UNKNOWN_ASSET;
 use connector_host::run::{self, RunOptions};
 use connector_simulators::defender::{DefenderSim, SimOptions, TenantSpec};
 use std::collections::{BTreeMap, BTreeSet};

@@ -76,3 +76,38 @@ fn run_all_runs_every_instance_and_one_failing_or_hanging_stops_nothing_else() {
     // The stuck instance cost its limit plus the grace, not its hour of sleep.
     assert!(took < Duration::from_secs(60), "run-all took {took:?}");
 }
+
+#[test]
+fn json_logs_carry_the_instance_plugin_and_stage_on_every_line() {
+    let github = GithubSim::start(OrgSpec { seed: 3, repositories: 4, alerts: 20 }).unwrap();
+    let dir = kdi::temp_dir("platform-json-logs");
+    let platform = format!(
+        "[defaults]\nout = \"out\"\n\n[[instance]]\nname = \"gh-one\"\nplugin = \"{plugin}\"\n{config}\n\
+         [[instance]]\nname = \"gh-two\"\nplugin = \"{plugin}\"\n{config}\n",
+        plugin = artifacts::plugin("plugin_dependabot").display(),
+        config = inline(&github.config_toml()),
+    );
+    let path = dir.join("platform.toml");
+    std::fs::write(&path, platform).unwrap();
+    let args =
+        ["run-all", "-v", "--log-format", "json", "--config", path.to_str().unwrap(), "--allow-insecure-loopback"];
+    let out = run_cli(&args, &[]);
+    assert!(out.success(), "{}", out.stderr());
+    let lines: Vec<serde_json::Value> = out
+        .stderr()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    // Every request a plugin makes is logged at debug level, within its instance's spans.
+    let requests: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l["message"].as_str().is_some_and(|m| m.starts_with("GET "))).collect();
+    assert!(requests.len() >= 4, "{lines:?}");
+    for line in &requests {
+        assert!(["gh-one", "gh-two"].contains(&line["instance"].as_str().unwrap_or("")), "{line}");
+        assert_eq!(line["plugin"], "github-dependabot", "{line}");
+        assert_eq!(line["stage"], "fetch", "{line}");
+        assert_eq!(line["level"], "debug", "{line}");
+    }
+    assert!(requests.iter().any(|l| l["instance"] == "gh-one") && requests.iter().any(|l| l["instance"] == "gh-two"));
+    assert!(!out.stderr().contains(&github.org().token), "secrets stay out of the logs");
+}

@@ -7,8 +7,8 @@
 //! `test_plugin_wrong_version` claims a future 9.0.0.
 
 use connector_e2e::artifacts::{self, run_cli};
-use connector_host::bindings::{CONTRACT_VERSION, SUPPORTED_CONTRACTS};
 use connector_host::engine::PluginHost;
+use connector_host::types::{CONTRACT_VERSION, SUPPORTED_CONTRACTS};
 
 fn load_error(plugin: &str) -> String {
     let host = PluginHost::new().unwrap().with_cache_dir(None);

@@ -1,18 +1,35 @@
-//! A run: configure the plugin, fetch and map every page, join, write KDI files.
+//! A run: configure the plugin, fetch and map every page, join, write KDI files,
+//! deliver them to CVM. The data goes one way, and every step has its module here:
+//!
+//! ```text
+//! fetch (one instance) -> page_queue -> %map (another instance) -> output capability
+//!   -> collect (a collector thread; records kept in store/) -> join (a join thread)
+//!   -> this module: kdi::KdiWriter::add and cvm Snapshot::add, for each joined asset
+//!   -> cvm::deliver (upload, one CVM run, its result)
+//! ```
 //!
 //! Files are written only after every page was fetched and mapped: a run that fails
 //! part-way writes nothing, so partial data can never tell CVM to close anything.
 
-use crate::capability::output::RunOutput;
+pub(crate) mod collect;
+pub(crate) mod join;
+pub(crate) mod kdi;
+mod page_queue;
+pub(crate) mod store;
+
+pub use join::UNKNOWN_ASSET;
+pub use kdi::{DEFAULT_ASSETS_PER_FILE, DEFAULT_MAX_FILE_BYTES, FILE_PREFIX, SCHEMA};
+
 use crate::config::ConnectorConfig;
 use crate::cvm::{deliver, DeliveryOptions, Snapshot};
 use crate::engine::{Plugin, PluginHost, SessionOptions};
 use crate::events::{emit, Event};
-use crate::kdi::{self, WriteOptions};
-use crate::page_queue::{PageQueue, QUEUED_BYTES};
 use crate::session::Session;
 use crate::summary::RunSummary;
 use anyhow::{Context, Result};
+use collect::RunOutput;
+use kdi::{KdiWriter, WriteOptions};
+use page_queue::{PageQueue, QUEUED_BYTES};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -20,8 +37,11 @@ use std::time::{Duration, Instant};
 /// What a run writes, and where.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
+    /// Where the KDI files go; earlier `kdi-*.json` files there are replaced.
     pub out_dir: PathBuf,
+    /// The most assets in one file.
     pub assets_per_file: usize,
+    /// The most bytes in one file (a single larger asset gets a file of its own).
     pub max_file_bytes: usize,
 }
 
@@ -33,19 +53,6 @@ impl Default for RunOptions {
             max_file_bytes: kdi::DEFAULT_MAX_FILE_BYTES,
         }
     }
-}
-
-/// Checks the configuration and runs the plugin's `verify`.
-pub fn verify(
-    host: &PluginHost,
-    plugin: &Plugin,
-    config: &ConnectorConfig,
-    session: SessionOptions,
-) -> Result<Vec<crate::bindings::types::Check>> {
-    let resolved = config.resolve(&plugin.info).context("invalid configuration")?;
-    let mut session = plugin.open(host, &resolved, session)?;
-    session.configure(&resolved)?;
-    session.verify()
 }
 
 /// Runs the plugin end to end and writes KDI files.
@@ -82,6 +89,8 @@ fn execute(
     delivery: Option<&DeliveryOptions>,
 ) -> Result<RunSummary> {
     let events = session.events.clone();
+    // Every log line of the run carries the plugin (and, in it, the stage).
+    let _span = tracing::info_span!("run", plugin = %plugin.info.id).entered();
     let result = execute_quietly(host, plugin, config, session, options, delivery);
     match &result {
         Ok(summary) => emit(events.as_ref(), Event::Finished(Box::new(summary.clone()))),
@@ -110,12 +119,12 @@ fn execute_quietly(
         (None, None) => false,
     };
     let output = RunOutput::default();
-    let options_for = |events| SessionOptions { events, output: Some(output.clone()), ..session.clone() };
-    let mut fetcher = plugin.open(host, &resolved, options_for(session.events.clone()))?;
+    let mut fetcher = plugin.open_for_run(host, &resolved, session.clone(), output.clone())?;
     fetcher.configure(&resolved)?;
-    let mut mapper = plugin.open(host, &resolved, options_for(None))?;
+    let mut mapper =
+        plugin.open_for_run(host, &resolved, SessionOptions { events: None, ..session }, output.clone())?;
     mapper.configure(&resolved)?;
-    let pages = fetch_and_map(&mut fetcher, &mut mapper)?;
+    let pages = tracing::info_span!("stage", stage = "fetch").in_scope(|| fetch_and_map(&mut fetcher, &mut mapper))?;
     let (fetched, mapped) = (&fetcher.state().http.stats, &mapper.state().http.stats);
     let api_calls = fetched.calls.load(Ordering::Relaxed) + mapped.calls.load(Ordering::Relaxed);
     let throttled = fetched.throttled.load(Ordering::Relaxed) + mapped.throttled.load(Ordering::Relaxed);
@@ -123,34 +132,37 @@ fn execute_quietly(
     drop((fetcher, mapper));
     tracing::debug!("fetched and mapped {pages} pages in {:.2} s", started.elapsed().as_secs_f64());
 
+    // Join and write: each joined asset goes to the KDI writer and, when the files
+    // will be delivered, into the CVM snapshot the mass-close guard compares.
     emit(events, Event::Writing);
     let writing = Instant::now();
-    let mut joined = output.take_collector().finish()?;
-    // The snapshot for CVM is taken while the files are written: one pass, one asset
-    // in memory at a time.
+    let stage = tracing::info_span!("stage", stage = "write").entered();
+    let mut assets = output.take_collector().finish()?.read_ahead()?;
+    let write_options = WriteOptions {
+        scanner_type: plugin.info.scanner_type.clone(),
+        assets_per_file: options.assets_per_file,
+        max_file_bytes: options.max_file_bytes,
+        run_started,
+        reset_tags,
+    };
+    let mut writer = KdiWriter::create(&options.out_dir, write_options, assets.catalog.clone())?;
     let mut snapshot = delivery.map(|_| Snapshot::default());
-    let written = kdi::write_observed(
-        &mut joined,
-        &options.out_dir,
-        &WriteOptions {
-            scanner_type: plugin.info.scanner_type.clone(),
-            assets_per_file: options.assets_per_file,
-            max_file_bytes: options.max_file_bytes,
-            run_started,
-            reset_tags,
-        },
-        &mut |asset| {
-            if let Some(s) = snapshot.as_mut() {
-                s.add(asset)
-            }
-        },
-    )?;
+    while let Some(asset) = assets.next()? {
+        writer.add(&asset)?;
+        if let Some(snapshot) = snapshot.as_mut() {
+            snapshot.add(&asset);
+        }
+    }
+    let counts = assets.finish()?;
+    let written = writer.finish()?;
     tracing::debug!("joined and wrote {} files in {:.2} s", written.files.len(), writing.elapsed().as_secs_f64());
-    let snapshot = snapshot.map(Snapshot::seal);
-    let delivered = match (delivery, &snapshot) {
+    drop(stage);
+
+    let delivered = match (delivery, snapshot.map(Snapshot::seal)) {
         (Some(d), Some(snapshot)) => Some({
             emit(events, Event::Delivering);
-            deliver(&written.files, snapshot, d).context("delivery to CVM failed")?
+            let _stage = tracing::info_span!("stage", stage = "deliver").entered();
+            deliver(&written.files, &snapshot, d).context("delivery to CVM failed")?
         }),
         _ => None,
     };
@@ -158,8 +170,8 @@ fn execute_quietly(
         delivery: delivered,
         plugin: plugin.info.id.clone(),
         plugin_version: plugin.info.version.clone(),
-        counters: joined.counters.clone(),
-        skipped: joined.skipped.clone(),
+        counters: counts.counters,
+        skipped: counts.skipped,
         pages_fetched: pages,
         assets_written: written.assets,
         vulnerabilities_written: written.vulnerabilities,
@@ -178,9 +190,12 @@ fn execute_quietly(
 /// bounded; the first error stops both and is returned.
 fn fetch_and_map(fetcher: &mut Session, mapper: &mut Session) -> Result<u64> {
     let queue = PageQueue::new(QUEUED_BYTES);
+    // The fetching thread logs within the same spans (plugin, stage) as this one.
+    let span = tracing::Span::current();
     std::thread::scope(|scope| {
         let queue = &queue;
         let fetching = scope.spawn(move || {
+            let _span = span.enter();
             let fetched = fetch_into(fetcher, queue);
             queue.finish();
             fetched

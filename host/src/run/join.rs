@@ -9,52 +9,25 @@
 //! the same files.
 //!
 //! Memory does not grow with the number of vulnerabilities: they go through an
-//! external sort ([`crate::spill`]) and [`Joined`] hands out one asset at a time.
-//! Assets are kept encoded in a log that moves to disk as it grows; what stays in
-//! memory per asset is its key and a few numbers. Definitions (one per identifier,
-//! bounded by the scanner's catalogue, not by the tenant) stay in memory.
+//! external sort ([`super::store::external_sort`]) and [`Joined`] hands out one asset
+//! at a time. Assets are kept encoded in a log that moves to disk as it grows; what
+//! stays in memory per asset is its key and a few numbers. Definitions (one per
+//! identifier, bounded by the scanner's catalogue, not by the tenant) stay in memory.
 
-use crate::bindings::types::{Asset, Datetime, Vulnerability, VulnerabilityDefinition};
-use crate::compact;
-use crate::spill::{ByteLog, Interner, LogReader, Merged, Ranks, Report, ReportOrder, Sorter, Span};
+use super::store::asset_codec;
+use super::store::byte_log::{LogReader, Span};
+use super::store::external_sort::{Merged, Report};
+use super::store::interner::Interner;
+use crate::bindings::types::{Asset, Datetime, VulnerabilityDefinition};
 use anyhow::Result;
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 /// The skip reason for vulnerabilities whose asset did not arrive in the run.
 pub const UNKNOWN_ASSET: &str = "vulnerability of an asset not in this run (e.g. an inactive device)";
-
-/// The counter of asset reports merged into an earlier report of the same key.
-pub const DUPLICATE_ASSETS: &str = "duplicate asset reports merged (latest last seen kept)";
-
-/// The skip reason for assets CVM could not match: no locator at all.
-pub const NO_LOCATOR: &str = "asset without any locator (CVM cannot match it)";
-
-/// The skip reason for assets located by URL alone: CVM needs `application` with `url`.
-pub const URL_WITHOUT_APPLICATION: &str = "asset located by url without an application (CVM needs both)";
-
-/// Why CVM would reject an asset's locators, if it would. Blank values count as absent.
-fn locator_problem(asset: &Asset) -> Option<&'static str> {
-    let l = &asset.locators;
-    let present = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
-    let others = [&l.external_id, &l.hostname, &l.fqdn, &l.netbios, &l.ip_address, &l.mac_address];
-    if others.into_iter().any(present) {
-        return None;
-    }
-    match (present(&l.url), present(&l.application)) {
-        (true, true) => None,
-        (true, false) => Some(URL_WITHOUT_APPLICATION),
-        _ => Some(NO_LOCATOR),
-    }
-}
-
-/// An asset as the collector keeps it: where its encoding is, and what
-/// deduplication compares.
-#[derive(Debug)]
-struct StoredAsset {
-    last_seen: Option<Datetime>,
-    span: Span,
-}
 
 /// One vulnerability after merging every report of it on an asset.
 #[derive(Clone, Debug, PartialEq)]
@@ -92,7 +65,8 @@ impl MergedVulnerability {
     }
 }
 
-fn key(t: &Datetime) -> (i64, u32) {
+/// A time as something to compare.
+pub(super) fn key(t: &Datetime) -> (i64, u32) {
     (t.seconds, t.nanoseconds)
 }
 
@@ -122,11 +96,11 @@ pub struct JoinedAsset {
 /// ([`MergedVulnerability::identifier_id`]): a writer looks definitions up per
 /// vulnerability, so these are vectors, not hash tables of strings.
 pub struct Catalog {
-    identifiers: Interner,
+    pub(super) identifiers: Interner,
     /// Each identifier's place in the sorted order of identifiers.
-    ranks: Vec<u32>,
+    pub(super) ranks: Vec<u32>,
     /// The definition the plugin emitted for each identifier, if it emitted one.
-    definitions: Vec<Option<VulnerabilityDefinition>>,
+    pub(super) definitions: Vec<Option<VulnerabilityDefinition>>,
 }
 
 impl Catalog {
@@ -172,19 +146,19 @@ impl Catalog {
 }
 
 /// The assets of a run with their merged vulnerabilities, read in key order.
-pub struct AssetStream {
+pub(super) struct AssetStream {
     /// Assets with the rank of their key, sorted by key, reversed (the next one is
     /// popped from the end).
-    assets: Vec<(u32, Span)>,
+    pub(super) assets: Vec<(u32, Span)>,
     /// The assets' encodings.
-    log: LogReader,
+    pub(super) log: LogReader,
     /// The encoding being decoded.
-    buffer: Vec<u8>,
-    vulnerabilities: Merged,
+    pub(super) buffer: Vec<u8>,
+    pub(super) vulnerabilities: Merged,
     /// A report read ahead of the asset it belongs to.
-    pending: Option<Report>,
+    pub(super) pending: Option<Report>,
     /// Reports of assets not in the run, passed so far.
-    orphans: u64,
+    pub(super) orphans: u64,
 }
 
 impl AssetStream {
@@ -198,7 +172,7 @@ impl AssetStream {
             return Ok(None);
         };
         self.log.read(span, &mut self.buffer)?;
-        let asset = compact::decode(&self.buffer);
+        let asset = asset_codec::decode(&self.buffer);
         let mut vulnerabilities: Vec<MergedVulnerability> = Vec::new();
         let mut current: Option<u32> = None;
         while let Some(report) = self.next_report()? {
@@ -229,16 +203,19 @@ impl AssetStream {
     }
 }
 
-/// Assets a reading thread may run ahead of the writer: enough to smooth out
+/// Assets the join thread may run ahead of the writer: enough to smooth out
 /// assets of very different sizes, few enough to stay small in memory.
 const READ_AHEAD_ASSETS: usize = 64;
 
 /// The joined result of a run, read one asset at a time in key order.
 pub struct Joined {
-    stream: AssetStream,
-    pub catalog: Catalog,
+    pub(super) stream: AssetStream,
+    /// Every identifier of the run, with its definition.
+    pub catalog: Arc<Catalog>,
+    /// The plugin's counters.
     pub counters: BTreeMap<String, u64>,
-    /// Complete once every asset was read: orphans are counted as they are passed.
+    /// Records skipped, by reason; complete once every asset was read (orphans are
+    /// counted as they are passed).
     pub skipped: BTreeMap<String, u64>,
     /// Vulnerability reports that went through a file on disk.
     pub spilled: u64,
@@ -248,51 +225,30 @@ impl Joined {
     /// The next asset with its merged vulnerabilities, or `None` after the last.
     pub fn next_asset(&mut self) -> Result<Option<JoinedAsset>> {
         let next = self.stream.next_asset(&self.catalog)?;
-        self.count_orphans();
+        add_orphans(&mut self.skipped, std::mem::take(&mut self.stream.orphans));
         Ok(next)
     }
 
-    fn count_orphans(&mut self) {
-        let orphans = std::mem::take(&mut self.stream.orphans);
-        if orphans > 0 {
-            *self.skipped.entry(UNKNOWN_ASSET.to_owned()).or_default() += orphans;
-        }
-    }
-
-    /// Hands the assets in order to `consume`, through its `next` argument, while a
-    /// second thread merges them: the merge (reading sorted runs, decoding) and
-    /// what `consume` does with each asset (serializing) then use both cores. When
-    /// `consume` returns early, the reading thread stops.
-    pub fn read_in_parallel<R>(
-        &mut self,
-        consume: impl FnOnce(&mut dyn FnMut() -> Result<Option<JoinedAsset>>, &Catalog) -> Result<R>,
-    ) -> Result<R> {
-        let Joined { stream, catalog, .. } = self;
-        let catalog: &Catalog = catalog;
-        let result = std::thread::scope(|scope| {
-            let (sender, assets) = std::sync::mpsc::sync_channel::<Result<JoinedAsset>>(READ_AHEAD_ASSETS);
-            let reader = std::thread::Builder::new()
-                .name("join".into())
-                .spawn_scoped(scope, move || {
-                    while let Some(next) = stream.next_asset(catalog).transpose() {
-                        let failed = next.is_err();
-                        // A consumer that returned early has dropped the receiver.
-                        if sender.send(next).is_err() || failed {
-                            break;
-                        }
+    /// The assets, merged on a `join` thread ahead of whoever reads them: the merge
+    /// (reading sorted runs, decoding) and the writing then use both cores.
+    pub fn read_ahead(self) -> Result<JoinedAssets> {
+        let Joined { mut stream, catalog, counters, skipped, spilled } = self;
+        let (sender, assets) = sync_channel::<Result<JoinedAsset>>(READ_AHEAD_ASSETS);
+        let shared = catalog.clone();
+        let thread = std::thread::Builder::new()
+            .name("join".into())
+            .spawn(move || {
+                while let Some(next) = stream.next_asset(&shared).transpose() {
+                    let failed = next.is_err();
+                    // A reader that stopped early has dropped the receiver.
+                    if sender.send(next).is_err() || failed {
+                        break;
                     }
-                })
-                .map_err(anyhow::Error::from);
-            if let Err(e) = reader {
-                return Err(e.context("cannot start the thread that joins the run's records"));
-            }
-            let mut next = || assets.recv().ok().transpose();
-            let result = consume(&mut next, catalog);
-            drop(assets);
-            result
-        });
-        self.count_orphans();
-        result
+                }
+                stream.orphans
+            })
+            .map_err(|e| anyhow::Error::from(e).context("cannot start the thread that joins the run's records"))?;
+        Ok(JoinedAssets { assets: Some(assets), thread: Some(thread), catalog, counters, skipped, spilled })
     }
 
     /// Reads everything into memory (small runs and tests).
@@ -311,6 +267,70 @@ impl Joined {
     }
 }
 
+fn add_orphans(skipped: &mut BTreeMap<String, u64>, orphans: u64) {
+    if orphans > 0 {
+        *skipped.entry(UNKNOWN_ASSET.to_owned()).or_default() += orphans;
+    }
+}
+
+/// The joined assets of a run as a join thread hands them over ([`Joined::read_ahead`]).
+pub struct JoinedAssets {
+    assets: Option<Receiver<Result<JoinedAsset>>>,
+    thread: Option<JoinHandle<u64>>,
+    /// Every identifier of the run, with its definition.
+    pub catalog: Arc<Catalog>,
+    counters: BTreeMap<String, u64>,
+    skipped: BTreeMap<String, u64>,
+    /// Vulnerability reports that went through a file on disk.
+    pub spilled: u64,
+}
+
+/// What the join counted, once every asset was read.
+#[derive(Debug, Default)]
+pub struct JoinCounts {
+    /// The plugin's counters.
+    pub counters: BTreeMap<String, u64>,
+    /// Records skipped, by reason (vulnerabilities of assets not in the run included).
+    pub skipped: BTreeMap<String, u64>,
+}
+
+impl JoinedAssets {
+    /// The next asset with its merged vulnerabilities, or `None` after the last.
+    pub fn next(&mut self) -> Result<Option<JoinedAsset>> {
+        match self.assets.as_ref().map(Receiver::recv) {
+            Some(Ok(next)) => next.map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Stops the join thread and returns what it counted.
+    pub fn finish(mut self) -> Result<JoinCounts> {
+        let orphans = self.stop();
+        let mut skipped = std::mem::take(&mut self.skipped);
+        add_orphans(&mut skipped, orphans);
+        Ok(JoinCounts { counters: std::mem::take(&mut self.counters), skipped })
+    }
+
+    /// Ends the join thread (a reader that stopped early makes its next send fail)
+    /// and returns the orphans it passed.
+    fn stop(&mut self) -> u64 {
+        self.assets = None;
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(orphans)) => orphans,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => 0,
+        }
+    }
+}
+
+impl Drop for JoinedAssets {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.stop();
+        }
+    }
+}
+
 /// A joined run held in memory.
 #[derive(Debug, Default)]
 pub struct JoinedInMemory {
@@ -322,142 +342,11 @@ pub struct JoinedInMemory {
     pub skipped: BTreeMap<String, u64>,
 }
 
-/// Gathers a run's records as the plugin emits them.
-#[derive(Default, Debug)]
-pub struct Collector {
-    /// Every asset by the number of its key. A tenant's assets all stay until the
-    /// join, encoded ([`compact`]) in a log that moves to disk as it grows.
-    assets: Vec<Option<StoredAsset>>,
-    asset_log: ByteLog,
-    asset_keys: Interner,
-    identifiers: Interner,
-    vulnerabilities: Sorter,
-    definitions: HashMap<String, VulnerabilityDefinition>,
-    counters: BTreeMap<String, u64>,
-    skipped: BTreeMap<String, u64>,
-    /// The first failure to keep vulnerabilities on disk, reported by `finish`.
-    failure: Option<String>,
-}
-
-impl Collector {
-    /// A collector that moves vulnerabilities to disk past `bytes` of them in
-    /// memory, and assets past as many bytes of their encodings.
-    pub fn with_buffer(bytes: usize) -> Self {
-        Collector {
-            vulnerabilities: Sorter::with_budget(bytes),
-            asset_log: ByteLog::with_budget(bytes),
-            ..Collector::default()
-        }
-    }
-
-    /// Several reports of one asset key (offset paging over a live list repeats
-    /// rows) keep the one with the latest `last-seen`, the later report on a tie.
-    pub fn add_assets(&mut self, assets: Vec<Asset>) {
-        for asset in assets {
-            if let Some(problem) = locator_problem(&asset) {
-                *self.skipped.entry(problem.to_owned()).or_default() += 1;
-                continue;
-            }
-            let id = self.asset_keys.intern(&asset.key) as usize;
-            if self.assets.len() <= id {
-                self.assets.resize_with(id + 1, || None);
-            }
-            let newer = match &self.assets[id] {
-                Some(existing) => {
-                    *self.counters.entry(DUPLICATE_ASSETS.to_owned()).or_default() += 1;
-                    match (&asset.last_seen, &existing.last_seen) {
-                        (Some(new), Some(old)) => key(new) >= key(old),
-                        (new, old) => new.is_some() || old.is_none(),
-                    }
-                }
-                None => true,
-            };
-            if newer && self.failure.is_none() {
-                match self.asset_log.append(&compact::encode(&asset)) {
-                    Ok(span) => self.assets[id] = Some(StoredAsset { last_seen: asset.last_seen, span }),
-                    Err(e) => self.failure = Some(format!("{e:#}")),
-                }
-            }
-        }
-    }
-
-    pub fn add_vulnerabilities(&mut self, vulnerabilities: Vec<Vulnerability>) {
-        for v in vulnerabilities {
-            if self.failure.is_some() {
-                return;
-            }
-            let report = Report {
-                asset: self.asset_keys.intern(&v.asset_key),
-                identifier: self.identifiers.intern(&v.identifier),
-                score: v.score,
-                found: v.found,
-                last_seen: v.last_seen,
-                details: v.details.filter(|d| !d.is_empty()),
-            };
-            let order = ReportOrder { assets: &self.asset_keys, identifiers: &self.identifiers };
-            if let Err(e) = self.vulnerabilities.push(report, order) {
-                self.failure = Some(format!("{e:#}"));
-            }
-        }
-    }
-
-    /// The first definition of an identifier is kept.
-    pub fn add_definitions(&mut self, definitions: Vec<VulnerabilityDefinition>) {
-        for d in definitions {
-            self.definitions.entry(d.identifier.clone()).or_insert(d);
-        }
-    }
-
-    pub fn count(&mut self, counter: String, delta: u64) {
-        *self.counters.entry(counter).or_default() += delta;
-    }
-
-    pub fn skip(&mut self, reason: String, count: u64) {
-        *self.skipped.entry(reason).or_default() += count;
-    }
-
-    /// Joins everything collected; the result is read one asset at a time.
-    pub fn finish(self) -> Result<Joined> {
-        if let Some(failure) = self.failure {
-            anyhow::bail!("the host could not keep the run's records: {failure}");
-        }
-        let Collector {
-            assets,
-            asset_log,
-            asset_keys,
-            identifiers,
-            vulnerabilities,
-            definitions,
-            counters,
-            skipped,
-            ..
-        } = self;
-        let ranks = Ranks::new(&asset_keys, &identifiers);
-        let mut assets: Vec<(u32, Span)> = (assets.into_iter().enumerate())
-            .filter_map(|(id, stored)| Some((ranks.asset(id as u32), stored?.span)))
-            .collect();
-        // Descending, so that the next asset in key order is popped from the end.
-        assets.sort_unstable_by_key(|(rank, _)| std::cmp::Reverse(*rank));
-        // Definitions of identifiers no vulnerability uses are not needed.
-        let mut by_id: Vec<Option<VulnerabilityDefinition>> = Vec::new();
-        by_id.resize_with(identifiers.len(), || None);
-        for (identifier, definition) in definitions {
-            if let Some(id) = identifiers.find(&identifier) {
-                by_id[id as usize] = Some(definition);
-            }
-        }
-        let catalog = Catalog { ranks: ranks.identifiers().to_vec(), identifiers, definitions: by_id };
-        let spilled = vulnerabilities.spilled;
-        let log = asset_log.into_reader()?;
-        let vulnerabilities = vulnerabilities.into_sorted(ranks)?;
-        let stream = AssetStream { assets, log, buffer: Vec::new(), vulnerabilities, pending: None, orphans: 0 };
-        Ok(Joined { stream, catalog, counters, skipped, spilled })
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::collect::{Collector, DUPLICATE_ASSETS, NO_LOCATOR, URL_WITHOUT_APPLICATION};
     use super::*;
+    use crate::bindings::types::Vulnerability;
 
     fn asset(key: &str) -> Asset {
         Asset::with_external_id(key)
@@ -575,29 +464,24 @@ mod tests {
             c.finish().unwrap()
         };
         let one_thread = fill().collect().unwrap();
-        let mut joined = fill();
-        let read = joined
-            .read_in_parallel(|next, catalog| {
-                let mut assets = Vec::new();
-                while let Some(a) = next()? {
-                    let v = &a.vulnerabilities[0];
-                    assert_eq!(catalog.definition_name(v.identifier_id), v.identifier);
-                    assets.push(a);
-                }
-                Ok(assets)
-            })
-            .unwrap();
+        let mut assets = fill().read_ahead().unwrap();
+        let mut read = Vec::new();
+        while let Some(a) = assets.next().unwrap() {
+            let v = &a.vulnerabilities[0];
+            assert_eq!(assets.catalog.definition_name(v.identifier_id), v.identifier);
+            read.push(a);
+        }
+        let counts = assets.finish().unwrap();
         assert_eq!(format!("{read:?}"), format!("{:?}", one_thread.assets));
-        assert_eq!(joined.skipped, one_thread.skipped, "orphans are counted after the reading thread ends");
-        assert_eq!(joined.skipped[UNKNOWN_ASSET], 300);
+        assert_eq!(counts.skipped, one_thread.skipped, "orphans are counted once the join thread ends");
+        assert_eq!(counts.skipped[UNKNOWN_ASSET], 300);
 
-        // A consumer that stops early ends the reading thread instead of hanging.
-        let stopped = fill().read_in_parallel(|next, _| {
-            next()?;
-            anyhow::bail!("the disk is full")
-        });
-        let stopped: Result<()> = stopped;
-        assert_eq!(stopped.unwrap_err().to_string(), "the disk is full");
+        // A reader that stops early ends the join thread instead of hanging.
+        let mut stopped = fill().read_ahead().unwrap();
+        assert!(stopped.next().unwrap().is_some());
+        let started = std::time::Instant::now();
+        drop(stopped);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "the join thread ended");
     }
 
     #[test]

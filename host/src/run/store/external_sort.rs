@@ -8,96 +8,16 @@
 //! stream ordered by asset key, then identifier: what the join needs to build each
 //! asset's vulnerability list and hand it on, one asset at a time.
 
+use super::interner::Interner;
 use crate::bindings::types::Datetime;
 use anyhow::{Context, Result};
-use hashbrown::{DefaultHashBuilder, HashTable};
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::fs::File;
-use std::hash::BuildHasher;
 use std::io::{BufReader, BufWriter, Read, Seek, Write};
 
 /// The default buffer budget before a sorted run is written to disk.
 pub const DEFAULT_BUFFER_BYTES: usize = 16 << 20;
-
-/// Interns strings as dense numbers, in first-seen order.
-///
-/// A run interns every asset key (a tenant has hundreds of thousands), so the
-/// strings live end to end in one buffer and the hash table holds only numbers:
-/// about 50 bytes a 40-character key, against about 110 as separately allocated
-/// strings in a `HashMap<Arc<str>, u32>`.
-#[derive(Default)]
-pub struct Interner {
-    /// Every string, one after another.
-    text: String,
-    /// Where each string ends in `text`, by number (it starts where the last ends).
-    ends: Vec<usize>,
-    /// The numbers, found by the hash of their string.
-    table: HashTable<u32>,
-    hasher: DefaultHashBuilder,
-}
-
-impl std::fmt::Debug for Interner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Interner").field("strings", &self.ends.len()).finish()
-    }
-}
-
-/// The string numbered `id` in an interner's buffer.
-fn nth<'a>(text: &'a str, ends: &[usize], id: u32) -> &'a str {
-    let id = id as usize;
-    let start = if id == 0 { 0 } else { ends[id - 1] };
-    &text[start..ends[id]]
-}
-
-impl Interner {
-    pub fn intern(&mut self, text: &str) -> u32 {
-        let hash = self.hasher.hash_one(text);
-        if let Some(id) = self.find_hashed(hash, text) {
-            return id;
-        }
-        let id = u32::try_from(self.ends.len()).expect("fewer than 4 billion distinct keys");
-        self.text.push_str(text);
-        self.ends.push(self.text.len());
-        let (buffer, ends, hasher) = (&self.text, &self.ends, &self.hasher);
-        self.table.insert_unique(hash, id, |id| hasher.hash_one(nth(buffer, ends, *id)));
-        id
-    }
-
-    pub fn get(&self, id: u32) -> &str {
-        nth(&self.text, &self.ends, id)
-    }
-
-    /// The number of a string interned before, if it was.
-    pub fn find(&self, text: &str) -> Option<u32> {
-        self.find_hashed(self.hasher.hash_one(text), text)
-    }
-
-    fn find_hashed(&self, hash: u64, text: &str) -> Option<u32> {
-        self.table.find(hash, |id| self.get(*id) == text).copied()
-    }
-
-    /// How many strings are interned.
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    /// Each id's position in the sorted order of the strings.
-    fn ranks(&self) -> Vec<u32> {
-        let mut ids: Vec<u32> = (0..self.len() as u32).collect();
-        ids.sort_unstable_by(|a, b| self.get(*a).cmp(self.get(*b)));
-        let mut ranks = vec![0; ids.len()];
-        for (rank, id) in ids.into_iter().enumerate() {
-            ranks[id as usize] = rank as u32;
-        }
-        ranks
-    }
-}
-
 /// One vulnerability report, as kept by the sorter.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
@@ -285,97 +205,6 @@ impl Merged {
     }
 }
 
-/// Records appended as bytes and read back by position: in memory up to a budget,
-/// then in an anonymous temporary file, so that what a run keeps per record is a
-/// position, not the record.
-#[derive(Debug)]
-pub struct ByteLog {
-    memory: Vec<u8>,
-    budget: usize,
-    file: Option<BufWriter<File>>,
-    /// Bytes appended so far (the next record's position).
-    len: u64,
-}
-
-/// Where [`ByteLog::append`] put a record.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Span {
-    at: u64,
-    len: u32,
-}
-
-impl Default for ByteLog {
-    fn default() -> Self {
-        ByteLog::with_budget(DEFAULT_LOG_BYTES)
-    }
-}
-
-/// What a [`ByteLog`] keeps in memory before it moves to disk.
-pub const DEFAULT_LOG_BYTES: usize = 8 << 20;
-
-impl ByteLog {
-    pub fn with_budget(budget: usize) -> Self {
-        ByteLog { memory: Vec::new(), budget, file: None, len: 0 }
-    }
-
-    pub fn append(&mut self, bytes: &[u8]) -> Result<Span> {
-        let span = Span { at: self.len, len: u32::try_from(bytes.len()).context("a record over 4 GiB")? };
-        match &mut self.file {
-            Some(file) => file.write_all(bytes).context("cannot write to a temporary file")?,
-            None if self.memory.len() + bytes.len() > self.budget => {
-                let file = tempfile::tempfile().context("cannot create a temporary file to keep records on disk")?;
-                let mut file = BufWriter::with_capacity(1 << 20, file);
-                file.write_all(&self.memory).context("cannot write to a temporary file")?;
-                file.write_all(bytes).context("cannot write to a temporary file")?;
-                self.memory = Vec::new();
-                self.file = Some(file);
-            }
-            None => self.memory.extend_from_slice(bytes),
-        }
-        self.len += bytes.len() as u64;
-        Ok(span)
-    }
-
-    /// Whether the records went to disk.
-    pub fn on_disk(&self) -> bool {
-        self.file.is_some()
-    }
-
-    /// Done appending: the log, ready to read.
-    pub fn into_reader(self) -> Result<LogReader> {
-        Ok(match self.file {
-            Some(file) => LogReader::File(
-                file.into_inner().map_err(|e| e.into_error()).context("cannot write to a temporary file")?,
-            ),
-            None => LogReader::Memory(self.memory),
-        })
-    }
-}
-
-/// Reads the records of a [`ByteLog`].
-pub enum LogReader {
-    Memory(Vec<u8>),
-    File(File),
-}
-
-impl LogReader {
-    /// The record at `span`, into `buffer` (replacing its contents).
-    pub fn read(&mut self, span: Span, buffer: &mut Vec<u8>) -> Result<()> {
-        buffer.clear();
-        match self {
-            LogReader::Memory(bytes) => {
-                buffer.extend_from_slice(&bytes[span.at as usize..span.at as usize + span.len as usize])
-            }
-            LogReader::File(file) => {
-                buffer.resize(span.len as usize, 0);
-                file.seek(std::io::SeekFrom::Start(span.at)).context("cannot read a temporary file")?;
-                file.read_exact(buffer).context("cannot read a temporary file")?;
-            }
-        }
-        Ok(())
-    }
-}
-
 // Runs are a private, short-lived format: fields in order, little-endian, with a
 // flags byte for the options.
 const HAS_FOUND: u8 = 1;
@@ -437,23 +266,6 @@ fn decode(input: &mut impl Read) -> Result<Option<Report>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_byte_log_gives_every_record_back_in_memory_and_after_moving_to_disk() {
-        let records: Vec<Vec<u8>> = (0..50u8).map(|i| vec![i; usize::from(i) * 3]).collect();
-        for budget in [1 << 20, 100] {
-            let mut log = ByteLog::with_budget(budget);
-            let spans: Vec<Span> = records.iter().map(|r| log.append(r).unwrap()).collect();
-            assert_eq!(log.on_disk(), budget == 100, "only the small budget moves to disk");
-            let mut reader = log.into_reader().unwrap();
-            let mut buffer = Vec::new();
-            // Read out of order, as the join does (by key, not by arrival).
-            for i in (0..records.len()).rev() {
-                reader.read(spans[i], &mut buffer).unwrap();
-                assert_eq!(buffer, records[i], "record {i} with budget {budget}");
-            }
-        }
-    }
 
     #[test]
     fn reports_come_back_in_key_order_across_runs_and_the_buffer() {

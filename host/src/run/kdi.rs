@@ -6,8 +6,8 @@
 //! every vulnerability naming a `vuln_defs[].name` of the same file.
 //! The format and why it is written this way: docs/cvm.md.
 
+use super::join::{Catalog, Joined, JoinedAsset};
 use crate::bindings::types::{Datetime, VulnerabilityDefinition};
-use crate::join::{Catalog, Joined, JoinedAsset};
 use anyhow::{Context, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
@@ -15,6 +15,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Assets per file unless configured otherwise (the toolkit's batch size).
 pub const DEFAULT_ASSETS_PER_FILE: usize = 500;
@@ -175,9 +176,13 @@ pub fn iso(t: &Datetime) -> String {
 /// What was written.
 #[derive(Debug, Default, Clone)]
 pub struct Written {
+    /// The files, in order, where they are now.
     pub files: Vec<PathBuf>,
+    /// Assets written.
     pub assets: usize,
+    /// Vulnerabilities written.
     pub vulnerabilities: usize,
+    /// Definitions written, counting each file's own.
     pub definitions: usize,
     /// Files over the byte cap because a single asset is larger than the cap.
     pub oversized_files: usize,
@@ -186,7 +191,9 @@ pub struct Written {
 /// How to write.
 #[derive(Debug, Clone)]
 pub struct WriteOptions {
+    /// The scanner type every vulnerability and definition carries.
     pub scanner_type: String,
+    /// The most assets in one file.
     pub assets_per_file: usize,
     /// A file grows to at most this many bytes, unless one asset alone is larger
     /// (an asset is never split: CVM must see its complete vulnerability list).
@@ -202,49 +209,151 @@ pub struct WriteOptions {
 pub const DEFAULT_MAX_FILE_BYTES: usize = 100 << 20;
 
 /// The JSON Schema of KDI v2 files (`host/schema/kdi-v2.schema.json`).
-pub const SCHEMA: &str = include_str!("../schema/kdi-v2.schema.json");
+pub const SCHEMA: &str = include_str!("../../schema/kdi-v2.schema.json");
 
-/// Writes the joined records as KDI files into `dir`.
+/// Writes KDI files into a directory, one asset at a time, as the run hands them
+/// over ([`KdiWriter::add`]).
 ///
-/// Files are first written to a staging directory inside `dir`, then moved into
-/// place, and only then are files of an earlier run removed; a failure leaves the
-/// earlier run's files untouched.
-pub fn write(joined: &mut Joined, dir: &Path, options: &WriteOptions) -> Result<Written> {
-    write_observed(joined, dir, options, &mut |_| {})
+/// Files are first written to a staging directory inside the output directory, and
+/// flushed to disk (fsync) on a second thread while the next is filled; only
+/// [`KdiWriter::finish`] moves them into place and then removes files of an earlier
+/// run. A writer dropped before `finish` (a failed run) removes its staging
+/// directory and leaves the earlier run's files untouched.
+pub struct KdiWriter {
+    dir: PathBuf,
+    staging: PathBuf,
+    options: WriteOptions,
+    run_started: String,
+    definitions: SerializedDefinitions,
+    /// Which file carries each identifier's definition (0: none yet).
+    carried: Vec<u32>,
+    file: Option<OpenFile>,
+    written: Written,
+    /// One asset serialized, reused: its size decides the file before it is written.
+    asset_bytes: Vec<u8>,
+    /// Closed files on their way to the fsync thread.
+    to_sync: Option<std::sync::mpsc::Sender<(PathBuf, fs::File)>>,
+    syncing: Option<std::thread::JoinHandle<Result<()>>>,
 }
 
-/// [`write`], showing every asset to `observe` as it goes by (the run computes its
-/// CVM snapshot this way, in the same single pass).
-pub fn write_observed(
-    joined: &mut Joined,
-    dir: &Path,
-    options: &WriteOptions,
-    observe: &mut dyn FnMut(&JoinedAsset),
-) -> Result<Written> {
-    fs::create_dir_all(dir).with_context(|| format!("cannot create output directory {}", dir.display()))?;
-    let staging = dir.join(format!(".staging-{}", std::process::id()));
-    if staging.exists() {
-        fs::remove_dir_all(&staging).ok();
-    }
-    fs::create_dir(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
-    let staged = joined.read_in_parallel(|next, catalog| write_files(next, catalog, &staging, options, observe));
-    let staged = match staged {
-        Ok(staged) => staged,
-        Err(e) => {
+impl KdiWriter {
+    /// Starts writing into `dir` (created if needed); `catalog` has the run's
+    /// identifiers and their definitions.
+    pub fn create(dir: &Path, options: WriteOptions, catalog: Arc<Catalog>) -> Result<KdiWriter> {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create output directory {}", dir.display()))?;
+        let staging = dir.join(format!(".staging-{}", std::process::id()));
+        if staging.exists() {
             fs::remove_dir_all(&staging).ok();
-            return Err(e);
         }
-    };
-    let new_names: BTreeSet<_> = staged.files.iter().filter_map(|p| p.file_name().map(|n| n.to_owned())).collect();
-    let mut files = Vec::new();
-    for path in &staged.files {
-        let target = dir.join(path.file_name().expect("staged files have names"));
-        fs::rename(path, &target).with_context(|| format!("cannot move {} into place", target.display()))?;
-        files.push(target);
+        fs::create_dir(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
+        let (to_sync, files) = std::sync::mpsc::channel::<(PathBuf, fs::File)>();
+        let syncing = std::thread::Builder::new()
+            .name("fsync".into())
+            .spawn(move || -> Result<()> {
+                for (path, file) in files {
+                    file.sync_all().with_context(|| format!("cannot write {}", path.display()))?;
+                }
+                Ok(())
+            })
+            .context("cannot start the thread that flushes KDI files to disk")?;
+        let identifiers = catalog.len();
+        Ok(KdiWriter {
+            dir: dir.to_owned(),
+            staging,
+            run_started: options.run_started.to_rfc3339_opts(SecondsFormat::Secs, true),
+            definitions: SerializedDefinitions {
+                scanner_type: options.scanner_type.clone(),
+                catalog,
+                bytes: vec![None; identifiers],
+            },
+            options,
+            carried: vec![0; identifiers],
+            file: None,
+            written: Written::default(),
+            asset_bytes: Vec::with_capacity(64 << 10),
+            to_sync: Some(to_sync),
+            syncing: Some(syncing),
+        })
     }
-    fs::remove_dir_all(&staging).ok();
-    remove_stale(dir, &new_names)?;
-    Ok(Written { files, ..staged })
+
+    /// Adds an asset: to the open file if it has room for it and the definitions it
+    /// adds; otherwise the file is closed and the asset starts the next one.
+    pub fn add(&mut self, asset: &JoinedAsset) -> Result<()> {
+        self.asset_bytes.clear();
+        let kdi = kdi_asset(asset, &self.definitions.catalog, &self.options.scanner_type, &self.run_started);
+        serde_json::to_writer(&mut self.asset_bytes, &kdi)?;
+        let fits = match &self.file {
+            Some(open) if open.assets < self.options.assets_per_file.max(1) => {
+                let added = new_definition_bytes(asset, open, &self.carried, &mut self.definitions)?;
+                (open.bytes + self.asset_bytes.len() + 1 + added <= self.options.max_file_bytes).then_some(added)
+            }
+            _ => None,
+        };
+        let definition_bytes = match fits {
+            Some(added) => added,
+            None => {
+                self.close_file()?;
+                let number = self.written.files.len() as u32 + 1;
+                let open = self.file.insert(OpenFile::create(&self.staging, number, self.options.reset_tags)?);
+                new_definition_bytes(asset, open, &self.carried, &mut self.definitions)?
+            }
+        };
+        let open = self.file.as_mut().expect("a file is open");
+        open.add(&self.asset_bytes, asset, definition_bytes, &mut self.carried)
+    }
+
+    /// Closes the last file, waits until every file is on disk, moves them into
+    /// place and removes the files of an earlier run.
+    pub fn finish(mut self) -> Result<Written> {
+        self.close_file()?;
+        self.to_sync = None;
+        if let Some(syncing) = self.syncing.take() {
+            syncing.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        }
+        let new_names: BTreeSet<_> =
+            self.written.files.iter().filter_map(|p| p.file_name().map(|n| n.to_owned())).collect();
+        let mut files = Vec::new();
+        for path in &self.written.files {
+            let target = self.dir.join(path.file_name().expect("staged files have names"));
+            fs::rename(path, &target).with_context(|| format!("cannot move {} into place", target.display()))?;
+            files.push(target);
+        }
+        fs::remove_dir_all(&self.staging).ok();
+        remove_stale(&self.dir, &new_names)?;
+        Ok(Written { files, ..std::mem::take(&mut self.written) })
+    }
+
+    /// Ends the open file, if any, with the definitions its vulnerabilities use.
+    fn close_file(&mut self) -> Result<()> {
+        let Some(file) = self.file.take() else { return Ok(()) };
+        let to_sync = self.to_sync.as_ref().expect("open until finished");
+        close(file, &mut self.definitions, &self.options, &mut self.written, to_sync)
+    }
+}
+
+impl Drop for KdiWriter {
+    fn drop(&mut self) {
+        // Not finished (a failed run): nothing staged may reach the output directory.
+        if self.syncing.is_some() {
+            self.to_sync = None;
+            self.file = None;
+            if let Some(syncing) = self.syncing.take() {
+                syncing.join().ok();
+            }
+            fs::remove_dir_all(&self.staging).ok();
+        }
+    }
+}
+
+/// Writes every joined asset of a run as KDI files into `dir`, as a run does.
+pub fn write(joined: Joined, dir: &Path, options: WriteOptions) -> Result<Written> {
+    let mut assets = joined.read_ahead()?;
+    let mut writer = KdiWriter::create(dir, options, assets.catalog.clone())?;
+    while let Some(asset) = assets.next()? {
+        writer.add(&asset)?;
+    }
+    assets.finish()?;
+    writer.finish()
 }
 
 /// How a file opens, before its first asset.
@@ -259,52 +368,22 @@ fn file_start(reset_tags: bool) -> &'static [u8] {
 /// Bytes of a file around its assets and definitions, beyond its start.
 const FRAME_END_BYTES: usize = r#"],"vuln_defs":[]}"#.len();
 
-/// The next joined asset, from wherever the assets are read.
-type NextAsset<'a> = &'a mut dyn FnMut() -> Result<Option<JoinedAsset>>;
-
-/// Writes the files; each one is flushed to disk (fsync) on a second thread while
-/// the next is filled, and all are on disk before this returns (they are moved
-/// into place only then).
-fn write_files(
-    next: NextAsset,
-    catalog: &Catalog,
-    dir: &Path,
-    options: &WriteOptions,
-    observe: &mut dyn FnMut(&JoinedAsset),
-) -> Result<Written> {
-    std::thread::scope(|scope| {
-        let (to_sync, files) = std::sync::mpsc::channel::<(PathBuf, fs::File)>();
-        let syncing = scope.spawn(move || -> Result<()> {
-            for (path, file) in files {
-                file.sync_all().with_context(|| format!("cannot write {}", path.display()))?;
-            }
-            Ok(())
-        });
-        let written = fill_files(next, catalog, dir, options, observe, &to_sync);
-        drop(to_sync);
-        let synced = syncing.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        let written = written?;
-        synced?;
-        Ok(written)
-    })
-}
-
 type SyncQueue = std::sync::mpsc::Sender<(PathBuf, fs::File)>;
 
 /// Each identifier's definition, serialized once per run (an identifier recurs on
 /// many assets and in many files), by identifier number.
-struct SerializedDefinitions<'a> {
-    catalog: &'a Catalog,
-    scanner_type: &'a str,
+struct SerializedDefinitions {
+    catalog: Arc<Catalog>,
+    scanner_type: String,
     bytes: Vec<Option<Box<[u8]>>>,
 }
 
-impl SerializedDefinitions<'_> {
+impl SerializedDefinitions {
     fn get(&mut self, id: u32) -> Result<&[u8]> {
         let slot = &mut self.bytes[id as usize];
         if slot.is_none() {
             let definition = self.catalog.definition(id);
-            *slot = Some(serde_json::to_vec(&kdi_definition(&definition, self.scanner_type))?.into_boxed_slice());
+            *slot = Some(serde_json::to_vec(&kdi_definition(&definition, &self.scanner_type))?.into_boxed_slice());
         }
         Ok(slot.as_deref().expect("filled above"))
     }
@@ -358,59 +437,6 @@ impl OpenFile {
     }
 }
 
-fn fill_files(
-    next: NextAsset,
-    catalog: &Catalog,
-    dir: &Path,
-    options: &WriteOptions,
-    observe: &mut dyn FnMut(&JoinedAsset),
-    to_sync: &SyncQueue,
-) -> Result<Written> {
-    let mut written = Written::default();
-    let per_file = options.assets_per_file.max(1);
-    let run_started = options.run_started.to_rfc3339_opts(SecondsFormat::Secs, true);
-    let mut definitions =
-        SerializedDefinitions { catalog, scanner_type: &options.scanner_type, bytes: vec![None; catalog.len()] };
-    // Which file carries each identifier's definition (0: none yet).
-    let mut carried: Vec<u32> = vec![0; catalog.len()];
-    let mut file: Option<OpenFile> = None;
-    // One asset serialized, reused: the size decides the file before it is written.
-    let mut asset_bytes = Vec::with_capacity(64 << 10);
-    while let Some(joined_asset) = next()? {
-        observe(&joined_asset);
-        asset_bytes.clear();
-        serde_json::to_writer(
-            &mut asset_bytes,
-            &kdi_asset(&joined_asset, catalog, &options.scanner_type, &run_started),
-        )?;
-        // The open file takes the asset if it has room for it and the definitions
-        // it adds; otherwise the file is closed and the asset starts the next one.
-        let fits = match &file {
-            Some(open) if open.assets < per_file => {
-                let added = new_definition_bytes(&joined_asset, open, &carried, &mut definitions)?;
-                (open.bytes + asset_bytes.len() + 1 + added <= options.max_file_bytes).then_some(added)
-            }
-            _ => None,
-        };
-        let (open, definition_bytes) = match (fits, file.take()) {
-            (Some(added), Some(open)) => (file.insert(open), added),
-            (_, full) => {
-                if let Some(full) = full {
-                    close(full, &mut definitions, options, &mut written, to_sync)?;
-                }
-                let open = file.insert(OpenFile::create(dir, written.files.len() as u32 + 1, options.reset_tags)?);
-                let added = new_definition_bytes(&joined_asset, open, &carried, &mut definitions)?;
-                (open, added)
-            }
-        };
-        open.add(&asset_bytes, &joined_asset, definition_bytes, &mut carried)?;
-    }
-    if let Some(open) = file {
-        close(open, &mut definitions, options, &mut written, to_sync)?;
-    }
-    Ok(written)
-}
-
 /// The bytes `asset` adds to `file` with definitions the file does not carry yet
 /// (merged vulnerabilities are distinct, so each is counted once).
 fn new_definition_bytes(
@@ -439,7 +465,7 @@ fn close(
     let path = file.path.clone();
     let context = || format!("cannot write {}", path.display());
     file.out.write_all(br#"],"vuln_defs":["#).with_context(context)?;
-    let catalog = definitions.catalog;
+    let catalog = definitions.catalog.clone();
     file.definitions.sort_unstable_by_key(|id| catalog.rank(*id));
     for (i, id) in file.definitions.iter().enumerate() {
         if i > 0 {
@@ -563,7 +589,7 @@ mod tests {
         assert_eq!(serde_json::to_string(&Details(&one)).unwrap(), r#""only""#);
     }
     use crate::bindings::types::{Asset, Vulnerability};
-    use crate::join::Collector;
+    use crate::run::collect::Collector;
 
     fn joined(assets: usize, vulns_each: usize) -> Joined {
         let mut c = Collector::default();
@@ -604,11 +630,11 @@ mod tests {
 
     #[test]
     fn files_respect_the_asset_count_and_the_byte_cap() {
-        let by_count = write(&mut joined(10, 20), &temp("count"), &options(4, DEFAULT_MAX_FILE_BYTES)).unwrap();
+        let by_count = write(joined(10, 20), &temp("count"), options(4, DEFAULT_MAX_FILE_BYTES)).unwrap();
         assert_eq!(by_count.files.len(), 3);
         let cap = 12_000;
         let dir = temp("bytes");
-        let by_bytes = write(&mut joined(10, 20), &dir, &options(500, cap)).unwrap();
+        let by_bytes = write(joined(10, 20), &dir, options(500, cap)).unwrap();
         assert!(by_bytes.files.len() > 1);
         assert_eq!(by_bytes.oversized_files, 0);
         let mut seen = 0;
@@ -626,7 +652,7 @@ mod tests {
 
     #[test]
     fn an_asset_larger_than_the_cap_gets_a_file_of_its_own() {
-        let w = write(&mut joined(3, 50), &temp("oversized"), &options(500, 1_000)).unwrap();
+        let w = write(joined(3, 50), &temp("oversized"), options(500, 1_000)).unwrap();
         assert_eq!(w.files.len(), 3);
         assert_eq!(w.oversized_files, 3);
     }
@@ -635,8 +661,8 @@ mod tests {
     fn output_is_deterministic() {
         let (a, b) = (temp("det-a"), temp("det-b"));
         let opts = options(3, DEFAULT_MAX_FILE_BYTES);
-        write(&mut joined(7, 3), &a, &opts).unwrap();
-        write(&mut joined(7, 3), &b, &opts).unwrap();
+        write(joined(7, 3), &a, opts.clone()).unwrap();
+        write(joined(7, 3), &b, opts).unwrap();
         for name in ["kdi-00001.json", "kdi-00002.json", "kdi-00003.json"] {
             assert_eq!(fs::read(a.join(name)).unwrap(), fs::read(b.join(name)).unwrap());
         }
@@ -646,7 +672,7 @@ mod tests {
     fn written_files_match_the_schema() {
         let schema: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
         let validator = jsonschema::options().should_validate_formats(true).build(&schema).unwrap();
-        let w = write(&mut joined(4, 3), &temp("schema"), &options(2, DEFAULT_MAX_FILE_BYTES)).unwrap();
+        let w = write(joined(4, 3), &temp("schema"), options(2, DEFAULT_MAX_FILE_BYTES)).unwrap();
         for f in &w.files {
             let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(f).unwrap()).unwrap();
             let errors: Vec<String> =

@@ -7,7 +7,7 @@
 //! key. Fingerprints are FNV-1a, written out here because they must stay the same
 //! across builds and Rust versions (std's hasher makes no such promise).
 
-use crate::join::JoinedAsset;
+use crate::run::join::JoinedAsset;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -54,6 +54,7 @@ impl Snapshot {
         self
     }
 
+    /// The snapshot of a whole run held in memory (tests and small runs).
     pub fn of(assets: &[JoinedAsset]) -> Snapshot {
         let mut snapshot = Snapshot::default();
         assets.iter().for_each(|a| snapshot.add(a));
@@ -64,8 +65,11 @@ impl Snapshot {
 /// How one set changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Change {
+    /// In this run and not in the last upload.
     pub appear: usize,
+    /// In the last upload and not in this run.
     pub disappear: usize,
+    /// In both.
     pub stay: usize,
 }
 
@@ -97,23 +101,32 @@ fn change(before: &[u64], after: &[u64]) -> Change {
 /// Assets and open vulnerabilities against the last upload.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Delta {
+    /// Assets against the last upload.
     pub assets: Change,
+    /// Open vulnerabilities (asset and identifier pairs) against the last upload.
     pub vulnerabilities: Change,
 }
 
 /// The last successful upload of a connector instance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LastUpload {
+    /// When the upload happened (RFC 3339, UTC).
     pub uploaded_at: String,
+    /// The CVM connector it went to.
     pub connector_id: u64,
+    /// The CVM connector run that processed it.
     pub run_id: u64,
+    /// Assets sent.
     pub assets: usize,
+    /// Open vulnerabilities sent.
     pub open_vulnerabilities: usize,
     #[serde(skip)]
+    /// Fingerprints of what was sent.
     pub snapshot: Snapshot,
 }
 
 impl LastUpload {
+    /// How `now` differs from this upload.
     pub fn delta(&self, now: &Snapshot) -> Delta {
         Delta {
             assets: change(&self.snapshot.assets, &now.assets),
@@ -144,6 +157,7 @@ const META: &str = "last-upload.json";
 const KEYS: &str = "last-upload.keys";
 
 impl StateStore {
+    /// The state of the connector instance `instance_key` under `state_dir`.
     pub fn new(state_dir: &Path, instance_key: &str) -> Self {
         StateStore { dir: state_dir.join(instance_key) }
     }

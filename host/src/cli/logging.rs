@@ -1,0 +1,100 @@
+//! Log output: text for a person at a terminal (the default), or one JSON object a
+//! line for a platform's log pipeline (`--log-format json`), with the fields of the
+//! spans an event happened in (`instance`, `plugin`, `stage`) at the top level, so
+//! that `jq 'select(.instance == "defender-prod")'` finds an instance's lines.
+
+use serde_json::{Map, Value};
+use std::io::Write;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines of text.
+    Text,
+    /// One JSON object a line: `time`, `level`, `message`, the event's fields and its spans' fields.
+    Json,
+}
+
+/// Installs the process's logger. `verbose` raises the default level; `RUST_LOG`
+/// overrides it.
+pub fn init(verbose: u8, format: LogFormat) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    match format {
+        LogFormat::Text => {
+            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init()
+        }
+        LogFormat::Json => tracing_subscriber::registry().with(filter).with(JsonLines).init(),
+    }
+}
+
+/// Writes each event as one JSON object on stderr.
+struct JsonLines;
+
+/// A span's fields, kept with the span until it closes.
+struct SpanFields(Map<String, Value>);
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for JsonLines {
+    fn on_new_span(&self, attributes: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let mut fields = Map::new();
+        attributes.record(&mut JsonVisitor(&mut fields));
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(SpanFields(fields));
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let mut line = Map::new();
+        line.insert("time".into(), chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true).into());
+        line.insert("level".into(), event.metadata().level().as_str().to_ascii_lowercase().into());
+        line.insert("target".into(), event.metadata().target().into());
+        // Outer spans first, so that an inner span's field wins over an outer one's.
+        if let Some(scope) = ctx.event_scope(event) {
+            for span in scope.from_root() {
+                if let Some(SpanFields(fields)) = span.extensions().get::<SpanFields>() {
+                    line.extend(fields.clone());
+                }
+            }
+        }
+        event.record(&mut JsonVisitor(&mut line));
+        let mut text = Value::Object(line).to_string();
+        text.push('\n');
+        // A log line that cannot be written has nowhere else to go.
+        std::io::stderr().lock().write_all(text.as_bytes()).ok();
+    }
+}
+
+struct JsonVisitor<'a>(&'a mut Map<String, Value>);
+
+impl Visit for JsonVisitor<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().into(), format!("{value:?}").into());
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().into(), value.into());
+    }
+}

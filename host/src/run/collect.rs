@@ -1,0 +1,275 @@
+//! Collecting a run's records as the plugin emits them, on a thread of their own.
+//!
+//! The plugin's `output` capability hands records to the run's [`RunOutput`]; a
+//! collector thread keeps them ([`Collector`]): assets encoded in a log that moves to
+//! disk, vulnerabilities interned and sorted in runs on disk, definitions and
+//! counters in memory. When the run has fetched and mapped everything,
+//! [`Collector::finish`] hands the records to the join.
+
+use super::join::{key, AssetStream, Catalog, Joined};
+use super::store::asset_codec;
+use super::store::byte_log::{ByteLog, Span};
+use super::store::external_sort::{Ranks, Report, ReportOrder, Sorter};
+use super::store::interner::Interner;
+use crate::bindings::types::{Asset, Datetime, Vulnerability, VulnerabilityDefinition};
+use anyhow::Result;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+/// The counter of asset reports merged into an earlier report of the same key.
+pub const DUPLICATE_ASSETS: &str = "duplicate asset reports merged (latest last seen kept)";
+
+/// The skip reason for assets CVM could not match: no locator at all.
+pub const NO_LOCATOR: &str = "asset without any locator (CVM cannot match it)";
+
+/// The skip reason for assets located by URL alone: CVM needs `application` with `url`.
+pub const URL_WITHOUT_APPLICATION: &str = "asset located by url without an application (CVM needs both)";
+
+/// Why CVM would reject an asset's locators, if it would. Blank values count as absent.
+fn locator_problem(asset: &Asset) -> Option<&'static str> {
+    let l = &asset.locators;
+    let present = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+    let others = [&l.external_id, &l.hostname, &l.fqdn, &l.netbios, &l.ip_address, &l.mac_address];
+    if others.into_iter().any(present) {
+        return None;
+    }
+    match (present(&l.url), present(&l.application)) {
+        (true, true) => None,
+        (true, false) => Some(URL_WITHOUT_APPLICATION),
+        _ => Some(NO_LOCATOR),
+    }
+}
+
+/// An asset as the collector keeps it: where its encoding is, and what
+/// deduplication compares.
+#[derive(Debug)]
+struct StoredAsset {
+    last_seen: Option<Datetime>,
+    span: Span,
+}
+
+/// A run's records, shared by the run's sessions.
+///
+/// The records go to a collector thread: interning, sorting and spilling them to
+/// disk then runs beside the plugin instead of between its calls, on the core the
+/// fetching instance leaves mostly idle. Messages keep their order, and a few
+/// batches at most are in flight, so memory stays bounded.
+#[derive(Clone, Default)]
+pub(crate) struct RunOutput(Arc<Mutex<Shared>>);
+
+#[derive(Default)]
+struct Shared {
+    /// Records emitted so far, counted against the run's limit.
+    emitted: u64,
+    /// The collector thread, started by the first record.
+    worker: Option<Worker>,
+}
+
+struct Worker {
+    messages: SyncSender<Message>,
+    thread: JoinHandle<Collector>,
+}
+
+pub(crate) enum Message {
+    Assets(Vec<Asset>),
+    Vulnerabilities(Vec<Vulnerability>),
+    Definitions(Vec<VulnerabilityDefinition>),
+    Count(String, u64),
+    Skip(String, u64),
+}
+
+/// Batches waiting for the collector thread (each up to the SDK's 5,000 records).
+const BATCHES_IN_FLIGHT: usize = 4;
+
+impl RunOutput {
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        // A panic while holding the lock cannot leave the count half-updated in a
+        // way that matters more than the panic itself.
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds `count` records to those the run emitted; returns the new total.
+    pub(crate) fn count_emitted(&self, count: u64) -> u64 {
+        let mut shared = self.lock();
+        shared.emitted += count;
+        shared.emitted
+    }
+
+    pub(crate) fn send(&self, message: Message) -> std::io::Result<()> {
+        let mut shared = self.lock();
+        if shared.worker.is_none() {
+            let (messages, received) = sync_channel::<Message>(BATCHES_IN_FLIGHT);
+            let thread = std::thread::Builder::new().name("collector".into()).spawn(move || {
+                let mut collector = Collector::default();
+                for message in received {
+                    match message {
+                        Message::Assets(assets) => collector.add_assets(assets),
+                        Message::Vulnerabilities(vulnerabilities) => collector.add_vulnerabilities(vulnerabilities),
+                        Message::Definitions(definitions) => collector.add_definitions(definitions),
+                        Message::Count(counter, delta) => collector.count(counter, delta),
+                        Message::Skip(reason, count) => collector.skip(reason, count),
+                    }
+                }
+                collector
+            })?;
+            shared.worker = Some(Worker { messages, thread });
+        }
+        let messages = shared.worker.as_ref().expect("started above").messages.clone();
+        // Not sent under the lock: a full queue must not stop the other session's
+        // counters from being counted.
+        drop(shared);
+        // The thread only stops when the run takes the collector, after both
+        // sessions are done; a send can fail only if it panicked, which
+        // `take_collector` reports.
+        messages.send(message).ok();
+        Ok(())
+    }
+
+    /// Takes the records collected so far: waits for the collector thread to take
+    /// in everything sent to it. A later record starts a new collector.
+    pub fn take_collector(&self) -> Collector {
+        let Some(Worker { messages, thread }) = self.lock().worker.take() else {
+            return Collector::default();
+        };
+        drop(messages);
+        thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+}
+
+/// Gathers a run's records as the plugin emits them.
+#[derive(Default, Debug)]
+pub struct Collector {
+    /// Every asset by the number of its key. A tenant's assets all stay until the
+    /// join, encoded ([`compact`]) in a log that moves to disk as it grows.
+    assets: Vec<Option<StoredAsset>>,
+    asset_log: ByteLog,
+    asset_keys: Interner,
+    identifiers: Interner,
+    vulnerabilities: Sorter,
+    definitions: HashMap<String, VulnerabilityDefinition>,
+    counters: BTreeMap<String, u64>,
+    skipped: BTreeMap<String, u64>,
+    /// The first failure to keep vulnerabilities on disk, reported by `finish`.
+    failure: Option<String>,
+}
+
+impl Collector {
+    /// A collector that moves vulnerabilities to disk past `bytes` of them in
+    /// memory, and assets past as many bytes of their encodings.
+    pub fn with_buffer(bytes: usize) -> Self {
+        Collector {
+            vulnerabilities: Sorter::with_budget(bytes),
+            asset_log: ByteLog::with_budget(bytes),
+            ..Collector::default()
+        }
+    }
+
+    /// Several reports of one asset key (offset paging over a live list repeats
+    /// rows) keep the one with the latest `last-seen`, the later report on a tie.
+    pub fn add_assets(&mut self, assets: Vec<Asset>) {
+        for asset in assets {
+            if let Some(problem) = locator_problem(&asset) {
+                *self.skipped.entry(problem.to_owned()).or_default() += 1;
+                continue;
+            }
+            let id = self.asset_keys.intern(&asset.key) as usize;
+            if self.assets.len() <= id {
+                self.assets.resize_with(id + 1, || None);
+            }
+            let newer = match &self.assets[id] {
+                Some(existing) => {
+                    *self.counters.entry(DUPLICATE_ASSETS.to_owned()).or_default() += 1;
+                    match (&asset.last_seen, &existing.last_seen) {
+                        (Some(new), Some(old)) => key(new) >= key(old),
+                        (new, old) => new.is_some() || old.is_none(),
+                    }
+                }
+                None => true,
+            };
+            if newer && self.failure.is_none() {
+                match self.asset_log.append(&asset_codec::encode(&asset)) {
+                    Ok(span) => self.assets[id] = Some(StoredAsset { last_seen: asset.last_seen, span }),
+                    Err(e) => self.failure = Some(format!("{e:#}")),
+                }
+            }
+        }
+    }
+
+    /// Interns and sorts vulnerability reports (on disk past the buffer).
+    pub fn add_vulnerabilities(&mut self, vulnerabilities: Vec<Vulnerability>) {
+        for v in vulnerabilities {
+            if self.failure.is_some() {
+                return;
+            }
+            let report = Report {
+                asset: self.asset_keys.intern(&v.asset_key),
+                identifier: self.identifiers.intern(&v.identifier),
+                score: v.score,
+                found: v.found,
+                last_seen: v.last_seen,
+                details: v.details.filter(|d| !d.is_empty()),
+            };
+            let order = ReportOrder { assets: &self.asset_keys, identifiers: &self.identifiers };
+            if let Err(e) = self.vulnerabilities.push(report, order) {
+                self.failure = Some(format!("{e:#}"));
+            }
+        }
+    }
+
+    /// The first definition of an identifier is kept.
+    pub fn add_definitions(&mut self, definitions: Vec<VulnerabilityDefinition>) {
+        for d in definitions {
+            self.definitions.entry(d.identifier.clone()).or_insert(d);
+        }
+    }
+
+    /// Adds to a counter of the plugin's.
+    pub fn count(&mut self, counter: String, delta: u64) {
+        *self.counters.entry(counter).or_default() += delta;
+    }
+
+    /// Counts records skipped for a reason.
+    pub fn skip(&mut self, reason: String, count: u64) {
+        *self.skipped.entry(reason).or_default() += count;
+    }
+
+    /// Joins everything collected; the result is read one asset at a time.
+    pub fn finish(self) -> Result<Joined> {
+        if let Some(failure) = self.failure {
+            anyhow::bail!("the host could not keep the run's records: {failure}");
+        }
+        let Collector {
+            assets,
+            asset_log,
+            asset_keys,
+            identifiers,
+            vulnerabilities,
+            definitions,
+            counters,
+            skipped,
+            ..
+        } = self;
+        let ranks = Ranks::new(&asset_keys, &identifiers);
+        let mut assets: Vec<(u32, Span)> = (assets.into_iter().enumerate())
+            .filter_map(|(id, stored)| Some((ranks.asset(id as u32), stored?.span)))
+            .collect();
+        // Descending, so that the next asset in key order is popped from the end.
+        assets.sort_unstable_by_key(|(rank, _)| std::cmp::Reverse(*rank));
+        // Definitions of identifiers no vulnerability uses are not needed.
+        let mut by_id: Vec<Option<VulnerabilityDefinition>> = Vec::new();
+        by_id.resize_with(identifiers.len(), || None);
+        for (identifier, definition) in definitions {
+            if let Some(id) = identifiers.find(&identifier) {
+                by_id[id as usize] = Some(definition);
+            }
+        }
+        let catalog = Catalog { ranks: ranks.identifiers().to_vec(), identifiers, definitions: by_id };
+        let spilled = vulnerabilities.spilled;
+        let log = asset_log.into_reader()?;
+        let vulnerabilities = vulnerabilities.into_sorted(ranks)?;
+        let stream = AssetStream { assets, log, buffer: Vec::new(), vulnerabilities, pending: None, orphans: 0 };
+        Ok(Joined { stream, catalog: Arc::new(catalog), counters, skipped, spilled })
+    }
+}

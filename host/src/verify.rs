@@ -1,0 +1,41 @@
+//! "Save and Verify": the configuration checked, the plugin's own checks (a token,
+//! the permissions a run needs), and, when the configuration has a `[cvm]` table,
+//! that the CVM connector exists and accepts the API key. A platform that embeds the
+//! library gets every check the CLI shows.
+
+use crate::config::ConnectorConfig;
+use crate::cvm::{CvmClient, CvmConfig};
+use crate::engine::{Plugin, PluginHost, SessionOptions};
+use crate::types::Check;
+use anyhow::{Context, Result};
+
+/// Runs every check, in order; the first that fails is the error.
+pub fn verify(
+    host: &PluginHost,
+    plugin: &Plugin,
+    config: &ConnectorConfig,
+    session: SessionOptions,
+) -> Result<Vec<Check>> {
+    // A bad [cvm] table is reported before anything is sent.
+    let cvm = config.cvm.as_ref().map(|v| CvmConfig::from_values(v, session.allow_insecure_loopback)).transpose()?;
+    let resolved = config.resolve(&plugin.info).context("invalid configuration")?;
+    let mut instance = plugin.open(host, &resolved, session)?;
+    instance.configure(&resolved)?;
+    let mut checks = instance.verify()?;
+    drop(instance);
+    if let Some(cvm) = cvm {
+        checks.push(check_cvm(&cvm)?);
+    }
+    Ok(checks)
+}
+
+/// The CVM connector exists, is reachable and accepts the API key.
+fn check_cvm(cvm: &CvmConfig) -> Result<Check> {
+    let connector = CvmClient::new(cvm.clone())?.connector()?;
+    let name = connector["name"].as_str().unwrap_or("?");
+    let kind = if connector["host"].is_null() { "file-based" } else { "host-based" };
+    Ok(Check {
+        name: "CVM".into(),
+        detail: format!("connector {} `{name}` ({kind}) at {} accepts the API key", cvm.connector_id, cvm.base_url),
+    })
+}
