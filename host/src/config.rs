@@ -25,6 +25,9 @@ use std::path::Path;
 pub struct ConnectorConfig {
     /// Values by field key, as text.
     values: BTreeMap<String, String>,
+    /// Keys whose values were given by reference and are secrets (the operator did
+    /// not write `secret = false`).
+    secret_references: Vec<String>,
     /// The `[cvm]` table, if any, as text (see [`crate::cvm::CvmConfig`]).
     pub cvm: Option<BTreeMap<String, String>>,
     /// The `[limits]` table: the sandbox's limits for this connector's plugin.
@@ -33,18 +36,52 @@ pub struct ConnectorConfig {
     pub network: OperatorGrants,
 }
 
-/// A TOML value as text: a literal, or `{ env = "VAR" }` read through `env`.
+/// A TOML value as text: a literal, or a reference read through `env`:
+/// `{ env = "VAR" }` or `{ file = "/path" }` (the file's text, trailing line break
+/// dropped), either with `secret = false` to say the value is not a secret.
 pub fn value_text(key: &str, value: &toml::Value, env: &dyn Fn(&str) -> Option<String>) -> Result<String> {
+    Ok(read_value(key, value, env)?.0)
+}
+
+/// How a value was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Given {
+    Literal,
+    /// By reference (environment, file): a secret unless the operator says not.
+    Reference {
+        secret: bool,
+    },
+}
+
+fn read_value(key: &str, value: &toml::Value, env: &dyn Fn(&str) -> Option<String>) -> Result<(String, Given)> {
     Ok(match value {
-        toml::Value::String(s) => s.clone(),
-        toml::Value::Integer(i) => i.to_string(),
-        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::String(s) => (s.clone(), Given::Literal),
+        toml::Value::Integer(i) => (i.to_string(), Given::Literal),
+        toml::Value::Boolean(b) => (b.to_string(), Given::Literal),
         toml::Value::Table(t) => {
-            let var = match (t.get("env"), t.len()) {
-                (Some(toml::Value::String(var)), 1) => var,
-                _ => bail!("`{key}`: a table value must be `{{ env = \"VARIABLE\" }}`"),
+            let reference = || {
+                anyhow!("`{key}`: a table value must be `{{ env = \"VARIABLE\" }}` or `{{ file = \"/path\" }}`, optionally with `secret = false`")
             };
-            env(var).ok_or_else(|| anyhow!("`{key}`: environment variable `{var}` is not set"))?
+            let secret = match t.get("secret") {
+                None => true,
+                Some(toml::Value::Boolean(b)) => *b,
+                Some(_) => bail!("`{key}`: `secret` must be true or false"),
+            };
+            if t.keys().any(|k| !["env", "file", "secret"].contains(&k.as_str())) {
+                return Err(reference());
+            }
+            let text = match (t.get("env"), t.get("file")) {
+                (Some(toml::Value::String(var)), None) => {
+                    env(var).ok_or_else(|| anyhow!("`{key}`: environment variable `{var}` is not set"))?
+                }
+                (None, Some(toml::Value::String(path))) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("`{key}`: cannot read the file `{path}` it refers to"))?;
+                    text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text).to_owned()
+                }
+                _ => return Err(reference()),
+            };
+            (text, Given::Reference { secret })
         }
         other => {
             bail!(
@@ -88,8 +125,13 @@ impl ConnectorConfig {
             None => bail!("no `[connector]` table"),
         };
         let mut values = BTreeMap::new();
+        let mut secret_references = Vec::new();
         for (key, value) in table {
-            values.insert(key.clone(), value_text(key, value, env)?);
+            let (text, given) = read_value(key, value, env)?;
+            if given == (Given::Reference { secret: true }) {
+                secret_references.push(key.clone());
+            }
+            values.insert(key.clone(), text);
         }
         let table = |name: &str| match doc.get(name) {
             Some(toml::Value::Table(t)) => Ok(Some(t)),
@@ -102,7 +144,7 @@ impl ConnectorConfig {
             None => SandboxLimits::default(),
         };
         let network = table("network")?.map(OperatorGrants::from_table).transpose()?.unwrap_or_default();
-        Ok(ConnectorConfig { values, cvm, limits, network })
+        Ok(ConnectorConfig { values, secret_references, cvm, limits, network })
     }
 
     /// A connector setting as configured (environment references resolved).
@@ -137,6 +179,18 @@ impl ConnectorConfig {
                 }
                 continue;
             };
+            // The operator, not the plugin, says what is secret: a value given by
+            // reference is one, and a plugin that declared the field otherwise would
+            // see its value.
+            if field.kind != FieldKind::Secret && self.secret_references.contains(&field.key) {
+                problems.push(format!(
+                    "`{}` is given by reference, so it is treated as a secret, but plugin {} declares it as {} and would see its value; give it as a literal, or write `secret = false` in the reference if it is not a secret",
+                    field.key,
+                    info.id,
+                    match field.kind { FieldKind::Host => "a host", FieldKind::Integer => "an integer", FieldKind::Boolean => "a boolean", _ => "text" }
+                ));
+                continue;
+            }
             let check = match field.kind {
                 FieldKind::Integer => {
                     value.parse::<i64>().map(|_| ()).map_err(|_| format!("expected a whole number, got `{value}`"))
@@ -195,6 +249,7 @@ mod tests {
             kind,
             required,
             default_value: default.map(Into::into),
+            sent_to: Vec::new(),
         };
         PluginInfo {
             id: "p".into(),
@@ -208,6 +263,8 @@ mod tests {
                 field("size", FieldKind::Integer, false, None),
                 field("flag", FieldKind::Boolean, false, Some("false")),
             ],
+            egress: Vec::new(),
+            independent_pages: false,
         }
     }
 
@@ -268,5 +325,29 @@ mod tests {
             .to_string()
             .contains("`NOPE` is not set"));
         assert!(ConnectorConfig::parse("[connector\n", &no_env).unwrap_err().to_string().contains("not valid TOML"));
+    }
+
+    #[test]
+    fn a_value_given_by_reference_is_a_secret_unless_the_operator_says_not() {
+        let env = |name: &str| (name == "SIZE").then(|| "7".to_string());
+        let hidden = ConnectorConfig::parse("[connector]\nsecret = \"s\"\nsize = { env = \"SIZE\" }\n", &env).unwrap();
+        let err = hidden.resolve(&info()).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "`size` is given by reference, so it is treated as a secret, but plugin p declares it as an integer"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("`secret = false`"), "{err}");
+        let open =
+            ConnectorConfig::parse("[connector]\nsecret = \"s\"\nsize = { env = \"SIZE\", secret = false }\n", &env)
+                .unwrap();
+        assert_eq!(open.resolve(&info()).unwrap().settings[2], ("size".to_string(), "7".to_string()));
+        let dir = std::env::temp_dir().join(format!("config-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("secret"), "from-a-file\n").unwrap();
+        let text = format!("[connector]\nsecret = {{ file = \"{}\" }}\n", dir.join("secret").display());
+        let from_file = ConnectorConfig::parse(&text, &no_env).unwrap().resolve(&info()).unwrap();
+        assert_eq!(from_file.secrets, [("secret".to_string(), "from-a-file".to_string())]);
     }
 }

@@ -1,14 +1,12 @@
 //! Loading plugins: one wasmtime Engine and Linker for the host's lifetime, one
 //! compiled Component per plugin, and a fresh Store for every session.
 
-use crate::bindings::{
-    contract_compatibility, types::PluginInfo, ConnectorPlugin, ConnectorPluginPre, IntoAnyhow, CONTRACT_EXPORT,
-    CONTRACT_EXPORT_PREFIX,
-};
+use crate::bindings::{binding_for, types::PluginInfo, v0_2, v0_3, Binding, IntoAnyhow, CONTRACT_EXPORT_PREFIX};
 use crate::capability::http::HttpCapability;
 use crate::capability::log::LogCapability;
 use crate::capability::output::OutputCapability;
 use crate::config::ResolvedConfig;
+use crate::egress::Egress;
 use crate::events::EventSink;
 use crate::limits::LimitExceeded;
 use crate::plugin_state::PluginState;
@@ -16,7 +14,7 @@ use crate::policy::NetworkPolicy;
 use crate::redact::Redactor;
 use crate::run::collect::RunOutput;
 use crate::secrets::Secrets;
-use crate::session::Session;
+use crate::session::{Instance, Session};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,7 +59,9 @@ impl PluginHost {
         // each Store's context grants nothing (see `PluginState::new`). wasi:http is
         // not linked: a plugin that imports it is refused at load.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        ConnectorPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)?;
+        // Every contract line the host runs, each under its own versioned names.
+        v0_3::ConnectorPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)?;
+        v0_2::ConnectorPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let (ticker_engine, stop) = (engine.clone(), stop_ticker.clone());
         std::thread::Builder::new().name("epoch-ticker".into()).spawn(move || {
@@ -101,15 +101,17 @@ impl PluginHost {
             path.display(),
             if cached { "loaded compiled from the cache" } else { "compiled" }
         );
-        let contract = check_contract(&self.engine, &component, path)?;
+        let (contract, binding) = check_contract(&self.engine, &component, path)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
             .into_anyhow()
             .with_context(|| format!("plugin {} needs imports this host does not provide", path.display()))?;
-        let pre = ConnectorPluginPre::new(pre)
-            .into_anyhow()
-            .with_context(|| format!("{} does not fit the connector world", path.display()))?;
+        let fits = || format!("{} does not fit the connector world of contract {contract}", path.display());
+        let pre = match binding {
+            Binding::Current => Pre::Current(v0_3::ConnectorPluginPre::new(pre).into_anyhow().with_context(fits)?),
+            Binding::V0_2 => Pre::V0_2(v0_2::ConnectorPluginPre::new(pre).into_anyhow().with_context(fits)?),
+        };
         let mut plugin =
             Plugin { pre, path: path.to_owned(), info: placeholder_info(path), contract, from_cache: cached };
         let mut session = plugin.open(self, &ResolvedConfig::default(), SessionOptions::default())?;
@@ -127,24 +129,33 @@ fn placeholder_info(path: &Path) -> PluginInfo {
         description: String::new(),
         scanner_type: String::new(),
         fields: Vec::new(),
+        egress: Vec::new(),
+        independent_pages: false,
     }
 }
 
 /// Refuses a component that does not export a contract version this host runs,
-/// naming both versions and what to do about it.
-fn check_contract(engine: &Engine, component: &Component, path: &Path) -> Result<String> {
+/// naming both versions and what to do about it; otherwise, which binding runs it.
+fn check_contract(engine: &Engine, component: &Component, path: &Path) -> Result<(String, Binding)> {
     let ty = component.component_type();
     let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
     if let Some(version) = exports.iter().find_map(|e| e.strip_prefix(CONTRACT_EXPORT_PREFIX)) {
-        return contract_compatibility(version)
-            .map(|()| version.to_owned())
+        return binding_for(version)
+            .map(|binding| (version.to_owned(), binding))
             .map_err(|why| anyhow::anyhow!("cannot run plugin {}: {why}", path.display()));
     }
     bail!(
-        "{} is not a connector plugin: it exports {} instead of {CONTRACT_EXPORT}",
+        "{} is not a connector plugin: it exports {} instead of {CONTRACT_EXPORT_PREFIX}{}",
         path.display(),
-        if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") }
+        if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") },
+        crate::bindings::CONTRACT_VERSION
     )
+}
+
+/// A plugin ready to instantiate, through the binding of its contract line.
+enum Pre {
+    Current(v0_3::ConnectorPluginPre<PluginState>),
+    V0_2(v0_2::ConnectorPluginPre<PluginState>),
 }
 
 /// Options of one session.
@@ -161,7 +172,7 @@ pub struct SessionOptions {
 
 /// A compiled plugin, ready to instantiate.
 pub struct Plugin {
-    pre: ConnectorPluginPre<PluginState>,
+    pre: Pre,
     /// Where the plugin was loaded from.
     pub path: PathBuf,
     /// What the plugin says about itself (`info`).
@@ -173,6 +184,14 @@ pub struct Plugin {
 }
 
 impl Plugin {
+    /// Which contract binding runs this plugin.
+    pub(crate) fn binding(&self) -> Binding {
+        match self.pre {
+            Pre::Current(_) => Binding::Current,
+            Pre::V0_2(_) => Binding::V0_2,
+        }
+    }
+
     /// A fresh, sandboxed instance for one verify or run.
     pub fn open(&self, host: &PluginHost, config: &ResolvedConfig, options: SessionOptions) -> Result<Session> {
         self.open_for_run(host, config, options, RunOutput::default())
@@ -187,14 +206,15 @@ impl Plugin {
         output: RunOutput,
     ) -> Result<Session> {
         let redactor = Arc::new(Redactor::new(config.secrets.iter().map(|(_, v)| v.as_str())));
-        let mut policy = NetworkPolicy::from_host_fields(
-            config.hosts.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            options.allow_insecure_loopback,
-        )?;
+        // Egress is what the plugin declared, filled in with this configuration;
+        // each secret may go only where the declaration binds it.
+        let egress = Egress::expand(&self.info, config)?;
+        let mut policy = NetworkPolicy::from_origins(egress.origins(), options.allow_insecure_loopback)?;
         policy.apply(&config.network)?;
+        let secrets = Secrets::new(&config.secrets, &egress.secret_bindings(&self.info, config)?);
         let id = self.info.id.clone();
         let limits = config.limits.clone();
-        let http = HttpCapability::new(policy, &limits, id.clone(), redactor.clone(), Secrets::new(&config.secrets))?;
+        let http = HttpCapability::new(policy, &limits, id.clone(), redactor.clone(), secrets)?;
         let state = PluginState::new(
             &limits,
             http,
@@ -230,11 +250,13 @@ impl Plugin {
             Err(state.exceed(breach))
         });
         store.set_epoch_deadline(1);
-        let bindings = self
-            .pre
-            .instantiate(&mut store)
-            .into_anyhow()
-            .with_context(|| format!("cannot instantiate plugin {}", self.path.display()))?;
-        Ok(Session::new(store, bindings, id))
+        let instantiated = || format!("cannot instantiate plugin {}", self.path.display());
+        let instance = match &self.pre {
+            Pre::Current(pre) => {
+                Instance::Current(pre.instantiate(&mut store).into_anyhow().with_context(instantiated)?)
+            }
+            Pre::V0_2(pre) => Instance::V0_2(pre.instantiate(&mut store).into_anyhow().with_context(instantiated)?),
+        };
+        Ok(Session::new(store, instance, id, self.binding()))
     }
 }

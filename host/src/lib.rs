@@ -45,6 +45,7 @@ pub mod verify;
 mod bindings;
 mod cache;
 mod capability;
+mod egress;
 mod limits;
 mod plugin_state;
 mod policy;

@@ -216,7 +216,10 @@ impl Origin {
 /// The network rules of one run.
 #[derive(Clone, Debug, Default)]
 pub struct NetworkPolicy {
+    /// What the plugin declared (its egress, as its `configure` narrowed it).
     allowed: Vec<Origin>,
+    /// What the operator added (`[network] allow`).
+    granted: Vec<Origin>,
     /// The operator's narrowing; empty means none.
     only: Vec<Origin>,
     allow_insecure_loopback: bool,
@@ -224,11 +227,6 @@ pub struct NetworkPolicy {
 }
 
 impl NetworkPolicy {
-    /// No network at all (used to read a plugin's info).
-    pub fn deny_all() -> Self {
-        NetworkPolicy::default()
-    }
-
     /// Builds the policy from `(field key, value)` pairs of kind `host`.
     pub fn from_host_fields<'a>(
         fields: impl IntoIterator<Item = (&'a str, &'a str)>,
@@ -241,8 +239,23 @@ impl NetworkPolicy {
         Ok(policy)
     }
 
-    /// Adds an origin (a configured value, or one the plugin declared at configure),
-    /// under the same scheme rules.
+    /// The plugin's declared origins, filled in, under the scheme rules.
+    pub fn from_origins<'a>(
+        origins: impl IntoIterator<Item = &'a Origin>,
+        allow_insecure_loopback: bool,
+    ) -> Result<Self> {
+        let mut policy = NetworkPolicy { allow_insecure_loopback, ..Default::default() };
+        for origin in origins {
+            policy.check_scheme(origin)?;
+            if !policy.allowed.contains(origin) {
+                policy.allowed.push(origin.clone());
+            }
+        }
+        Ok(policy)
+    }
+
+    /// Adds an origin (a configured value, or one a contract 0.2 plugin derived at
+    /// configure), under the same scheme rules.
     pub fn allow(&mut self, value: &str) -> Result<()> {
         let origin = Origin::parse_config_value(value)?;
         self.check_scheme(&origin)?;
@@ -264,10 +277,41 @@ impl NetworkPolicy {
         }
     }
 
+    /// Keeps of the plugin's declared origins only those in `keep`, each of which a
+    /// declared origin must cover: a plugin's `configure` can narrow its egress,
+    /// never widen it. The operator's grants stay.
+    pub fn narrow(&mut self, keep: &[String]) -> Result<()> {
+        let mut narrowed = Vec::new();
+        for value in keep {
+            let origin = Origin::parse_config_value(value)?;
+            let covered = self.allowed.iter().any(|declared| *declared == origin || declared.admits(&origin));
+            if !covered {
+                bail!("`{value}` is not among the origins the plugin declares in its info");
+            }
+            if !narrowed.contains(&origin) {
+                narrowed.push(origin);
+            }
+        }
+        self.allowed = narrowed;
+        Ok(())
+    }
+
+    /// The origins an instance may reach, for the operator to review: the plugin's
+    /// (as narrowed) and the operator's grants, within `only` when it is set.
+    pub fn effective(&self) -> Vec<String> {
+        let within_only =
+            |o: &&Origin| self.only.is_empty() || self.only.iter().any(|only| only.admits(o) || only == *o);
+        self.allowed.iter().chain(&self.granted).filter(within_only).map(ToString::to_string).collect()
+    }
+
     /// Applies the operator's gate: extends with `allow`, narrows with `only`.
     pub fn apply(&mut self, grants: &OperatorGrants) -> Result<()> {
         for value in &grants.allow {
-            self.allow(value).with_context(|| format!("[network] allow `{value}`"))?;
+            let origin = Origin::parse_config_value(value).with_context(|| format!("[network] allow `{value}`"))?;
+            self.check_scheme(&origin).with_context(|| format!("[network] allow `{value}`"))?;
+            if !self.granted.contains(&origin) {
+                self.granted.push(origin);
+            }
         }
         for value in &grants.only {
             self.only.push(Origin::parse_config_value(value).with_context(|| format!("[network] only `{value}`"))?);
@@ -301,10 +345,10 @@ impl NetworkPolicy {
                 only.join(", ")
             ));
         }
-        if self.allowed.iter().any(|allowed| allowed.admits(&origin)) {
+        if self.allowed.iter().chain(&self.granted).any(|allowed| allowed.admits(&origin)) {
             return Ok(());
         }
-        let allowed: Vec<String> = self.allowed.iter().map(ToString::to_string).collect();
+        let allowed: Vec<String> = self.allowed.iter().chain(&self.granted).map(ToString::to_string).collect();
         Err(format!(
             "{origin} is not allowed for this run (allowed: {}); to allow it, add \"{origin}\" to `allow` in the [network] table of the configuration",
             if allowed.is_empty() { "none".to_owned() } else { allowed.join(", ") }
@@ -431,6 +475,6 @@ mod tests {
 
     #[test]
     fn deny_all_denies() {
-        assert!(NetworkPolicy::deny_all().check(&url("https://a.b/")).unwrap_err().contains("allowed: none"));
+        assert!(NetworkPolicy::default().check(&url("https://a.b/")).unwrap_err().contains("allowed: none"));
     }
 }

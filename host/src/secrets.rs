@@ -5,58 +5,80 @@
 //! survives form-, URL- and JSON-encoding unchanged. The plugin puts the placeholder
 //! where the secret belongs in a request; the host substitutes the value when it sends
 //! the request, after the network policy allowed its destination, encoded for where it
-//! stands: percent-encoded in the URL and in form bodies, JSON-escaped in JSON bodies,
-//! as is in headers and other bodies. A response that echoes a secret back, in any of
-//! those encodings, has it masked before the plugin sees it.
+//! stands: percent-encoded in the URL's path and query and in form bodies,
+//! JSON-escaped in JSON bodies, as is in headers and other bodies; and only when the
+//! request goes to an origin the secret is bound to (the plugin's declared `sent-to`).
+//! A request that would carry a secret anywhere else is refused. A response that
+//! echoes a secret back, however encoded, has it masked before the plugin sees it.
 
+use crate::policy::Origin;
+use crate::redact::Redactor;
 use memchr::memmem;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
-/// What replaces a secret echoed in a response.
-pub const MASK: &str = "[REDACTED]";
-
 #[derive(Clone, Debug)]
 struct Secret {
+    key: String,
     placeholder: String,
     value: String,
-    /// The value as it may appear in a response: raw, form-, percent- and JSON-encoded.
-    encodings: Vec<Vec<u8>>,
+    /// The origins the value may be sent to.
+    sent_to: Vec<Origin>,
 }
 
 /// The secrets of one session.
 #[derive(Clone, Debug, Default)]
 pub struct Secrets {
     secrets: Vec<Secret>,
+    /// Masks the values in responses.
+    redactor: Redactor,
 }
 
 impl Secrets {
-    /// Placeholders for `(key, value)` pairs, unique to this session.
-    pub fn new(pairs: &[(String, String)]) -> Secrets {
+    /// Placeholders for `(key, value)` pairs, unique to this session; `bindings` says
+    /// where each key's value may be sent (none: nowhere).
+    pub fn new(pairs: &[(String, String)], bindings: &[(String, Vec<Origin>)]) -> Secrets {
         let nonce = session_nonce();
-        let secrets = pairs
+        let secrets: Vec<Secret> = pairs
             .iter()
             .filter(|(_, value)| !value.is_empty())
             .map(|(key, value)| {
                 let safe_key: String = key.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-                let mut encodings = vec![
-                    value.as_bytes().to_vec(),
-                    form_encode(value).into_bytes(),
-                    utf8_percent_encode(value, NON_ALPHANUMERIC).to_string().into_bytes(),
-                    json_escape(value).into_bytes(),
-                ];
-                encodings.sort();
-                encodings.dedup();
-                // Longest first, so no encoding is left half-masked by a shorter one.
-                encodings.sort_by_key(|e| std::cmp::Reverse(e.len()));
-                Secret { placeholder: format!("__SECRET_{nonce}_{safe_key}__"), value: value.clone(), encodings }
+                let sent_to = bindings.iter().find(|(k, _)| k == key).map(|(_, o)| o.clone()).unwrap_or_default();
+                Secret {
+                    key: key.clone(),
+                    placeholder: format!("__SECRET_{nonce}_{safe_key}__"),
+                    value: value.clone(),
+                    sent_to,
+                }
             })
             .collect();
-        Secrets { secrets }
+        let redactor = Redactor::new(secrets.iter().map(|s| s.value.as_str()));
+        Secrets { secrets, redactor }
+    }
+
+    /// Why a request to `origin` carrying these parts must not be sent: a secret's
+    /// placeholder in it, toward an origin that secret is not bound to.
+    pub fn refusal(&self, origin: &Origin, parts: &[&[u8]]) -> Option<String> {
+        let carried = |s: &Secret| parts.iter().any(|p| memmem::find(p, s.placeholder.as_bytes()).is_some());
+        let secret =
+            self.secrets.iter().filter(|s| carried(s)).find(|s| !s.sent_to.iter().any(|o| o.admits(origin)))?;
+        let allowed: Vec<String> = secret.sent_to.iter().map(ToString::to_string).collect();
+        Some(format!(
+            "the secret `{}` may not be sent to {origin} (the plugin binds it to: {})",
+            secret.key,
+            if allowed.is_empty() { "no origin".to_owned() } else { allowed.join(", ") }
+        ))
     }
 
     /// The placeholder the plugin receives for a secret field.
     pub fn placeholder(&self, value: &str) -> Option<&str> {
         self.secrets.iter().find(|s| s.value == value).map(|s| s.placeholder.as_str())
+    }
+
+    /// Whether a text holds a placeholder of this session.
+    pub fn carries_placeholder(&self, text: &str) -> bool {
+        let text = text.to_ascii_lowercase();
+        self.secrets.iter().any(|s| text.contains(&s.placeholder.to_ascii_lowercase()))
     }
 
     /// The URL with secrets percent-encoded in place of their placeholders.
@@ -98,19 +120,10 @@ impl Secrets {
         out
     }
 
-    /// Masks every secret, in every encoding, in response bytes.
+    /// Masks every secret, however encoded, in response bytes; most bodies hold
+    /// none and stay as they are, uncopied (pages run to tens of megabytes).
     pub fn mask(&self, bytes: Vec<u8>) -> Vec<u8> {
-        let mut out = bytes;
-        for s in &self.secrets {
-            for encoding in &s.encodings {
-                // Most bodies contain no secret: keep them as they are, uncopied
-                // (pages run to tens of megabytes).
-                if !encoding.is_empty() && memmem::find(&out, encoding).is_some() {
-                    out = replace_all(&out, encoding, MASK.as_bytes());
-                }
-            }
-        }
-        out
+        self.redactor.redact_bytes(bytes)
     }
 }
 
@@ -154,7 +167,20 @@ mod tests {
     use super::*;
 
     fn secrets() -> Secrets {
-        Secrets::new(&[("client_secret".into(), "p@ss w+rd/\"x\"".into())])
+        let login = Origin::parse_config_value("https://login.example.com").unwrap();
+        Secrets::new(&[("client_secret".into(), "p@ss w+rd/\"x\"".into())], &[("client_secret".into(), vec![login])])
+    }
+
+    #[test]
+    fn a_secret_goes_only_to_the_origins_it_is_bound_to() {
+        let s = secrets();
+        let p = s.placeholder("p@ss w+rd/\"x\"").unwrap().to_owned();
+        let login = Origin::parse_config_value("https://login.example.com").unwrap();
+        let api = Origin::parse_config_value("https://api.example.com").unwrap();
+        assert_eq!(s.refusal(&login, &[p.as_bytes()]), None);
+        let refused = s.refusal(&api, &[b"x", p.as_bytes()]).unwrap();
+        assert!(refused.contains("`client_secret` may not be sent to https://api.example.com:443"), "{refused}");
+        assert_eq!(s.refusal(&api, &[b"no placeholder here"]), None);
     }
 
     #[test]
@@ -178,7 +204,7 @@ mod tests {
         assert_eq!(String::from_utf8(json).unwrap(), r#"{"k":"p@ss w+rd/\"x\""}"#);
         assert_eq!(s.substitute_url(&format!("https://h/x?k={p}")), "https://h/x?k=p%40ss%20w%2Brd%2F%22x%22");
         assert_eq!(s.substitute_header(&format!("Bearer {p}")).unwrap(), "Bearer p@ss w+rd/\"x\"");
-        let broken = Secrets::new(&[("k".into(), "a\r\nInjected: 1".into())]);
+        let broken = Secrets::new(&[("k".into(), "a\r\nInjected: 1".into())], &[]);
         let bp = broken.placeholder("a\r\nInjected: 1").unwrap().to_owned();
         assert_eq!(broken.substitute_header(&bp), None);
     }

@@ -2,21 +2,30 @@
 //! into one-line, secret-free messages.
 
 use crate::bindings::types::{Check, Page, PluginError, PluginInfo};
-use crate::bindings::ConnectorPlugin;
+use crate::bindings::v0_2::{Adapt, AdaptResult};
+use crate::bindings::{v0_2, v0_3, Binding};
 use crate::config::ResolvedConfig;
 use crate::plugin_state::PluginState;
 use anyhow::{anyhow, Context, Result};
 use wasmtime::Store;
 
+/// A plugin instance, through the binding of its contract line.
+pub(crate) enum Instance {
+    Current(v0_3::ConnectorPlugin),
+    V0_2(v0_2::ConnectorPlugin),
+}
+
+/// One sandboxed instance of a plugin: the contract's calls, whatever its line.
 pub struct Session {
     store: Store<PluginState>,
-    bindings: ConnectorPlugin,
+    instance: Instance,
     plugin_id: String,
+    binding: Binding,
 }
 
 impl Session {
-    pub(crate) fn new(store: Store<PluginState>, bindings: ConnectorPlugin, plugin_id: String) -> Self {
-        Session { store, bindings, plugin_id }
+    pub(crate) fn new(store: Store<PluginState>, instance: Instance, plugin_id: String, binding: Binding) -> Self {
+        Session { store, instance, plugin_id, binding }
     }
 
     /// Runs one export call; a trap becomes an error carrying the plugin's stderr
@@ -24,11 +33,11 @@ impl Session {
     fn call<T>(
         &mut self,
         export: &'static str,
-        f: impl FnOnce(&ConnectorPlugin, &mut Store<PluginState>) -> wasmtime::Result<T>,
+        f: impl FnOnce(&Instance, &mut Store<PluginState>) -> wasmtime::Result<T>,
     ) -> Result<T> {
         self.store.data_mut().cpu.start(export);
         self.store.set_epoch_deadline(1);
-        f(&self.bindings, &mut self.store).map_err(|trap| {
+        f(&self.instance, &mut self.store).map_err(|trap| {
             if let Some(breach) = self.store.data().limit_breach() {
                 return anyhow!("plugin `{}` {breach} in `{export}`", self.plugin_id);
             }
@@ -63,8 +72,12 @@ impl Session {
         anyhow!("{} {export}: {kind}: {text}", self.plugin_id)
     }
 
+    /// The plugin's `info` (a contract 0.2 plugin's read as 0.3).
     pub fn info(&mut self) -> Result<PluginInfo> {
-        self.call("info", |b, s| b.vulnbridge_connector_connector().call_info(s))
+        self.call("info", |instance, s| match instance {
+            Instance::Current(b) => b.vulnbridge_connector_connector().call_info(s),
+            Instance::V0_2(b) => b.vulnbridge_connector_connector().call_info(s).map(v0_2::adapt_info),
+        })
     }
 
     /// Passes the settings, secrets as placeholders (the plugin never sees a secret's
@@ -86,14 +99,33 @@ impl Session {
                 Setting { key: key.clone(), value }
             })
             .collect();
-        match self.call("configure", |b, s| b.vulnbridge_connector_connector().call_configure(s, &settings))? {
-            Ok(origins) => {
-                for origin in origins {
-                    let plugin = self.plugin_id.clone();
+        let configured = self.call("configure", |instance, s| match instance {
+            Instance::Current(b) => b.vulnbridge_connector_connector().call_configure(s, &settings),
+            Instance::V0_2(b) => b
+                .vulnbridge_connector_connector()
+                .call_configure(s, &settings.clone().adapt())
+                .map(|r| r.map_err(Adapt::adapt)),
+        })?;
+        let plugin = self.plugin_id.clone();
+        match configured {
+            // 0.3: the origins the instance uses, within what it declared.
+            Ok(origins) if self.binding == Binding::Current => {
+                if !origins.is_empty() {
                     self.store
                         .data_mut()
                         .http
-                        .allow_declared(&origin)
+                        .narrow(&origins)
+                        .with_context(|| format!("plugin `{plugin}` configured an origin it did not declare"))?;
+                }
+                Ok(())
+            }
+            // 0.2: origins it derived, reachable as before, but bound to no secret.
+            Ok(origins) => {
+                for origin in origins {
+                    self.store
+                        .data_mut()
+                        .http
+                        .allow_derived(&origin)
                         .with_context(|| format!("plugin `{plugin}` needs origin `{origin}`"))?;
                 }
                 Ok(())
@@ -107,22 +139,41 @@ impl Session {
         }
     }
 
+    /// The plugin's `verify`: what each check proved.
     pub fn verify(&mut self) -> Result<Vec<Check>> {
-        let result = self.call("verify", |b, s| b.vulnbridge_connector_connector().call_verify(s))?;
+        let result = self.call("verify", |instance, s| match instance {
+            Instance::Current(b) => b.vulnbridge_connector_connector().call_verify(s),
+            Instance::V0_2(b) => b.vulnbridge_connector_connector().call_verify(s).map(|r| r.adapt_result()),
+        })?;
         result.map_err(|e| self.plugin_error("verify", e))
     }
 
+    /// The plugin's next page, or `None` after the last.
     pub fn fetch(&mut self) -> Result<Option<Page>> {
-        let result = self.call("fetch", |b, s| b.vulnbridge_connector_connector().call_fetch(s))?;
+        let result = self.call("fetch", |instance, s| match instance {
+            Instance::Current(b) => b.vulnbridge_connector_connector().call_fetch(s),
+            Instance::V0_2(b) => b.vulnbridge_connector_connector().call_fetch(s).map(|r| r.adapt_result()),
+        })?;
         result.map_err(|e| self.plugin_error("fetch", e))
     }
 
+    /// The plugin's `%map` of one page; its records go to the run's collector.
     pub fn map(&mut self, page: &Page) -> Result<()> {
-        let result = self.call("map", |b, s| b.vulnbridge_connector_connector().call_map(s, page))?;
+        let result = self.call("map", |instance, s| match instance {
+            Instance::Current(b) => b.vulnbridge_connector_connector().call_map(s, page),
+            Instance::V0_2(b) => {
+                b.vulnbridge_connector_connector().call_map(s, &page.clone().adapt()).map(|r| r.map_err(Adapt::adapt))
+            }
+        })?;
         result.map_err(|e| self.plugin_error("map", e))
     }
 
-    pub fn state(&self) -> &PluginState {
+    /// The origins this instance may reach (after `configure`), for the operator.
+    pub fn effective_egress(&self) -> Vec<String> {
+        self.store.data().http.effective_egress()
+    }
+
+    pub(crate) fn state(&self) -> &PluginState {
         self.store.data()
     }
 }

@@ -33,6 +33,9 @@ pub struct RunSummary {
     pub api_calls: u64,
     /// Responses that were 429 (throttled).
     pub throttled_responses: u64,
+    /// The origins the run could reach (its plugin's egress as configured, with the
+    /// operator's grants): what an operator reviews.
+    pub egress: Vec<String>,
     #[serde(serialize_with = "seconds")]
     /// How long the run took.
     pub duration: Duration,
@@ -63,6 +66,10 @@ impl fmt::Display for RunSummary {
         line("API calls made", self.api_calls.to_string())?;
         line("Throttled responses (429)", self.throttled_responses.to_string())?;
         line("Time taken", format!("{:.1} s", self.duration.as_secs_f64()))?;
+        line("Origins it could reach", self.egress.len().to_string())?;
+        for origin in &self.egress {
+            line("", origin.clone())?;
+        }
         if let Some(d) = &self.delivery {
             write!(f, "{d}")?;
         }

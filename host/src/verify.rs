@@ -9,24 +9,36 @@ use crate::engine::{Plugin, PluginHost, SessionOptions};
 use crate::types::Check;
 use anyhow::{Context, Result};
 
+/// What verify proved, and where the instance may connect.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// Each check, in order, with what it proved.
+    pub checks: Vec<Check>,
+    /// The origins the instance may reach: the plugin's declared egress, filled in
+    /// with the configuration and narrowed by its `configure`, with the operator's
+    /// `[network]` grants; for the operator to review before trusting the plugin.
+    pub egress: Vec<String>,
+}
+
 /// Runs every check, in order; the first that fails is the error.
 pub fn verify(
     host: &PluginHost,
     plugin: &Plugin,
     config: &ConnectorConfig,
     session: SessionOptions,
-) -> Result<Vec<Check>> {
+) -> Result<Verified> {
     // A bad [cvm] table is reported before anything is sent.
     let cvm = config.cvm.as_ref().map(|v| CvmConfig::from_values(v, session.allow_insecure_loopback)).transpose()?;
     let resolved = config.resolve(&plugin.info).context("invalid configuration")?;
     let mut instance = plugin.open(host, &resolved, session)?;
     instance.configure(&resolved)?;
+    let egress = instance.effective_egress();
     let mut checks = instance.verify()?;
     drop(instance);
     if let Some(cvm) = cvm {
         checks.push(check_cvm(&cvm)?);
     }
-    Ok(checks)
+    Ok(Verified { checks, egress })
 }
 
 /// The CVM connector exists, is reachable and accepts the API key.

@@ -43,6 +43,10 @@ impl Connector for DefenderConnector {
             description: "Imports active devices and their software vulnerabilities from Microsoft Defender for Endpoint (Threat & Vulnerability Management).".into(),
             scanner_type: "MS Defender TVM".into(),
             fields: settings::fields(),
+            egress: settings::egress(),
+            // Definitions already emitted are remembered per instance only to send
+            // fewer; another instance sending them again changes no file.
+            independent_pages: true,
         }
     }
 
@@ -55,19 +59,17 @@ impl Connector for DefenderConnector {
         })
     }
 
-    fn declared_origins(&self) -> Vec<String> {
-        // What follows from the cloud rather than from a host field: the sign-in
-        // host and the export storage unless configured, and the cloud's other API
-        // hosts, which a nextLink may lead to. The host allows them for this instance.
+    fn origins_in_use(&self) -> Vec<String> {
+        // Of everything declared, what this instance's cloud and settings use: its API
+        // host and the cloud's others (a nextLink may lead there), one sign-in host,
+        // one export storage.
         let s = &self.api.settings;
-        let mut origins = Vec::new();
-        if s.login_derived {
-            origins.push(s.login_base.clone());
-        }
-        if s.storage_derived {
-            origins.push(format!("https://{}", s.storage_host));
-        }
-        origins.extend(s.api_bases.iter().skip(1).cloned());
+        let mut origins = s.api_bases.clone();
+        origins.push(s.login_base.clone());
+        origins.push(match s.storage_host.contains("://") {
+            true => s.storage_host.clone(),
+            false => format!("https://{}", s.storage_host),
+        });
         origins
     }
 

@@ -3,8 +3,8 @@
 
 use crate::cloud::{self, Cloud};
 use crate::pacing::{self, Pacer};
-use connector_sdk::config::{field, Config};
-use connector_sdk::types::{ConfigField, FieldError, FieldKind, Setting};
+use connector_sdk::config::{egress as origin, field, secret_field, Config};
+use connector_sdk::types::{ConfigField, Egress, FieldError, FieldKind, Setting};
 use std::time::Duration;
 
 pub const DEFAULT_API_HOST: &str = "api.securitycenter.microsoft.com";
@@ -80,13 +80,39 @@ impl Settings {
     }
 }
 
+/// Where the client secret may go: the sign-in hosts, never an API host or storage.
+const SIGN_IN_ORIGINS: [&str; 3] =
+    ["{login_host}", "https://login.microsoftonline.com", "https://login.microsoftonline.us"];
+
+/// Every origin the plugin may contact, in every cloud: the configured hosts, the
+/// sign-in hosts, every documented API host (a nextLink may lead from one to another
+/// of the same cloud) and the export storage. `configure` narrows this to what the
+/// configured cloud uses.
+pub fn egress() -> Vec<Egress> {
+    let mut egress = vec![
+        origin("{host}", "the Defender API"),
+        origin("{login_host}", "the configured Azure AD sign-in host"),
+        origin(SIGN_IN_ORIGINS[1], "Azure AD sign-in (commercial, GCC)"),
+        origin(SIGN_IN_ORIGINS[2], "Azure AD sign-in (GCC High, DoD)"),
+        origin("{storage_host}", "the configured export storage"),
+        origin("https://*.blob.core.windows.net", "export files, signed URLs without a token (commercial, GCC)"),
+        origin("https://*.blob.core.usgovcloudapi.net", "export files, signed URLs without a token (GCC High, DoD)"),
+    ];
+    for cloud in [Cloud::Commercial, Cloud::Gcc, Cloud::GccHigh] {
+        for host in cloud.api_hosts() {
+            egress.push(origin(&format!("https://{host}"), &format!("a documented Defender API host ({cloud} cloud)")));
+        }
+    }
+    egress
+}
+
 /// The fields the "Add Connector" dialog asks for, then the optional ones.
 pub fn fields() -> Vec<ConfigField> {
     use FieldKind::*;
     vec![
         field("name", "Name", "A name for this connector instance.", Text, true, Some("MS Defender TVM")),
         field("client_id", "Client ID", "The Azure AD application (client) id, a GUID, of an app with the WindowsDefenderATP application permissions Machine.Read.All and Vulnerability.Read.All.", Text, true, None),
-        field("client_secret", "Client Secret", "A client secret of that application. Never printed, logged or written.", Secret, true, None),
+        secret_field("client_secret", "Client Secret", "A client secret of that application. Sent only to the Azure AD sign-in host; never printed, logged or written.", true, &SIGN_IN_ORIGINS),
         field("host", "Host", "The Defender API host: api.securitycenter.microsoft.com, api.security.microsoft.com, a regional host such as eu.api.security.microsoft.com, a government host (api-gcc.securitycenter.microsoft.us, api-gov.securitycenter.microsoft.us), or a full URL.", Host, true, Some(DEFAULT_API_HOST)),
         field("tenant_id", "Tenant ID", "The Azure AD tenant (directory) id, a GUID.", Text, true, None),
         field("login_host", "Login host", "The Azure AD sign-in host. By default it follows the cloud: login.microsoftonline.com (commercial, GCC) or login.microsoftonline.us (GCC High, DoD).", Host, false, None),

@@ -43,6 +43,10 @@ impl Connector for DependabotConnector {
             description: "Imports the open Dependabot alerts of a GitHub organization: repositories as assets, advisories as vulnerabilities.".into(),
             scanner_type: mapping::SCANNER_TYPE.into(),
             fields: settings::fields(),
+            egress: vec![connector_sdk::config::egress("{host}", "the GitHub REST API")],
+            // A repository already emitted is remembered only to send it once per
+            // instance; the host merges one sent by several instances.
+            independent_pages: true,
         }
     }
 

@@ -1,6 +1,6 @@
 //! The configuration fields and their validation.
 
-use connector_sdk::config::{field, Config};
+use connector_sdk::config::{field, secret_field, Config};
 use connector_sdk::http::Retry;
 use connector_sdk::types::{ConfigField, FieldError, FieldKind};
 use std::time::Duration;
@@ -25,7 +25,7 @@ pub fn fields() -> Vec<ConfigField> {
     use FieldKind::*;
     vec![
         field("organization", "Organization", "The GitHub organization whose Dependabot alerts are imported (its login, e.g. octo-org).", Text, true, None),
-        field("token", "Token", "A fine-grained token with \"Dependabot alerts: read\" on the organization's repositories, or a classic token with the security_events scope (repo for private repositories). Never printed, logged or written.", Secret, true, None),
+        secret_field("token", "Token", "A fine-grained token with \"Dependabot alerts: read\" on the organization's repositories, or a classic token with the security_events scope (repo for private repositories). Sent only to the API host; never printed, logged or written.", true, &["{host}"]),
         field("host", "API host", "The REST API host: api.github.com, or the host of a GitHub Enterprise Server (then set api_path to /api/v3).", Host, true, Some("api.github.com")),
         field("api_path", "API path", "A path before the API routes: empty for github.com, /api/v3 for GitHub Enterprise Server.", Text, false, Some("")),
         field("page_size", "Page size", "Alerts per page (1 to 100).", Integer, false, Some("100")),

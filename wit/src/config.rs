@@ -33,7 +33,26 @@ pub fn field(
         kind,
         required,
         default_value: default.map(Into::into),
+        sent_to: Vec::new(),
     }
+}
+
+/// A `secret` field for [`crate::Connector::info`], and the origins its value may be
+/// sent to, each written exactly as one of the plugin's declared egress origins
+/// (`https://login.example.com`, `{host}`). The host substitutes the secret only in
+/// requests to those origins and refuses requests that would carry it elsewhere.
+pub fn secret_field(key: &str, label: &str, help: &str, required: bool, sent_to: &[&str]) -> ConfigField {
+    ConfigField {
+        sent_to: sent_to.iter().map(|s| (*s).to_owned()).collect(),
+        ..field(key, label, help, FieldKind::Secret, required, None)
+    }
+}
+
+/// An origin the plugin may contact, for [`crate::Connector::info`]'s `egress`:
+/// `https://host[:port]`, `https://*.domain`, or `{key}` for the value of the `host`
+/// field `key`; with why, in a few words for the operator.
+pub fn egress(origin: &str, purpose: &str) -> crate::types::Egress {
+    crate::types::Egress { origin: origin.into(), purpose: purpose.into() }
 }
 
 /// The settings of one instance, read against the plugin's fields.

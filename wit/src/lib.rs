@@ -7,7 +7,7 @@
 //!
 //! ```
 //! use connector_sdk::types::{Check, FieldError, FieldKind, Page, PluginError, PluginInfo};
-//! use connector_sdk::{config::field, Config, Connector, Output};
+//! use connector_sdk::{config::{egress, field}, Config, Connector, Output};
 //!
 //! struct Example {
 //!     base: String,
@@ -22,6 +22,8 @@
 //!             description: "An example source.".into(),
 //!             scanner_type: "Example".into(),
 //!             fields: vec![field("host", "Host", "The API host.", FieldKind::Host, true, Some("api.example.com"))],
+//!             egress: vec![egress("{host}", "the example API")],
+//!             independent_pages: true,
 //!         }
 //!     }
 //!     fn configure(config: &mut Config) -> Result<Self, Vec<FieldError>> {
@@ -173,10 +175,11 @@ pub trait Connector: Sized + 'static {
     /// Secret settings arrive as placeholders that the host replaces in requests.
     fn configure(config: &mut Config) -> Result<Self, Vec<FieldError>>;
 
-    /// Origins (`https://host[:port]`) the instance needs besides the host fields,
-    /// e.g. a sign-in host that follows from another setting. The host allows them
-    /// for this instance unless the operator's `[network]` table forbids them.
-    fn declared_origins(&self) -> Vec<String> {
+    /// The declared egress origins this instance uses, with `{key}` written as the
+    /// field's value: e.g. only the sign-in host of the configured cloud. It narrows
+    /// `info`'s declaration and can never widen it. Empty (the default): every
+    /// declared origin.
+    fn origins_in_use(&self) -> Vec<String> {
         Vec::new()
     }
 
@@ -242,7 +245,7 @@ pub mod __private {
             INSTANCE.set(None);
             let mut config = Config::new(&C::info().fields, settings);
             let instance = C::configure(&mut config)?;
-            let origins = instance.declared_origins();
+            let origins = instance.origins_in_use();
             INSTANCE.set(Some(Box::new(instance)));
             Ok(origins)
         }

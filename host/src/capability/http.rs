@@ -62,6 +62,9 @@ pub struct HttpCapability {
 fn client(policy: &NetworkPolicy) -> anyhow::Result<reqwest::blocking::Client> {
     Ok(reqwest::blocking::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        // No proxy from the environment (HTTPS_PROXY, ALL_PROXY): a proxy would
+        // resolve names itself, past the address checks after DNS.
+        .no_proxy()
         .connect_timeout(Duration::from_secs(20))
         .dns_resolver(Arc::new(policy.resolver()))
         .user_agent(concat!("connector-host/", env!("CARGO_PKG_VERSION")))
@@ -87,11 +90,20 @@ impl HttpCapability {
         })
     }
 
-    /// Allows an origin the plugin declared at `configure`, under the policy's rules.
-    pub fn allow_declared(&mut self, origin: &str) -> anyhow::Result<()> {
-        // The client's resolver depends only on the address rules, not on the allowed
-        // origins, so the client stays as it is.
+    /// Allows an origin a contract 0.2 plugin derived at `configure` (the client's
+    /// resolver depends only on the address rules, so the client stays as it is).
+    pub fn allow_derived(&mut self, origin: &str) -> anyhow::Result<()> {
         self.policy.allow(origin)
+    }
+
+    /// Narrows the declared origins to those the plugin's `configure` says it uses.
+    pub fn narrow(&mut self, origins: &[String]) -> anyhow::Result<()> {
+        self.policy.narrow(origins)
+    }
+
+    /// The origins this instance may reach, for the operator to review.
+    pub fn effective_egress(&self) -> Vec<String> {
+        self.policy.effective()
     }
 
     /// Sends one request, or says why not, as a value.
@@ -116,11 +128,34 @@ impl HttpCapability {
             Method::Delete => reqwest::Method::DELETE,
             Method::Head => reqwest::Method::HEAD,
         };
+        // A secret goes only where the plugin's declaration binds it.
+        let origin = crate::policy::Origin::of(&url).map_err(|e| HttpError::InvalidRequest(e.to_string()))?;
+        let mut parts: Vec<&[u8]> = vec![request.url.as_bytes()];
+        parts.extend(request.headers.iter().map(|(_, v)| v.as_bytes()));
+        parts.extend(request.body.as_deref());
+        if let Some(why) = self.secrets.refusal(&origin, &parts) {
+            self.stats.denied.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(plugin = %self.plugin_id, "denied a request: {why}");
+            return Err(HttpError::Denied(why));
+        }
+        // Placeholders in the path and query become the secret; in the scheme, host
+        // or port (checked above with the placeholder in place) they stay refused.
+        let url = match url.host_str().is_some_and(|h| self.secrets.carries_placeholder(h)) {
+            true => return Err(HttpError::InvalidRequest("a secret cannot stand in a URL's host".into())),
+            false => url::Url::parse(&self.secrets.substitute_url(url.as_str()))
+                .map_err(|e| HttpError::InvalidRequest(format!("the URL with its secrets is not a URL: {e}")))?,
+        };
         let mut builder = self.client.request(method.clone(), url.clone()).timeout(timeout);
         let mut content_type = None;
         for (name, value) in &request.headers {
             let header = reqwest::header::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| HttpError::InvalidRequest(format!("invalid header name `{name}`")))?;
+            // The host reads bodies as they come: a compressed or transfer-encoded
+            // echo would carry a secret past the masking. So responses come unencoded.
+            if header == reqwest::header::ACCEPT_ENCODING || header == reqwest::header::TE {
+                tracing::debug!(plugin = %self.plugin_id, "dropped the plugin's `{name}` header");
+                continue;
+            }
             let value = self
                 .secrets
                 .substitute_header(value)
@@ -135,8 +170,7 @@ impl HttpCapability {
             builder = builder.body(self.secrets.substitute_body(body, content_type.as_deref()));
         }
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
-        // Paths and queries carry no secrets here, but mask them anyway: a plugin
-        // could put anything in a URL.
+        // The URL may carry a secret now: log the one the plugin wrote, masked too.
         tracing::debug!(plugin = %self.plugin_id, "{method} {}", self.redactor.redact(&request.url));
         let mut response = builder.send().map_err(|e| self.transport_error(&url, e))?;
         let status = response.status().as_u16();

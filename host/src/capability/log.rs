@@ -30,7 +30,8 @@ impl LogCapability {
                 detail: format!("wrote line {}", self.lines),
             });
         }
-        let mut text = self.redactor.redact(message);
+        // Masked, and on one line: a plugin cannot forge the host's log lines.
+        let mut text = crate::redact::one_line(&self.redactor.redact(message));
         if text.len() > MAX_LINE_CHARS {
             let cut = (0..=MAX_LINE_CHARS).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
             text.truncate(cut);

@@ -9,6 +9,7 @@ use crate::bindings::types::{Asset, Vulnerability, VulnerabilityDefinition};
 use crate::events::{emit, Event, EventSink};
 use crate::limits::{thread_cpu_time, LimitExceeded};
 use crate::plugin_state::PluginState;
+use crate::redact::{plugin_name, Redactor};
 use crate::run::collect::{Message, RunOutput};
 
 /// The `output` capability of one session: where its records go, and the limit on them.
@@ -47,28 +48,67 @@ impl PluginState {
     }
 }
 
+/// Masks every string of the records a plugin emits: a plugin that got a secret
+/// back (an echo it decoded) cannot put it in a file, a summary or CVM. The host's
+/// work on them is not charged to the plugin's CPU time.
+fn mask_all<'a>(redactor: &Redactor, strings: impl Iterator<Item = &'a mut String>) {
+    strings.for_each(|s| redactor.redact_in_place(s));
+}
+
+fn asset_strings(a: &mut Asset) -> impl Iterator<Item = &mut String> {
+    let l = &mut a.locators;
+    [&mut l.external_id, &mut l.hostname, &mut l.fqdn, &mut l.netbios, &mut l.ip_address, &mut l.mac_address]
+        .into_iter()
+        .chain([&mut l.url, &mut l.application, &mut a.os, &mut a.os_version])
+        .flatten()
+        .chain(std::iter::once(&mut a.key))
+        .chain(a.tags.iter_mut())
+}
+
 impl Host for PluginState {
-    fn emit_assets(&mut self, assets: Vec<Asset>) -> wasmtime::Result<()> {
+    fn emit_assets(&mut self, mut assets: Vec<Asset>) -> wasmtime::Result<()> {
+        if !self.redactor.is_empty() {
+            assets.iter_mut().for_each(|a| mask_all(&self.redactor, asset_strings(a)));
+        }
         self.emit(assets.len(), Message::Assets(assets))
     }
 
-    fn emit_vulnerabilities(&mut self, vulnerabilities: Vec<Vulnerability>) -> wasmtime::Result<()> {
+    fn emit_vulnerabilities(&mut self, mut vulnerabilities: Vec<Vulnerability>) -> wasmtime::Result<()> {
+        if !self.redactor.is_empty() {
+            for v in &mut vulnerabilities {
+                let strings = [&mut v.asset_key, &mut v.identifier].into_iter().chain(v.details.as_mut());
+                mask_all(&self.redactor, strings);
+            }
+        }
         self.emit(vulnerabilities.len(), Message::Vulnerabilities(vulnerabilities))
     }
 
-    fn emit_definitions(&mut self, definitions: Vec<VulnerabilityDefinition>) -> wasmtime::Result<()> {
+    fn emit_definitions(&mut self, mut definitions: Vec<VulnerabilityDefinition>) -> wasmtime::Result<()> {
+        if !self.redactor.is_empty() {
+            for d in &mut definitions {
+                let strings = [&mut d.identifier, &mut d.name]
+                    .into_iter()
+                    .chain(d.cve_ids.iter_mut())
+                    .chain(d.description.as_mut())
+                    .chain(d.solution.as_mut());
+                mask_all(&self.redactor, strings);
+            }
+        }
         self.emit(definitions.len(), Message::Definitions(definitions))
     }
 
     fn count(&mut self, counter: String, delta: u64) -> wasmtime::Result<()> {
+        let counter = plugin_name(&self.redactor, &counter);
         self.emit(0, Message::Count(counter, delta))
     }
 
     fn skip(&mut self, reason: String, count: u64) -> wasmtime::Result<()> {
+        let reason = plugin_name(&self.redactor, &reason);
         self.emit(0, Message::Skip(reason, count))
     }
 
     fn progress(&mut self, stage: String, done: u64, total: Option<u64>) -> wasmtime::Result<()> {
+        let stage = plugin_name(&self.redactor, &stage);
         emit(self.output.events.as_ref(), Event::Progress { stage, done, total });
         Ok(())
     }

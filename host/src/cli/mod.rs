@@ -158,11 +158,14 @@ fn info(path: &std::path::Path, json: bool) -> Result<()> {
             .iter()
             .map(|f| {
                 serde_json::json!({"key": f.key, "label": f.label, "help": f.help, "kind": kind(&f.kind),
-                    "required": f.required, "default": f.default_value})
+                    "required": f.required, "default": f.default_value, "sent_to": f.sent_to})
             })
             .collect();
+        let egress: Vec<serde_json::Value> =
+            i.egress.iter().map(|e| serde_json::json!({"origin": e.origin, "purpose": e.purpose})).collect();
         let out = serde_json::json!({"id": i.id, "name": i.name, "version": i.version, "description": i.description,
-            "scanner_type": i.scanner_type, "contract": plugin.contract, "fields": fields});
+            "scanner_type": i.scanner_type, "contract": plugin.contract, "fields": fields, "egress": egress,
+            "independent_pages": i.independent_pages});
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
@@ -172,7 +175,7 @@ fn info(path: &std::path::Path, json: bool) -> Result<()> {
     println!(
         "Contract: vulnbridge:connector@{} (this host runs {})",
         plugin.contract,
-        connector_host::types::SUPPORTED_CONTRACTS
+        connector_host::types::supported_contracts()
     );
     println!("Fields:");
     for f in &i.fields {
@@ -180,6 +183,10 @@ fn info(path: &std::path::Path, json: bool) -> Result<()> {
         let default = f.default_value.as_deref().map(|d| format!(", default `{d}`")).unwrap_or_default();
         println!("  {:<20} {} ({}, {required}{default})", f.key, f.label, kind(&f.kind));
         println!("  {:<20} {}", "", f.help);
+    }
+    println!("Egress (nothing else is reachable; `[network]` may narrow or extend it):");
+    for line in connector_host::types::describe_egress(i) {
+        println!("  {line}");
     }
     Ok(())
 }
@@ -189,10 +196,14 @@ fn verify(common: &Common) -> Result<()> {
     let plugin = host.load(&common.plugin)?;
     let config = ConnectorConfig::load(&common.config)?;
     let options = SessionOptions { allow_insecure_loopback: common.allow_insecure_loopback, ..Default::default() };
-    let checks = connector_host::verify::verify(&host, &plugin, &config, options).context("verify failed")?;
+    let verified = connector_host::verify::verify(&host, &plugin, &config, options).context("verify failed")?;
     println!("Configuration works ({} {}):", plugin.info.id, plugin.info.version);
-    for check in checks {
+    for check in verified.checks {
         println!("  ok  {:<24} {}", check.name, check.detail);
+    }
+    println!("This instance may connect to (the plugin's egress, as configured and narrowed):");
+    for origin in verified.egress {
+        println!("  {origin}");
     }
     Ok(())
 }

@@ -42,6 +42,21 @@ fn locator_problem(asset: &Asset) -> Option<&'static str> {
     }
 }
 
+/// The most distinct counter names (and as many skip reasons) a run keeps; a
+/// plugin that makes up more has the rest added under [`OTHER_NAMES`].
+pub const MAX_NAMES: usize = 1_000;
+
+/// Where counts under names past [`MAX_NAMES`] go.
+pub const OTHER_NAMES: &str = "other (the plugin used more names than the host keeps)";
+
+/// Adds to a named count: saturating (a plugin cannot wrap it around), and within
+/// [`MAX_NAMES`] names.
+fn bump(counts: &mut BTreeMap<String, u64>, name: String, delta: u64) {
+    let name = if counts.len() >= MAX_NAMES && !counts.contains_key(&name) { OTHER_NAMES.to_owned() } else { name };
+    let count = counts.entry(name).or_default();
+    *count = count.saturating_add(delta);
+}
+
 /// An asset as the collector keeps it: where its encoding is, and what
 /// deduplication compares.
 #[derive(Debug)]
@@ -171,7 +186,7 @@ impl Collector {
     pub fn add_assets(&mut self, assets: Vec<Asset>) {
         for asset in assets {
             if let Some(problem) = locator_problem(&asset) {
-                *self.skipped.entry(problem.to_owned()).or_default() += 1;
+                bump(&mut self.skipped, problem.to_owned(), 1);
                 continue;
             }
             let id = self.asset_keys.intern(&asset.key) as usize;
@@ -180,7 +195,7 @@ impl Collector {
             }
             let newer = match &self.assets[id] {
                 Some(existing) => {
-                    *self.counters.entry(DUPLICATE_ASSETS.to_owned()).or_default() += 1;
+                    bump(&mut self.counters, DUPLICATE_ASSETS.to_owned(), 1);
                     match (&asset.last_seen, &existing.last_seen) {
                         (Some(new), Some(old)) => key(new) >= key(old),
                         (new, old) => new.is_some() || old.is_none(),
@@ -227,12 +242,12 @@ impl Collector {
 
     /// Adds to a counter of the plugin's.
     pub fn count(&mut self, counter: String, delta: u64) {
-        *self.counters.entry(counter).or_default() += delta;
+        bump(&mut self.counters, counter, delta);
     }
 
     /// Counts records skipped for a reason.
     pub fn skip(&mut self, reason: String, count: u64) {
-        *self.skipped.entry(reason).or_default() += count;
+        bump(&mut self.skipped, reason, count);
     }
 
     /// Joins everything collected; the result is read one asset at a time.

@@ -124,6 +124,7 @@ fn execute_quietly(
     let mut mapper =
         plugin.open_for_run(host, &resolved, SessionOptions { events: None, ..session }, output.clone())?;
     mapper.configure(&resolved)?;
+    let egress = fetcher.effective_egress();
     let pages = tracing::info_span!("stage", stage = "fetch").in_scope(|| fetch_and_map(&mut fetcher, &mut mapper))?;
     let (fetched, mapped) = (&fetcher.state().http.stats, &mapper.state().http.stats);
     let api_calls = fetched.calls.load(Ordering::Relaxed) + mapped.calls.load(Ordering::Relaxed);
@@ -179,6 +180,7 @@ fn execute_quietly(
         files_written: written.files,
         api_calls,
         throttled_responses: throttled,
+        egress,
         duration: started.elapsed(),
     })
 }

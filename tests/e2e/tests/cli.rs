@@ -60,7 +60,16 @@ fn info_describes_the_plugin_and_its_fields() {
     let secret = info["fields"].as_array().unwrap().iter().find(|f| f["key"] == "client_secret").unwrap();
     assert_eq!(secret["kind"], "secret");
     let text = run_cli(&["info", "--plugin", &plugin()], &[]);
-    assert!(text.stdout().contains("client_secret") && text.stdout().contains("Contract: vulnbridge:connector@0.2.0"));
+    assert!(text.stdout().contains("client_secret") && text.stdout().contains("Contract: vulnbridge:connector@0.3.0"));
+    // The operator sees where the plugin may connect, and where its secret may go.
+    assert_eq!(secret["sent_to"][1], "https://login.microsoftonline.com");
+    assert!(info["egress"].as_array().unwrap().iter().any(|e| e["origin"] == "https://*.blob.core.usgovcloudapi.net"));
+    assert_eq!(info["independent_pages"], true);
+    assert!(
+        text.stdout().contains("secret `client_secret` is sent only to: {login_host}, https://login.microsoftonline.com, https://login.microsoftonline.us"),
+        "{}",
+        text.stdout()
+    );
 }
 
 #[test]

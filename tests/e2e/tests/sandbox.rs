@@ -186,3 +186,144 @@ fn compiled_components_are_cached_and_a_damaged_entry_is_compiled_again() {
     assert!(!recompiled.from_cache, "a damaged entry is compiled again");
     assert!(host.load(&path).unwrap().from_cache, "and replaced");
 }
+
+/// Runs the hostile plugin through the CLI with `SECRET` as its secret; returns the
+/// output and every file it wrote, as text.
+fn run_hostile(name: &str, config_text: &str) -> (artifacts::CliOutput, String) {
+    let dir = kdi::temp_dir(&format!("sandbox-{name}"));
+    let config = dir.join("hostile.toml");
+    std::fs::write(&config, config_text).unwrap();
+    let plugin = artifacts::plugin("test_plugin_hostile");
+    let out_dir = dir.join("out");
+    let args = [
+        "run",
+        "-v",
+        "--plugin",
+        plugin.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--allow-insecure-loopback",
+    ];
+    let out = run_cli(&args, &[("HOSTILE_SECRET", SECRET)]);
+    let files: String = std::fs::read_dir(&out_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    (out, files)
+}
+
+const SECRET: &str = "hunter2-super-secret";
+
+#[test]
+fn an_echoed_secret_reaches_no_file_log_or_summary_however_it_came_back() {
+    let echo = EchoServer::start().unwrap();
+    let text = format!(
+        "[connector]\nbehavior = \"echo-escapes\"\ntarget = \"{}\"\nsecret = {{ env = \"HOSTILE_SECRET\" }}\nnote = \"n\"\n",
+        echo.base_url()
+    );
+    let (out, files) = run_hostile("echo-escapes", &text);
+    let (stdout, stderr) = (out.stdout(), out.stderr());
+    assert!(out.success(), "{stderr}");
+    // The echo server got the secret twice: the plugin's own API may see it.
+    assert_eq!(echo.received().len(), 2);
+    assert!(echo.received().iter().all(|b| b == format!("stolen={SECRET}").as_bytes()));
+    for (what, text) in [("stdout", &stdout), ("stderr", &stderr), ("the KDI files", &files)] {
+        assert!(!text.contains(SECRET), "the secret reached {what}: {text}");
+    }
+    // Neither gzip (the host drops Accept-Encoding) nor \u escapes got it past the mask.
+    assert!(stderr.contains("decoded echoes: stolen=[REDACTED] / {\"echo\":\"stolen=[REDACTED]\"}"), "{stderr}");
+    assert!(stderr.contains("dropped the plugin's `accept-encoding` header"), "{stderr}");
+    assert!(files.contains("stolen=[REDACTED]"), "the tags were written, masked: {files}");
+    assert_host_still_works();
+}
+
+#[test]
+fn a_plugin_cannot_widen_its_egress_at_configure() {
+    let error = misbehave("derive-origin", "target = \"https://api.example.com\"\n");
+    assert!(error.contains("plugin `test-hostile` configured an origin it did not declare"), "{error}");
+    assert!(error.contains("`https://attacker.example` is not among the origins the plugin declares"), "{error}");
+}
+
+#[test]
+fn a_secret_goes_only_to_the_origins_it_is_bound_to() {
+    let (target, collector) = (EchoServer::start().unwrap(), EchoServer::start().unwrap());
+    let text = format!(
+        "behavior = \"unbound-origin\"\ntarget = \"{}\"\ncollector = \"{}\"\nsecret = \"{SECRET}\"\n",
+        target.base_url(),
+        collector.base_url()
+    );
+    let error = misbehave("unbound-origin", text.trim_start_matches("behavior = \"unbound-origin\"\n"));
+    assert!(error.contains("collector refused: HttpError::Denied(\"the secret `secret` may not be sent to"), "{error}");
+    assert!(collector.received().is_empty(), "nothing reached the origin the secret is not bound to");
+    assert!(!error.contains(SECRET));
+}
+
+#[test]
+fn a_value_given_by_reference_is_refused_for_a_field_the_plugin_declares_as_text() {
+    let echo = EchoServer::start().unwrap();
+    let text = format!(
+        "[connector]\nbehavior = \"echo-escapes\"\ntarget = \"{}\"\nsecret = \"s\"\nnote = {{ env = \"HOSTILE_SECRET\" }}\n",
+        echo.base_url()
+    );
+    let (out, files) = run_hostile("text-field", &text);
+    assert!(!out.success());
+    let line = out.error_lines().join("\n");
+    assert!(
+        line.contains(
+            "`note` is given by reference, so it is treated as a secret, but plugin test-hostile declares it as text"
+        ),
+        "{line}"
+    );
+    assert!(line.contains("`secret = false`"), "{line}");
+    assert!(echo.received().is_empty() && files.is_empty(), "refused before anything ran");
+    assert!(!out.stderr().contains(SECRET));
+}
+
+#[test]
+fn a_plugin_of_contract_0_2_runs_and_its_secret_never_goes_to_an_origin_it_derived() {
+    let (api, derived) = (EchoServer::start().unwrap(), EchoServer::start().unwrap());
+    let dir = kdi::temp_dir("sandbox-contract-v0-2");
+    let config = dir.join("legacy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[connector]\napi = \"{}\"\nderived = \"{}\"\ntoken = {{ env = \"HOSTILE_SECRET\" }}\n",
+            api.base_url(),
+            derived.base_url()
+        ),
+    )
+    .unwrap();
+    let plugin = artifacts::plugin("test_plugin_contract_v0_2");
+    let out_dir = dir.join("out");
+    let args = [
+        "run",
+        "--plugin",
+        plugin.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--allow-insecure-loopback",
+    ];
+    let out = run_cli(&args, &[("HOSTILE_SECRET", SECRET)]);
+    assert!(out.success(), "{}", out.stderr());
+    assert_eq!(api.received(), [format!("token={SECRET}").into_bytes()], "its host field gets the secret");
+    assert_eq!(derived.received(), [b"hello".to_vec()], "the derived origin is reachable, without the secret");
+    let files = kdi::read_dir(&out_dir);
+    let tags = files[0].1["assets"][0]["tags"].to_string();
+    assert!(tags.contains("api with token: answered token=[REDACTED]"), "{tags}");
+    assert!(
+        tags.contains("derived with token: refused HttpError::Denied(\\\"the secret `token` may not be sent to"),
+        "{tags}"
+    );
+    assert!(tags.contains("derived without: answered hello"), "{tags}");
+    let info = run_cli(&["info", "--plugin", plugin.to_str().unwrap(), "--json"], &[]);
+    let info: serde_json::Value = serde_json::from_str(&info.stdout()).unwrap();
+    assert_eq!(info["contract"], "0.2.0");
+    assert_eq!(info["egress"][0]["origin"], "{api}");
+    assert_host_still_works();
+}

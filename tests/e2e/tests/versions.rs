@@ -1,14 +1,14 @@
 //! The contract's version policy: the host runs the contract versions it states and
 //! refuses others before instantiating, naming both versions and what to do.
 //!
-//! `test_plugin_contract_v0_1` is a working plugin built against the previous
-//! contract (`wit/previous/v0.1.0`); 0.2.0 changed the `locators` record, a breaking
-//! change under 0.x semantic versions, so it must be refused with a rebuild hint.
+//! `test_plugin_contract_v0_1` is a working plugin built against an old contract
+//! (`wit/previous/v0.1.0`) no binding of this host runs, so it must be refused with
+//! a rebuild hint. (A 0.2 plugin runs through its adapter: see `sandbox.rs`.)
 //! `test_plugin_wrong_version` claims a future 9.0.0.
 
 use connector_e2e::artifacts::{self, run_cli};
 use connector_host::engine::PluginHost;
-use connector_host::types::{CONTRACT_VERSION, SUPPORTED_CONTRACTS};
+use connector_host::types::{supported_contracts, CONTRACT_VERSION};
 
 fn load_error(plugin: &str) -> String {
     let host = PluginHost::new().unwrap().with_cache_dir(None);
@@ -19,7 +19,7 @@ fn load_error(plugin: &str) -> String {
 fn a_plugin_of_the_previous_contract_is_refused_with_a_rebuild_hint() {
     let error = load_error("test_plugin_contract_v0_1");
     assert!(
-        error.contains(&format!("implements connector contract 0.1.0, but this host runs {SUPPORTED_CONTRACTS}")),
+        error.contains(&format!("implements connector contract 0.1.0, but this host runs {}", supported_contracts())),
         "{error}"
     );
     assert!(error.contains("rebuild the plugin against the connector SDK"), "{error}");

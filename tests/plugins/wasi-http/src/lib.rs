@@ -20,6 +20,8 @@ impl Guest for Sneaky {
             description: String::new(),
             scanner_type: "Test".into(),
             fields: Vec::new(),
+            egress: Vec::new(),
+            independent_pages: false,
         }
     }
     fn configure(_: Vec<Setting>) -> Result<Vec<String>, Vec<FieldError>> {
