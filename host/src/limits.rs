@@ -25,7 +25,12 @@ pub struct SandboxLimits {
     pub response_bytes: u64,
     /// Records (assets, vulnerabilities, definitions) one instance may emit.
     pub output_records: u64,
+    /// Log lines one instance may write.
     pub log_lines: u64,
+    /// Wall-clock time a whole run may take (`connector-host run`, a library run).
+    pub run_time: Duration,
+    /// Wall-clock time `verify` may take.
+    pub verify_time: Duration,
 }
 
 impl Default for SandboxLimits {
@@ -37,13 +42,16 @@ impl Default for SandboxLimits {
             response_bytes: 512 << 20,
             output_records: 200_000_000,
             log_lines: 10_000,
+            run_time: Duration::from_secs(6 * 3600),
+            verify_time: Duration::from_secs(300),
         }
     }
 }
 
 impl SandboxLimits {
     /// Reads a `[limits]` table (values as text): `memory_mb`, `cpu_seconds`,
-    /// `http_timeout_seconds`, `response_mb`, `output_records`, `log_lines`.
+    /// `http_timeout_seconds`, `response_mb`, `output_records`, `log_lines`,
+    /// `run_minutes`, `verify_seconds`.
     pub fn from_values(values: &std::collections::BTreeMap<String, String>) -> anyhow::Result<SandboxLimits> {
         let mut limits = SandboxLimits::default();
         let mut problems = Vec::new();
@@ -63,8 +71,10 @@ impl SandboxLimits {
                 "response_mb" => limits.response_bytes = n.saturating_mul(1 << 20),
                 "output_records" => limits.output_records = n,
                 "log_lines" => limits.log_lines = n,
+                "run_seconds" => limits.run_time = Duration::from_secs(n),
+                "verify_seconds" => limits.verify_time = Duration::from_secs(n),
                 other => problems.push(format!(
-                    "`{other}` is not a limit (limits: memory_mb, cpu_seconds, http_timeout_seconds, response_mb, output_records, log_lines)"
+                    "`{other}` is not a limit (limits: memory_mb, cpu_seconds, http_timeout_seconds, response_mb, output_records, log_lines, run_seconds, verify_seconds)"
                 )),
             }
         }

@@ -61,15 +61,16 @@ impl OperatorGrants {
 }
 
 /// Whether an address may be reached: public addresses always; loopback with
-/// `allow_loopback`; private, link-local, shared, unspecified and the like only with
-/// `allow_private`.
+/// `allow_loopback`; private, link-local, shared, unspecified and every other
+/// address that is not global only with `allow_private`. An IPv6 address that
+/// carries an IPv4 one (mapped, IPv4-compatible, NAT64, 6to4) is judged by it.
 pub fn address_allowed(ip: IpAddr, allow_loopback: bool, allow_private: bool) -> bool {
     if ip.is_loopback() {
         return allow_loopback || allow_private;
     }
     let non_public = match ip {
         IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
+            let [a, b, c, _] = v4.octets();
             v4.is_private()
                 || v4.is_link_local()
                 || v4.is_unspecified()
@@ -78,21 +79,43 @@ pub fn address_allowed(ip: IpAddr, allow_loopback: bool, allow_private: bool) ->
                 || v4.is_documentation()
                 || a == 0
                 || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
+                || (a == 192 && b == 0 && c == 0) // IETF protocol assignments, 192.0.0.0/24
                 || (a == 198 && (18..20).contains(&b)) // benchmarking
                 || a >= 240
         }
         IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if let Some(v4) = embedded_ipv4(v6) {
                 return address_allowed(IpAddr::V4(v4), allow_loopback, allow_private);
             }
+            let first = v6.segments()[0];
             v6.is_unspecified()
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00 // unique local
                 || (first & 0xffc0) == 0xfe80 // link-local
+                || (first & 0xffc0) == 0xfec0 // site-local (deprecated, still routed inside)
+                || first == 0x2001 && v6.segments()[1] == 0x0db8 // documentation
+                || (first & 0xe000) != 0x2000 // outside global unicast 2000::/3
         }
     };
     !non_public || allow_private
+}
+
+/// The IPv4 address an IPv6 one carries, if it carries one: IPv4-mapped
+/// (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`), NAT64 (`64:ff9b::/96`,
+/// `64:ff9b:1::/48`) and 6to4 (`2002::/16`).
+fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let s = v6.segments();
+    let from = |hi: u16, lo: u16| std::net::Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    match s {
+        [0, 0, 0, 0, 0, 0, hi, lo] if hi != 0 => Some(from(hi, lo)), // IPv4-compatible
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(from(hi, lo)),    // NAT64, well-known prefix
+        [0x64, 0xff9b, 1, ..] => Some(from(s[6], s[7])),             // NAT64, local-use prefix
+        [0x2002, hi, lo, ..] => Some(from(hi, lo)),                  // 6to4
+        _ => None,
+    }
 }
 
 /// A host name that resolves only to addresses the policy refuses.
@@ -103,14 +126,22 @@ pub struct NonPublicAddress {
 }
 
 impl fmt::Display for NonPublicAddress {
+    /// What the plugin is told: that the name is not public, not what it resolved
+    /// to (internal addresses are the operator's to see: [`NonPublicAddress::detail`]).
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        let list: Vec<String> = self.addresses.iter().map(ToString::to_string).collect();
         write!(
             f,
-            "{} resolves only to non-public addresses ({}); set `allow_private_ips = true` in the [network] table to allow them",
-            self.host,
-            list.join(", ")
+            "{} resolves only to non-public addresses; set `allow_private_ips = true` in the [network] table to allow them",
+            self.host
         )
+    }
+}
+
+impl NonPublicAddress {
+    /// The refusal with the addresses the name resolved to, for the host's log.
+    pub fn detail(&self) -> String {
+        let list: Vec<String> = self.addresses.iter().map(ToString::to_string).collect();
+        format!("{self} (it resolved to {})", list.join(", "))
     }
 }
 
@@ -398,6 +429,27 @@ mod tests {
         );
         assert!(NetworkPolicy::from_host_fields([("host", "ftp://h")], false).is_err());
         assert!(NetworkPolicy::from_host_fields([("host", "https://u:p@h")], false).is_err());
+    }
+
+    #[test]
+    fn addresses_that_carry_a_non_public_ipv4_or_are_not_global_are_refused() {
+        let refused = |text: &str| !address_allowed(text.parse().unwrap(), false, false);
+        for address in [
+            "64:ff9b::a00:1",       // NAT64 of 10.0.0.1
+            "64:ff9b:1::a9fe:a9fe", // local-use NAT64 of 169.254.169.254
+            "::10.0.0.1",           // IPv4-compatible
+            "2002:a00:1::1",        // 6to4 of 10.0.0.1
+            "fec0::1",              // site-local
+            "192.0.0.8",            // IETF assignments
+            "2001:db8::1",          // documentation
+            "100::1",               // discard-only, outside 2000::/3
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(refused(address), "{address} must be refused");
+        }
+        for address in ["64:ff9b::808:808", "2002:808:808::1", "2606:4700::1111", "8.8.8.8"] {
+            assert!(!refused(address), "{address} is public");
+        }
     }
 
     #[test]

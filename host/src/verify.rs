@@ -30,6 +30,7 @@ pub fn verify(
     // A bad [cvm] table is reported before anything is sent.
     let cvm = config.cvm.as_ref().map(|v| CvmConfig::from_values(v, session.allow_insecure_loopback)).transpose()?;
     let resolved = config.resolve(&plugin.info).context("invalid configuration")?;
+    let session = SessionOptions { time_limit: session.time_limit.or(Some(resolved.limits.verify_time)), ..session };
     let mut instance = plugin.open(host, &resolved, session)?;
     instance.configure(&resolved)?;
     let egress = instance.effective_egress();

@@ -202,7 +202,8 @@ impl HttpCapability {
         let text = self.redactor.redact(&error_chain(&e));
         if let Some(refused) = find_cause::<NonPublicAddress>(&e) {
             self.stats.denied.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(plugin = %self.plugin_id, "denied a request: {refused}");
+            // The addresses go to the host's log; the plugin hears only "not public".
+            tracing::warn!(plugin = %self.plugin_id, "denied a request: {}", refused.detail());
             return HttpError::Denied(refused.to_string());
         }
         if e.is_timeout() {

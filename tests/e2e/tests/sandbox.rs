@@ -327,3 +327,11 @@ fn a_plugin_of_contract_0_2_runs_and_its_secret_never_goes_to_an_origin_it_deriv
     assert_eq!(info["egress"][0]["origin"], "{api}");
     assert_host_still_works();
 }
+
+#[test]
+fn a_run_has_a_wall_clock_limit_outside_a_platform_too() {
+    let started = Instant::now();
+    let error = misbehave("loop", "[limits]\ncpu_seconds = 600\nrun_seconds = 2\n");
+    assert!(error.contains("plugin `test-hostile` exceeded its run time limit of 2 s"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
