@@ -194,7 +194,7 @@ impl Plugin {
 
     /// A fresh, sandboxed instance for one verify or run.
     pub fn open(&self, host: &PluginHost, config: &ResolvedConfig, options: SessionOptions) -> Result<Session> {
-        self.open_for_run(host, config, options, RunOutput::default())
+        self.open_for_run(host, config, options, RunOutput::new(config.limits.temp_disk_bytes))
     }
 
     /// A fresh instance whose records go to `output`, shared by the run's sessions.
@@ -219,7 +219,7 @@ impl Plugin {
             &limits,
             http,
             LogCapability::new(id.clone(), redactor.clone(), limits.log_lines),
-            OutputCapability::new(options.events, limits.output_records, output),
+            OutputCapability::new(options.events, &limits, output),
             redactor,
         );
         let deadline = options.time_limit.map(|limit| (Instant::now() + limit, limit));

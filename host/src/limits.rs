@@ -25,6 +25,10 @@ pub struct SandboxLimits {
     pub response_bytes: u64,
     /// Records (assets, vulnerabilities, definitions) one instance may emit.
     pub output_records: u64,
+    /// Bytes of text in the records a run's instances may emit together.
+    pub output_bytes: u64,
+    /// Bytes a run may keep of its records, in memory and in temporary files.
+    pub temp_disk_bytes: u64,
     /// Log lines one instance may write.
     pub log_lines: u64,
     /// Wall-clock time a whole run may take (`connector-host run`, a library run).
@@ -41,6 +45,8 @@ impl Default for SandboxLimits {
             http_timeout: Duration::from_secs(900),
             response_bytes: 512 << 20,
             output_records: 200_000_000,
+            output_bytes: 64 << 30,
+            temp_disk_bytes: 64 << 30,
             log_lines: 10_000,
             run_time: Duration::from_secs(6 * 3600),
             verify_time: Duration::from_secs(300),
@@ -50,7 +56,8 @@ impl Default for SandboxLimits {
 
 impl SandboxLimits {
     /// Reads a `[limits]` table (values as text): `memory_mb`, `cpu_seconds`,
-    /// `http_timeout_seconds`, `response_mb`, `output_records`, `log_lines`,
+    /// `http_timeout_seconds`, `response_mb`, `output_records`, `output_mb`,
+    /// `temp_disk_mb`, `log_lines`,
     /// `run_minutes`, `verify_seconds`.
     pub fn from_values(values: &std::collections::BTreeMap<String, String>) -> anyhow::Result<SandboxLimits> {
         let mut limits = SandboxLimits::default();
@@ -70,11 +77,13 @@ impl SandboxLimits {
                 "http_timeout_seconds" => limits.http_timeout = Duration::from_secs(n),
                 "response_mb" => limits.response_bytes = n.saturating_mul(1 << 20),
                 "output_records" => limits.output_records = n,
+                "output_mb" => limits.output_bytes = n.saturating_mul(1 << 20),
+                "temp_disk_mb" => limits.temp_disk_bytes = n.saturating_mul(1 << 20),
                 "log_lines" => limits.log_lines = n,
                 "run_seconds" => limits.run_time = Duration::from_secs(n),
                 "verify_seconds" => limits.verify_time = Duration::from_secs(n),
                 other => problems.push(format!(
-                    "`{other}` is not a limit (limits: memory_mb, cpu_seconds, http_timeout_seconds, response_mb, output_records, log_lines, run_seconds, verify_seconds)"
+                    "`{other}` is not a limit (limits: memory_mb, cpu_seconds, http_timeout_seconds, response_mb, output_records, output_mb, temp_disk_mb, log_lines, run_seconds, verify_seconds)"
                 )),
             }
         }
@@ -154,31 +163,94 @@ impl CpuMeter {
     }
 }
 
-/// Refuses memory growth beyond the limit, with a trap that says so.
+/// Refuses growth beyond the limit, with a trap that says so. The limit is on every
+/// linear memory and table of the plugin together: a component may hold many core
+/// instances, each with memories of its own (and multi-memory on top), so each one
+/// alone under the limit would prove nothing. Table elements count as
+/// [`TABLE_ELEMENT_BYTES`] each.
 #[derive(Debug)]
 pub struct MemoryLimiter {
+    /// The most bytes of memories and tables together.
     pub max_bytes: usize,
+    /// What the plugin's memories and tables take now.
+    pub used_bytes: usize,
+    /// The first growth refused.
     pub breach: Option<LimitExceeded>,
 }
 
-impl wasmtime::ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.max_bytes {
+/// What one table element is counted as: a function reference and its metadata.
+pub const TABLE_ELEMENT_BYTES: usize = 16;
+/// The most linear memories a plugin may have (a Rust component has one or two).
+pub const MAX_MEMORIES: usize = 8;
+/// The most tables a plugin may have.
+pub const MAX_TABLES: usize = 64;
+
+impl MemoryLimiter {
+    /// A limiter of `max_bytes`, nothing used yet.
+    pub fn new(max_bytes: usize) -> Self {
+        MemoryLimiter { max_bytes, used_bytes: 0, breach: None }
+    }
+
+    /// Grows the total from `current` to `desired` bytes of one memory or table, or
+    /// refuses with the breach.
+    fn grow(&mut self, what: &str, current: usize, desired: usize) -> wasmtime::Result<bool> {
+        let total = self.used_bytes.saturating_sub(current).saturating_add(desired);
+        if total > self.max_bytes {
             let breach = LimitExceeded {
                 limit: format!("memory limit of {}", mib(self.max_bytes as u64)),
-                detail: format!("tried to grow its memory to {}", mib(desired as u64)),
+                detail: format!("tried to grow its {what} to {} in all", mib(total as u64)),
             };
             self.breach = Some(breach.clone());
             return Err(wasmtime::Error::msg(breach.to_string()));
         }
+        self.used_bytes = total;
         Ok(true)
     }
+}
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.grow("memory", current, desired)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let bytes = |elements: usize| elements.saturating_mul(TABLE_ELEMENT_BYTES);
+        self.grow("tables", bytes(current), bytes(desired))
     }
 
     fn instances(&self) -> usize {
         32
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter;
+
+    #[test]
+    fn every_memory_and_table_counts_against_one_limit() {
+        let mut limiter = MemoryLimiter::new(100 << 20);
+        // Two memories of 40 MiB each fit; a third does not, though it alone would.
+        assert!(limiter.memory_growing(0, 40 << 20, None).unwrap());
+        assert!(limiter.memory_growing(0, 40 << 20, None).unwrap());
+        let refused = limiter.memory_growing(0, 40 << 20, None).unwrap_err().to_string();
+        assert!(refused.contains("tried to grow its memory to 120 MiB in all"), "{refused}");
+        // Growing one memory counts only the growth.
+        let mut limiter = MemoryLimiter::new(100 << 20);
+        assert!(limiter.memory_growing(0, 10 << 20, None).unwrap());
+        assert!(limiter.memory_growing(10 << 20, 90 << 20, None).unwrap());
+        assert_eq!(limiter.used_bytes, 90 << 20);
+        // Table elements count too.
+        assert!(limiter.table_growing(0, 1 << 20, None).unwrap_err().to_string().contains("tables"));
+        assert_eq!((limiter.memories(), limiter.tables()), (MAX_MEMORIES, MAX_TABLES));
     }
 }

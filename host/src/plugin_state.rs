@@ -48,7 +48,7 @@ impl PluginState {
         PluginState {
             wasi,
             table: ResourceTable::new(),
-            memory: MemoryLimiter { max_bytes: limits.memory_bytes, breach: None },
+            memory: MemoryLimiter::new(limits.memory_bytes),
             cpu: CpuMeter::new(limits.cpu_per_call),
             breach: None,
             deadline: None,

@@ -7,7 +7,7 @@
 use crate::bindings::output::Host;
 use crate::bindings::types::{Asset, Vulnerability, VulnerabilityDefinition};
 use crate::events::{emit, Event, EventSink};
-use crate::limits::{thread_cpu_time, LimitExceeded};
+use crate::limits::{thread_cpu_time, LimitExceeded, SandboxLimits};
 use crate::plugin_state::PluginState;
 use crate::redact::{plugin_name, Redactor};
 use crate::run::collect::{Message, RunOutput};
@@ -19,11 +19,13 @@ pub struct OutputCapability {
     events: Option<EventSink>,
     /// The most records the run may emit.
     max_records: u64,
+    /// The most bytes of text the run may emit.
+    max_bytes: u64,
 }
 
 impl OutputCapability {
-    pub(crate) fn new(events: Option<EventSink>, max_records: u64, output: RunOutput) -> Self {
-        OutputCapability { output, events, max_records }
+    pub(crate) fn new(events: Option<EventSink>, limits: &SandboxLimits, output: RunOutput) -> Self {
+        OutputCapability { output, events, max_records: limits.output_records, max_bytes: limits.output_bytes }
     }
 }
 
@@ -33,7 +35,14 @@ impl PluginState {
     fn emit(&mut self, count: usize, message: Message) -> wasmtime::Result<()> {
         let started = thread_cpu_time();
         let run = self.output.output.clone();
-        let emitted = run.count_emitted(count as u64);
+        let (emitted, bytes) = run.count_emitted(count as u64, message.text_bytes());
+        if bytes > self.output.max_bytes {
+            let breach = LimitExceeded {
+                limit: format!("output limit of {}", crate::limits::mib(self.output.max_bytes)),
+                detail: format!("emitted {} of text", crate::limits::mib(bytes)),
+            };
+            return Err(self.exceed(breach));
+        }
         if emitted > self.output.max_records {
             let breach = LimitExceeded {
                 limit: format!("output limit of {} records", self.output.max_records),

@@ -78,6 +78,10 @@ pub(crate) struct RunOutput(Arc<Mutex<Shared>>);
 struct Shared {
     /// Records emitted so far, counted against the run's limit.
     emitted: u64,
+    /// Bytes of text emitted so far, counted against the run's limit.
+    emitted_bytes: u64,
+    /// What the collector may keep ([`Collector::with_limit`]); 0: no limit.
+    temp_disk_bytes: u64,
     /// The collector thread, started by the first record.
     worker: Option<Worker>,
 }
@@ -87,12 +91,45 @@ struct Worker {
     thread: JoinHandle<Collector>,
 }
 
+/// What a plugin emitted, on its way to the collector.
 pub(crate) enum Message {
     Assets(Vec<Asset>),
     Vulnerabilities(Vec<Vulnerability>),
     Definitions(Vec<VulnerabilityDefinition>),
     Count(String, u64),
     Skip(String, u64),
+}
+
+impl Message {
+    /// About how many bytes of text the message carries (for the output limit).
+    pub(crate) fn text_bytes(&self) -> u64 {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        let bytes: usize = match self {
+            Message::Assets(assets) => assets
+                .iter()
+                .map(|a| {
+                    let l = &a.locators;
+                    a.key.len()
+                        + [&l.external_id, &l.hostname, &l.fqdn, &l.netbios, &l.ip_address, &l.mac_address, &l.url]
+                            .into_iter()
+                            .map(opt)
+                            .sum::<usize>()
+                        + opt(&l.application)
+                        + opt(&a.os)
+                        + opt(&a.os_version)
+                        + a.tags.iter().map(String::len).sum::<usize>()
+                })
+                .sum(),
+            Message::Vulnerabilities(v) => {
+                v.iter().map(|v| v.asset_key.len() + v.identifier.len() + opt(&v.details)).sum()
+            }
+            Message::Definitions(d) => {
+                d.iter().map(|d| d.identifier.len() + d.name.len() + opt(&d.description) + opt(&d.solution)).sum()
+            }
+            Message::Count(name, _) | Message::Skip(name, _) => name.len(),
+        };
+        bytes as u64
+    }
 }
 
 /// Batches waiting for the collector thread (each up to the SDK's 5,000 records).
@@ -105,19 +142,29 @@ impl RunOutput {
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Adds `count` records to those the run emitted; returns the new total.
-    pub(crate) fn count_emitted(&self, count: u64) -> u64 {
+    /// A run's output whose records may take at most `temp_disk_bytes` to keep.
+    pub(crate) fn new(temp_disk_bytes: u64) -> Self {
+        let output = RunOutput::default();
+        output.lock().temp_disk_bytes = temp_disk_bytes;
+        output
+    }
+
+    /// Adds `count` records of `bytes` of text to those the run emitted; returns the
+    /// new totals.
+    pub(crate) fn count_emitted(&self, count: u64, bytes: u64) -> (u64, u64) {
         let mut shared = self.lock();
-        shared.emitted += count;
-        shared.emitted
+        shared.emitted = shared.emitted.saturating_add(count);
+        shared.emitted_bytes = shared.emitted_bytes.saturating_add(bytes);
+        (shared.emitted, shared.emitted_bytes)
     }
 
     pub(crate) fn send(&self, message: Message) -> std::io::Result<()> {
         let mut shared = self.lock();
         if shared.worker.is_none() {
             let (messages, received) = sync_channel::<Message>(BATCHES_IN_FLIGHT);
+            let temp_disk_bytes = shared.temp_disk_bytes;
             let thread = std::thread::Builder::new().name("collector".into()).spawn(move || {
-                let mut collector = Collector::default();
+                let mut collector = Collector::default().with_limit(temp_disk_bytes);
                 for message in received {
                     match message {
                         Message::Assets(assets) => collector.add_assets(assets),
@@ -168,6 +215,9 @@ pub struct Collector {
     skipped: BTreeMap<String, u64>,
     /// The first failure to keep vulnerabilities on disk, reported by `finish`.
     failure: Option<String>,
+    /// Bytes of records kept so far, and the most that may be (0: no limit).
+    kept_bytes: u64,
+    limit_bytes: u64,
 }
 
 impl Collector {
@@ -178,6 +228,24 @@ impl Collector {
             vulnerabilities: Sorter::with_budget(bytes),
             asset_log: ByteLog::with_budget(bytes),
             ..Collector::default()
+        }
+    }
+
+    /// A collector that keeps at most `bytes` of records (its temporary disk and
+    /// memory together); past it, the run fails with the limit named. 0: no limit.
+    pub fn with_limit(mut self, bytes: u64) -> Self {
+        self.limit_bytes = bytes;
+        self
+    }
+
+    /// Counts bytes kept, and fails the run past the limit.
+    fn keep(&mut self, bytes: usize) {
+        self.kept_bytes = self.kept_bytes.saturating_add(bytes as u64);
+        if self.limit_bytes > 0 && self.kept_bytes > self.limit_bytes && self.failure.is_none() {
+            self.failure = Some(format!(
+                "the run's records need more than its temporary disk limit of {} ([limits] temp_disk_mb)",
+                crate::limits::mib(self.limit_bytes)
+            ));
         }
     }
 
@@ -204,7 +272,9 @@ impl Collector {
                 None => true,
             };
             if newer && self.failure.is_none() {
-                match self.asset_log.append(&asset_codec::encode(&asset)) {
+                let encoded = asset_codec::encode(&asset);
+                self.keep(encoded.len());
+                match self.asset_log.append(&encoded) {
                     Ok(span) => self.assets[id] = Some(StoredAsset { last_seen: asset.last_seen, span }),
                     Err(e) => self.failure = Some(format!("{e:#}")),
                 }
@@ -218,6 +288,8 @@ impl Collector {
             if self.failure.is_some() {
                 return;
             }
+            // A report's fixed part (ids, score, times) and its details text.
+            self.keep(40 + v.details.as_ref().map_or(0, String::len));
             let report = Report {
                 asset: self.asset_keys.intern(&v.asset_key),
                 identifier: self.identifiers.intern(&v.identifier),

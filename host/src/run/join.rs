@@ -368,6 +368,31 @@ mod tests {
     }
 
     #[test]
+    fn a_run_that_keeps_more_than_its_temporary_disk_limit_fails_naming_it() {
+        let mut c = Collector::default().with_limit(10_000);
+        for i in 0..200 {
+            c.add_assets(vec![asset(&format!("device-{i:04}"))]);
+            c.add_vulnerabilities(vec![vuln(&format!("device-{i:04}"), "CVE-1", 5, 1, 2, &"d".repeat(100))]);
+        }
+        let error = c.finish().err().expect("over the limit").to_string();
+        assert!(error.contains("more than its temporary disk limit of 0 MiB ([limits] temp_disk_mb)"), "{error}");
+    }
+
+    #[test]
+    fn counters_saturate_and_their_names_are_bounded_in_number() {
+        let mut c = Collector::default();
+        c.count("rows".into(), u64::MAX - 1);
+        c.count("rows".into(), 5);
+        for i in 0..1_500 {
+            c.skip(format!("reason {i}"), 1);
+        }
+        let j = c.finish().unwrap().collect().unwrap();
+        assert_eq!(j.counters["rows"], u64::MAX, "saturates instead of wrapping around");
+        assert_eq!(j.skipped.len(), crate::run::collect::MAX_NAMES + 1);
+        assert_eq!(j.skipped[crate::run::collect::OTHER_NAMES], 500);
+    }
+
+    #[test]
     fn same_identifier_on_one_asset_merges() {
         let mut c = Collector::default();
         c.add_assets(vec![asset("d1")]);

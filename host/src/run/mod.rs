@@ -121,7 +121,7 @@ fn execute_quietly(
         (None, Some(cvm)) => crate::cvm::config::reset_tags(cvm).context("invalid configuration")?,
         (None, None) => false,
     };
-    let output = RunOutput::default();
+    let output = RunOutput::new(resolved.limits.temp_disk_bytes);
     let mut fetcher = plugin.open_for_run(host, &resolved, session.clone(), output.clone())?;
     fetcher.configure(&resolved)?;
     let mut mapper =

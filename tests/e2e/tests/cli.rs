@@ -294,3 +294,31 @@ fn a_government_tenant_that_refuses_the_default_scope_is_told_which_one_works() 
         .stdout()
         .contains(&format!("GCC High cloud (configured), scope {accepted}")));
 }
+
+#[test]
+fn proxies_from_the_environment_are_not_used() {
+    // A proxy would resolve names itself, past the host's address checks.
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    proxy.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", proxy.local_addr().unwrap());
+    let sim = sim();
+    let out = kdi::temp_dir("cli-proxy");
+    let (plugin, config) = (plugin(), write_config("proxy", &sim.config_toml()));
+    let env = [("HTTPS_PROXY", url.as_str()), ("HTTP_PROXY", url.as_str()), ("ALL_PROXY", url.as_str())];
+    let result = run_cli(
+        &[
+            "run",
+            "--plugin",
+            &plugin,
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--allow-insecure-loopback",
+        ],
+        &env,
+    );
+    assert!(result.success(), "{}", result.stderr());
+    assert!(proxy.accept().is_err(), "no connection reached the proxy");
+    assert!(!sim.calls().is_empty(), "the requests went to the tenant directly");
+}

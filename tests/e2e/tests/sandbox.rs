@@ -335,3 +335,9 @@ fn a_run_has_a_wall_clock_limit_outside_a_platform_too() {
     assert!(error.contains("plugin `test-hostile` exceeded its run time limit of 2 s"), "{error}");
     assert!(started.elapsed() < Duration::from_secs(60));
 }
+
+#[test]
+fn the_text_a_run_emits_is_capped_too() {
+    let error = misbehave("flood", "[limits]\noutput_mb = 1\n");
+    assert!(error.contains("plugin `test-hostile` exceeded its output limit of 1 MiB"), "{error}");
+}
