@@ -27,6 +27,9 @@ pub struct OperatorGrants {
     pub only: Vec<String>,
     /// Allow private, link-local and other non-public addresses.
     pub allow_private_ips: bool,
+    /// An HTTP(S) proxy every plugin request goes through, when the operator's
+    /// network needs one (environment proxies are never used).
+    pub proxy: Option<String>,
 }
 
 impl OperatorGrants {
@@ -53,7 +56,15 @@ impl OperatorGrants {
                 }
                 ("allow_private_ips", toml::Value::Boolean(b)) => grants.allow_private_ips = *b,
                 ("allow_private_ips", _) => bail!("[network] allow_private_ips must be true or false"),
-                (other, _) => bail!("[network] has no key `{other}` (keys: allow, only, allow_private_ips)"),
+                ("proxy", toml::Value::String(url)) => {
+                    let parsed = Url::parse(url).with_context(|| format!("[network] proxy `{url}` is not a URL"))?;
+                    if !["http", "https"].contains(&parsed.scheme()) || parsed.host_str().is_none() {
+                        bail!("[network] proxy must be an http:// or https:// URL with a host, such as \"http://proxy.corp.example:3128\"");
+                    }
+                    grants.proxy = Some(url.clone());
+                }
+                ("proxy", _) => bail!("[network] proxy must be a URL, such as \"http://proxy.corp.example:3128\""),
+                (other, _) => bail!("[network] has no key `{other}` (keys: allow, only, allow_private_ips, proxy)"),
             }
         }
         Ok(grants)
@@ -255,6 +266,7 @@ pub struct NetworkPolicy {
     only: Vec<Origin>,
     allow_insecure_loopback: bool,
     allow_private_ips: bool,
+    proxy: Option<String>,
 }
 
 impl NetworkPolicy {
@@ -348,7 +360,13 @@ impl NetworkPolicy {
             self.only.push(Origin::parse_config_value(value).with_context(|| format!("[network] only `{value}`"))?);
         }
         self.allow_private_ips = grants.allow_private_ips;
+        self.proxy = grants.proxy.clone();
         Ok(())
+    }
+
+    /// The operator's proxy, if the `[network]` table names one.
+    pub fn proxy(&self) -> Option<&str> {
+        self.proxy.as_deref()
     }
 
     /// The resolver that enforces this policy's address rules after DNS.
@@ -499,6 +517,12 @@ mod tests {
         assert!(bad("allow = \"https://h\"").contains("must be a list"));
         assert!(bad("allow = [3]").contains("allow[0] must be a string"));
         assert!(bad("deny = []").contains("no key `deny`"));
+        assert!(bad("proxy = \"socks5://p:1080\"").contains("must be an http:// or https:// URL"));
+        let grants =
+            OperatorGrants::from_table(&"proxy = \"http://proxy.corp.example:3128\"".parse().unwrap()).unwrap();
+        let mut policy = NetworkPolicy::default();
+        policy.apply(&grants).unwrap();
+        assert_eq!(policy.proxy(), Some("http://proxy.corp.example:3128"));
     }
 
     #[test]

@@ -60,11 +60,17 @@ pub struct HttpCapability {
 /// the plugin makes, checked again), and DNS answers go through the policy's
 /// address rules.
 fn client(policy: &NetworkPolicy) -> anyhow::Result<reqwest::blocking::Client> {
-    Ok(reqwest::blocking::Client::builder()
+    let builder = reqwest::blocking::Client::builder();
+    // No proxy from the environment (HTTPS_PROXY, ALL_PROXY): a proxy resolves names
+    // itself, past the address checks after DNS. Only the operator's explicit
+    // `[network] proxy` is used (origins are still checked; addresses then are the
+    // proxy's to check).
+    let builder = match policy.proxy() {
+        Some(proxy) => builder.proxy(reqwest::Proxy::all(proxy)?),
+        None => builder.no_proxy(),
+    };
+    Ok(builder
         .redirect(reqwest::redirect::Policy::none())
-        // No proxy from the environment (HTTPS_PROXY, ALL_PROXY): a proxy would
-        // resolve names itself, past the address checks after DNS.
-        .no_proxy()
         .connect_timeout(Duration::from_secs(20))
         .dns_resolver(Arc::new(policy.resolver()))
         .user_agent(concat!("connector-host/", env!("CARGO_PKG_VERSION")))
