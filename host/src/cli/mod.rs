@@ -86,6 +86,11 @@ struct RunArgs {
     /// Largest KDI file in bytes (an asset is never split, so one asset may exceed it).
     #[arg(long, default_value_t = connector_host::run::DEFAULT_MAX_FILE_BYTES)]
     max_file_bytes: usize,
+    /// Instances that map pages at once, for a plugin whose pages map independently
+    /// (default: one per core, at most 4). A plugin that does not declare that maps
+    /// on one instance, in order.
+    #[arg(long)]
+    mapping_instances: Option<usize>,
     /// After a complete fetch, upload the files to CVM ([cvm] table) and run the connector.
     #[arg(long)]
     upload: bool,
@@ -230,8 +235,12 @@ fn run_command(common: &Common, args: RunArgs) -> Result<()> {
         events: Some(progress.events()),
         ..Default::default()
     };
-    let run_options =
-        RunOptions { out_dir: args.out, assets_per_file: args.assets_per_file, max_file_bytes: args.max_file_bytes };
+    let run_options = RunOptions {
+        out_dir: args.out,
+        assets_per_file: args.assets_per_file,
+        max_file_bytes: args.max_file_bytes,
+        mapping_instances: args.mapping_instances,
+    };
     let result = match &delivery {
         Some(d) => run::run_and_deliver(&host, &plugin, &config, options, &run_options, d),
         None => run::run(&host, &plugin, &config, options, &run_options),

@@ -43,6 +43,10 @@ pub struct RunOptions {
     pub assets_per_file: usize,
     /// The most bytes in one file (a single larger asset gets a file of its own).
     pub max_file_bytes: usize,
+    /// How many instances map pages at once when the plugin declares independent
+    /// pages; `None`: as many as the machine has cores (at most 4). A plugin that
+    /// does not declare them always maps on one instance, in order.
+    pub mapping_instances: Option<usize>,
 }
 
 impl Default for RunOptions {
@@ -51,6 +55,7 @@ impl Default for RunOptions {
             out_dir: PathBuf::from("out"),
             assets_per_file: kdi::DEFAULT_ASSETS_PER_FILE,
             max_file_bytes: kdi::DEFAULT_MAX_FILE_BYTES,
+            mapping_instances: None,
         }
     }
 }
@@ -124,16 +129,23 @@ fn execute_quietly(
     let output = RunOutput::new(resolved.limits.temp_disk_bytes);
     let mut fetcher = plugin.open_for_run(host, &resolved, session.clone(), output.clone())?;
     fetcher.configure(&resolved)?;
-    let mut mapper =
-        plugin.open_for_run(host, &resolved, SessionOptions { events: None, ..session }, output.clone())?;
-    mapper.configure(&resolved)?;
+    let instances = mapping_instances(plugin, options);
+    let mut mappers = Vec::with_capacity(instances);
+    for _ in 0..instances {
+        let options = SessionOptions { events: None, ..session.clone() };
+        let mut mapper = plugin.open_for_run(host, &resolved, options, output.clone())?;
+        mapper.configure(&resolved)?;
+        mappers.push(mapper);
+    }
     let egress = fetcher.effective_egress();
-    let pages = tracing::info_span!("stage", stage = "fetch").in_scope(|| fetch_and_map(&mut fetcher, &mut mapper))?;
-    let (fetched, mapped) = (&fetcher.state().http.stats, &mapper.state().http.stats);
-    let api_calls = fetched.calls.load(Ordering::Relaxed) + mapped.calls.load(Ordering::Relaxed);
-    let throttled = fetched.throttled.load(Ordering::Relaxed) + mapped.throttled.load(Ordering::Relaxed);
+    let pages = tracing::info_span!("stage", stage = "fetch").in_scope(|| fetch_and_map(&mut fetcher, &mut mappers))?;
+    let sessions = std::iter::once(&fetcher).chain(&mappers);
+    let (api_calls, throttled) = sessions.fold((0, 0), |(calls, throttled), s| {
+        let stats = &s.state().http.stats;
+        (calls + stats.calls.load(Ordering::Relaxed), throttled + stats.throttled.load(Ordering::Relaxed))
+    });
     // The instances' memory is not needed to write the files.
-    drop((fetcher, mapper));
+    drop((fetcher, mappers));
     tracing::debug!("fetched and mapped {pages} pages in {:.2} s", started.elapsed().as_secs_f64());
 
     // Join and write: each joined asset goes to the KDI writer and, when the files
@@ -188,34 +200,62 @@ fn execute_quietly(
     })
 }
 
-/// Fetches on one instance while the previous pages map on another, so the network
-/// and the mapping overlap on two cores. The contract allows it: `map` needs only
-/// its page and the instance's settings, and every page maps on one instance, in
-/// order. The pages in between are bounded by bytes ([`PageQueue`]), so memory stays
-/// bounded; the first error stops both and is returned.
-fn fetch_and_map(fetcher: &mut Session, mapper: &mut Session) -> Result<u64> {
+/// How many instances map: one, unless the plugin declares that its pages map
+/// independently; then as many as asked, or as the machine has cores (at most 4:
+/// each instance holds its own copy of the plugin's memory).
+fn mapping_instances(plugin: &Plugin, options: &RunOptions) -> usize {
+    if !plugin.info.independent_pages {
+        return 1;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    options.mapping_instances.unwrap_or(cores.min(4)).max(1)
+}
+
+/// Fetches on one instance while pages map on others, so the network and the
+/// mapping overlap. With one mapping instance every page maps on it, in order (the
+/// contract's guarantee); a plugin that declares independent pages maps on several
+/// at once. The pages in between are bounded by bytes ([`PageQueue`]), so memory
+/// stays bounded; the first error stops everything and is returned.
+fn fetch_and_map(fetcher: &mut Session, mappers: &mut [Session]) -> Result<u64> {
     let queue = PageQueue::new(QUEUED_BYTES);
-    // The fetching thread logs within the same spans (plugin, stage) as this one.
+    let instances = mappers.len();
+    // Every thread logs within the same spans (plugin, stage) as this one.
     let span = tracing::Span::current();
     std::thread::scope(|scope| {
         let queue = &queue;
+        let fetch_span = span.clone();
         let fetching = scope.spawn(move || {
-            let _span = span.enter();
+            let _span = fetch_span.enter();
             let fetched = fetch_into(fetcher, queue);
             queue.finish();
             fetched
         });
-        let (mut mapped, mut mapping, mut starved) = (Ok(()), Duration::ZERO, Duration::ZERO);
-        let mut waiting = Instant::now();
-        while let Some(page) = queue.pop() {
-            starved += waiting.elapsed();
-            let started = Instant::now();
-            if let Err(e) = mapper.map(&page) {
-                mapped = Err(e);
-                break;
+        let mapping: Vec<_> = mappers
+            .iter_mut()
+            .map(|mapper| {
+                let span = span.clone();
+                scope.spawn(move || {
+                    let _span = span.enter();
+                    let outcome = map_from(mapper, queue);
+                    if outcome.is_err() {
+                        // The first error stops the fetcher and the other mappers.
+                        queue.abandon();
+                    }
+                    outcome
+                })
+            })
+            .collect();
+        let mut mapped = Ok(());
+        let (mut busy, mut starved) = (Duration::ZERO, Duration::ZERO);
+        for thread in mapping {
+            match thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)) {
+                Ok((took, waited)) => {
+                    busy += took;
+                    starved += waited;
+                }
+                Err(e) if mapped.is_ok() => mapped = Err(e),
+                Err(_) => {}
             }
-            mapping += started.elapsed();
-            waiting = Instant::now();
         }
         queue.abandon();
         let fetched = fetching.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -223,13 +263,29 @@ fn fetch_and_map(fetcher: &mut Session, mapper: &mut Session) -> Result<u64> {
         let (count, held_up) = fetched?;
         // Which side of the pipeline held the other up: what to speed up next.
         tracing::debug!(
-            "mapping took {:.2} s and waited {:.2} s for pages; fetching waited {:.2} s for room in the queue",
-            mapping.as_secs_f64(),
+            "mapping took {:.2} s on {} instance(s) and waited {:.2} s for pages; fetching waited {:.2} s for room in the queue",
+            busy.as_secs_f64(),
+            instances,
             starved.as_secs_f64(),
             held_up.as_secs_f64()
         );
         Ok(count)
     })
+}
+
+/// Maps pages from the queue until it is empty and finished; returns the time spent
+/// mapping and the time spent waiting for pages.
+fn map_from(mapper: &mut Session, queue: &PageQueue) -> Result<(Duration, Duration)> {
+    let (mut busy, mut starved) = (Duration::ZERO, Duration::ZERO);
+    let mut waiting = Instant::now();
+    while let Some(page) = queue.pop() {
+        starved += waiting.elapsed();
+        let started = Instant::now();
+        mapper.map(&page)?;
+        busy += started.elapsed();
+        waiting = Instant::now();
+    }
+    Ok((busy, starved))
 }
 
 /// Fetches every page into the queue; returns how many, and how long the queue

@@ -100,23 +100,91 @@ fn main() -> Result<()> {
             args.api_mode
         ),
     )?;
-    let calls_before: u64 = sim.calls().values().sum();
+    let minimum = 1 + (active / 10_000 + 1) + args.rows.div_ceil(args.page_size);
+    println!();
+    println!(
+        "Plain download of the same pages   {:>10.2} s   {:>12.0} rows/s",
+        download.as_secs_f64(),
+        args.rows as f64 / download.as_secs_f64()
+    );
+    // The Defender plugin declares independent pages: the same run mapping on one
+    // instance, then on two (this machine's cores).
+    let mut first = None;
+    for instances in [1, 2] {
+        let calls_before: u64 = sim.calls().values().sum();
+        let run = end_to_end(&host_bin, &plugin, &config, &dir.join("out"), instances)?;
+        let calls: u64 = sim.calls().values().sum::<u64>() - calls_before;
+        let throttled = sim.calls().get("429").copied().unwrap_or(0);
+        let seconds = run.wall.as_secs_f64();
+        println!();
+        println!("Mapping on {instances} instance(s):");
+        println!(
+            "  End to end (connector-host run)  {:>10.2} s   {:>12.0} rows/s",
+            seconds,
+            args.rows as f64 / seconds
+        );
+        if let Some(bytes) = page_bytes {
+            println!(
+                "  Vulnerability pages read          {:>9.0} MB   {:>12.0} MB/s end to end",
+                bytes as f64 / 1e6,
+                bytes as f64 / 1e6 / seconds
+            );
+        }
+        println!("  Ratio end to end / download      {:>10.2}", seconds / download.as_secs_f64());
+        println!(
+            "  CPU time of connector-host       {:>10.2} s    {:>11.2} cores busy on average; {:.2} s per million rows",
+            run.cpu.as_secs_f64(),
+            run.cpu.as_secs_f64() / seconds,
+            run.cpu.as_secs_f64() / (args.rows as f64 / 1e6)
+        );
+        println!("  Peak RSS of connector-host       {:>10.1} MiB", run.peak_rss as f64 / (1 << 20) as f64);
+        println!("  API calls made / minimum         {:>10} / {minimum}", calls);
+        println!("  429 responses provoked           {:>10}", throttled);
+        match first {
+            None => first = Some(seconds),
+            Some(one) => println!("  Speed-up over one instance       {:>10.2}x", one / seconds),
+        }
+    }
+
+    mapping_comparison(&sim, &plugin, args.page_size, args.mapping_rows)?;
+    start_times(&plugin, &dir)?;
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
+
+/// Token, every machines page and every vulnerability page, bodies read and dropped.
+/// What one run of the real CLI took.
+struct Measured {
+    wall: Duration,
+    cpu: Duration,
+    peak_rss: u64,
+}
+
+/// Runs `connector-host run` in its own process, so its peak RSS is its own.
+fn end_to_end(
+    host_bin: &std::path::Path,
+    plugin: &std::path::Path,
+    config: &std::path::Path,
+    out: &std::path::Path,
+    mapping_instances: usize,
+) -> Result<Measured> {
     let started = Instant::now();
-    let mut child = Command::new(&host_bin)
+    let mut child = Command::new(host_bin)
         .args(["run", "--plugin"])
-        .arg(&plugin)
+        .arg(plugin)
         .arg("--config")
-        .arg(&config)
+        .arg(config)
         .arg("--out")
-        .arg(dir.join("out"))
+        .arg(out)
         .arg("--allow-insecure-loopback")
+        .arg("--mapping-instances")
+        .arg(mapping_instances.to_string())
         .stdout(std::process::Stdio::null())
         .spawn()?;
     // The child's own high-water mark, read from /proc while it runs. (getrusage's
     // figure for children starts from the parent's RSS at spawn, which includes the
     // simulated tenant: it overstated the connector by hundreds of MiB.)
-    let mut peak_rss = 0;
-    let mut cpu = Duration::ZERO;
+    let (mut peak_rss, mut cpu) = (0, Duration::ZERO);
     let status = loop {
         if let Some(hwm) = high_water_mark(child.id()) {
             if hwm > peak_rss && std::env::var_os("BENCH_TRACE_RSS").is_some() {
@@ -132,49 +200,12 @@ fn main() -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let end_to_end = started.elapsed();
     if !status.success() {
         bail!("connector-host run failed");
     }
-    let calls: u64 = sim.calls().values().sum::<u64>() - calls_before;
-    let minimum = 1 + (active / 10_000 + 1) + args.rows.div_ceil(args.page_size);
-    let throttled = sim.calls().get("429").copied().unwrap_or(0);
-
-    println!();
-    println!(
-        "End to end (connector-host run)    {:>10.2} s   {:>12.0} rows/s",
-        end_to_end.as_secs_f64(),
-        args.rows as f64 / end_to_end.as_secs_f64()
-    );
-    println!(
-        "Plain download of the same pages   {:>10.2} s   {:>12.0} rows/s",
-        download.as_secs_f64(),
-        args.rows as f64 / download.as_secs_f64()
-    );
-    if let Some(bytes) = page_bytes {
-        println!(
-            "Vulnerability pages read            {:>9.0} MB   {:>12.0} MB/s end to end",
-            bytes as f64 / 1e6,
-            bytes as f64 / 1e6 / end_to_end.as_secs_f64()
-        );
-    }
-    println!("Ratio end to end / download        {:>10.2}", end_to_end.as_secs_f64() / download.as_secs_f64());
-    println!(
-        "CPU time of connector-host         {:>10.2} s    {:>11.2} cores busy on average",
-        cpu.as_secs_f64(),
-        cpu.as_secs_f64() / end_to_end.as_secs_f64()
-    );
-    println!("Peak RSS of connector-host         {:>10.1} MiB", peak_rss as f64 / (1 << 20) as f64);
-    println!("API calls made / minimum           {:>10} / {minimum}", calls);
-    println!("429 responses provoked             {:>10}", throttled);
-
-    mapping_comparison(&sim, &plugin, args.page_size, args.mapping_rows)?;
-    start_times(&plugin, &dir)?;
-    std::fs::remove_dir_all(&dir).ok();
-    Ok(())
+    Ok(Measured { wall: started.elapsed(), cpu, peak_rss })
 }
 
-/// Token, every machines page and every vulnerability page, bodies read and dropped.
 fn plain_download(sim: &DefenderSim, page_size: u64) -> Result<Duration> {
     let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(900)).build()?;
     let started = Instant::now();

@@ -131,3 +131,31 @@ fn a_second_run_replaces_the_files_of_the_first() {
     assert_eq!(files[0].1["assets"].as_array().unwrap().len(), summary.assets_written);
     assert!(out.join("notes.txt").exists(), "files the host does not own are left alone");
 }
+
+#[test]
+fn mapping_on_several_instances_writes_the_same_files_as_on_one() {
+    let sim = DefenderSim::start(TenantSpec { seed: 12, devices: 150, rows: 6_000 }, SimOptions::default()).unwrap();
+    let text = format!("{}page_size = 400\nrate_limits = \"off\"\n", sim.config_toml());
+    let config = ConnectorConfig::parse(&text, &|_| None).unwrap();
+    let host = PluginHost::new().unwrap();
+    let plugin = host.load(&artifacts::plugin("plugin_defender")).unwrap();
+    assert!(plugin.info.independent_pages, "the Defender plugin declares independent pages");
+    let session = || SessionOptions { allow_insecure_loopback: true, ..Default::default() };
+    let run_on = |instances: usize| {
+        let out = kdi::temp_dir(&format!("mapping-instances-{instances}"));
+        let options = RunOptions {
+            out_dir: out.clone(),
+            assets_per_file: 40,
+            mapping_instances: Some(instances),
+            ..Default::default()
+        };
+        let summary = run::run(&host, &plugin, &config, session(), &options).unwrap();
+        (kdi::read_dir(&out), summary)
+    };
+    let (one, one_summary) = run_on(1);
+    let (three, three_summary) = run_on(3);
+    assert!(one.len() > 2);
+    assert!(one == three, "the files are the same byte for byte whatever the number of mapping instances");
+    assert_eq!(one_summary.counters, three_summary.counters);
+    assert_eq!(one_summary.skipped, three_summary.skipped);
+}
