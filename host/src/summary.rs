@@ -36,11 +36,24 @@ pub struct RunSummary {
     /// The origins the run could reach (its plugin's egress as configured, with the
     /// operator's grants): what an operator reviews.
     pub egress: Vec<String>,
+    /// CPU time of each stage of the run (`fetch`, `map`, `collect`, `join`,
+    /// `write`), in the order they run: where the time goes, without a profiler.
+    #[serde(serialize_with = "stage_seconds")]
+    pub stage_cpu: Vec<(String, Duration)>,
     #[serde(serialize_with = "seconds")]
     /// How long the run took.
     pub duration: Duration,
     /// What was delivered to CVM, with `--upload`.
     pub delivery: Option<DeliveryReport>,
+}
+
+fn stage_seconds<S: serde::Serializer>(stages: &[(String, Duration)], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(stages.len()))?;
+    for (stage, cpu) in stages {
+        map.serialize_entry(stage, &((cpu.as_secs_f64() * 1000.0).round() / 1000.0))?;
+    }
+    map.end()
 }
 
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -66,6 +79,11 @@ impl fmt::Display for RunSummary {
         line("API calls made", self.api_calls.to_string())?;
         line("Throttled responses (429)", self.throttled_responses.to_string())?;
         line("Time taken", format!("{:.1} s", self.duration.as_secs_f64()))?;
+        if !self.stage_cpu.is_empty() {
+            let stages: Vec<String> =
+                self.stage_cpu.iter().map(|(stage, cpu)| format!("{stage} {:.1} s", cpu.as_secs_f64())).collect();
+            line("CPU time by stage", stages.join(", "))?;
+        }
         line("Origins it could reach", self.egress.len().to_string())?;
         for origin in &self.egress {
             line("", origin.clone())?;

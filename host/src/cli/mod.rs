@@ -91,6 +91,9 @@ struct RunArgs {
     /// on one instance, in order.
     #[arg(long)]
     mapping_instances: Option<usize>,
+    /// Print the run summary as JSON (for scripts and benchmarks) instead of text.
+    #[arg(long)]
+    json: bool,
     /// After a complete fetch, upload the files to CVM ([cvm] table) and run the connector.
     #[arg(long)]
     upload: bool,
@@ -249,7 +252,11 @@ fn run_command(common: &Common, args: RunArgs) -> Result<()> {
     // A failed fetch writes and uploads nothing; a failed delivery says what it did.
     let summary =
         result.context(if delivery.is_some() { "run --upload failed" } else { "run failed; no files were written" })?;
-    print!("{summary}");
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{summary}");
+    }
     Ok(())
 }
 

@@ -165,6 +165,7 @@ impl RunOutput {
             let temp_disk_bytes = shared.temp_disk_bytes;
             let thread = std::thread::Builder::new().name("collector".into()).spawn(move || {
                 let mut collector = Collector::default().with_limit(temp_disk_bytes);
+                let started = crate::limits::thread_cpu_time();
                 for message in received {
                     match message {
                         Message::Assets(assets) => collector.add_assets(assets),
@@ -174,6 +175,7 @@ impl RunOutput {
                         Message::Skip(reason, count) => collector.skip(reason, count),
                     }
                 }
+                collector.cpu = crate::limits::thread_cpu_time().saturating_sub(started);
                 collector
             })?;
             shared.worker = Some(Worker { messages, thread });
@@ -218,6 +220,8 @@ pub struct Collector {
     /// Bytes of records kept so far, and the most that may be (0: no limit).
     kept_bytes: u64,
     limit_bytes: u64,
+    /// CPU time the collector thread spent taking records in.
+    pub(crate) cpu: std::time::Duration,
 }
 
 impl Collector {

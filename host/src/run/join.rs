@@ -238,6 +238,7 @@ impl Joined {
         let thread = std::thread::Builder::new()
             .name("join".into())
             .spawn(move || {
+                let started = crate::limits::thread_cpu_time();
                 while let Some(next) = stream.next_asset(&shared).transpose() {
                     let failed = next.is_err();
                     // A reader that stopped early has dropped the receiver.
@@ -245,7 +246,7 @@ impl Joined {
                         break;
                     }
                 }
-                stream.orphans
+                (stream.orphans, crate::limits::thread_cpu_time().saturating_sub(started))
             })
             .map_err(|e| anyhow::Error::from(e).context("cannot start the thread that joins the run's records"))?;
         Ok(JoinedAssets { assets: Some(assets), thread: Some(thread), catalog, counters, skipped, spilled })
@@ -276,7 +277,7 @@ fn add_orphans(skipped: &mut BTreeMap<String, u64>, orphans: u64) {
 /// The joined assets of a run as a join thread hands them over ([`Joined::read_ahead`]).
 pub struct JoinedAssets {
     assets: Option<Receiver<Result<JoinedAsset>>>,
-    thread: Option<JoinHandle<u64>>,
+    thread: Option<JoinHandle<(u64, std::time::Duration)>>,
     /// Every identifier of the run, with its definition.
     pub catalog: Arc<Catalog>,
     counters: BTreeMap<String, u64>,
@@ -292,6 +293,8 @@ pub struct JoinCounts {
     pub counters: BTreeMap<String, u64>,
     /// Records skipped, by reason (vulnerabilities of assets not in the run included).
     pub skipped: BTreeMap<String, u64>,
+    /// CPU time the join thread spent merging.
+    pub cpu: std::time::Duration,
 }
 
 impl JoinedAssets {
@@ -305,20 +308,20 @@ impl JoinedAssets {
 
     /// Stops the join thread and returns what it counted.
     pub fn finish(mut self) -> Result<JoinCounts> {
-        let orphans = self.stop();
+        let (orphans, cpu) = self.stop();
         let mut skipped = std::mem::take(&mut self.skipped);
         add_orphans(&mut skipped, orphans);
-        Ok(JoinCounts { counters: std::mem::take(&mut self.counters), skipped })
+        Ok(JoinCounts { counters: std::mem::take(&mut self.counters), skipped, cpu })
     }
 
     /// Ends the join thread (a reader that stopped early makes its next send fail)
-    /// and returns the orphans it passed.
-    fn stop(&mut self) -> u64 {
+    /// and returns the orphans it passed and the CPU time it spent.
+    fn stop(&mut self) -> (u64, std::time::Duration) {
         self.assets = None;
         match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(orphans)) => orphans,
+            Some(Ok(done)) => done,
             Some(Err(panic)) => std::panic::resume_unwind(panic),
-            None => 0,
+            None => (0, std::time::Duration::ZERO),
         }
     }
 }

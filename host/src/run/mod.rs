@@ -138,7 +138,8 @@ fn execute_quietly(
         mappers.push(mapper);
     }
     let egress = fetcher.effective_egress();
-    let pages = tracing::info_span!("stage", stage = "fetch").in_scope(|| fetch_and_map(&mut fetcher, &mut mappers))?;
+    let (pages, fetch_cpu, map_cpu) =
+        tracing::info_span!("stage", stage = "fetch").in_scope(|| fetch_and_map(&mut fetcher, &mut mappers))?;
     let sessions = std::iter::once(&fetcher).chain(&mappers);
     let (api_calls, throttled) = sessions.fold((0, 0), |(calls, throttled), s| {
         let stats = &s.state().http.stats;
@@ -153,7 +154,12 @@ fn execute_quietly(
     emit(events, Event::Writing);
     let writing = Instant::now();
     let stage = tracing::info_span!("stage", stage = "write").entered();
-    let mut assets = output.take_collector().finish()?.read_ahead()?;
+    let collector = output.take_collector();
+    let collect_cpu = collector.cpu;
+    let sorting = crate::limits::thread_cpu_time();
+    let mut assets = collector.finish()?.read_ahead()?;
+    let collect_cpu = collect_cpu + crate::limits::thread_cpu_time().saturating_sub(sorting);
+    let write_started = crate::limits::thread_cpu_time();
     let write_options = WriteOptions {
         scanner_type: plugin.info.scanner_type.clone(),
         assets_per_file: options.assets_per_file,
@@ -171,6 +177,12 @@ fn execute_quietly(
     }
     let counts = assets.finish()?;
     let written = writer.finish()?;
+    let write_cpu = crate::limits::thread_cpu_time().saturating_sub(write_started);
+    let stage_cpu =
+        [("fetch", fetch_cpu), ("map", map_cpu), ("collect", collect_cpu), ("join", counts.cpu), ("write", write_cpu)]
+            .into_iter()
+            .map(|(stage, cpu)| (stage.to_owned(), cpu))
+            .collect();
     tracing::debug!("joined and wrote {} files in {:.2} s", written.files.len(), writing.elapsed().as_secs_f64());
     drop(stage);
 
@@ -196,6 +208,7 @@ fn execute_quietly(
         api_calls,
         throttled_responses: throttled,
         egress,
+        stage_cpu,
         duration: started.elapsed(),
     })
 }
@@ -216,7 +229,8 @@ fn mapping_instances(plugin: &Plugin, options: &RunOptions) -> usize {
 /// contract's guarantee); a plugin that declares independent pages maps on several
 /// at once. The pages in between are bounded by bytes ([`PageQueue`]), so memory
 /// stays bounded; the first error stops everything and is returned.
-fn fetch_and_map(fetcher: &mut Session, mappers: &mut [Session]) -> Result<u64> {
+/// Returns the pages fetched, and the CPU time fetching and mapping took.
+fn fetch_and_map(fetcher: &mut Session, mappers: &mut [Session]) -> Result<(u64, Duration, Duration)> {
     let queue = PageQueue::new(QUEUED_BYTES);
     let instances = mappers.len();
     // Every thread logs within the same spans (plugin, stage) as this one.
@@ -246,12 +260,13 @@ fn fetch_and_map(fetcher: &mut Session, mappers: &mut [Session]) -> Result<u64> 
             })
             .collect();
         let mut mapped = Ok(());
-        let (mut busy, mut starved) = (Duration::ZERO, Duration::ZERO);
+        let (mut busy, mut starved, mut map_cpu) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
         for thread in mapping {
             match thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)) {
-                Ok((took, waited)) => {
+                Ok((took, waited, cpu)) => {
                     busy += took;
                     starved += waited;
+                    map_cpu += cpu;
                 }
                 Err(e) if mapped.is_ok() => mapped = Err(e),
                 Err(_) => {}
@@ -260,7 +275,7 @@ fn fetch_and_map(fetcher: &mut Session, mappers: &mut [Session]) -> Result<u64> 
         queue.abandon();
         let fetched = fetching.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         mapped?;
-        let (count, held_up) = fetched?;
+        let (count, held_up, fetch_cpu) = fetched?;
         // Which side of the pipeline held the other up: what to speed up next.
         tracing::debug!(
             "mapping took {:.2} s on {} instance(s) and waited {:.2} s for pages; fetching waited {:.2} s for room in the queue",
@@ -269,13 +284,14 @@ fn fetch_and_map(fetcher: &mut Session, mappers: &mut [Session]) -> Result<u64> 
             starved.as_secs_f64(),
             held_up.as_secs_f64()
         );
-        Ok(count)
+        Ok((count, fetch_cpu, map_cpu))
     })
 }
 
 /// Maps pages from the queue until it is empty and finished; returns the time spent
-/// mapping and the time spent waiting for pages.
-fn map_from(mapper: &mut Session, queue: &PageQueue) -> Result<(Duration, Duration)> {
+/// mapping, the time spent waiting for pages, and the thread's CPU time.
+fn map_from(mapper: &mut Session, queue: &PageQueue) -> Result<(Duration, Duration, Duration)> {
+    let cpu = crate::limits::thread_cpu_time();
     let (mut busy, mut starved) = (Duration::ZERO, Duration::ZERO);
     let mut waiting = Instant::now();
     while let Some(page) = queue.pop() {
@@ -285,12 +301,13 @@ fn map_from(mapper: &mut Session, queue: &PageQueue) -> Result<(Duration, Durati
         busy += started.elapsed();
         waiting = Instant::now();
     }
-    Ok((busy, starved))
+    Ok((busy, starved, crate::limits::thread_cpu_time().saturating_sub(cpu)))
 }
 
-/// Fetches every page into the queue; returns how many, and how long the queue
-/// was full. Stops early, without error, when the mapper stopped.
-fn fetch_into(fetcher: &mut Session, queue: &PageQueue) -> Result<(u64, Duration)> {
+/// Fetches every page into the queue; returns how many, how long the queue was
+/// full, and the thread's CPU time. Stops early, without error, when the mapper stopped.
+fn fetch_into(fetcher: &mut Session, queue: &PageQueue) -> Result<(u64, Duration, Duration)> {
+    let cpu = crate::limits::thread_cpu_time();
     let (mut count, mut held_up) = (0, Duration::ZERO);
     while let Some(page) = fetcher.fetch()? {
         count += 1;
@@ -300,5 +317,5 @@ fn fetch_into(fetcher: &mut Session, queue: &PageQueue) -> Result<(u64, Duration
         }
         held_up += waiting.elapsed();
     }
-    Ok((count, held_up))
+    Ok((count, held_up, crate::limits::thread_cpu_time().saturating_sub(cpu)))
 }

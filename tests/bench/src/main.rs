@@ -138,6 +138,10 @@ fn main() -> Result<()> {
             run.cpu.as_secs_f64() / (args.rows as f64 / 1e6)
         );
         println!("  Peak RSS of connector-host       {:>10.1} MiB", run.peak_rss as f64 / (1 << 20) as f64);
+        let per_million = |seconds: f64| seconds / (args.rows as f64 / 1e6);
+        let stages: Vec<String> =
+            run.stages.iter().map(|(stage, cpu)| format!("{stage} {:.2} s", per_million(*cpu))).collect();
+        println!("  CPU by stage, per million rows   {}", stages.join(", "));
         println!("  API calls made / minimum         {:>10} / {minimum}", calls);
         println!("  429 responses provoked           {:>10}", throttled);
         match first {
@@ -158,6 +162,8 @@ struct Measured {
     wall: Duration,
     cpu: Duration,
     peak_rss: u64,
+    /// CPU seconds of each stage, in the order the run reports them.
+    stages: Vec<(String, f64)>,
 }
 
 /// Runs `connector-host run` in its own process, so its peak RSS is its own.
@@ -179,7 +185,8 @@ fn end_to_end(
         .arg("--allow-insecure-loopback")
         .arg("--mapping-instances")
         .arg(mapping_instances.to_string())
-        .stdout(std::process::Stdio::null())
+        .arg("--json")
+        .stdout(std::process::Stdio::piped())
         .spawn()?;
     // The child's own high-water mark, read from /proc while it runs. (getrusage's
     // figure for children starts from the parent's RSS at spawn, which includes the
@@ -200,10 +207,18 @@ fn end_to_end(
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    let wall = started.elapsed();
     if !status.success() {
         bail!("connector-host run failed");
     }
-    Ok(Measured { wall: started.elapsed(), cpu, peak_rss })
+    let mut printed = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().context("the run's output")?, &mut printed)?;
+    let summary: serde_json::Value = serde_json::from_str(&printed).context("the run's JSON summary")?;
+    let stages = summary["stage_cpu"]
+        .as_object()
+        .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(0.0))).collect())
+        .unwrap_or_default();
+    Ok(Measured { wall, cpu, peak_rss, stages })
 }
 
 fn plain_download(sim: &DefenderSim, page_size: u64) -> Result<Duration> {
