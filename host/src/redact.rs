@@ -89,38 +89,80 @@ pub fn plugin_name(redactor: &Redactor, name: &str) -> String {
 }
 
 /// Every occurrence of `secret` in `input` masked, or `None` when there is none.
+///
+/// Fast for the common case, a body without the secret: the secret as is is found
+/// with a SIMD substring search, and the slower character-by-character matching runs
+/// only around escapes that decode to one of the secret's characters (in a page of
+/// JSON, escaped backslashes of paths are frequent, but they matter only for a
+/// secret with a backslash in it).
 fn mask_one(input: &[u8], secret: &[char]) -> Option<Vec<u8>> {
-    let first = secret[0];
-    let mut utf8 = [0u8; 4];
-    let first_byte = first.encode_utf8(&mut utf8).as_bytes()[0];
-    // Where a match can start: the first character as is, or an escape.
-    let start_byte = if first == ' ' { b'+' } else { first_byte };
-    let mut out = Vec::new();
-    let mut copied = 0;
-    let mut resume = 0;
-    let candidates = memchr3_iter(first_byte, b'%', b'\\', input).chain(
-        // A space may also start as `+`; rare, so looked for only when it matters.
-        (first == ' ').then(|| memchr::memchr_iter(start_byte, input)).into_iter().flatten(),
-    );
-    let mut starts: Vec<usize> = candidates.collect();
-    if first == ' ' {
-        starts.sort_unstable();
-    }
-    for start in starts {
-        if start < resume {
+    let literal: String = secret.iter().collect();
+    let mut spans: Vec<(usize, usize)> =
+        memchr::memmem::find_iter(input, literal.as_bytes()).map(|at| (at, at + literal.len())).collect();
+    // The longest any character can be written: `\uXXXX\uXXXX`, or `%XX` four times.
+    let longest = secret.len() * 12;
+    let mut covered_to = 0;
+    // `+` stands for a space only: look for it only when the secret has one.
+    let plus = if secret.contains(&' ') { b'+' } else { b'%' };
+    for escape in memchr3_iter(b'%', b'\\', plus, input) {
+        if escape < covered_to || spans.iter().any(|(s, e)| (*s..*e).contains(&escape)) {
             continue;
         }
-        if let Some(end) = match_at(input, start, secret) {
-            out.extend_from_slice(&input[copied..start]);
-            out.extend_from_slice(MASK.as_bytes());
-            copied = end;
-            resume = end;
+        if !decodes_to_one_of(input, escape, secret) {
+            continue;
+        }
+        // A match that holds this escape starts at most `longest` bytes before it.
+        let found = (escape.saturating_sub(longest)..=escape)
+            .find_map(|start| match_at(input, start, secret).filter(|end| *end > escape).map(|end| (start, end)));
+        if let Some((start, end)) = found {
+            spans.push((start, end));
+            covered_to = end;
         }
     }
-    (copied > 0).then(|| {
-        out.extend_from_slice(&input[copied..]);
-        out
-    })
+    if spans.is_empty() {
+        return None;
+    }
+    spans.sort_unstable();
+    let mut out = Vec::with_capacity(input.len());
+    let mut copied = 0;
+    for (start, end) in spans {
+        if start < copied {
+            continue;
+        }
+        out.extend_from_slice(&input[copied..start]);
+        out.extend_from_slice(MASK.as_bytes());
+        copied = end;
+    }
+    out.extend_from_slice(&input[copied..]);
+    Some(out)
+}
+
+/// Whether the escape at `at` (`%XX`, `+`, a JSON escape) stands for a character or
+/// byte of the secret: only then can it be part of the secret written escaped.
+fn decodes_to_one_of(input: &[u8], at: usize, secret: &[char]) -> bool {
+    match input[at] {
+        b'+' => secret.contains(&' '),
+        b'%' => hex_value(input, at + 1, 2).is_some_and(|byte| {
+            let mut buffer = [0u8; 4];
+            secret.iter().any(|c| c.encode_utf8(&mut buffer).as_bytes().contains(&(byte as u8)))
+        }),
+        _ => match input.get(at + 1) {
+            Some(b'u') => hex_value(input, at + 2, 4).is_some_and(|unit| {
+                // A surrogate half may belong to a character outside the BMP.
+                (0xD800..0xE000).contains(&unit) && secret.iter().any(|c| *c as u32 >= 0x10000)
+                    || char::from_u32(unit).is_some_and(|c| secret.contains(&c))
+            }),
+            Some(b'/') => secret.contains(&'/'),
+            Some(b'"') => secret.contains(&'"'),
+            Some(b'\\') => secret.contains(&'\\'),
+            Some(b'n') => secret.contains(&'\n'),
+            Some(b'r') => secret.contains(&'\r'),
+            Some(b't') => secret.contains(&'\t'),
+            Some(b'b') => secret.contains(&'\u{8}'),
+            Some(b'f') => secret.contains(&'\u{c}'),
+            _ => false,
+        },
+    }
 }
 
 /// Where a match of `secret` starting at `start` ends, if one does.
