@@ -60,38 +60,73 @@ impl SandboxLimits {
     /// `temp_disk_mb`, `log_lines`,
     /// `run_minutes`, `verify_seconds`.
     pub fn from_values(values: &std::collections::BTreeMap<String, String>) -> anyhow::Result<SandboxLimits> {
+        let written: toml::Table = values.iter().map(|(k, v)| (k.clone(), toml::Value::String(v.clone()))).collect();
+        let (table, mut problems) = crate::config::table::read::<LimitsTable>(&written, |key, keys| {
+            format!("`{key}` is not a limit (limits: {})", keys.join(", "))
+        });
         let mut limits = SandboxLimits::default();
-        let mut problems = Vec::new();
-        for (key, value) in values {
-            let Ok(n) = value.trim().parse::<u64>() else {
-                problems.push(format!("`{key}`: expected a whole number, got `{value}`"));
-                continue;
-            };
-            if n == 0 {
-                problems.push(format!("`{key}`: must be above 0"));
-                continue;
+        let mut number = |key: &str, value: &Option<String>| -> Option<u64> {
+            let value = value.as_deref()?;
+            match value.trim().parse::<u64>() {
+                Ok(0) => problems.push(format!("`{key}`: must be above 0")),
+                Ok(n) => return Some(n),
+                Err(_) => problems.push(format!("`{key}`: expected a whole number, got `{value}`")),
             }
-            match key.as_str() {
-                "memory_mb" => limits.memory_bytes = (n as usize).saturating_mul(1 << 20),
-                "cpu_seconds" => limits.cpu_per_call = Duration::from_secs(n),
-                "http_timeout_seconds" => limits.http_timeout = Duration::from_secs(n),
-                "response_mb" => limits.response_bytes = n.saturating_mul(1 << 20),
-                "output_records" => limits.output_records = n,
-                "output_mb" => limits.output_bytes = n.saturating_mul(1 << 20),
-                "temp_disk_mb" => limits.temp_disk_bytes = n.saturating_mul(1 << 20),
-                "log_lines" => limits.log_lines = n,
-                "run_seconds" => limits.run_time = Duration::from_secs(n),
-                "verify_seconds" => limits.verify_time = Duration::from_secs(n),
-                other => problems.push(format!(
-                    "`{other}` is not a limit (limits: memory_mb, cpu_seconds, http_timeout_seconds, response_mb, output_records, output_mb, temp_disk_mb, log_lines, run_seconds, verify_seconds)"
-                )),
-            }
+            None
+        };
+        let mb = |n: u64| n.saturating_mul(1 << 20);
+        if let Some(n) = number("memory_mb", &table.memory_mb) {
+            limits.memory_bytes = usize::try_from(mb(n)).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = number("cpu_seconds", &table.cpu_seconds) {
+            limits.cpu_per_call = Duration::from_secs(n);
+        }
+        if let Some(n) = number("http_timeout_seconds", &table.http_timeout_seconds) {
+            limits.http_timeout = Duration::from_secs(n);
+        }
+        if let Some(n) = number("response_mb", &table.response_mb) {
+            limits.response_bytes = mb(n);
+        }
+        if let Some(n) = number("output_records", &table.output_records) {
+            limits.output_records = n;
+        }
+        if let Some(n) = number("output_mb", &table.output_mb) {
+            limits.output_bytes = mb(n);
+        }
+        if let Some(n) = number("temp_disk_mb", &table.temp_disk_mb) {
+            limits.temp_disk_bytes = mb(n);
+        }
+        if let Some(n) = number("log_lines", &table.log_lines) {
+            limits.log_lines = n;
+        }
+        if let Some(n) = number("run_seconds", &table.run_seconds) {
+            limits.run_time = Duration::from_secs(n);
+        }
+        if let Some(n) = number("verify_seconds", &table.verify_seconds) {
+            limits.verify_time = Duration::from_secs(n);
         }
         if !problems.is_empty() {
             anyhow::bail!("[limits]: {}", problems.join("; "));
         }
         Ok(limits)
     }
+}
+
+/// The `[limits]` table as written (values read from their references), read with
+/// serde; [`SandboxLimits::from_values`] checks it.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LimitsTable {
+    memory_mb: Option<String>,
+    cpu_seconds: Option<String>,
+    http_timeout_seconds: Option<String>,
+    response_mb: Option<String>,
+    output_records: Option<String>,
+    output_mb: Option<String>,
+    temp_disk_mb: Option<String>,
+    log_lines: Option<String>,
+    run_seconds: Option<String>,
+    verify_seconds: Option<String>,
 }
 
 /// Which limit a plugin exceeded, with what it tried.

@@ -97,11 +97,6 @@ struct RawPlatform {
     instances: Vec<toml::Table>,
 }
 
-/// Keys of an `[[instance]]` besides the inline connector tables.
-const INSTANCE_KEYS: [&str; 9] =
-    ["name", "plugin", "config", "out", "schedule", "time_limit_seconds", "upload", "dry_run", "allow_mass_close"];
-const INLINE_TABLES: [&str; 4] = ["connector", "cvm", "limits", "network"];
-
 impl PlatformConfig {
     /// Reads a platform file; relative paths are relative to it.
     pub fn load(path: &Path) -> Result<Self> {
@@ -137,6 +132,29 @@ impl PlatformConfig {
     }
 }
 
+/// An `[[instance]]` as written, read with serde.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct InstanceTable {
+    name: Option<String>,
+    plugin: Option<String>,
+    config: Option<String>,
+    out: Option<String>,
+    schedule: Option<String>,
+    time_limit_seconds: Option<u64>,
+    #[serde(default)]
+    upload: bool,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    allow_mass_close: bool,
+    // A connector configuration inline, instead of `config`.
+    connector: Option<toml::Table>,
+    cvm: Option<toml::Table>,
+    limits: Option<toml::Table>,
+    network: Option<toml::Table>,
+}
+
 fn parse_instance(
     table: &toml::Table,
     resolve: &dyn Fn(&Path) -> PathBuf,
@@ -144,33 +162,27 @@ fn parse_instance(
     default_limit: Duration,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<InstanceConfig> {
-    for key in table.keys() {
-        if !INSTANCE_KEYS.contains(&key.as_str()) && !INLINE_TABLES.contains(&key.as_str()) {
-            bail!(
-                "unknown key `{key}` (expected {} or the tables {})",
-                INSTANCE_KEYS.join(", "),
-                INLINE_TABLES.join(", ")
-            );
-        }
+    let (instance, problems) = crate::config::table::read::<InstanceTable>(table, |key, keys| {
+        format!("unknown key `{key}` (expected one of {})", keys.join(", "))
+    });
+    if !problems.is_empty() {
+        bail!("{}", problems.join("; "));
     }
-    let text = |key: &str| -> Result<Option<String>> {
-        match table.get(key) {
-            None => Ok(None),
-            Some(toml::Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => bail!("`{key}` must be a string, not {}", other.type_str()),
-        }
-    };
-    let name = text("name")?.ok_or_else(|| anyhow!("`name` is required"))?;
+    let name = instance.name.ok_or_else(|| anyhow!("`name` is required"))?;
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
         bail!("name `{name}` must be letters, digits, `-`, `_` or `.` (it names a directory)");
     }
-    let plugin = resolve(Path::new(&text("plugin")?.ok_or_else(|| anyhow!("`plugin` (a .wasm file) is required"))?));
-    let inline: toml::Table = table
-        .iter()
-        .filter(|(k, _)| INLINE_TABLES.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let connector = match (text("config")?, inline.is_empty()) {
+    let plugin = resolve(Path::new(&instance.plugin.ok_or_else(|| anyhow!("`plugin` (a .wasm file) is required"))?));
+    let inline: toml::Table = [
+        ("connector", instance.connector),
+        ("cvm", instance.cvm),
+        ("limits", instance.limits),
+        ("network", instance.network),
+    ]
+    .into_iter()
+    .filter_map(|(key, table)| Some((key.to_owned(), toml::Value::Table(table?))))
+    .collect();
+    let connector = match (instance.config, inline.is_empty()) {
         (Some(file), true) => ConnectorConfig::load(&resolve(Path::new(&file)))?,
         (None, false) => ConnectorConfig::from_table(&inline, env)?,
         (Some(_), false) => {
@@ -178,18 +190,13 @@ fn parse_instance(
         }
         (None, true) => bail!("no settings: give `config` (a connector config file) or an [instance.connector] table"),
     };
-    let out = text("out")?.map(|o| resolve(Path::new(&o))).unwrap_or_else(|| out_root.join(&name));
-    let time_limit = match table.get("time_limit_seconds") {
+    let out = instance.out.map(|o| resolve(Path::new(&o))).unwrap_or_else(|| out_root.join(&name));
+    let time_limit = match instance.time_limit_seconds {
         None => default_limit,
-        Some(toml::Value::Integer(n)) if *n > 0 => Duration::from_secs(*n as u64),
-        Some(other) => bail!("`time_limit_seconds` must be a positive whole number, not {other}"),
+        Some(0) => bail!("`time_limit_seconds` must be a positive whole number, not 0"),
+        Some(n) => Duration::from_secs(n),
     };
-    let flag = |key: &str| match table.get(key) {
-        None => Ok(false),
-        Some(toml::Value::Boolean(b)) => Ok(*b),
-        Some(other) => Err(anyhow!("`{key}` must be true or false, not {other}")),
-    };
-    let (upload, dry_run, allow_mass_close) = (flag("upload")?, flag("dry_run")?, flag("allow_mass_close")?);
+    let (upload, dry_run, allow_mass_close) = (instance.upload, instance.dry_run, instance.allow_mass_close);
     if (dry_run || allow_mass_close) && !upload {
         bail!("`dry_run` and `allow_mass_close` apply to an upload: set `upload = true` too");
     }
@@ -198,7 +205,7 @@ fn parse_instance(
         plugin,
         connector,
         out,
-        schedule: text("schedule")?,
+        schedule: instance.schedule,
         time_limit,
         upload,
         dry_run,

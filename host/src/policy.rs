@@ -33,41 +33,80 @@ pub struct OperatorGrants {
 }
 
 impl OperatorGrants {
-    /// Reads `[network]`: `allow` and `only` (lists of origins) and `allow_private_ips`.
+    /// Reads `[network]`: `allow` and `only` (lists of origins), `allow_private_ips`
+    /// and `proxy`.
     pub fn from_table(table: &toml::Table) -> Result<OperatorGrants> {
-        let mut grants = OperatorGrants::default();
-        for (key, value) in table {
-            match (key.as_str(), value) {
-                ("allow" | "only", toml::Value::Array(items)) => {
-                    let mut list = Vec::new();
-                    for (i, item) in items.iter().enumerate() {
-                        let text = item.as_str().with_context(|| format!("[network] {key}[{i}] must be a string"))?;
-                        Origin::parse_config_value(text).with_context(|| format!("[network] {key}[{i}]"))?;
-                        list.push(text.to_owned());
-                    }
-                    if key == "allow" {
-                        grants.allow = list;
-                    } else {
-                        grants.only = list;
-                    }
-                }
-                ("allow" | "only", _) => {
-                    bail!("[network] {key} must be a list of origins, e.g. [\"https://proxy.example.com\"]")
-                }
-                ("allow_private_ips", toml::Value::Boolean(b)) => grants.allow_private_ips = *b,
-                ("allow_private_ips", _) => bail!("[network] allow_private_ips must be true or false"),
-                ("proxy", toml::Value::String(url)) => {
-                    let parsed = Url::parse(url).with_context(|| format!("[network] proxy `{url}` is not a URL"))?;
-                    if !["http", "https"].contains(&parsed.scheme()) || parsed.host_str().is_none() {
-                        bail!("[network] proxy must be an http:// or https:// URL with a host, such as \"http://proxy.corp.example:3128\"");
-                    }
-                    grants.proxy = Some(url.clone());
-                }
-                ("proxy", _) => bail!("[network] proxy must be a URL, such as \"http://proxy.corp.example:3128\""),
-                (other, _) => bail!("[network] has no key `{other}` (keys: allow, only, allow_private_ips, proxy)"),
+        let (network, problems) = crate::config::table::read::<NetworkTable>(table, |key, keys| {
+            format!("has no key `{key}` (keys: {})", keys.join(", "))
+        });
+        if let Some(problem) = problems.first() {
+            bail!("[network] {problem}");
+        }
+        for (key, list) in [("allow", &network.allow), ("only", &network.only)] {
+            for (i, text) in list.iter().enumerate() {
+                Origin::parse_config_value(text).with_context(|| format!("[network] {key}[{i}]"))?;
             }
         }
-        Ok(grants)
+        if let Some(url) = &network.proxy {
+            let parsed = Url::parse(url).with_context(|| format!("[network] proxy `{url}` is not a URL"))?;
+            if !["http", "https"].contains(&parsed.scheme()) || parsed.host_str().is_none() {
+                bail!("[network] proxy must be an http:// or https:// URL with a host, such as \"http://proxy.corp.example:3128\"");
+            }
+        }
+        Ok(OperatorGrants {
+            allow: network.allow,
+            only: network.only,
+            allow_private_ips: network.allow_private_ips,
+            proxy: network.proxy,
+        })
+    }
+}
+
+/// The `[network]` table as written, read with serde.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NetworkTable {
+    #[serde(default, deserialize_with = "allow_list")]
+    allow: Vec<String>,
+    #[serde(default, deserialize_with = "only_list")]
+    only: Vec<String>,
+    #[serde(default)]
+    allow_private_ips: bool,
+    #[serde(default)]
+    proxy: Option<String>,
+}
+
+fn allow_list<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
+    d.deserialize_any(Origins("allow"))
+}
+
+fn only_list<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
+    d.deserialize_any(Origins("only"))
+}
+
+/// A list of origins, with errors that say what to write.
+struct Origins(&'static str);
+
+impl<'de> serde::de::Visitor<'de> for Origins {
+    type Value = Vec<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of origins, e.g. [\"https://proxy.example.com\"]")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> std::result::Result<Vec<String>, E> {
+        Err(E::custom(format!("{} must be a list of origins, e.g. [\"https://proxy.example.com\"]", self.0)))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Vec<String>, A::Error> {
+        let mut list = Vec::new();
+        while let Some(item) = seq.next_element::<toml::Value>()? {
+            match item {
+                toml::Value::String(text) => list.push(text),
+                _ => return Err(serde::de::Error::custom(format!("{}[{}] must be a string", self.0, list.len()))),
+            }
+        }
+        Ok(list)
     }
 }
 
@@ -518,6 +557,9 @@ mod tests {
         assert!(bad("allow = [3]").contains("allow[0] must be a string"));
         assert!(bad("deny = []").contains("no key `deny`"));
         assert!(bad("proxy = \"socks5://p:1080\"").contains("must be an http:// or https:// URL"));
+        assert!(
+            bad("allow_private_ips = 3").contains("`allow_private_ips`: invalid type: integer `3`, expected a boolean")
+        );
         let grants =
             OperatorGrants::from_table(&"proxy = \"http://proxy.corp.example:3128\"".parse().unwrap()).unwrap();
         let mut policy = NetworkPolicy::default();

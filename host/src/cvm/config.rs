@@ -48,25 +48,40 @@ impl std::fmt::Debug for CvmConfig {
     }
 }
 
-const KEYS: [&str; 8] = [
-    "api_host",
-    "api_key",
-    "connector_id",
-    "poll_interval_ms",
-    "run_deadline_minutes",
-    "max_retries",
-    "retry_delay_ms",
-    "reset_tags",
-];
+/// The `[cvm]` table as written (values already read from their references), read
+/// with serde; [`CvmConfig::from_values`] checks it into a [`CvmConfig`].
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CvmTable {
+    api_host: Option<String>,
+    api_key: Option<String>,
+    connector_id: Option<String>,
+    poll_interval_ms: Option<String>,
+    run_deadline_minutes: Option<String>,
+    max_retries: Option<String>,
+    retry_delay_ms: Option<String>,
+    reset_tags: Option<String>,
+}
 
 impl CvmConfig {
     /// Checks the `[cvm]` values (already read from the environment where asked).
     pub fn from_values(values: &BTreeMap<String, String>, allow_insecure_loopback: bool) -> Result<CvmConfig> {
-        let mut problems = Vec::new();
-        for key in values.keys().filter(|k| !KEYS.contains(&k.as_str())) {
-            problems.push(format!("`{key}` is not a [cvm] key (keys: {})", KEYS.join(", ")));
-        }
-        let get = |key: &str| values.get(key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let written: toml::Table = values.iter().map(|(k, v)| (k.clone(), toml::Value::String(v.clone()))).collect();
+        let (table, mut problems) = crate::config::table::read::<CvmTable>(&written, |key, keys| {
+            format!("`{key}` is not a [cvm] key (keys: {})", keys.join(", "))
+        });
+        let field =
+            |value: &Option<String>| value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+        let get = |key: &str| match key {
+            "api_host" => field(&table.api_host),
+            "api_key" => field(&table.api_key),
+            "connector_id" => field(&table.connector_id),
+            "poll_interval_ms" => field(&table.poll_interval_ms),
+            "run_deadline_minutes" => field(&table.run_deadline_minutes),
+            "max_retries" => field(&table.max_retries),
+            "retry_delay_ms" => field(&table.retry_delay_ms),
+            _ => None,
+        };
         let host = get("api_host").unwrap_or_else(|| DEFAULT_API_HOST.to_owned());
         let base_url = match Origin::parse_config_value(&host).and_then(|origin| {
             NetworkPolicy::from_host_fields([("api_host", host.as_str())], allow_insecure_loopback)?;
@@ -107,7 +122,7 @@ impl CvmConfig {
         let run_deadline = Duration::from_secs(60 * number("run_deadline_minutes", Some(120)));
         let max_retries = number("max_retries", Some(5)) as u32;
         let retry_delay = Duration::from_millis(number("retry_delay_ms", Some(1_000)));
-        let reset_tags = reset_tags(values).unwrap_or_else(|e| {
+        let reset_tags = flag("reset_tags", table.reset_tags.as_deref()).unwrap_or_else(|e| {
             problems.push(e.to_string());
             false
         });
@@ -137,10 +152,14 @@ impl CvmConfig {
 
 /// `reset_tags` of a `[cvm]` table: off unless `true`.
 pub fn reset_tags(values: &BTreeMap<String, String>) -> Result<bool> {
-    match values.get("reset_tags").map(|v| v.trim()) {
+    flag("reset_tags", values.get("reset_tags").map(String::as_str))
+}
+
+fn flag(key: &str, value: Option<&str>) -> Result<bool> {
+    match value.map(str::trim) {
         None | Some("false") => Ok(false),
         Some("true") => Ok(true),
-        Some(other) => bail!("`reset_tags`: expected true or false, got `{other}`"),
+        Some(other) => bail!("`{key}`: expected true or false, got `{other}`"),
     }
 }
 

@@ -13,6 +13,8 @@
 //! from the environment when the file is loaded. An optional `[cvm]` table says where
 //! to deliver (see [`crate::cvm::config`]).
 
+pub(crate) mod table;
+
 use crate::bindings::types::{FieldKind, PluginInfo};
 use crate::limits::SandboxLimits;
 use crate::policy::{OperatorGrants, Origin};
@@ -53,43 +55,104 @@ enum Given {
     },
 }
 
-fn read_value(key: &str, value: &toml::Value, env: &dyn Fn(&str) -> Option<String>) -> Result<(String, Given)> {
-    Ok(match value {
-        toml::Value::String(s) => (s.clone(), Given::Literal),
-        toml::Value::Integer(i) => (i.to_string(), Given::Literal),
-        toml::Value::Boolean(b) => (b.to_string(), Given::Literal),
-        toml::Value::Table(t) => {
-            let reference = || {
-                anyhow!("`{key}`: a table value must be `{{ env = \"VARIABLE\" }}` or `{{ file = \"/path\" }}`, optionally with `secret = false`")
-            };
-            let secret = match t.get("secret") {
-                None => true,
-                Some(toml::Value::Boolean(b)) => *b,
-                Some(_) => bail!("`{key}`: `secret` must be true or false"),
-            };
-            if t.keys().any(|k| !["env", "file", "secret"].contains(&k.as_str())) {
-                return Err(reference());
+/// Any value of a configuration file, the one value type of every table: a literal
+/// (string, integer or boolean, kept as text), or a reference read when the file
+/// loads, `{ env = "VARIABLE" }` or `{ file = "/path" }`, with `secret = false` when
+/// the value is not a secret.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConfigValue {
+    /// The value as written.
+    Literal(String),
+    /// An environment variable's value.
+    Env {
+        /// The variable.
+        var: String,
+        /// Whether the value is a secret (unless the operator wrote `secret = false`).
+        secret: bool,
+    },
+    /// A file's text, without its trailing line break.
+    File {
+        /// The file.
+        path: String,
+        /// Whether the value is a secret (unless the operator wrote `secret = false`).
+        secret: bool,
+    },
+}
+
+impl<'de> serde::Deserialize<'de> for ConfigValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Value;
+        impl<'de> serde::de::Visitor<'de> for Value {
+            type Value = ConfigValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string, integer, boolean or { env = \"VARIABLE\" }")
             }
-            let text = match (t.get("env"), t.get("file")) {
-                (Some(toml::Value::String(var)), None) => {
-                    env(var).ok_or_else(|| anyhow!("`{key}`: environment variable `{var}` is not set"))?
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ConfigValue, E> {
+                Ok(ConfigValue::Literal(v.to_owned()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ConfigValue, E> {
+                Ok(ConfigValue::Literal(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ConfigValue, E> {
+                Ok(ConfigValue::Literal(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<ConfigValue, E> {
+                Ok(ConfigValue::Literal(v.to_string()))
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<ConfigValue, M::Error> {
+                use serde::de::Error;
+                let shape = || {
+                    M::Error::custom(
+                        "a table value must be `{ env = \"VARIABLE\" }` or `{ file = \"/path\" }`, optionally with `secret = false`",
+                    )
+                };
+                let (mut var, mut path, mut secret) = (None, None, true);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "env" => var = Some(map.next_value::<String>().map_err(|_| shape())?),
+                        "file" => path = Some(map.next_value::<String>().map_err(|_| shape())?),
+                        "secret" => {
+                            secret = map
+                                .next_value::<bool>()
+                                .map_err(|_| M::Error::custom("`secret` must be true or false"))?
+                        }
+                        _ => return Err(shape()),
+                    }
                 }
-                (None, Some(toml::Value::String(path))) => {
-                    let text = std::fs::read_to_string(path)
-                        .with_context(|| format!("`{key}`: cannot read the file `{path}` it refers to"))?;
-                    text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text).to_owned()
+                match (var, path) {
+                    (Some(var), None) => Ok(ConfigValue::Env { var, secret }),
+                    (None, Some(path)) => Ok(ConfigValue::File { path, secret }),
+                    _ => Err(shape()),
                 }
-                _ => return Err(reference()),
-            };
-            (text, Given::Reference { secret })
+            }
         }
-        other => {
-            bail!(
-                "`{key}`: expected a string, integer, boolean or {{ env = \"VARIABLE\" }}, got a {}",
-                other.type_str()
-            )
-        }
-    })
+        deserializer.deserialize_any(Value)
+    }
+}
+
+impl ConfigValue {
+    /// The value as text, references read; and how it was given.
+    fn read(&self, key: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(String, Given)> {
+        Ok(match self {
+            ConfigValue::Literal(text) => (text.clone(), Given::Literal),
+            ConfigValue::Env { var, secret } => (
+                env(var).ok_or_else(|| anyhow!("`{key}`: environment variable `{var}` is not set"))?,
+                Given::Reference { secret: *secret },
+            ),
+            ConfigValue::File { path, secret } => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("`{key}`: cannot read the file `{path}` it refers to"))?;
+                let text = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
+                (text.to_owned(), Given::Reference { secret: *secret })
+            }
+        })
+    }
+}
+
+fn read_value(key: &str, value: &toml::Value, env: &dyn Fn(&str) -> Option<String>) -> Result<(String, Given)> {
+    let value: ConfigValue = serde::Deserialize::deserialize(value.clone())
+        .map_err(|e: toml::de::Error| anyhow!("`{key}`: {}", e.message()))?;
+    value.read(key, env)
 }
 
 /// A table's values as text, environment references resolved (`[cvm]`, `[limits]`).
