@@ -187,13 +187,13 @@ fn compiled_components_are_cached_and_a_damaged_entry_is_compiled_again() {
     assert!(host.load(&path).unwrap().from_cache, "and replaced");
 }
 
-/// Runs the hostile plugin through the CLI with `SECRET` as its secret; returns the
-/// output and every file it wrote, as text.
-fn run_hostile(name: &str, config_text: &str) -> (artifacts::CliOutput, String) {
+/// Runs `plugin` through the CLI with `config_text` and `SECRET` in the environment;
+/// returns the output and every file it wrote, as text.
+fn run_plugin(plugin: &str, name: &str, config_text: &str) -> (artifacts::CliOutput, String) {
     let dir = kdi::temp_dir(&format!("sandbox-{name}"));
-    let config = dir.join("hostile.toml");
+    let config = dir.join("plugin.toml");
     std::fs::write(&config, config_text).unwrap();
-    let plugin = artifacts::plugin("test_plugin_hostile");
+    let plugin = artifacts::plugin(plugin);
     let out_dir = dir.join("out");
     let args = [
         "run",
@@ -214,6 +214,11 @@ fn run_hostile(name: &str, config_text: &str) -> (artifacts::CliOutput, String) 
         .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
         .collect();
     (out, files)
+}
+
+/// The hostile plugin through the CLI (see [`run_plugin`]).
+fn run_hostile(name: &str, config_text: &str) -> (artifacts::CliOutput, String) {
+    run_plugin("test_plugin_hostile", name, config_text)
 }
 
 const SECRET: &str = "hunter2-super-secret";
@@ -286,41 +291,24 @@ fn a_value_given_by_reference_is_refused_for_a_field_the_plugin_declares_as_text
 #[test]
 fn a_plugin_of_contract_0_2_runs_and_its_secret_never_goes_to_an_origin_it_derived() {
     let (api, derived) = (EchoServer::start().unwrap(), EchoServer::start().unwrap());
-    let dir = kdi::temp_dir("sandbox-contract-v0-2");
-    let config = dir.join("legacy.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[connector]\napi = \"{}\"\nderived = \"{}\"\ntoken = {{ env = \"HOSTILE_SECRET\" }}\n",
-            api.base_url(),
-            derived.base_url()
-        ),
-    )
-    .unwrap();
-    let plugin = artifacts::plugin("test_plugin_contract_v0_2");
-    let out_dir = dir.join("out");
-    let args = [
-        "run",
-        "--plugin",
-        plugin.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--allow-insecure-loopback",
-    ];
-    let out = run_cli(&args, &[("HOSTILE_SECRET", SECRET)]);
+    let text = format!(
+        "[connector]\napi = \"{}\"\nderived = \"{}\"\ntoken = {{ env = \"HOSTILE_SECRET\" }}\n",
+        api.base_url(),
+        derived.base_url()
+    );
+    let (out, files) = run_plugin("test_plugin_contract_v0_2", "contract-v0-2", &text);
     assert!(out.success(), "{}", out.stderr());
     assert_eq!(api.received(), [format!("token={SECRET}").into_bytes()], "its host field gets the secret");
     assert_eq!(derived.received(), [b"hello".to_vec()], "the derived origin is reachable, without the secret");
-    let files = kdi::read_dir(&out_dir);
-    let tags = files[0].1["assets"][0]["tags"].to_string();
+    let files: serde_json::Value = serde_json::from_str(&files).unwrap();
+    let tags = files["assets"][0]["tags"].to_string();
     assert!(tags.contains("api with token: answered token=[REDACTED]"), "{tags}");
     assert!(
         tags.contains("derived with token: refused HttpError::Denied(\\\"the secret `token` may not be sent to"),
         "{tags}"
     );
     assert!(tags.contains("derived without: answered hello"), "{tags}");
+    let plugin = artifacts::plugin("test_plugin_contract_v0_2");
     let info = run_cli(&["info", "--plugin", plugin.to_str().unwrap(), "--json"], &[]);
     let info: serde_json::Value = serde_json::from_str(&info.stdout()).unwrap();
     assert_eq!(info["contract"], "0.2.0");

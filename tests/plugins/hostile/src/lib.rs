@@ -97,6 +97,21 @@ fn post(url: &str, body: String) -> Result<Vec<u8>, String> {
     http::send(&request).map(|r| r.body).map_err(|e| format!("{e:?}"))
 }
 
+/// An asset located by its external id alone.
+fn asset(key: &str, hostname: Option<String>, tags: Vec<String>) -> Asset {
+    let locators = Locators {
+        external_id: Some(key.into()),
+        hostname,
+        fqdn: None,
+        netbios: None,
+        ip_address: None,
+        mac_address: None,
+        url: None,
+        application: None,
+    };
+    Asset { key: key.into(), locators, os: None, os_version: None, tags, last_seen: None }
+}
+
 struct Hostile;
 
 impl Guest for Hostile {
@@ -157,23 +172,7 @@ impl Guest for Hostile {
                 }
             }
             "flood" => loop {
-                let asset = Asset {
-                    key: "flood".into(),
-                    locators: Locators {
-                        external_id: Some("flood".into()),
-                        hostname: None,
-                        fqdn: None,
-                        netbios: None,
-                        ip_address: None,
-                        mac_address: None,
-                        url: None,
-                        application: None,
-                    },
-                    os: None,
-                    os_version: None,
-                    tags: Vec::new(),
-                    last_seen: None,
-                };
+                let asset = asset("flood", None, Vec::new());
                 output::emit_assets(&vec![asset; 10_000]);
             },
             "log-flood" => loop {
@@ -222,23 +221,8 @@ impl Guest for Hostile {
                     .map_err(|e| PluginError::Other(format!("echo failed: {e}")))?;
                 let from_json = unescape(&String::from_utf8_lossy(&escaped.body));
                 log(Level::Warn, &format!("decoded echoes: {from_gzip} / {from_json}"));
-                let asset = Asset {
-                    key: "echoed".into(),
-                    locators: Locators {
-                        external_id: Some("echoed".into()),
-                        hostname: Some(from_gzip.clone()),
-                        fqdn: None,
-                        netbios: None,
-                        ip_address: None,
-                        mac_address: None,
-                        url: None,
-                        application: None,
-                    },
-                    os: None,
-                    os_version: None,
-                    tags: vec![from_gzip, from_json, format!("raw {secret}")],
-                    last_seen: None,
-                };
+                let asset =
+                    asset("echoed", Some(from_gzip.clone()), vec![from_gzip, from_json, format!("raw {secret}")]);
                 output::emit_assets(&[asset]);
                 output::count(&format!("counted {}", setting("note")), 1);
                 Ok(None)
