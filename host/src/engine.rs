@@ -62,6 +62,14 @@ impl PluginHost {
         // Every contract line the host runs, each under its own versioned names.
         v0_3::ConnectorPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)?;
         v0_2::ConnectorPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)?;
+        // The current contract's `emit-vulnerabilities` reads the plugin's strings in
+        // place instead of lifting them (the generated binding would): it replaces
+        // the generated definition.
+        linker.allow_shadowing(true);
+        linker
+            .instance(&format!("vulnbridge:connector/output@{}", crate::bindings::CONTRACT_VERSION))?
+            .func_wrap("emit-vulnerabilities", crate::capability::output::emit_vulnerabilities_in_place)?;
+        linker.allow_shadowing(false);
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let (ticker_engine, stop) = (engine.clone(), stop_ticker.clone());
         std::thread::Builder::new().name("epoch-ticker".into()).spawn(move || {

@@ -42,6 +42,14 @@ impl Redactor {
         }
     }
 
+    /// The text with every secret masked, borrowed as it is when it holds none.
+    pub fn redact_cow<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        match self.mask(text.as_bytes()) {
+            Some(masked) => std::borrow::Cow::Owned(String::from_utf8_lossy(&masked).into_owned()),
+            None => std::borrow::Cow::Borrowed(text),
+        }
+    }
+
     /// Masks a string in place; most strings hold no secret and stay as they are.
     pub fn redact_in_place(&self, text: &mut String) {
         if let Some(masked) = self.mask(text.as_bytes()) {

@@ -5,12 +5,16 @@
 //! while another fetches, and both may emit.
 
 use crate::bindings::output::Host;
+use crate::bindings::types::Datetime;
 use crate::bindings::types::{Asset, Vulnerability, VulnerabilityDefinition};
 use crate::events::{emit, Event, EventSink};
 use crate::limits::{thread_cpu_time, LimitExceeded, SandboxLimits};
 use crate::plugin_state::PluginState;
 use crate::redact::{plugin_name, Redactor};
-use crate::run::collect::{Message, RunOutput};
+use crate::run::collect::{BatchedVulnerability, Message, RunOutput, VulnerabilityBatch};
+use std::borrow::Cow;
+use wasmtime::component::{ComponentType, Lift, WasmList, WasmStr};
+use wasmtime::StoreContextMut;
 
 /// The `output` capability of one session: where its records go, and the limit on them.
 pub struct OutputCapability {
@@ -121,4 +125,63 @@ impl Host for PluginState {
         emit(self.output.events.as_ref(), Event::Progress { stage, done, total });
         Ok(())
     }
+}
+
+/// A vulnerability as it lies in the plugin's memory: its strings are read in place
+/// rather than lifted into a `String` each (the same record as the contract's
+/// `vulnerability`, which wasmtime checks when it links this function).
+#[derive(ComponentType, Lift)]
+#[component(record)]
+pub(crate) struct VulnerabilityInPlace {
+    #[component(name = "asset-key")]
+    asset_key: WasmStr,
+    identifier: WasmStr,
+    score: u8,
+    found: Option<Datetime>,
+    #[component(name = "last-seen")]
+    last_seen: Option<Datetime>,
+    details: Option<WasmStr>,
+}
+
+/// `emit-vulnerabilities`, reading the plugin's strings in place: each record is
+/// masked where needed and copied once, into one buffer for the whole batch, on its
+/// way to the collector (the hot path of a run: a vulnerability is most records).
+pub(crate) fn emit_vulnerabilities_in_place(
+    mut store: StoreContextMut<'_, PluginState>,
+    (list,): (WasmList<VulnerabilityInPlace>,),
+) -> wasmtime::Result<()> {
+    let started = thread_cpu_time();
+    let mut batch = VulnerabilityBatch::default();
+    let count = list.len();
+    // The records' places first (no string is copied), then their strings, read.
+    let views = list.iter(&mut store)?.collect::<wasmtime::Result<Vec<VulnerabilityInPlace>>>()?;
+    {
+        let redactor = store.data().redactor.clone();
+        fn masked<'a>(redactor: &Redactor, text: Cow<'a, str>) -> Cow<'a, str> {
+            if redactor.is_empty() {
+                return text;
+            }
+            match redactor.redact_cow(&text) {
+                Cow::Borrowed(_) => text,
+                Cow::Owned(masked) => Cow::Owned(masked),
+            }
+        }
+        let mask = |text| masked(&redactor, text);
+        for v in &views {
+            let (asset_key, identifier) = (mask(v.asset_key.to_str(&store)?), mask(v.identifier.to_str(&store)?));
+            let details = v.details.as_ref().map(|d| d.to_str(&store)).transpose()?.map(mask);
+            batch.push(&BatchedVulnerability {
+                asset_key: &asset_key,
+                identifier: &identifier,
+                score: v.score,
+                found: v.found,
+                last_seen: v.last_seen,
+                details: details.as_deref(),
+            });
+        }
+    }
+    let state = store.data_mut();
+    // Reading and copying is the host's work, not the plugin's CPU time.
+    state.cpu.add_host_time(thread_cpu_time().saturating_sub(started));
+    state.emit(count, Message::VulnerabilityBatch(batch))
 }

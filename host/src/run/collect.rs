@@ -95,6 +95,8 @@ struct Worker {
 pub(crate) enum Message {
     Assets(Vec<Asset>),
     Vulnerabilities(Vec<Vulnerability>),
+    /// Vulnerabilities read in place from the plugin's memory (see [`VulnerabilityBatch`]).
+    VulnerabilityBatch(VulnerabilityBatch),
     Definitions(Vec<VulnerabilityDefinition>),
     Count(String, u64),
     Skip(String, u64),
@@ -126,9 +128,89 @@ impl Message {
             Message::Definitions(d) => {
                 d.iter().map(|d| d.identifier.len() + d.name.len() + opt(&d.description) + opt(&d.solution)).sum()
             }
+            Message::VulnerabilityBatch(batch) => batch.bytes.len(),
             Message::Count(name, _) | Message::Skip(name, _) => name.len(),
         };
         bytes as u64
+    }
+}
+
+/// Vulnerabilities copied straight from the plugin's memory into one buffer, one
+/// after another, instead of lifted into a `String` for each field: the host reads
+/// the guest's strings in place when the plugin emits them (`emit-vulnerabilities`).
+/// The format is private to one run: lengths as little-endian u32, times as i64
+/// seconds and u32 nanoseconds, a flags byte for what is present.
+#[derive(Default)]
+pub(crate) struct VulnerabilityBatch {
+    bytes: Vec<u8>,
+}
+
+/// One vulnerability of a [`VulnerabilityBatch`], borrowing from it.
+pub(crate) struct BatchedVulnerability<'a> {
+    pub asset_key: &'a str,
+    pub identifier: &'a str,
+    pub score: u8,
+    pub found: Option<Datetime>,
+    pub last_seen: Option<Datetime>,
+    pub details: Option<&'a str>,
+}
+
+impl VulnerabilityBatch {
+    /// Appends one vulnerability.
+    pub(crate) fn push(&mut self, v: &BatchedVulnerability) {
+        let text = |bytes: &mut Vec<u8>, s: &str| {
+            bytes.extend_from_slice(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_le_bytes());
+            bytes.extend_from_slice(&s.as_bytes()[..s.len().min(u32::MAX as usize)]);
+        };
+        text(&mut self.bytes, v.asset_key);
+        text(&mut self.bytes, v.identifier);
+        let flags =
+            u8::from(v.found.is_some()) | u8::from(v.last_seen.is_some()) << 1 | u8::from(v.details.is_some()) << 2;
+        self.bytes.extend_from_slice(&[v.score, flags]);
+        for t in [&v.found, &v.last_seen].into_iter().flatten() {
+            self.bytes.extend_from_slice(&t.seconds.to_le_bytes());
+            self.bytes.extend_from_slice(&t.nanoseconds.to_le_bytes());
+        }
+        if let Some(details) = v.details {
+            text(&mut self.bytes, details);
+        }
+    }
+
+    /// Every vulnerability, in order.
+    pub(crate) fn records(&self) -> impl Iterator<Item = BatchedVulnerability<'_>> {
+        let bytes = &self.bytes;
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            if at >= bytes.len() {
+                return None;
+            }
+            let mut take = |n: usize| {
+                let slice = &bytes[at..at + n];
+                at += n;
+                slice
+            };
+            let mut text = || {
+                let len = u32::from_le_bytes(take(4).try_into().expect("4 bytes")) as usize;
+                // Written from `&str`s by `push`: always UTF-8.
+                std::str::from_utf8(take(len)).unwrap_or_default()
+            };
+            let (asset_key, identifier) = (text(), text());
+            let head = take(2);
+            let (score, flags) = (head[0], head[1]);
+            let mut time = |present: bool| {
+                present.then(|| {
+                    let seconds = i64::from_le_bytes(take(8).try_into().expect("8 bytes"));
+                    let nanoseconds = u32::from_le_bytes(take(4).try_into().expect("4 bytes"));
+                    Datetime { seconds, nanoseconds }
+                })
+            };
+            let (found, last_seen) = (time(flags & 1 != 0), time(flags & 2 != 0));
+            let details = (flags & 4 != 0).then(|| {
+                let len = u32::from_le_bytes(take(4).try_into().expect("4 bytes")) as usize;
+                std::str::from_utf8(take(len)).unwrap_or_default()
+            });
+            Some(BatchedVulnerability { asset_key, identifier, score, found, last_seen, details })
+        })
     }
 }
 
@@ -170,6 +252,7 @@ impl RunOutput {
                     match message {
                         Message::Assets(assets) => collector.add_assets(assets),
                         Message::Vulnerabilities(vulnerabilities) => collector.add_vulnerabilities(vulnerabilities),
+                        Message::VulnerabilityBatch(batch) => collector.add_vulnerability_batch(&batch),
                         Message::Definitions(definitions) => collector.add_definitions(definitions),
                         Message::Count(counter, delta) => collector.count(counter, delta),
                         Message::Skip(reason, count) => collector.skip(reason, count),
@@ -289,23 +372,40 @@ impl Collector {
     /// Interns and sorts vulnerability reports (on disk past the buffer).
     pub fn add_vulnerabilities(&mut self, vulnerabilities: Vec<Vulnerability>) {
         for v in vulnerabilities {
-            if self.failure.is_some() {
-                return;
-            }
-            // A report's fixed part (ids, score, times) and its details text.
-            self.keep(40 + v.details.as_ref().map_or(0, String::len));
-            let report = Report {
-                asset: self.asset_keys.intern(&v.asset_key),
-                identifier: self.identifiers.intern(&v.identifier),
+            let batched = BatchedVulnerability {
+                asset_key: &v.asset_key,
+                identifier: &v.identifier,
                 score: v.score,
                 found: v.found,
                 last_seen: v.last_seen,
-                details: v.details.filter(|d| !d.is_empty()),
+                details: v.details.as_deref(),
             };
-            let order = ReportOrder { assets: &self.asset_keys, identifiers: &self.identifiers };
-            if let Err(e) = self.vulnerabilities.push(report, order) {
-                self.failure = Some(format!("{e:#}"));
-            }
+            self.add_vulnerability(&batched);
+        }
+    }
+
+    /// Vulnerabilities the host read in place from the plugin's memory.
+    pub(crate) fn add_vulnerability_batch(&mut self, batch: &VulnerabilityBatch) {
+        batch.records().for_each(|v| self.add_vulnerability(&v));
+    }
+
+    fn add_vulnerability(&mut self, v: &BatchedVulnerability) {
+        if self.failure.is_some() {
+            return;
+        }
+        // A report's fixed part (ids, score, times) and its details text.
+        self.keep(40 + v.details.map_or(0, str::len));
+        let report = Report {
+            asset: self.asset_keys.intern(v.asset_key),
+            identifier: self.identifiers.intern(v.identifier),
+            score: v.score,
+            found: v.found,
+            last_seen: v.last_seen,
+            details: v.details.filter(|d| !d.is_empty()).map(str::to_owned),
+        };
+        let order = ReportOrder { assets: &self.asset_keys, identifiers: &self.identifiers };
+        if let Err(e) = self.vulnerabilities.push(report, order) {
+            self.failure = Some(format!("{e:#}"));
         }
     }
 

@@ -396,6 +396,37 @@ mod tests {
     }
 
     #[test]
+    fn vulnerabilities_read_in_place_join_exactly_like_lifted_ones() {
+        use crate::run::collect::{BatchedVulnerability, VulnerabilityBatch};
+        let reports = [
+            vuln("a", "CVE-1", 6, 100, 500, "chrome"),
+            vuln("a", "CVE-2", 3, 1, 2, ""),
+            vuln("b", "CVE-1", 9, 7, 8, "é"),
+        ];
+        let mut lifted = Collector::default();
+        lifted.add_assets(vec![asset("a"), asset("b")]);
+        lifted.add_vulnerabilities(reports.to_vec());
+        let mut batch = VulnerabilityBatch::default();
+        for v in &reports {
+            batch.push(&BatchedVulnerability {
+                asset_key: &v.asset_key,
+                identifier: &v.identifier,
+                score: v.score,
+                found: v.found,
+                last_seen: v.last_seen,
+                details: v.details.as_deref(),
+            });
+        }
+        let mut in_place = Collector::default();
+        in_place.add_assets(vec![asset("a"), asset("b")]);
+        in_place.add_vulnerability_batch(&batch);
+        let (lifted, in_place) =
+            (lifted.finish().unwrap().collect().unwrap(), in_place.finish().unwrap().collect().unwrap());
+        assert_eq!(format!("{:?}", lifted.assets), format!("{:?}", in_place.assets));
+        assert_eq!(in_place.assets[1].vulnerabilities[0].details.iter().next().map(String::as_str), Some("é"));
+    }
+
+    #[test]
     fn same_identifier_on_one_asset_merges() {
         let mut c = Collector::default();
         c.add_assets(vec![asset("d1")]);
