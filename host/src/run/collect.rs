@@ -18,7 +18,8 @@ use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-/// The counter of asset reports merged into an earlier report of the same key.
+/// The counter of asset reports merged into an earlier, different report of the same
+/// key (an identical report changes nothing and is not counted).
 pub const DUPLICATE_ASSETS: &str = "duplicate asset reports merged (latest last seen kept)";
 
 /// The skip reason for assets CVM could not match: no locator at all.
@@ -63,6 +64,16 @@ fn bump(counts: &mut BTreeMap<String, u64>, name: String, delta: u64) {
 struct StoredAsset {
     last_seen: Option<Datetime>,
     span: Span,
+    /// A hash of the encoding: a report identical to the kept one changes nothing.
+    hash: u64,
+}
+
+/// A fixed-key hash of an asset's encoding (the same bytes, the same hash).
+fn encoding_hash(encoded: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    encoded.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// A run's records, shared by the run's sessions.
@@ -348,7 +359,12 @@ impl Collector {
             if self.assets.len() <= id {
                 self.assets.resize_with(id + 1, || None);
             }
+            let encoded = asset_codec::encode(&asset);
+            let hash = encoding_hash(&encoded);
             let newer = match &self.assets[id] {
+                // The same report again (several mapping instances each emitting a
+                // repository once, a page fetched twice): nothing to merge or count.
+                Some(existing) if existing.hash == hash => continue,
                 Some(existing) => {
                     bump(&mut self.counters, DUPLICATE_ASSETS.to_owned(), 1);
                     match (&asset.last_seen, &existing.last_seen) {
@@ -359,10 +375,9 @@ impl Collector {
                 None => true,
             };
             if newer && self.failure.is_none() {
-                let encoded = asset_codec::encode(&asset);
                 self.keep(encoded.len());
                 match self.asset_log.append(&encoded) {
-                    Ok(span) => self.assets[id] = Some(StoredAsset { last_seen: asset.last_seen, span }),
+                    Ok(span) => self.assets[id] = Some(StoredAsset { last_seen: asset.last_seen, span, hash }),
                     Err(e) => self.failure = Some(format!("{e:#}")),
                 }
             }

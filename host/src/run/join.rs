@@ -461,6 +461,16 @@ mod tests {
     }
 
     #[test]
+    fn a_report_identical_to_the_kept_one_is_not_a_duplicate() {
+        let mut c = Collector::default();
+        c.add_assets(vec![asset("repo"), asset("repo")]);
+        c.add_assets(vec![asset("repo")]);
+        let j = c.finish().unwrap().collect().unwrap();
+        assert_eq!(j.assets.len(), 1);
+        assert!(!j.counters.contains_key(DUPLICATE_ASSETS), "{:?}", j.counters);
+    }
+
+    #[test]
     fn assets_without_vulnerabilities_are_kept_and_orphans_counted() {
         let mut c = Collector::default();
         c.add_vulnerabilities(vec![vuln("gone", "CVE-1", 6, 1, 2, ""), vuln("gone", "CVE-2", 6, 1, 2, "")]);
