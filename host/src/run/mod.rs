@@ -117,8 +117,8 @@ fn execute_quietly(
     let events = events.as_ref();
     let run_started = chrono::Utc::now();
     let resolved = config.resolve(&plugin.info).context("invalid configuration")?;
-    // A run has a wall-clock limit even outside a platform: a plugin asleep in a
-    // host call is stopped at it, not waited for.
+    // A run has a wall-clock limit even outside a platform: wasm is stopped at it and
+    // HTTP waits are capped to the time left (`[limits] run_seconds`).
     let session = SessionOptions { time_limit: session.time_limit.or(Some(resolved.limits.run_time)), ..session };
     // Files carry `[cvm] reset_tags` whether this run uploads them or not.
     let reset_tags = match (delivery, &config.cvm) {
