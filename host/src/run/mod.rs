@@ -149,17 +149,7 @@ fn execute_quietly(
     drop((fetcher, mappers));
     tracing::debug!("fetched and mapped {pages} pages in {:.2} s", started.elapsed().as_secs_f64());
 
-    // Join and write: each joined asset goes to the KDI writer and, when the files
-    // will be delivered, into the CVM snapshot the mass-close guard compares.
     emit(events, Event::Writing);
-    let writing = Instant::now();
-    let stage = tracing::info_span!("stage", stage = "write").entered();
-    let collector = output.take_collector();
-    let collect_cpu = collector.cpu;
-    let sorting = crate::limits::thread_cpu_time();
-    let mut assets = collector.finish()?.read_ahead()?;
-    let collect_cpu = collect_cpu + crate::limits::thread_cpu_time().saturating_sub(sorting);
-    let write_started = crate::limits::thread_cpu_time();
     let write_options = WriteOptions {
         scanner_type: plugin.info.scanner_type.clone(),
         assets_per_file: options.assets_per_file,
@@ -167,24 +157,13 @@ fn execute_quietly(
         run_started,
         reset_tags,
     };
-    let mut writer = KdiWriter::create(&options.out_dir, write_options, assets.catalog.clone())?;
-    let mut snapshot = delivery.map(|_| Snapshot::default());
-    while let Some(asset) = assets.next()? {
-        writer.add(&asset)?;
-        if let Some(snapshot) = snapshot.as_mut() {
-            snapshot.add(&asset);
-        }
-    }
-    let counts = assets.finish()?;
-    let written = writer.finish()?;
-    let write_cpu = crate::limits::thread_cpu_time().saturating_sub(write_started);
+    let Stored { written, counts, snapshot, collect_cpu, write_cpu } = tracing::info_span!("stage", stage = "write")
+        .in_scope(|| join_and_write(output, &options.out_dir, write_options, delivery.is_some()))?;
     let stage_cpu =
         [("fetch", fetch_cpu), ("map", map_cpu), ("collect", collect_cpu), ("join", counts.cpu), ("write", write_cpu)]
             .into_iter()
             .map(|(stage, cpu)| (stage.to_owned(), cpu))
             .collect();
-    tracing::debug!("joined and wrote {} files in {:.2} s", written.files.len(), writing.elapsed().as_secs_f64());
-    drop(stage);
 
     let delivered = match (delivery, snapshot.map(Snapshot::seal)) {
         (Some(d), Some(snapshot)) => Some({
@@ -211,6 +190,47 @@ fn execute_quietly(
         stage_cpu,
         duration: started.elapsed(),
     })
+}
+
+/// What joining and writing a run left.
+struct Stored {
+    written: kdi::Written,
+    counts: join::JoinCounts,
+    /// What CVM will be sent, when the files are delivered.
+    snapshot: Option<Snapshot>,
+    collect_cpu: Duration,
+    write_cpu: Duration,
+}
+
+/// Joins the run's records and writes them: each joined asset goes to the KDI
+/// writer and, when the files will be delivered, into the CVM snapshot that the
+/// mass-close guard compares.
+fn join_and_write(
+    output: RunOutput,
+    out_dir: &std::path::Path,
+    options: WriteOptions,
+    deliver: bool,
+) -> Result<Stored> {
+    let writing = Instant::now();
+    let collector = output.take_collector();
+    let sorting = crate::limits::thread_cpu_time();
+    let collect_cpu = collector.cpu;
+    let mut assets = collector.finish()?.read_ahead()?;
+    let collect_cpu = collect_cpu + crate::limits::thread_cpu_time().saturating_sub(sorting);
+    let write_started = crate::limits::thread_cpu_time();
+    let mut writer = KdiWriter::create(out_dir, options, assets.catalog.clone())?;
+    let mut snapshot = deliver.then(Snapshot::default);
+    while let Some(asset) = assets.next()? {
+        writer.add(&asset)?;
+        if let Some(snapshot) = snapshot.as_mut() {
+            snapshot.add(&asset);
+        }
+    }
+    let counts = assets.finish()?;
+    let written = writer.finish()?;
+    let write_cpu = crate::limits::thread_cpu_time().saturating_sub(write_started);
+    tracing::debug!("joined and wrote {} files in {:.2} s", written.files.len(), writing.elapsed().as_secs_f64());
+    Ok(Stored { written, counts, snapshot, collect_cpu, write_cpu })
 }
 
 /// How many instances map: one, unless the plugin declares that its pages map
