@@ -192,14 +192,6 @@ pub struct Plugin {
 }
 
 impl Plugin {
-    /// Which contract binding runs this plugin.
-    pub(crate) fn binding(&self) -> Binding {
-        match self.pre {
-            Pre::Current(_) => Binding::Current,
-            Pre::V0_2(_) => Binding::V0_2,
-        }
-    }
-
     /// A fresh, sandboxed instance for one verify or run.
     pub fn open(&self, host: &PluginHost, config: &ResolvedConfig, options: SessionOptions) -> Result<Session> {
         self.open_for_run(host, config, options, RunOutput::new(config.limits.temp_disk_bytes))
@@ -265,6 +257,6 @@ impl Plugin {
             }
             Pre::V0_2(pre) => Instance::V0_2(pre.instantiate(&mut store).into_anyhow().with_context(instantiated)?),
         };
-        Ok(Session::new(store, instance, id, self.binding()))
+        Ok(Session::new(store, instance, id))
     }
 }

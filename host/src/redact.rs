@@ -36,10 +36,7 @@ impl Redactor {
 
     /// The text with every secret replaced by [`MASK`].
     pub fn redact(&self, text: &str) -> String {
-        match self.mask(text.as_bytes()) {
-            Some(masked) => String::from_utf8_lossy(&masked).into_owned(),
-            None => text.to_owned(),
-        }
+        self.redact_cow(text).into_owned()
     }
 
     /// The text with every secret masked, borrowed as it is when it holds none.
@@ -52,8 +49,8 @@ impl Redactor {
 
     /// Masks a string in place; most strings hold no secret and stay as they are.
     pub fn redact_in_place(&self, text: &mut String) {
-        if let Some(masked) = self.mask(text.as_bytes()) {
-            *text = String::from_utf8_lossy(&masked).into_owned();
+        if let std::borrow::Cow::Owned(masked) = self.redact_cow(text) {
+            *text = masked;
         }
     }
 

@@ -20,12 +20,19 @@ pub struct Session {
     store: Store<PluginState>,
     instance: Instance,
     plugin_id: String,
-    binding: Binding,
 }
 
 impl Session {
-    pub(crate) fn new(store: Store<PluginState>, instance: Instance, plugin_id: String, binding: Binding) -> Self {
-        Session { store, instance, plugin_id, binding }
+    pub(crate) fn new(store: Store<PluginState>, instance: Instance, plugin_id: String) -> Self {
+        Session { store, instance, plugin_id }
+    }
+
+    /// The contract line the instance runs through.
+    fn binding(&self) -> Binding {
+        match self.instance {
+            Instance::Current(_) => Binding::Current,
+            Instance::V0_2(_) => Binding::V0_2,
+        }
     }
 
     /// Runs one export call; a trap becomes an error carrying the plugin's stderr
@@ -109,7 +116,7 @@ impl Session {
         let plugin = self.plugin_id.clone();
         match configured {
             // 0.3: the origins the instance uses, within what it declared.
-            Ok(origins) if self.binding == Binding::Current => {
+            Ok(origins) if self.binding() == Binding::Current => {
                 if !origins.is_empty() {
                     self.store
                         .data_mut()

@@ -33,7 +33,7 @@ pub const CONTRACT_VERSION: &str = versions::CURRENT;
 
 /// Every contract line this host runs, one binding module each, oldest first: a
 /// plugin of an older line runs through its module's adapter.
-pub const BOUND_VERSIONS: [&str; 2] = [versions::V0_2, versions::CURRENT];
+const BINDINGS: [(&str, Binding); 2] = [(versions::V0_2, Binding::V0_2), (versions::CURRENT, Binding::Current)];
 
 /// The prefix every version of the contract's export shares.
 pub const CONTRACT_EXPORT_PREFIX: &str = "vulnbridge:connector/connector@";
@@ -41,7 +41,7 @@ pub const CONTRACT_EXPORT_PREFIX: &str = "vulnbridge:connector/connector@";
 /// The range of contract versions this host runs, from its binding modules:
 /// `>=0.2.0, <=0.3.0`.
 pub fn supported_contracts() -> String {
-    format!(">={}, <={}", BOUND_VERSIONS[0], BOUND_VERSIONS[BOUND_VERSIONS.len() - 1])
+    format!(">={}, <={}", BINDINGS[0].0, BINDINGS[BINDINGS.len() - 1].0)
 }
 
 /// The binding module a contract version runs through.
@@ -70,11 +70,8 @@ pub fn binding_for(version: &str) -> Result<Binding, String> {
         let ours = parse(ours).expect("a binding's version parses");
         theirs.0 == ours.0 && (ours.0 != 0 || theirs.1 == ours.1) && theirs <= ours
     };
-    if runs(versions::CURRENT) {
-        return Ok(Binding::Current);
-    }
-    if runs(versions::V0_2) {
-        return Ok(Binding::V0_2);
+    if let Some((_, binding)) = BINDINGS.iter().find(|(ours, _)| runs(ours)) {
+        return Ok(*binding);
     }
     let newest = parse(versions::CURRENT).expect("the host's own version parses");
     let advice = if theirs > newest {

@@ -158,9 +158,6 @@ pub(crate) fn emit_vulnerabilities_in_place(
     {
         let redactor = store.data().redactor.clone();
         fn masked<'a>(redactor: &Redactor, text: Cow<'a, str>) -> Cow<'a, str> {
-            if redactor.is_empty() {
-                return text;
-            }
             match redactor.redact_cow(&text) {
                 Cow::Borrowed(_) => text,
                 Cow::Owned(masked) => Cow::Owned(masked),

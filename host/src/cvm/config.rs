@@ -70,19 +70,10 @@ impl CvmConfig {
         let (table, mut problems) = crate::config::table::read::<CvmTable>(&written, |key, keys| {
             format!("`{key}` is not a [cvm] key (keys: {})", keys.join(", "))
         });
-        let field =
+        // A blank value counts as none.
+        let given =
             |value: &Option<String>| value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
-        let get = |key: &str| match key {
-            "api_host" => field(&table.api_host),
-            "api_key" => field(&table.api_key),
-            "connector_id" => field(&table.connector_id),
-            "poll_interval_ms" => field(&table.poll_interval_ms),
-            "run_deadline_minutes" => field(&table.run_deadline_minutes),
-            "max_retries" => field(&table.max_retries),
-            "retry_delay_ms" => field(&table.retry_delay_ms),
-            _ => None,
-        };
-        let host = get("api_host").unwrap_or_else(|| DEFAULT_API_HOST.to_owned());
+        let host = given(&table.api_host).unwrap_or_else(|| DEFAULT_API_HOST.to_owned());
         let base_url = match Origin::parse_config_value(&host).and_then(|origin| {
             NetworkPolicy::from_host_fields([("api_host", host.as_str())], allow_insecure_loopback)?;
             Ok(origin)
@@ -100,12 +91,12 @@ impl CvmConfig {
                 String::new()
             }
         };
-        let api_key = get("api_key").unwrap_or_default();
+        let api_key = given(&table.api_key).unwrap_or_default();
         if api_key.is_empty() {
             problems.push("`api_key` is required: a CVM API key (Settings > API Keys), sent as X-Risk-Token".into());
         }
-        let mut number = |key: &str, default: Option<u64>| -> u64 {
-            match (get(key), default) {
+        let mut number = |key: &str, value: &Option<String>, default: Option<u64>| -> u64 {
+            match (given(value), default) {
                 (None, Some(d)) => d,
                 (None, None) => {
                     problems.push(format!("`{key}` is required"));
@@ -117,11 +108,12 @@ impl CvmConfig {
                 }),
             }
         };
-        let connector_id = number("connector_id", None);
-        let poll_interval = Duration::from_millis(number("poll_interval_ms", Some(20_000)));
-        let run_deadline = Duration::from_secs(60 * number("run_deadline_minutes", Some(120)));
-        let max_retries = number("max_retries", Some(5)) as u32;
-        let retry_delay = Duration::from_millis(number("retry_delay_ms", Some(1_000)));
+        let connector_id = number("connector_id", &table.connector_id, None);
+        let poll_interval = Duration::from_millis(number("poll_interval_ms", &table.poll_interval_ms, Some(20_000)));
+        let run_deadline =
+            Duration::from_secs(60 * number("run_deadline_minutes", &table.run_deadline_minutes, Some(120)));
+        let max_retries = number("max_retries", &table.max_retries, Some(5)) as u32;
+        let retry_delay = Duration::from_millis(number("retry_delay_ms", &table.retry_delay_ms, Some(1_000)));
         let reset_tags = flag("reset_tags", table.reset_tags.as_deref()).unwrap_or_else(|e| {
             problems.push(e.to_string());
             false

@@ -166,6 +166,19 @@ pub(crate) struct BatchedVulnerability<'a> {
     pub details: Option<&'a str>,
 }
 
+impl<'a> From<&'a Vulnerability> for BatchedVulnerability<'a> {
+    fn from(v: &'a Vulnerability) -> Self {
+        BatchedVulnerability {
+            asset_key: &v.asset_key,
+            identifier: &v.identifier,
+            score: v.score,
+            found: v.found,
+            last_seen: v.last_seen,
+            details: v.details.as_deref(),
+        }
+    }
+}
+
 impl VulnerabilityBatch {
     /// Appends one vulnerability.
     pub(crate) fn push(&mut self, v: &BatchedVulnerability) {
@@ -386,16 +399,8 @@ impl Collector {
 
     /// Interns and sorts vulnerability reports (on disk past the buffer).
     pub fn add_vulnerabilities(&mut self, vulnerabilities: Vec<Vulnerability>) {
-        for v in vulnerabilities {
-            let batched = BatchedVulnerability {
-                asset_key: &v.asset_key,
-                identifier: &v.identifier,
-                score: v.score,
-                found: v.found,
-                last_seen: v.last_seen,
-                details: v.details.as_deref(),
-            };
-            self.add_vulnerability(&batched);
+        for v in &vulnerabilities {
+            self.add_vulnerability(&v.into());
         }
     }
 

@@ -397,7 +397,7 @@ mod tests {
 
     #[test]
     fn vulnerabilities_read_in_place_join_exactly_like_lifted_ones() {
-        use crate::run::collect::{BatchedVulnerability, VulnerabilityBatch};
+        use crate::run::collect::VulnerabilityBatch;
         let reports = [
             vuln("a", "CVE-1", 6, 100, 500, "chrome"),
             vuln("a", "CVE-2", 3, 1, 2, ""),
@@ -408,14 +408,7 @@ mod tests {
         lifted.add_vulnerabilities(reports.to_vec());
         let mut batch = VulnerabilityBatch::default();
         for v in &reports {
-            batch.push(&BatchedVulnerability {
-                asset_key: &v.asset_key,
-                identifier: &v.identifier,
-                score: v.score,
-                found: v.found,
-                last_seen: v.last_seen,
-                details: v.details.as_deref(),
-            });
+            batch.push(&v.into());
         }
         let mut in_place = Collector::default();
         in_place.add_assets(vec![asset("a"), asset("b")]);

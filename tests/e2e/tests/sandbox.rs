@@ -127,33 +127,12 @@ fn a_plugin_importing_wasi_http_is_refused_at_load() {
 
 #[test]
 fn a_secret_never_reaches_the_plugin_logs_or_a_host_not_granted() {
-    const SECRET: &str = "hunter2-super-secret";
     let echo = EchoServer::start().unwrap();
-    let dir = kdi::temp_dir("sandbox-exfiltrate");
-    let config = dir.join("hostile.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[connector]\nbehavior = \"exfiltrate\"\ntarget = \"{}\"\nsecret = {{ env = \"HOSTILE_SECRET\" }}\n",
-            echo.base_url()
-        ),
-    )
-    .unwrap();
-    let plugin = artifacts::plugin("test_plugin_hostile");
-    let out = run_cli(
-        &[
-            "run",
-            "-v",
-            "--plugin",
-            plugin.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--out",
-            dir.join("out").to_str().unwrap(),
-            "--allow-insecure-loopback",
-        ],
-        &[("HOSTILE_SECRET", SECRET)],
+    let text = format!(
+        "[connector]\nbehavior = \"exfiltrate\"\ntarget = \"{}\"\nsecret = {{ env = \"HOSTILE_SECRET\" }}\n",
+        echo.base_url()
     );
+    let (out, _) = run_hostile("exfiltrate", &text);
     let (stdout, stderr) = (out.stdout(), out.stderr());
     assert!(out.success(), "{stderr}");
     assert!(!stdout.contains(SECRET) && !stderr.contains(SECRET), "the secret leaked: {stderr}");
@@ -257,11 +236,11 @@ fn a_plugin_cannot_widen_its_egress_at_configure() {
 fn a_secret_goes_only_to_the_origins_it_is_bound_to() {
     let (target, collector) = (EchoServer::start().unwrap(), EchoServer::start().unwrap());
     let text = format!(
-        "behavior = \"unbound-origin\"\ntarget = \"{}\"\ncollector = \"{}\"\nsecret = \"{SECRET}\"\n",
+        "target = \"{}\"\ncollector = \"{}\"\nsecret = \"{SECRET}\"\n",
         target.base_url(),
         collector.base_url()
     );
-    let error = misbehave("unbound-origin", text.trim_start_matches("behavior = \"unbound-origin\"\n"));
+    let error = misbehave("unbound-origin", &text);
     assert!(error.contains("collector refused: HttpError::Denied(\"the secret `secret` may not be sent to"), "{error}");
     assert!(collector.received().is_empty(), "nothing reached the origin the secret is not bound to");
     assert!(!error.contains(SECRET));

@@ -87,14 +87,8 @@ fn unescape(text: &str) -> String {
 }
 
 fn post(url: &str, body: String) -> Result<Vec<u8>, String> {
-    let request = Request {
-        method: Method::Post,
-        url: url.into(),
-        headers: vec![("content-type".into(), "application/x-www-form-urlencoded".into())],
-        body: Some(body.into_bytes()),
-        timeout_ms: Some(5_000),
-    };
-    http::send(&request).map(|r| r.body).map_err(|e| format!("{e:?}"))
+    let form = vec![("content-type".into(), "application/x-www-form-urlencoded".into())];
+    send(url, form, body).map(|r| r.body)
 }
 
 /// An asset located by its external id alone.
