@@ -4,7 +4,7 @@
 use crate::bindings::types::{Check, Page, PluginError, PluginInfo};
 use crate::bindings::v0_2::{Adapt, AdaptResult};
 use crate::bindings::{v0_2, v0_3, Binding};
-use crate::config::ResolvedConfig;
+use crate::config::{FieldErrors, FieldProblem, ResolvedConfig};
 use crate::plugin_state::PluginState;
 use anyhow::{anyhow, Context, Result};
 use wasmtime::Store;
@@ -139,9 +139,12 @@ impl Session {
             }
             Err(errors) => {
                 let redactor = &self.store.data().redactor;
-                let lines: Vec<String> =
-                    errors.iter().map(|e| format!("`{}`: {}", e.key, redactor.redact(&e.message))).collect();
-                Err(anyhow!("invalid configuration for {}: {}", self.plugin_id, lines.join("; ")))
+                let problems = errors
+                    .iter()
+                    .map(|e| FieldProblem::new(&e.key, format!("`{}`: {}", e.key, redactor.redact(&e.message))))
+                    .collect();
+                Err(anyhow::Error::new(FieldErrors(problems))
+                    .context(format!("invalid configuration for {}", self.plugin_id)))
             }
         }
     }

@@ -7,3 +7,30 @@ pub use crate::bindings::{supported_contracts, CONTRACT_VERSION};
 /// How a plugin's declared egress and secret bindings read for an operator, one line
 /// each (`connector-host info` prints them).
 pub use crate::egress::describe as describe_egress;
+
+/// A field kind's name, as `info --json` and the service's API write it.
+pub fn field_kind_name(kind: &FieldKind) -> &'static str {
+    match kind {
+        FieldKind::Text => "text",
+        FieldKind::Secret => "secret",
+        FieldKind::Host => "host",
+        FieldKind::Integer => "integer",
+        FieldKind::Boolean => "boolean",
+    }
+}
+
+/// A plugin's fields as JSON: key, label, help, kind, required, default, sent_to.
+pub fn fields_json(info: &PluginInfo) -> serde_json::Value {
+    info.fields
+        .iter()
+        .map(|f| {
+            serde_json::json!({"key": f.key, "label": f.label, "help": f.help, "kind": field_kind_name(&f.kind),
+                "required": f.required, "default": f.default_value, "sent_to": f.sent_to})
+        })
+        .collect()
+}
+
+/// A plugin's declared egress as JSON: origin and purpose of each.
+pub fn egress_json(info: &PluginInfo) -> serde_json::Value {
+    info.egress.iter().map(|e| serde_json::json!({"origin": e.origin, "purpose": e.purpose})).collect()
+}

@@ -3,11 +3,13 @@
 //! spans an event happened in (`instance`, `plugin`, `stage`) at the top level, so
 //! that `jq 'select(.instance == "defender-prod")'` finds an instance's lines.
 
+use connector_host::service::run_log::RunLogLayer;
 use serde_json::{Map, Value};
 use std::io::Write;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
 use tracing::{Event, Subscriber};
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -24,18 +26,29 @@ pub enum LogFormat {
 
 /// Installs the process's logger. `verbose` raises the default level; `RUST_LOG`
 /// overrides it.
-pub fn init(verbose: u8, format: LogFormat) {
+pub fn init(verbose: u8, format: LogFormat, service: bool) {
     let default = match verbose {
+        0 if service => "info",
         0 => "warn",
         1 => "debug",
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // A service run's lines are kept with the run (info and above), whatever the
+    // terminal shows.
+
     match format {
         LogFormat::Text => {
-            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init()
+            let text = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false);
+            tracing_subscriber::registry()
+                .with(text.with_filter(filter))
+                .with(RunLogLayer.with_filter(LevelFilter::INFO))
+                .init()
         }
-        LogFormat::Json => tracing_subscriber::registry().with(filter).with(JsonLines).init(),
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(JsonLines.with_filter(filter))
+            .with(RunLogLayer.with_filter(LevelFilter::INFO))
+            .init(),
     }
 }
 

@@ -13,7 +13,6 @@ use connector_host::engine::{PluginHost, SessionOptions};
 use connector_host::events::Event;
 use connector_host::platform::{PlatformConfig, PlatformOptions};
 use connector_host::run::{self, RunOptions};
-use connector_host::types::FieldKind;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -70,9 +69,67 @@ enum Command {
         #[arg(long)]
         state_dir: Option<PathBuf>,
     },
+    /// Run the platform service: the REST API, schedules, and a worker (see the README).
+    Serve {
+        /// Where the API listens (port 0: one the system chooses; the line printed at start says which).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        #[command(flatten)]
+        service: ServiceArgs,
+        /// Runs the in-process worker executes at once; 0: no worker (run `connector-host worker` elsewhere).
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+    },
+    /// Run only a worker: it takes due runs from the database (PostgreSQL) until SIGTERM.
+    Worker {
+        #[command(flatten)]
+        service: ServiceArgs,
+        /// Runs this worker executes at once.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+    },
     /// Run the Defender plugin against a simulated tenant on loopback (no credentials needed).
     #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
+}
+
+#[derive(Args)]
+struct ServiceArgs {
+    /// The database: postgres://USER:PASSWORD@HOST/DB, or sqlite://PATH
+    /// [default: SQLite in the state directory].
+    #[arg(long, env = "CONNECTOR_HOST_DATABASE", hide_env_values = true)]
+    database: Option<String>,
+    /// The plugins directory [default: <state-dir>/plugins if it exists, else the
+    /// plugins this repository builds].
+    #[arg(long)]
+    plugins: Option<PathBuf>,
+    /// Where the SQLite database, the secret key file and run scratch space live
+    /// [default: $XDG_STATE_HOME/connector-host or ~/.local/state/connector-host].
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Allow plain http:// to loopback addresses (simulators, local tests).
+    #[arg(long)]
+    allow_insecure_loopback: bool,
+    /// Seconds a worker that stopped answering keeps its runs before another worker takes them.
+    #[arg(long, default_value_t = 60)]
+    lease_seconds: u64,
+    /// Days a run's KDI files are kept.
+    #[arg(long, default_value_t = 14)]
+    retention_days: u64,
+}
+
+impl ServiceArgs {
+    fn options(self, concurrency: usize) -> connector_host::service::ServiceOptions {
+        connector_host::service::ServiceOptions {
+            database: self.database,
+            plugins: self.plugins,
+            state_dir: self.state_dir.unwrap_or_else(connector_host::cvm::baseline::default_state_dir),
+            allow_insecure_loopback: self.allow_insecure_loopback,
+            concurrency,
+            lease: std::time::Duration::from_secs(self.lease_seconds.max(1)),
+            retention: std::time::Duration::from_secs(self.retention_days * 86_400),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -125,7 +182,9 @@ struct Common {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.verbose, cli.log_format);
+    // A service logs what it does by default; a one-off command only warnings.
+    let service = matches!(cli.command, Command::Serve { .. } | Command::Worker { .. });
+    logging::init(cli.verbose, cli.log_format, service);
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -144,33 +203,29 @@ fn execute(command: Command) -> Result<()> {
         Command::RunAll { config, allow_insecure_loopback, state_dir } => {
             run_all(&config, allow_insecure_loopback, state_dir)
         }
+        Command::Serve { listen, service, workers } => {
+            service_runtime()?.block_on(connector_host::service::serve(service.options(workers), listen))
+        }
+        Command::Worker { service, concurrency } => {
+            service_runtime()?.block_on(connector_host::service::worker(service.options(concurrency)))
+        }
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(args),
     }
+}
+
+fn service_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }
 
 fn info(path: &std::path::Path, json: bool) -> Result<()> {
     let host = PluginHost::new()?;
     let plugin = host.load(path)?;
     let i = &plugin.info;
-    let kind = |k: &FieldKind| match k {
-        FieldKind::Text => "text",
-        FieldKind::Secret => "secret",
-        FieldKind::Host => "host",
-        FieldKind::Integer => "integer",
-        FieldKind::Boolean => "boolean",
-    };
+    let kind = connector_host::types::field_kind_name;
     if json {
-        let fields: Vec<serde_json::Value> = i
-            .fields
-            .iter()
-            .map(|f| {
-                serde_json::json!({"key": f.key, "label": f.label, "help": f.help, "kind": kind(&f.kind),
-                    "required": f.required, "default": f.default_value, "sent_to": f.sent_to})
-            })
-            .collect();
-        let egress: Vec<serde_json::Value> =
-            i.egress.iter().map(|e| serde_json::json!({"origin": e.origin, "purpose": e.purpose})).collect();
+        let fields = connector_host::types::fields_json(i);
+        let egress = connector_host::types::egress_json(i);
         let out = serde_json::json!({"id": i.id, "name": i.name, "version": i.version, "description": i.description,
             "scanner_type": i.scanner_type, "contract": plugin.contract, "fields": fields, "egress": egress,
             "independent_pages": i.independent_pages});

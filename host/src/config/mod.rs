@@ -229,7 +229,10 @@ impl ConnectorConfig {
         for key in self.values.keys() {
             if !info.fields.iter().any(|f| &f.key == key) {
                 let known: Vec<&str> = info.fields.iter().map(|f| f.key.as_str()).collect();
-                problems.push(format!("`{key}` is not a field of {} (fields: {})", info.id, known.join(", ")));
+                problems.push(FieldProblem::new(
+                    key,
+                    format!("`{key}` is not a field of {} (fields: {})", info.id, known.join(", ")),
+                ));
             }
         }
         let mut resolved =
@@ -238,7 +241,10 @@ impl ConnectorConfig {
             let value = self.values.get(&field.key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
             let Some(value) = value.or_else(|| field.default_value.clone()) else {
                 if field.required {
-                    problems.push(format!("`{}` ({}) is required: {}", field.key, field.label, field.help));
+                    problems.push(FieldProblem::new(
+                        &field.key,
+                        format!("`{}` ({}) is required: {}", field.key, field.label, field.help),
+                    ));
                 }
                 continue;
             };
@@ -246,12 +252,12 @@ impl ConnectorConfig {
             // reference is one, and a plugin that declared the field otherwise would
             // see its value.
             if field.kind != FieldKind::Secret && self.secret_references.contains(&field.key) {
-                problems.push(format!(
+                problems.push(FieldProblem::new(&field.key, format!(
                     "`{}` is given by reference, so it is treated as a secret, but plugin {} declares it as {} and would see its value; give it as a literal, or write `secret = false` in the reference if it is not a secret",
                     field.key,
                     info.id,
                     match field.kind { FieldKind::Host => "a host", FieldKind::Integer => "an integer", FieldKind::Boolean => "a boolean", _ => "text" }
-                ));
+                )));
                 continue;
             }
             let check = match field.kind {
@@ -266,7 +272,7 @@ impl ConnectorConfig {
                 FieldKind::Text | FieldKind::Secret => Ok(()),
             };
             if let Err(message) = check {
-                problems.push(format!("`{}`: {message}", field.key));
+                problems.push(FieldProblem::new(&field.key, format!("`{}`: {message}", field.key)));
                 continue;
             }
             match field.kind {
@@ -277,11 +283,41 @@ impl ConnectorConfig {
             resolved.settings.push((field.key.clone(), value));
         }
         if !problems.is_empty() {
-            bail!("{}", problems.join("; "));
+            return Err(FieldErrors(problems).into());
         }
         Ok(resolved)
     }
 }
+
+/// One field's problem: the field's key and a sentence that names it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldProblem {
+    /// The field's key.
+    pub field: String,
+    /// What is wrong, naming the field (the plugin's own words when it found it).
+    pub message: String,
+}
+
+impl FieldProblem {
+    pub(crate) fn new(field: &str, message: String) -> Self {
+        FieldProblem { field: field.to_owned(), message }
+    }
+}
+
+/// Every field problem of a configuration at once: from checking it against the
+/// plugin's fields, or from the plugin's `configure`. An error a platform can
+/// downcast to and show next to each field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldErrors(pub Vec<FieldProblem>);
+
+impl std::fmt::Display for FieldErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let lines: Vec<&str> = self.0.iter().map(|p| p.message.as_str()).collect();
+        f.write_str(&lines.join("; "))
+    }
+}
+
+impl std::error::Error for FieldErrors {}
 
 /// Configuration checked against a plugin's fields, defaults filled in.
 #[derive(Debug, Clone, Default)]

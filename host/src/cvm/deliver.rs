@@ -20,6 +20,20 @@ pub struct DeliveryOptions {
     pub dry_run: bool,
     /// Upload even when the run would send fewer than half of the last upload.
     pub allow_mass_close: bool,
+    /// Asked just before the first byte goes to CVM; an error stops the delivery.
+    /// A platform with many workers claims the upload here, so that a run taken over
+    /// by another worker is never uploaded twice.
+    pub upload_gate: Option<UploadGate>,
+}
+
+/// A check made just before uploading (see [`DeliveryOptions::upload_gate`]).
+#[derive(Clone)]
+pub struct UploadGate(pub std::sync::Arc<dyn Fn() -> Result<()> + Send + Sync>);
+
+impl std::fmt::Debug for UploadGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("UploadGate")
+    }
 }
 
 impl DeliveryOptions {
@@ -38,6 +52,7 @@ impl DeliveryOptions {
             state_dir: state_dir.unwrap_or_else(super::baseline::default_state_dir),
             dry_run,
             allow_mass_close,
+            upload_gate: None,
         })
     }
 }
@@ -137,6 +152,9 @@ pub fn deliver(files: &[PathBuf], snapshot: &Snapshot, options: &DeliveryOptions
     }
     if files.is_empty() {
         bail!("the run wrote no files, so there is nothing to upload (the source reported no assets)");
+    }
+    if let Some(gate) = &options.upload_gate {
+        (gate.0)()?;
     }
     let client = CvmClient::new(cvm.clone())?;
     for file in files {

@@ -17,4 +17,4 @@ pub mod deliver;
 pub use baseline::{Delta, LastUpload, Snapshot};
 pub use client::CvmClient;
 pub use config::CvmConfig;
-pub use deliver::{deliver, DeliveryOptions, DeliveryReport};
+pub use deliver::{deliver, DeliveryOptions, DeliveryReport, UploadGate};

@@ -4,3 +4,4 @@
 pub mod artifacts;
 pub mod kdi;
 pub mod oracle;
+pub mod service;

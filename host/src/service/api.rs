@@ -1,0 +1,458 @@
+//! The REST API (JSON, `Authorization: Bearer TOKEN`), described by `openapi.json`
+//! beside this crate's manifest, which a test keeps true.
+
+use super::auth::{self, Role};
+use super::catalogue::{Catalogue, Trust};
+use super::connectors::{self, time, Draft, Invalid, Values};
+use super::metrics;
+use super::store::{new_id, now_ms, ConnectorRow, Db, Inserted, RunRow};
+use super::vault::Vault;
+use super::worker::Queue;
+use crate::config::FieldErrors;
+use crate::engine::{PluginHost, SessionOptions};
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::{header, request::Parts, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+/// The OpenAPI document of this API.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+/// What every request handler shares.
+pub struct App {
+    pub db: Db,
+    pub vault: Vault,
+    pub host: Arc<PluginHost>,
+    pub catalogue: Arc<Catalogue>,
+    pub queue: Queue,
+    pub allow_insecure_loopback: bool,
+}
+
+type AppState = State<Arc<App>>;
+
+/// The routes.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/session", get(session))
+        .route("/api/plugins", get(plugins))
+        .route("/api/connectors", get(list_connectors).post(create_connector))
+        .route("/api/connectors/{id}", get(get_connector).patch(change_connector).delete(delete_connector))
+        .route("/api/connectors/{id}/verify", post(verify_connector))
+        .route("/api/connectors/{id}/runs", post(run_now))
+        .route("/api/connectors/{id}/approve", post(approve_connector))
+        .route("/api/runs", get(list_runs))
+        .route("/api/runs/{id}", get(get_run))
+        .route("/api/runs/{id}/log", get(run_log))
+        .route("/api/runs/{id}/files/{name}", get(run_file))
+        .route("/api/tokens", get(list_tokens).post(create_token))
+        .route("/api/tokens/{id}", axum::routing::delete(delete_token))
+        .with_state(app)
+}
+
+/// An error answer: a status and `{"error": ..., ...}`.
+pub struct ApiError(StatusCode, Value);
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError(status, json!({"error": message.into()}))
+    }
+    fn not_found(what: &str, id: &str) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, format!("no {what} `{id}`"))
+    }
+    fn invalid(Invalid(errors): Invalid) -> ApiError {
+        ApiError(StatusCode::UNPROCESSABLE_ENTITY, json!({"error": "invalid connector settings", "errors": errors}))
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> ApiError {
+        tracing::error!("request failed: {e:#}");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {e:#}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.0, Json(self.1)).into_response();
+        if self.0 == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer".parse().unwrap());
+        }
+        response
+    }
+}
+
+type ApiResult<T = Response> = Result<T, ApiError>;
+
+/// Who is calling: the role of a valid bearer token (401 without one).
+pub struct Caller(Role);
+
+impl FromRequestParts<Arc<App>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Caller, ApiError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "sign in: send `Authorization: Bearer TOKEN`"))?;
+        match auth::role_of(&app.db, token).await? {
+            Some(role) => Ok(Caller(role)),
+            None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "this token is not known (revoked or mistyped)")),
+        }
+    }
+}
+
+impl Caller {
+    fn admin(&self) -> ApiResult<()> {
+        match self.0 {
+            Role::Admin => Ok(()),
+            Role::Viewer => {
+                Err(ApiError::new(StatusCode::FORBIDDEN, "only an admin token may do this; this token is a viewer's"))
+            }
+        }
+    }
+}
+
+/// A JSON object body, or 400 saying what is wrong with it.
+fn object(body: &Bytes) -> ApiResult<Map<String, Value>> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::new(StatusCode::BAD_REQUEST, "the body must be a JSON object")),
+        Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}"))),
+    }
+}
+
+/// Runs wasm (or other blocking work) off the async runtime.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| ApiError::from(anyhow::anyhow!("a worker thread failed: {e}")))
+}
+
+async fn healthz(State(app): AppState) -> Response {
+    match app.db.meta("schema").await {
+        Ok(_) => Json(json!({"status": "ok"})).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "database unavailable", "error": format!("{e:#}")})),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics_text(State(app): AppState) -> ApiResult {
+    let text = metrics::render(&app.db).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn session(caller: Caller) -> Json<Value> {
+    Json(json!({"role": caller.0}))
+}
+
+async fn plugins(State(app): AppState, _caller: Caller) -> ApiResult<Json<Value>> {
+    let rows = app.db.plugins().await?;
+    let list: Vec<Value> = rows
+        .iter()
+        .map(|p| {
+            json!({"id": p.id, "name": p.name, "version": p.version, "contract": p.contract,
+                "description": p.description, "scanner_type": p.scanner_type,
+                "fields": serde_json::from_str::<Value>(&p.fields).unwrap_or_default(),
+                "egress": serde_json::from_str::<Value>(&p.egress).unwrap_or_default(),
+                "content_hash": p.content_hash,
+                "installed": app.catalogue.get(&p.id).is_some()})
+        })
+        .collect();
+    Ok(Json(Value::Array(list)))
+}
+
+/// A connector with its plugin and last run, as the API shows it.
+async fn connector_view(app: &App, row: &ConnectorRow) -> ApiResult<Value> {
+    let plugin = app.db.plugin(&row.plugin_id).await?;
+    let last = app.db.runs(Some(&row.id), 1).await?;
+    Ok(connectors::view(row, plugin.as_ref(), last.first(), &app.vault))
+}
+
+async fn load_connector(app: &App, id: &str) -> ApiResult<ConnectorRow> {
+    app.db.connector(id).await?.ok_or_else(|| ApiError::not_found("connector", id))
+}
+
+async fn list_connectors(State(app): AppState, _caller: Caller) -> ApiResult<Json<Value>> {
+    let mut list = Vec::new();
+    for row in app.db.connectors().await? {
+        list.push(connector_view(&app, &row).await?);
+    }
+    Ok(Json(Value::Array(list)))
+}
+
+async fn get_connector(State(app): AppState, _caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let row = load_connector(&app, &id).await?;
+    Ok(Json(connector_view(&app, &row).await?))
+}
+
+/// Checks a draft against its plugin, off the runtime.
+async fn check(app: &Arc<App>, plugin: &str, draft: Draft) -> ApiResult<Draft> {
+    if app.catalogue.get(plugin).is_none() {
+        return Err(ApiError::invalid(Invalid(vec![crate::config::FieldProblem {
+            field: "plugin".into(),
+            message: format!("`{plugin}` is not an installed plugin (see GET /api/plugins)"),
+        }])));
+    }
+    let (app2, plugin) = (app.clone(), plugin.to_owned());
+    blocking(move || {
+        let loaded = app2.catalogue.get(&plugin).expect("checked above");
+        draft.check(&app2.host, loaded, app2.allow_insecure_loopback).map(|()| draft)
+    })
+    .await?
+    .map_err(ApiError::invalid)
+}
+
+fn name_taken(name: &str) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, format!("a connector is already named `{name}`; choose another name"))
+}
+
+async fn create_connector(State(app): AppState, caller: Caller, body: Bytes) -> ApiResult {
+    caller.admin()?;
+    let (plugin, draft) = Draft::create(&object(&body)?).map_err(ApiError::invalid)?;
+    let draft = check(&app, &plugin, draft).await?;
+    let name = draft.name.clone();
+    let loaded = app.catalogue.get(&plugin).expect("checked");
+    let row = draft.into_row(&new_id("c_"), loaded, &app.vault, now_ms())?;
+    if let Inserted::Conflict = app.db.insert_connector(&row).await? {
+        return Err(name_taken(&name));
+    }
+    tracing::info!(connector = %row.id, plugin = %plugin, "connector added");
+    Ok((StatusCode::CREATED, Json(connector_view(&app, &row).await?)).into_response())
+}
+
+async fn change_connector(
+    State(app): AppState,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    caller.admin()?;
+    let body = object(&body)?;
+    let row = load_connector(&app, &id).await?;
+    let draft = Draft::of(&row, &app.vault)?.change(&body).map_err(ApiError::invalid)?;
+    let draft = check(&app, &row.plugin_id, draft).await?;
+    let name = draft.name.clone();
+    let loaded = app.catalogue.get(&row.plugin_id).expect("checked");
+    let mut changed = draft.into_row(&row.id, loaded, &app.vault, row.created_at)?;
+    // Saving settings does not approve a wider plugin: only /approve does.
+    (changed.trust, changed.trusted_version, changed.paused_reason) =
+        (row.trust.clone(), row.trusted_version.clone(), row.paused_reason.clone());
+    if let Inserted::Conflict = app.db.update_connector(&changed).await? {
+        return Err(name_taken(&name));
+    }
+    tracing::info!(connector = %row.id, "connector changed");
+    Ok(Json(connector_view(&app, &changed).await?))
+}
+
+async fn delete_connector(State(app): AppState, caller: Caller, Path(id): Path<String>) -> ApiResult {
+    caller.admin()?;
+    load_connector(&app, &id).await?;
+    if let Some(run) = app.db.active_run(&id).await? {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            json!({"error": format!("run {run} of this connector is queued or running; delete the connector when it ends"), "run": run}),
+        ));
+    }
+    app.db.delete_connector(&id).await?;
+    tracing::info!(connector = %id, "connector deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn approve_connector(State(app): AppState, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    caller.admin()?;
+    let mut row = load_connector(&app, &id).await?;
+    let loaded = app.catalogue.get(&row.plugin_id).ok_or_else(|| {
+        ApiError::new(StatusCode::CONFLICT, format!("plugin `{}` is not installed; nothing to approve", row.plugin_id))
+    })?;
+    row.trust = serde_json::to_string(&Trust::of(&loaded.plugin.info)).map_err(anyhow::Error::from)?;
+    row.trusted_version = loaded.row.version.clone();
+    row.paused_reason = None;
+    row.next_due_at = connectors::next_due(row.schedule.as_deref(), now_ms());
+    app.db.update_connector(&row).await?;
+    tracing::info!(connector = %id, version = %row.trusted_version, "plugin's egress approved");
+    Ok(Json(connector_view(&app, &row).await?))
+}
+
+async fn verify_connector(State(app): AppState, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    caller.admin()?;
+    let row = load_connector(&app, &id).await?;
+    let values = Values::open(&row, &app.vault)?;
+    let app2 = app.clone();
+    let plugin_id = row.plugin_id.clone();
+    let verified = blocking(move || {
+        let loaded =
+            app2.catalogue.get(&plugin_id).ok_or_else(|| anyhow::anyhow!("plugin `{plugin_id}` is not installed"))?;
+        let options = SessionOptions { allow_insecure_loopback: app2.allow_insecure_loopback, ..Default::default() };
+        crate::verify::verify(&app2.host, &loaded.plugin, &values.config(), options)
+    })
+    .await?;
+    Ok(Json(match verified {
+        Ok(v) => json!({
+            "ok": true,
+            "checks": v.checks.iter().map(|c| json!({"name": c.name, "detail": c.detail})).collect::<Vec<_>>(),
+            "egress": v.egress,
+            "error": null,
+        }),
+        Err(e) => {
+            let errors = e.downcast_ref::<FieldErrors>().map(|f| json!(f.0)).unwrap_or(json!([]));
+            json!({"ok": false, "checks": [], "error": format!("{e:#}"), "errors": errors})
+        }
+    }))
+}
+
+async fn run_now(State(app): AppState, caller: Caller, Path(id): Path<String>) -> ApiResult {
+    caller.admin()?;
+    let row = load_connector(&app, &id).await?;
+    if let Some(reason) = &row.paused_reason {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("the connector is {reason}")));
+    }
+    let run = queue_run(&app.db, &app.queue, &id, "manual").await?;
+    match run {
+        Ok(run) => Ok((StatusCode::ACCEPTED, Json(json!({"id": run}))).into_response()),
+        Err(active) => Err(ApiError(
+            StatusCode::CONFLICT,
+            json!({"error": format!("run {active} of this connector is already queued or running"), "run": active}),
+        )),
+    }
+}
+
+/// Queues a run of a connector: its id, or the id of the run already queued or running.
+pub async fn queue_run(
+    db: &Db,
+    queue: &Queue,
+    connector: &str,
+    triggered_by: &str,
+) -> anyhow::Result<Result<String, String>> {
+    let id = new_id("r_");
+    if let Inserted::Conflict = db.insert_run(&id, connector, triggered_by).await? {
+        let active = db.active_run(connector).await?.unwrap_or_default();
+        return Ok(Err(active));
+    }
+    // A push that fails leaves the run queued and not enqueued: `reconcile` retries it.
+    queue.push(&id).await?;
+    db.mark_enqueued(&id).await?;
+    tracing::info!(connector = %connector, run = %id, triggered_by, "run queued");
+    Ok(Ok(id))
+}
+
+#[derive(serde::Deserialize)]
+struct RunsQuery {
+    connector: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_runs(State(app): AppState, _caller: Caller, Query(q): Query<RunsQuery>) -> ApiResult<Json<Value>> {
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let mut list = Vec::new();
+    for run in app.db.runs(q.connector.as_deref(), limit).await? {
+        list.push(run_view(&app.db, &run).await?);
+    }
+    Ok(Json(Value::Array(list)))
+}
+
+async fn run_view(db: &Db, run: &RunRow) -> ApiResult<Value> {
+    let parse = |text: &Option<String>| text.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok());
+    let files: Vec<Value> = db
+        .files(&run.id)
+        .await?
+        .iter()
+        .map(|f| json!({"name": f.name, "bytes": f.bytes, "url": format!("/api/runs/{}/files/{}", run.id, f.name)}))
+        .collect();
+    Ok(json!({
+        "id": run.id,
+        "connector": run.connector_id,
+        "status": run.status,
+        "triggered_by": run.triggered_by,
+        "queued_at": time(Some(run.queued_at)),
+        "started_at": time(run.started_at),
+        "finished_at": time(run.finished_at),
+        "worker": run.worker,
+        "attempt": run.attempt,
+        "progress": parse(&run.progress),
+        "summary": parse(&run.summary),
+        "cvm": parse(&run.cvm_result),
+        "error": run.error,
+        "files": files,
+    }))
+}
+
+async fn load_run(app: &App, id: &str) -> ApiResult<RunRow> {
+    app.db.run(id).await?.ok_or_else(|| ApiError::not_found("run", id))
+}
+
+async fn get_run(State(app): AppState, _caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let run = load_run(&app, &id).await?;
+    Ok(Json(run_view(&app.db, &run).await?))
+}
+
+async fn run_log(State(app): AppState, _caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    load_run(&app, &id).await?;
+    Ok(Json(json!(app.db.logs(&id).await?)))
+}
+
+async fn run_file(State(app): AppState, _caller: Caller, Path((id, name)): Path<(String, String)>) -> ApiResult {
+    load_run(&app, &id).await?;
+    let content = app.db.file(&id, &name).await?.ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, format!("run {id} has no file `{name}` (or it is past its retention)"))
+    })?;
+    let disposition = format!("attachment; filename=\"{}\"", name.replace('"', ""));
+    Ok(([(header::CONTENT_TYPE, "application/json".to_owned()), (header::CONTENT_DISPOSITION, disposition)], content)
+        .into_response())
+}
+
+async fn list_tokens(State(app): AppState, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.admin()?;
+    let tokens = app.db.tokens().await?;
+    Ok(Json(json!(tokens
+        .iter()
+        .map(|t| json!({"id": t.id, "name": t.name, "role": t.role, "created_at": time(Some(t.created_at))}))
+        .collect::<Vec<_>>())))
+}
+
+async fn create_token(State(app): AppState, caller: Caller, body: Bytes) -> ApiResult {
+    caller.admin()?;
+    let body = object(&body)?;
+    let name = body.get("name").and_then(Value::as_str).map(str::trim).filter(|n| !n.is_empty());
+    let role = body.get("role").and_then(Value::as_str).and_then(Role::parse);
+    let (Some(name), Some(role)) = (name, role) else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "give `name` (text) and `role` (`admin` or `viewer`)",
+        ));
+    };
+    let token = auth::generate()?;
+    let id = auth::add(&app.db, name, role, &token).await?;
+    tracing::info!(token_id = %id, role = role.as_str(), "token created");
+    // The only time the token is shown.
+    Ok((StatusCode::CREATED, Json(json!({"id": id, "name": name, "role": role, "token": token}))).into_response())
+}
+
+async fn delete_token(State(app): AppState, caller: Caller, Path(id): Path<String>) -> ApiResult {
+    caller.admin()?;
+    let tokens = app.db.tokens().await?;
+    let Some(token) = tokens.iter().find(|t| t.id == id) else { return Err(ApiError::not_found("token", &id)) };
+    if token.role == "admin" && tokens.iter().filter(|t| t.role == "admin").count() == 1 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "this is the last admin token; create another before deleting it",
+        ));
+    }
+    app.db.delete_token(&id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,353 @@
+//! Connectors as the API shows them and as runs need them: settings checked against
+//! the plugin (its own `configure` included), secrets sealed apart from the rest and
+//! never shown, the schedule and its next due times.
+
+use super::catalogue::{Loaded, Trust};
+use super::schedule::Schedule;
+use super::store::{now_ms, ConnectorRow, PluginRow, RunRow};
+use super::vault::Vault;
+use crate::config::{ConnectorConfig, FieldErrors, FieldProblem};
+use crate::cvm::CvmConfig;
+use crate::engine::{PluginHost, SessionOptions};
+use crate::types::FieldKind;
+use anyhow::{Context, Result};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+/// The key a CVM API key is sealed under, beside the plugin's secrets.
+const CVM_API_KEY: &str = "cvm.api_key";
+
+/// A connector's values, in the clear, as a run or a check needs them.
+#[derive(Clone, Default)]
+pub struct Values {
+    /// Every plugin setting, secrets included.
+    pub settings: BTreeMap<String, String>,
+    /// The `[cvm]` part, API key included; `None` when the connector does not upload.
+    pub cvm: Option<BTreeMap<String, String>>,
+}
+
+impl Values {
+    /// Opens a stored connector's values.
+    pub fn open(row: &ConnectorRow, vault: &Vault) -> Result<Values> {
+        let mut settings: BTreeMap<String, String> =
+            serde_json::from_str(&row.settings).context("a connector's settings are damaged")?;
+        let mut secrets: BTreeMap<String, String> = serde_json::from_str(&vault.open_sealed(&row.secrets)?)
+            .context("a connector's sealed secrets are damaged")?;
+        let cvm = match &row.cvm {
+            Some(text) => {
+                let mut cvm: BTreeMap<String, String> =
+                    serde_json::from_str(text).context("a connector's CVM settings are damaged")?;
+                if let Some(key) = secrets.remove(CVM_API_KEY) {
+                    cvm.insert("api_key".into(), key);
+                }
+                Some(cvm)
+            }
+            None => None,
+        };
+        settings.append(&mut secrets);
+        Ok(Values { settings, cvm })
+    }
+
+    /// The library's configuration of these values.
+    pub fn config(&self) -> ConnectorConfig {
+        let mut config = ConnectorConfig::from_pairs(self.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        config.cvm = self.cvm.clone();
+        config
+    }
+
+    /// Splits the values for storage: the plain settings, the sealed secrets, the
+    /// plain CVM part.
+    fn seal(&self, info: &crate::types::PluginInfo, vault: &Vault) -> Result<(String, String, Option<String>)> {
+        let is_secret = |key: &str| info.fields.iter().any(|f| f.key == key && f.kind == FieldKind::Secret);
+        let (secrets, plain): (BTreeMap<_, _>, BTreeMap<_, _>) =
+            self.settings.iter().map(|(k, v)| (k.clone(), v.clone())).partition(|(k, _)| is_secret(k));
+        let mut secrets = secrets;
+        let cvm = self.cvm.as_ref().map(|cvm| {
+            let mut cvm = cvm.clone();
+            if let Some(key) = cvm.remove("api_key") {
+                secrets.insert(CVM_API_KEY.into(), key);
+            }
+            serde_json::to_string(&cvm).expect("text map")
+        });
+        Ok((serde_json::to_string(&plain)?, vault.seal(&serde_json::to_string(&secrets)?)?, cvm))
+    }
+}
+
+/// An input problem: 422 with every field's problem.
+#[derive(Debug)]
+pub struct Invalid(pub Vec<FieldProblem>);
+
+impl Invalid {
+    fn one(field: &str, message: impl Into<String>) -> Invalid {
+        Invalid(vec![FieldProblem { field: field.into(), message: message.into() }])
+    }
+}
+
+/// A JSON value as a setting's text: strings, numbers and booleans; `None` for null.
+fn text_of(field: &str, value: &Value) -> Result<Option<String>, Invalid> {
+    match value {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        Value::Number(n) => Ok(Some(n.to_string())),
+        Value::Bool(b) => Ok(Some(b.to_string())),
+        _ => Err(Invalid::one(field, format!("`{field}` must be a string, number or boolean"))),
+    }
+}
+
+/// `{"set": true}`, as a secret reads: sent back unchanged, it keeps the stored value.
+fn is_set_marker(value: &Value) -> bool {
+    value.as_object().is_some_and(|o| o.len() == 1 && o.contains_key("set"))
+}
+
+/// Applies `changes` (a JSON object) to `values`: a value replaces, null removes, a
+/// secret's `{"set": ...}` keeps what is stored.
+fn merge(values: &mut BTreeMap<String, String>, changes: &Map<String, Value>, prefix: &str) -> Result<(), Invalid> {
+    let mut problems = Vec::new();
+    for (key, value) in changes {
+        if is_set_marker(value) {
+            continue;
+        }
+        match text_of(&format!("{prefix}{key}"), value) {
+            Ok(Some(text)) => {
+                values.insert(key.clone(), text);
+            }
+            Ok(None) => {
+                values.remove(key);
+            }
+            Err(Invalid(mut p)) => problems.append(&mut p),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Invalid(problems))
+    }
+}
+
+/// What a create or change asks for, checked.
+pub struct Draft {
+    pub name: String,
+    pub values: Values,
+    pub schedule: Option<String>,
+    pub enabled: bool,
+}
+
+impl Draft {
+    /// A new connector from `{plugin, name, settings, schedule?, enabled?, cvm?}`.
+    pub fn create(body: &Map<String, Value>) -> Result<(String, Draft), Invalid> {
+        known_keys(body, &["plugin", "name", "settings", "schedule", "enabled", "cvm"])?;
+        let plugin = body.get("plugin").and_then(Value::as_str).unwrap_or_default().to_owned();
+        if plugin.is_empty() {
+            return Err(Invalid::one("plugin", "`plugin` is required: a plugin id from GET /api/plugins"));
+        }
+        let empty = Draft { name: String::new(), values: Values::default(), schedule: None, enabled: true };
+        let mut changes = body.clone();
+        changes.remove("plugin");
+        if !changes.contains_key("name") {
+            changes.insert("name".into(), Value::String(String::new()));
+        }
+        Ok((plugin, empty.change(&changes)?))
+    }
+
+    /// A connector's draft as stored.
+    pub fn of(row: &ConnectorRow, vault: &Vault) -> Result<Draft> {
+        Ok(Draft {
+            name: row.name.clone(),
+            values: Values::open(row, vault)?,
+            schedule: row.schedule.clone(),
+            enabled: row.enabled == 1,
+        })
+    }
+
+    /// Applies a change `{name?, settings?, schedule?, enabled?, cvm?}`.
+    pub fn change(mut self, body: &Map<String, Value>) -> Result<Draft, Invalid> {
+        known_keys(body, &["name", "settings", "schedule", "enabled", "cvm"])?;
+        let mut problems = Vec::new();
+        if let Some(name) = body.get("name") {
+            match name.as_str().map(str::trim) {
+                Some(name) if !name.is_empty() && name.chars().count() <= 200 => self.name = name.to_owned(),
+                _ => problems.push(FieldProblem {
+                    field: "name".into(),
+                    message: "`name` is required: up to 200 characters that name the connector".into(),
+                }),
+            }
+        }
+        match body.get("settings") {
+            None => {}
+            Some(Value::Object(changes)) => {
+                if let Err(Invalid(mut p)) = merge(&mut self.values.settings, changes, "") {
+                    problems.append(&mut p);
+                }
+            }
+            Some(_) => problems.push(FieldProblem {
+                field: "settings".into(),
+                message: "`settings` must be an object of field keys and values".into(),
+            }),
+        }
+        match body.get("cvm") {
+            None => {}
+            Some(Value::Null) => self.values.cvm = None,
+            Some(Value::Object(changes)) => {
+                let cvm = self.values.cvm.get_or_insert_with(BTreeMap::new);
+                if let Err(Invalid(mut p)) = merge(cvm, changes, "cvm.") {
+                    problems.append(&mut p);
+                }
+            }
+            Some(_) => problems.push(FieldProblem {
+                field: "cvm".into(),
+                message: "`cvm` must be an object (api_host, api_key, connector_id, ...) or null".into(),
+            }),
+        }
+        match body.get("schedule") {
+            None => {}
+            Some(Value::Null) => self.schedule = None,
+            Some(Value::String(s)) if s.trim().is_empty() => self.schedule = None,
+            Some(Value::String(s)) => match s.parse::<Schedule>() {
+                Ok(_) => self.schedule = Some(s.trim().to_owned()),
+                Err(e) => problems.push(FieldProblem { field: "schedule".into(), message: format!("{e:#}") }),
+            },
+            Some(_) => problems
+                .push(FieldProblem { field: "schedule".into(), message: "`schedule` must be a string or null".into() }),
+        }
+        match body.get("enabled") {
+            None => {}
+            Some(Value::Bool(b)) => self.enabled = *b,
+            Some(_) => problems
+                .push(FieldProblem { field: "enabled".into(), message: "`enabled` must be true or false".into() }),
+        }
+        if problems.is_empty() {
+            Ok(self)
+        } else {
+            Err(Invalid(problems))
+        }
+    }
+
+    /// Checks the settings against the plugin: its fields, then its own `configure`,
+    /// and the CVM part. Runs wasm: call it off the async runtime.
+    pub fn check(&self, host: &PluginHost, loaded: &Loaded, allow_insecure_loopback: bool) -> Result<(), Invalid> {
+        let mut problems = Vec::new();
+        if let Some(cvm) = &self.values.cvm {
+            if let Err(e) = CvmConfig::from_values(cvm, allow_insecure_loopback) {
+                problems.push(FieldProblem { field: "cvm".into(), message: format!("{e:#}") });
+            }
+        }
+        let config = self.values.config();
+        let configured = config.resolve(&loaded.plugin.info).and_then(|resolved| {
+            let options = SessionOptions { allow_insecure_loopback, ..Default::default() };
+            let mut session = loaded.plugin.open(host, &resolved, options)?;
+            session.configure(&resolved)
+        });
+        if let Err(e) = configured {
+            match e.downcast_ref::<FieldErrors>() {
+                Some(FieldErrors(fields)) => problems.extend(fields.iter().cloned()),
+                None => problems.push(FieldProblem { field: "settings".into(), message: format!("{e:#}") }),
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Invalid(problems))
+        }
+    }
+
+    /// The row to store: secrets sealed, the schedule's next due time, the trust an
+    /// admin gives by saving.
+    pub fn into_row(self, id: &str, loaded: &Loaded, vault: &Vault, created_at: i64) -> Result<ConnectorRow> {
+        let (settings, secrets, cvm) = self.values.seal(&loaded.plugin.info, vault)?;
+        let next_due_at = next_due(self.schedule.as_deref(), now_ms());
+        Ok(ConnectorRow {
+            id: id.to_owned(),
+            plugin_id: loaded.row.id.clone(),
+            name: self.name,
+            settings,
+            secrets,
+            cvm,
+            schedule: self.schedule,
+            next_due_at,
+            enabled: i64::from(self.enabled),
+            trust: serde_json::to_string(&Trust::of(&loaded.plugin.info))?,
+            trusted_version: loaded.row.version.clone(),
+            paused_reason: None,
+            created_at,
+            updated_at: now_ms(),
+        })
+    }
+}
+
+fn known_keys(body: &Map<String, Value>, known: &[&str]) -> Result<(), Invalid> {
+    let unknown: Vec<FieldProblem> = body
+        .keys()
+        .filter(|k| !known.contains(&k.as_str()))
+        .map(|k| FieldProblem {
+            field: k.clone(),
+            message: format!("`{k}` is not a connector property (properties: {})", known.join(", ")),
+        })
+        .collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(Invalid(unknown))
+    }
+}
+
+/// The next due time after `now` (ms), for a schedule already checked.
+pub fn next_due(schedule: Option<&str>, now: i64) -> Option<i64> {
+    let schedule: Schedule = schedule?.parse().ok()?;
+    let now = chrono::DateTime::from_timestamp_millis(now)?;
+    schedule.next_after(now).map(|t| t.timestamp_millis())
+}
+
+/// A time for JSON: RFC 3339 in UTC.
+pub fn time(ms: Option<i64>) -> Value {
+    ms.and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
+        .unwrap_or(Value::Null)
+}
+
+/// A connector as the API shows it: every value but secrets, which read
+/// `{"set": true}` or `{"set": false}`.
+pub fn view(row: &ConnectorRow, plugin: Option<&PluginRow>, last_run: Option<&RunRow>, vault: &Vault) -> Value {
+    let mut settings: Map<String, Value> = serde_json::from_str(&row.settings).unwrap_or_default();
+    let fields: Vec<Value> = plugin.and_then(|p| serde_json::from_str(&p.fields).ok()).unwrap_or_default();
+    // Which secrets are set is read from the sealed map's keys; no value leaves it.
+    let set: Vec<String> = vault
+        .open_sealed(&row.secrets)
+        .ok()
+        .and_then(|text| serde_json::from_str::<BTreeMap<String, String>>(&text).ok())
+        .map(|m| m.into_keys().collect())
+        .unwrap_or_default();
+    for field in &fields {
+        if field["kind"] == "secret" {
+            let key = field["key"].as_str().unwrap_or_default();
+            settings.insert(key.into(), json!({"set": set.iter().any(|k| k == key)}));
+        }
+    }
+    let cvm = row.cvm.as_deref().and_then(|c| serde_json::from_str::<Map<String, Value>>(c).ok()).map(|mut cvm| {
+        cvm.insert("api_key".into(), json!({"set": set.iter().any(|k| k == CVM_API_KEY)}));
+        Value::Object(cvm)
+    });
+    let upcoming: Vec<Value> = row
+        .schedule
+        .as_deref()
+        .and_then(|s| s.parse::<Schedule>().ok())
+        .map(|s| s.upcoming(chrono::Utc::now(), 3).into_iter().map(|t| time(Some(t.timestamp_millis()))).collect())
+        .unwrap_or_default();
+    json!({
+        "id": row.id,
+        "plugin": row.plugin_id,
+        "plugin_version": plugin.map(|p| p.version.clone()),
+        "approved_version": row.trusted_version,
+        "name": row.name,
+        "settings": settings,
+        "cvm": cvm,
+        "schedule": row.schedule,
+        "next_due": if row.enabled == 1 && row.paused_reason.is_none() { time(row.next_due_at) } else { Value::Null },
+        "next_due_times": upcoming,
+        "enabled": row.enabled == 1,
+        "paused_reason": row.paused_reason,
+        "egress": plugin.and_then(|p| serde_json::from_str::<Value>(&p.egress).ok()),
+        "last_run": last_run.map(|r| json!({"id": r.id, "status": r.status, "queued_at": time(Some(r.queued_at)), "finished_at": time(r.finished_at)})),
+        "created_at": time(Some(row.created_at)),
+        "updated_at": time(Some(row.updated_at)),
+    })
+}

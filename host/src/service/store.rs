@@ -1,0 +1,525 @@
+//! The service's database: SQLite (one file in the state directory) or PostgreSQL,
+//! through sqlx, with one set of migrations (`host/migrations/`) and one text for
+//! every query (`$1` parameters read the same in both).
+
+use anyhow::{bail, Context, Result};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The database, whichever it is.
+#[derive(Clone, Debug)]
+pub enum Db {
+    /// An embedded SQLite file.
+    Sqlite(SqlitePool),
+    /// A PostgreSQL server.
+    Postgres(PgPool),
+}
+
+/// Runs the same statement on whichever database it is: the query text and its
+/// bindings are the same, sqlx's types differ.
+macro_rules! on_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            Db::Sqlite($pool) => $body,
+            Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Milliseconds since the Unix epoch, UTC: how every time is kept.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A random identifier with a prefix that says what it names (`c_` connector, `r_` run).
+pub fn new_id(prefix: &str) -> String {
+    let mut bytes = [0u8; 10];
+    getrandom::fill(&mut bytes).expect("randomness for an identifier");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{hex}")
+}
+
+/// A stored plugin.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PluginRow {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub contract: String,
+    pub description: String,
+    pub scanner_type: String,
+    pub fields: String,
+    pub egress: String,
+    pub content_hash: String,
+    pub file_name: String,
+}
+
+/// A stored connector (secrets sealed).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ConnectorRow {
+    pub id: String,
+    pub plugin_id: String,
+    pub name: String,
+    pub settings: String,
+    pub secrets: String,
+    pub cvm: Option<String>,
+    pub schedule: Option<String>,
+    pub next_due_at: Option<i64>,
+    pub enabled: i64,
+    pub trust: String,
+    pub trusted_version: String,
+    pub paused_reason: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A stored run.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RunRow {
+    pub id: String,
+    pub connector_id: String,
+    pub triggered_by: String,
+    pub status: String,
+    pub queued_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub worker: Option<String>,
+    pub attempt: i64,
+    pub delivery_started: i64,
+    pub progress: Option<String>,
+    pub summary: Option<String>,
+    pub error: Option<String>,
+    pub cvm_result: Option<String>,
+}
+
+/// A run's outcome, with the figures metrics add up.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub status: &'static str,
+    pub summary: Option<String>,
+    pub error: Option<String>,
+    pub cvm_result: Option<String>,
+    pub duration_ms: i64,
+    pub assets: i64,
+    pub open_vulnerabilities: i64,
+    pub rows_read: i64,
+    pub api_calls: i64,
+    pub throttled: i64,
+}
+
+/// A log line of a run.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct LogRow {
+    pub at: i64,
+    pub level: String,
+    pub message: String,
+}
+
+/// A KDI file of a run, without its content.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FileRow {
+    pub name: String,
+    pub bytes: i64,
+}
+
+/// A stored API token (its hash).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TokenRow {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub created_at: i64,
+}
+
+/// Per connector and status: how many runs, and what they added up to.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RunTotals {
+    pub connector_id: String,
+    pub connector_name: String,
+    pub status: String,
+    pub runs: i64,
+    pub duration_ms: Option<i64>,
+    pub rows_read: Option<i64>,
+    pub api_calls: Option<i64>,
+    pub throttled: Option<i64>,
+}
+
+/// Whether a statement failed on a uniqueness rule (a second active run, a name taken).
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// An insert that may meet a uniqueness rule.
+pub enum Inserted {
+    /// Inserted.
+    Yes,
+    /// A row with the same unique value exists.
+    Conflict,
+}
+
+impl Db {
+    /// Connects: `sqlite://PATH` (created if missing) or `postgres://...`.
+    pub async fn connect(url: &str) -> Result<Db> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = PgPoolOptions::new()
+                .max_connections(10)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect(url)
+                .await
+                .with_context(|| format!("cannot connect to PostgreSQL at {}", redact_url(url)))?;
+            Ok(Db::Postgres(pool))
+        } else if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .with_context(|| format!("`{url}` is not a SQLite URL"))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(30))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options)
+                .await
+                .with_context(|| format!("cannot open the SQLite database {url}"))?;
+            Ok(Db::Sqlite(pool))
+        } else {
+            bail!("`{}` is not a database URL: use sqlite://PATH or postgres://USER@HOST/DB", redact_url(url))
+        }
+    }
+
+    /// Creates or updates the schema (the same migrations for both databases; their
+    /// table is named for this service, apart from the job engine's).
+    pub async fn migrate(&self) -> Result<()> {
+        let mut migrator = sqlx::migrate!("./migrations");
+        migrator.dangerous_set_table_name("connector_host_migrations");
+        on_db!(self, pool => migrator.run(pool).await).context("cannot create or update the database schema")
+    }
+
+    /// Whether this is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Db::Postgres(_))
+    }
+
+    // --- meta ---
+
+    pub async fn meta(&self, key: &str) -> Result<Option<String>> {
+        let q = "SELECT value FROM meta WHERE key = $1";
+        Ok(on_db!(self, p => sqlx::query_scalar(q).bind(key).fetch_optional(p).await)?)
+    }
+
+    pub async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        let q = "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+        on_db!(self, p => sqlx::query(q).bind(key).bind(value).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    // --- tokens ---
+
+    pub async fn insert_token(&self, id: &str, name: &str, role: &str, hash: &str) -> Result<()> {
+        let q = "INSERT INTO tokens (id, name, role, hash, created_at) VALUES ($1, $2, $3, $4, $5)";
+        on_db!(self, p => sqlx::query(q).bind(id).bind(name).bind(role).bind(hash).bind(now_ms()).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>> {
+        let q = "SELECT id, name, role, created_at FROM tokens WHERE hash = $1";
+        Ok(on_db!(self, p => sqlx::query_as(q).bind(hash).fetch_optional(p).await)?)
+    }
+
+    pub async fn tokens(&self) -> Result<Vec<TokenRow>> {
+        let q = "SELECT id, name, role, created_at FROM tokens ORDER BY created_at";
+        Ok(on_db!(self, p => sqlx::query_as(q).fetch_all(p).await)?)
+    }
+
+    pub async fn count_admin_tokens(&self) -> Result<i64> {
+        let q = "SELECT COUNT(*) FROM tokens WHERE role = 'admin'";
+        Ok(on_db!(self, p => sqlx::query_scalar(q).fetch_one(p).await)?)
+    }
+
+    pub async fn delete_token(&self, id: &str) -> Result<bool> {
+        let done = on_db!(self, p => sqlx::query("DELETE FROM tokens WHERE id = $1").bind(id).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(done > 0)
+    }
+
+    // --- plugins ---
+
+    pub async fn upsert_plugin(&self, row: &PluginRow) -> Result<()> {
+        let q = "INSERT INTO plugins (id, name, version, contract, description, scanner_type, fields, egress, content_hash, file_name, loaded_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, version = excluded.version, contract = excluded.contract,
+                   description = excluded.description, scanner_type = excluded.scanner_type, fields = excluded.fields,
+                   egress = excluded.egress, content_hash = excluded.content_hash, file_name = excluded.file_name,
+                   loaded_at = excluded.loaded_at";
+        on_db!(self, p => sqlx::query(q)
+            .bind(&row.id).bind(&row.name).bind(&row.version).bind(&row.contract).bind(&row.description)
+            .bind(&row.scanner_type).bind(&row.fields).bind(&row.egress).bind(&row.content_hash)
+            .bind(&row.file_name).bind(now_ms())
+            .execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn plugins(&self) -> Result<Vec<PluginRow>> {
+        let q = "SELECT id, name, version, contract, description, scanner_type, fields, egress, content_hash, file_name FROM plugins ORDER BY name";
+        Ok(on_db!(self, p => sqlx::query_as(q).fetch_all(p).await)?)
+    }
+
+    pub async fn plugin(&self, id: &str) -> Result<Option<PluginRow>> {
+        let q = "SELECT id, name, version, contract, description, scanner_type, fields, egress, content_hash, file_name FROM plugins WHERE id = $1";
+        Ok(on_db!(self, p => sqlx::query_as(q).bind(id).fetch_optional(p).await)?)
+    }
+
+    // --- connectors ---
+
+    const CONNECTOR_COLUMNS: &'static str = "id, plugin_id, name, settings, secrets, cvm, schedule, next_due_at, enabled, trust, trusted_version, paused_reason, created_at, updated_at";
+
+    /// Inserts a connector, or reports that its name is taken.
+    pub async fn insert_connector(&self, c: &ConnectorRow) -> Result<Inserted> {
+        let q = format!(
+            "INSERT INTO connectors ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            Self::CONNECTOR_COLUMNS
+        );
+        let done = on_db!(self, p => sqlx::query(sqlx::AssertSqlSafe(q.as_str()))
+            .bind(&c.id).bind(&c.plugin_id).bind(&c.name).bind(&c.settings).bind(&c.secrets).bind(&c.cvm)
+            .bind(&c.schedule).bind(c.next_due_at).bind(c.enabled).bind(&c.trust).bind(&c.trusted_version)
+            .bind(&c.paused_reason).bind(c.created_at).bind(c.updated_at)
+            .execute(p).await.map(|r| r.rows_affected()));
+        match done {
+            Ok(_) => Ok(Inserted::Yes),
+            Err(e) if is_unique_violation(&e) => Ok(Inserted::Conflict),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Replaces a connector's stored values, or reports that its new name is taken.
+    pub async fn update_connector(&self, c: &ConnectorRow) -> Result<Inserted> {
+        let q = "UPDATE connectors SET name = $2, settings = $3, secrets = $4, cvm = $5, schedule = $6, next_due_at = $7,
+                   enabled = $8, trust = $9, trusted_version = $10, paused_reason = $11, updated_at = $12 WHERE id = $1";
+        let done = on_db!(self, p => sqlx::query(q)
+            .bind(&c.id).bind(&c.name).bind(&c.settings).bind(&c.secrets).bind(&c.cvm).bind(&c.schedule)
+            .bind(c.next_due_at).bind(c.enabled).bind(&c.trust).bind(&c.trusted_version).bind(&c.paused_reason)
+            .bind(now_ms())
+            .execute(p).await.map(|r| r.rows_affected()));
+        match done {
+            Ok(_) => Ok(Inserted::Yes),
+            Err(e) if is_unique_violation(&e) => Ok(Inserted::Conflict),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn connectors(&self) -> Result<Vec<ConnectorRow>> {
+        let q = format!("SELECT {} FROM connectors ORDER BY name", Self::CONNECTOR_COLUMNS);
+        Ok(on_db!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(q.as_str())).fetch_all(p).await)?)
+    }
+
+    pub async fn connector(&self, id: &str) -> Result<Option<ConnectorRow>> {
+        let q = format!("SELECT {} FROM connectors WHERE id = $1", Self::CONNECTOR_COLUMNS);
+        Ok(on_db!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(q.as_str())).bind(id).fetch_optional(p).await)?)
+    }
+
+    pub async fn delete_connector(&self, id: &str) -> Result<bool> {
+        let done = on_db!(self, p => sqlx::query("DELETE FROM connectors WHERE id = $1").bind(id).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(done > 0)
+    }
+
+    /// Pauses a connector until an admin approves what its plugin now asks for.
+    pub async fn pause_connector(&self, id: &str, reason: &str) -> Result<()> {
+        let q = "UPDATE connectors SET paused_reason = $2, updated_at = $3 WHERE id = $1";
+        on_db!(self, p => sqlx::query(q).bind(id).bind(reason).bind(now_ms()).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Enabled, unpaused, scheduled connectors due at `now`.
+    pub async fn due_connectors(&self, now: i64) -> Result<Vec<ConnectorRow>> {
+        let q = format!(
+            "SELECT {} FROM connectors WHERE enabled = 1 AND paused_reason IS NULL AND next_due_at IS NOT NULL AND next_due_at <= $1",
+            Self::CONNECTOR_COLUMNS
+        );
+        Ok(on_db!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(q.as_str())).bind(now).fetch_all(p).await)?)
+    }
+
+    /// Moves a connector's next due time from `old` to `new`; false when another
+    /// scheduler moved it first (that one starts the run).
+    pub async fn advance_schedule(&self, id: &str, old: i64, new: Option<i64>) -> Result<bool> {
+        let q = "UPDATE connectors SET next_due_at = $3 WHERE id = $1 AND next_due_at = $2";
+        let done =
+            on_db!(self, p => sqlx::query(q).bind(id).bind(old).bind(new).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(done == 1)
+    }
+
+    // --- runs ---
+
+    const RUN_COLUMNS: &'static str = "id, connector_id, triggered_by, status, queued_at, started_at, finished_at, worker, attempt, delivery_started, progress, summary, error, cvm_result";
+
+    /// Queues a run, or reports that the connector has one queued or running.
+    pub async fn insert_run(&self, id: &str, connector_id: &str, triggered_by: &str) -> Result<Inserted> {
+        let q =
+            "INSERT INTO runs (id, connector_id, triggered_by, status, queued_at, attempt, delivery_started, enqueued)
+                 VALUES ($1, $2, $3, 'queued', $4, 0, 0, 0)";
+        let done = on_db!(self, p => sqlx::query(q).bind(id).bind(connector_id).bind(triggered_by).bind(now_ms()).execute(p).await.map(|r| r.rows_affected()));
+        match done {
+            Ok(_) => Ok(Inserted::Yes),
+            Err(e) if is_unique_violation(&e) => Ok(Inserted::Conflict),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn mark_enqueued(&self, id: &str) -> Result<()> {
+        on_db!(self, p => sqlx::query("UPDATE runs SET enqueued = 1 WHERE id = $1").bind(id).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Queued runs whose job was never handed to the job engine (the process stopped
+    /// in between), older than `before`.
+    pub async fn runs_not_enqueued(&self, before: i64) -> Result<Vec<String>> {
+        let q = "SELECT id FROM runs WHERE status = 'queued' AND enqueued = 0 AND queued_at < $1";
+        Ok(on_db!(self, p => sqlx::query_scalar(q).bind(before).fetch_all(p).await)?)
+    }
+
+    pub async fn active_run(&self, connector_id: &str) -> Result<Option<String>> {
+        let q = "SELECT id FROM runs WHERE connector_id = $1 AND status IN ('queued', 'running')";
+        Ok(on_db!(self, p => sqlx::query_scalar(q).bind(connector_id).fetch_optional(p).await)?)
+    }
+
+    pub async fn run(&self, id: &str) -> Result<Option<RunRow>> {
+        let q = format!("SELECT {} FROM runs WHERE id = $1", Self::RUN_COLUMNS);
+        Ok(on_db!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(q.as_str())).bind(id).fetch_optional(p).await)?)
+    }
+
+    /// Runs, newest first; of one connector when given.
+    pub async fn runs(&self, connector_id: Option<&str>, limit: i64) -> Result<Vec<RunRow>> {
+        let q = format!(
+            "SELECT {} FROM runs WHERE ($1 IS NULL OR connector_id = $1) ORDER BY queued_at DESC, id DESC LIMIT $2",
+            Self::RUN_COLUMNS
+        );
+        // PostgreSQL needs to know the type of a parameter compared with NULL.
+        let q = if self.is_postgres() { q.replace("$1 IS NULL", "$1::TEXT IS NULL") } else { q };
+        Ok(
+            on_db!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(q.as_str())).bind(connector_id).bind(limit).fetch_all(p).await)?,
+        )
+    }
+
+    /// Claims a queued run for `worker`; returns the attempt number, or `None` when
+    /// the run is not queued (another worker has it, or it ended).
+    pub async fn claim_run(&self, id: &str, worker: &str) -> Result<Option<i64>> {
+        let q = "UPDATE runs SET status = 'running', worker = $2, started_at = $3, attempt = attempt + 1
+                 WHERE id = $1 AND status = 'queued' RETURNING attempt";
+        Ok(on_db!(self, p => sqlx::query_scalar(q).bind(id).bind(worker).bind(now_ms()).fetch_optional(p).await)?)
+    }
+
+    /// Takes over a run whose worker was declared lost by the job engine, if it is
+    /// still as that worker left it.
+    pub async fn take_over_run(
+        &self,
+        id: &str,
+        worker: &str,
+        from_worker: &str,
+        from_attempt: i64,
+    ) -> Result<Option<i64>> {
+        let q = "UPDATE runs SET worker = $2, started_at = $3, attempt = attempt + 1
+                 WHERE id = $1 AND status = 'running' AND worker = $4 AND attempt = $5 AND delivery_started = 0 RETURNING attempt";
+        Ok(
+            on_db!(self, p => sqlx::query_scalar(q).bind(id).bind(worker).bind(now_ms()).bind(from_worker).bind(from_attempt).fetch_optional(p).await)?,
+        )
+    }
+
+    /// Records that delivery to CVM begins: from here on, the run is never repeated.
+    pub async fn mark_delivery_started(&self, id: &str, worker: &str, attempt: i64) -> Result<bool> {
+        let q = "UPDATE runs SET delivery_started = 1 WHERE id = $1 AND worker = $2 AND attempt = $3 AND status = 'running'";
+        let done = on_db!(self, p => sqlx::query(q).bind(id).bind(worker).bind(attempt).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(done == 1)
+    }
+
+    pub async fn set_progress(&self, id: &str, progress: &str) -> Result<()> {
+        on_db!(self, p => sqlx::query("UPDATE runs SET progress = $2 WHERE id = $1 AND status = 'running'").bind(id).bind(progress).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Ends a run held by `worker` in `attempt`; false when it no longer holds it.
+    pub async fn finish_run(&self, id: &str, worker: Option<(&str, i64)>, o: &Outcome) -> Result<bool> {
+        let q = "UPDATE runs SET status = $2, finished_at = $3, summary = $4, error = $5, cvm_result = $6, duration_ms = $7,
+                   assets = $8, open_vulnerabilities = $9, rows_read = $10, api_calls = $11, throttled = $12
+                 WHERE id = $1 AND status IN ('queued', 'running') AND ($13 = '' OR (worker = $13 AND attempt = $14))";
+        let (w, a) = worker.unwrap_or(("", 0));
+        let done = on_db!(self, p => sqlx::query(q)
+            .bind(id).bind(o.status).bind(now_ms()).bind(&o.summary).bind(&o.error).bind(&o.cvm_result)
+            .bind(o.duration_ms).bind(o.assets).bind(o.open_vulnerabilities).bind(o.rows_read).bind(o.api_calls)
+            .bind(o.throttled).bind(w).bind(a)
+            .execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(done == 1)
+    }
+
+    // --- logs and files ---
+
+    pub async fn append_logs(&self, run_id: &str, first_seq: i64, lines: &[LogRow]) -> Result<()> {
+        for (i, line) in lines.iter().enumerate() {
+            let q = "INSERT INTO run_logs (run_id, seq, at, level, message) VALUES ($1, $2, $3, $4, $5)";
+            on_db!(self, p => sqlx::query(q).bind(run_id).bind(first_seq + i as i64).bind(line.at).bind(&line.level).bind(&line.message).execute(p).await.map(|r| r.rows_affected()))?;
+        }
+        Ok(())
+    }
+
+    pub async fn logs(&self, run_id: &str) -> Result<Vec<LogRow>> {
+        let q = "SELECT at, level, message FROM run_logs WHERE run_id = $1 ORDER BY seq";
+        Ok(on_db!(self, p => sqlx::query_as(q).bind(run_id).fetch_all(p).await)?)
+    }
+
+    pub async fn insert_file(&self, run_id: &str, name: &str, content: &str, expires_at: i64) -> Result<()> {
+        let q = "INSERT INTO run_files (run_id, name, bytes, content, expires_at) VALUES ($1, $2, $3, $4, $5)";
+        on_db!(self, p => sqlx::query(q).bind(run_id).bind(name).bind(content.len() as i64).bind(content).bind(expires_at).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn files(&self, run_id: &str) -> Result<Vec<FileRow>> {
+        let q = "SELECT name, bytes FROM run_files WHERE run_id = $1 ORDER BY name";
+        Ok(on_db!(self, p => sqlx::query_as(q).bind(run_id).fetch_all(p).await)?)
+    }
+
+    pub async fn file(&self, run_id: &str, name: &str) -> Result<Option<String>> {
+        let q = "SELECT content FROM run_files WHERE run_id = $1 AND name = $2";
+        Ok(on_db!(self, p => sqlx::query_scalar(q).bind(run_id).bind(name).fetch_optional(p).await)?)
+    }
+
+    /// Deletes files past their retention; how many.
+    pub async fn expire_files(&self, now: i64) -> Result<u64> {
+        Ok(
+            on_db!(self, p => sqlx::query("DELETE FROM run_files WHERE expires_at < $1").bind(now).execute(p).await.map(|r| r.rows_affected()))?,
+        )
+    }
+
+    // --- baselines ---
+
+    pub async fn baseline(&self, key: &str) -> Result<Option<String>> {
+        let q = "SELECT body FROM baselines WHERE instance_key = $1";
+        Ok(on_db!(self, p => sqlx::query_scalar(q).bind(key).fetch_optional(p).await)?)
+    }
+
+    pub async fn set_baseline(&self, key: &str, body: &str) -> Result<()> {
+        let q = "INSERT INTO baselines (instance_key, body, updated_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (instance_key) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at";
+        on_db!(self, p => sqlx::query(q).bind(key).bind(body).bind(now_ms()).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    // --- metrics ---
+
+    pub async fn run_totals(&self) -> Result<Vec<RunTotals>> {
+        let q = "SELECT r.connector_id, c.name AS connector_name, r.status, COUNT(*) AS runs,
+                   CAST(SUM(r.duration_ms) AS BIGINT) AS duration_ms, CAST(SUM(r.rows_read) AS BIGINT) AS rows_read,
+                   CAST(SUM(r.api_calls) AS BIGINT) AS api_calls, CAST(SUM(r.throttled) AS BIGINT) AS throttled
+                 FROM runs r JOIN connectors c ON c.id = r.connector_id
+                 GROUP BY r.connector_id, c.name, r.status ORDER BY c.name, r.status";
+        Ok(on_db!(self, p => sqlx::query_as(q).fetch_all(p).await)?)
+    }
+}
+
+/// A database URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            parsed.set_password(Some("****")).ok();
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}

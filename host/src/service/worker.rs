@@ -1,0 +1,443 @@
+//! Workers: they take queued runs from the job engine (apalis, on PostgreSQL or on
+//! SQLite) and run each through the same library path as `connector-host run`.
+//!
+//! Exactly once: the job engine hands a run's job to one worker at a time, and a
+//! worker claims the run in the `runs` table before it starts (a compare-and-set on
+//! its status). When a worker stops heartbeating, the engine gives the job to
+//! another worker after the lease (`--lease-seconds`); that worker takes the run over
+//! only if its upload to CVM had not begun, and otherwise marks it failed: a CVM
+//! upload is never repeated. Delivery is claimed in the database just before the
+//! first byte goes to CVM (the library's upload gate), so a worker that lost its
+//! run cannot upload it either.
+
+use super::catalogue::{widening, Catalogue};
+use super::connectors::Values;
+use super::run_log;
+use super::store::{now_ms, Db, LogRow, Outcome, RunRow};
+use super::vault::Vault;
+use crate::cvm::{DeliveryOptions, UploadGate};
+use crate::engine::{PluginHost, SessionOptions};
+use crate::events::{Event, EventSink};
+use crate::run::{self, RunOptions};
+use crate::summary::RunSummary;
+use anyhow::{anyhow, bail, Context, Result};
+use apalis::prelude::*;
+use apalis_postgres::PostgresStorage;
+use apalis_sqlite::SqliteStorage;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::runtime::Handle;
+
+/// The job: which run to execute.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RunJob {
+    /// The run's id.
+    pub run: String,
+}
+
+/// The job engine's queue name.
+const QUEUE: &str = "connector-runs";
+
+/// The queue on whichever database the service uses.
+#[derive(Clone)]
+pub enum Queue {
+    /// apalis-sqlite, in a file beside the service's SQLite database.
+    Sqlite(SqliteStorage<RunJob>),
+    /// apalis-postgres, in the `apalis` schema of the service's database.
+    Postgres(PostgresStorage<RunJob>),
+}
+
+impl Queue {
+    /// Opens the queue (creating its tables), with `lease`: how long a silent worker
+    /// keeps its jobs before they go to another.
+    pub async fn open(db: &Db, sqlite_queue_url: Option<&str>, lease: Duration) -> Result<Queue> {
+        // Heartbeat four times a lease: a worker is declared lost after four missed beats.
+        let beat = (lease / 4).max(Duration::from_millis(250));
+        match db {
+            Db::Postgres(pool) => {
+                PostgresStorage::setup(pool).await.context("cannot create the job queue's tables in PostgreSQL")?;
+                let config = apalis_postgres::Config::default()
+                    .queue(QUEUE)
+                    .batch_size(1)
+                    .heartbeat_interval(beat)
+                    .missed_heartbeats(4);
+                Ok(Queue::Postgres(PostgresStorage::new(pool).with_config(config)))
+            }
+            Db::Sqlite(_) => {
+                let url = sqlite_queue_url.ok_or_else(|| anyhow!("no SQLite queue file"))?;
+                let options = <apalis_sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)?
+                    .create_if_missing(true)
+                    .busy_timeout(Duration::from_secs(30));
+                let pool = apalis_sqlite::SqlitePool::connect_with(options)
+                    .await
+                    .with_context(|| format!("cannot open the job queue {url}"))?;
+                SqliteStorage::setup(&pool).await.context("cannot create the job queue's tables")?;
+                let config = apalis_sqlite::Config::default()
+                    .queue(QUEUE)
+                    .batch_size(1)
+                    .heartbeat_interval(beat)
+                    .missed_heartbeats(4);
+                Ok(Queue::Sqlite(SqliteStorage::new(&pool).with_config(config)))
+            }
+        }
+    }
+
+    /// Hands a run to the workers.
+    pub async fn push(&self, run_id: &str) -> Result<()> {
+        let job = RunJob { run: run_id.to_owned() };
+        match self.clone() {
+            Queue::Sqlite(mut storage) => storage.push(job).await.map_err(|e| anyhow!("{e}")),
+            Queue::Postgres(mut storage) => storage.push(job).await.map_err(|e| anyhow!("{e}")),
+        }
+        .with_context(|| format!("cannot queue run {run_id}"))
+    }
+}
+
+/// What every run of a worker shares.
+pub struct WorkerShared {
+    pub db: Db,
+    pub vault: Vault,
+    pub host: Arc<PluginHost>,
+    pub catalogue: Arc<Catalogue>,
+    /// This worker's name (unique: host, process, random).
+    pub name: String,
+    pub allow_insecure_loopback: bool,
+    /// How long KDI files are kept.
+    pub retention: Duration,
+    /// Where runs write before their files go to the database.
+    pub scratch: PathBuf,
+}
+
+/// A name for this worker process: host, process id and a random part.
+pub fn worker_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "host".into());
+    let mut random = [0u8; 3];
+    getrandom::fill(&mut random).ok();
+    format!("{host}-{}-{:02x}{:02x}{:02x}", std::process::id(), random[0], random[1], random[2])
+}
+
+/// Runs a worker until `stop` resolves, at most `concurrency` runs at once. On stop
+/// it takes no new job, finishes the runs it holds, and returns.
+pub async fn run_worker(
+    shared: Arc<WorkerShared>,
+    queue: Queue,
+    concurrency: usize,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    use apalis::layers::WorkerBuilderExt;
+    let name = shared.name.clone();
+    let stop = async move {
+        stop.await;
+        Ok::<(), std::io::Error>(())
+    };
+    tracing::info!(worker = %name, concurrency, "worker started");
+    let result = match queue {
+        Queue::Sqlite(storage) => {
+            WorkerBuilder::new(name.as_str())
+                .backend(storage)
+                .data(shared)
+                .concurrency(concurrency.max(1))
+                .build(handle)
+                .run_until(stop)
+                .await
+        }
+        Queue::Postgres(storage) => {
+            WorkerBuilder::new(name.as_str())
+                .backend(storage)
+                .data(shared)
+                .concurrency(concurrency.max(1))
+                .build(handle)
+                .run_until(stop)
+                .await
+        }
+    };
+    tracing::info!(worker = %name, "worker stopped");
+    result.map_err(|e| anyhow!("worker {name}: {e}"))
+}
+
+/// The job handler: one run, exactly once.
+async fn handle(job: RunJob, shared: Data<Arc<WorkerShared>>) -> Result<(), BoxDynError> {
+    let shared: Arc<WorkerShared> = (*shared).clone();
+    execute(&shared, &job.run).await.map_err(|e| {
+        tracing::error!(run = %job.run, "{e:#}");
+        BoxDynError::from(format!("{e:#}"))
+    })
+}
+
+async fn execute(shared: &Arc<WorkerShared>, run_id: &str) -> Result<()> {
+    let db = &shared.db;
+    let Some(run) = db.run(run_id).await? else {
+        // Deleted with its connector: nothing to do.
+        return Ok(());
+    };
+    let attempt = match run.status.as_str() {
+        "queued" => db.claim_run(run_id, &shared.name).await?,
+        "running" => take_over(shared, &run).await?,
+        _ => None, // already ended: the job was handed out again, and is done
+    };
+    let Some(attempt) = attempt else { return Ok(()) };
+    // `run` marks the span whose lines the run log keeps (run_log::RUN_FIELD).
+    let span = tracing::info_span!("service_run", run = %run_id, connector = %run.connector_id, worker = %shared.name);
+    run_log::begin(run_id);
+    let started = Instant::now();
+    let (shared2, run2) = (shared.clone(), run.clone());
+    let handle = Handle::current();
+    let result = tokio::task::spawn_blocking(move || {
+        let _entered = span.entered();
+        tracing::info!(attempt, triggered_by = %run2.triggered_by, "run started");
+        let result = run_blocking(&shared2, &run2, attempt, &handle);
+        match &result {
+            Ok(summary) => tracing::info!(
+                assets = summary.assets_written,
+                vulnerabilities = summary.vulnerabilities_written,
+                "run succeeded"
+            ),
+            Err(e) => tracing::warn!("run failed: {e:#}"),
+        }
+        result
+    })
+    .await
+    .unwrap_or_else(|e| Err(anyhow!("the run stopped unexpectedly: {e}")));
+    let outcome = outcome_of(shared, run_id, result, started.elapsed()).await;
+    tokio::fs::remove_dir_all(shared.scratch.join(run_id)).await.ok();
+    let lines = run_log::end(run_id);
+    let stored = store_logs(db, run_id, &lines).await;
+    let finished = db.finish_run(run_id, Some((&shared.name, attempt)), &outcome).await?;
+    if !finished {
+        tracing::warn!(run = %run_id, "another worker took this run over; its outcome here is not recorded");
+    }
+    stored
+}
+
+/// The engine gave us a run another worker held: that worker was declared lost.
+/// Take it over if nothing went to CVM yet; otherwise end it as failed.
+async fn take_over(shared: &WorkerShared, run: &RunRow) -> Result<Option<i64>> {
+    let previous = run.worker.clone().unwrap_or_default();
+    if run.delivery_started == 0 {
+        let taken = shared.db.take_over_run(&run.id, &shared.name, &previous, run.attempt).await?;
+        if taken.is_some() {
+            tracing::warn!(run = %run.id, lost = %previous, "took over a run from a worker that stopped answering");
+        }
+        return Ok(taken);
+    }
+    let outcome = Outcome {
+        status: "failed",
+        error: Some(format!(
+            "worker {previous} stopped answering after its upload to CVM began; the run is not repeated, so nothing is uploaded twice. \
+             Check the CVM connector's runs; the next run uploads everything again"
+        )),
+        ..Outcome::default()
+    };
+    shared.db.finish_run(&run.id, Some((&previous, run.attempt)), &outcome).await?;
+    Ok(None)
+}
+
+/// Writes the run's log lines after the ones already stored.
+async fn store_logs(db: &Db, run_id: &str, lines: &[LogRow]) -> Result<()> {
+    let first = db.logs(run_id).await?.len() as i64;
+    db.append_logs(run_id, first, lines).await
+}
+
+/// The run's record: its summary and figures, its files into the database, or its error.
+async fn outcome_of(shared: &WorkerShared, run_id: &str, result: Result<RunSummary>, took: Duration) -> Outcome {
+    let summary = match result {
+        Ok(summary) => summary,
+        Err(e) => {
+            return Outcome {
+                status: "failed",
+                error: Some(format!("{e:#}")),
+                duration_ms: took.as_millis() as i64,
+                ..Outcome::default()
+            }
+        }
+    };
+    let expires_at = now_ms() + shared.retention.as_millis() as i64;
+    let mut names = Vec::new();
+    for path in &summary.files_written {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let stored = match tokio::fs::read_to_string(path).await {
+            Ok(content) => shared.db.insert_file(run_id, &name, &content, expires_at).await,
+            Err(e) => Err(anyhow!("cannot read {}: {e}", path.display())),
+        };
+        if let Err(e) = stored {
+            return Outcome {
+                status: "failed",
+                error: Some(format!("the run's file {name} could not be stored: {e:#}")),
+                ..Outcome::default()
+            };
+        }
+        names.push(name);
+    }
+    let rows = summary.counters.iter().filter(|(k, _)| k.contains("rows")).map(|(_, v)| *v).sum::<u64>();
+    let cvm_result = summary.delivery.as_ref().and_then(|d| serde_json::to_string(d).ok());
+    let mut json = serde_json::to_value(&summary).unwrap_or_default();
+    // The worker's scratch paths mean nothing to a reader: the files by name.
+    json["files_written"] = serde_json::json!(names);
+    Outcome {
+        status: "succeeded",
+        summary: Some(json.to_string()),
+        error: None,
+        cvm_result,
+        duration_ms: took.as_millis() as i64,
+        assets: summary.assets_written as i64,
+        open_vulnerabilities: summary.vulnerabilities_written as i64,
+        rows_read: rows as i64,
+        api_calls: summary.api_calls as i64,
+        throttled: summary.throttled_responses as i64,
+    }
+}
+
+/// The run itself, on a blocking thread: the connector's values opened, the plugin
+/// checked against what was approved, then `run::run_and_deliver` (or `run::run`).
+fn run_blocking(shared: &WorkerShared, run: &RunRow, attempt: i64, rt: &Handle) -> Result<RunSummary> {
+    let db = &shared.db;
+    let connector = rt
+        .block_on(db.connector(&run.connector_id))?
+        .ok_or_else(|| anyhow!("connector {} no longer exists", run.connector_id))?;
+    if let Some(reason) = &connector.paused_reason {
+        bail!("the connector is {reason}");
+    }
+    let loaded = shared.catalogue.get(&connector.plugin_id).ok_or_else(|| {
+        anyhow!(
+            "plugin `{}` is not installed on worker {} (plugins directory {})",
+            connector.plugin_id,
+            shared.name,
+            shared.catalogue.dir.display()
+        )
+    })?;
+    let recorded = rt.block_on(db.plugin(&connector.plugin_id))?;
+    if let Some(recorded) = recorded.filter(|r| r.content_hash != loaded.row.content_hash) {
+        bail!(
+            "worker {} has plugin `{}` {} but the service records {} (another build); install the same plugin files on every worker",
+            shared.name,
+            loaded.row.id,
+            loaded.row.version,
+            recorded.version
+        );
+    }
+    if let Some(reason) = widening(&connector, &loaded.plugin.info)? {
+        rt.block_on(db.pause_connector(&connector.id, &reason))?;
+        bail!("the connector is {reason}");
+    }
+    let values = Values::open(&connector, &shared.vault)?;
+    let config = values.config();
+
+    let scratch = shared.scratch.join(&run.id);
+    let out_dir = scratch.join("out");
+    let state_dir = scratch.join("state");
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let events = progress_sink(db.clone(), run.id.clone(), rt.clone());
+    let session = SessionOptions {
+        allow_insecure_loopback: shared.allow_insecure_loopback,
+        events: Some(events),
+        time_limit: None,
+    };
+    let options = RunOptions { out_dir, ..RunOptions::default() };
+    let result = match &values.cvm {
+        None => run::run(&shared.host, &loaded.plugin, &config, session, &options),
+        Some(_) => {
+            let mut delivery = DeliveryOptions::from_config(
+                &config,
+                shared.allow_insecure_loopback,
+                Some(state_dir.clone()),
+                false,
+                false,
+            )?;
+            let key = delivery.cvm.instance_key();
+            restore_baseline(db, rt, &state_dir, &key)?;
+            delivery.upload_gate =
+                Some(upload_gate(db.clone(), rt.clone(), run.id.clone(), shared.name.clone(), attempt));
+            let result = run::run_and_deliver(&shared.host, &loaded.plugin, &config, session, &options, &delivery);
+            if result.as_ref().is_ok_and(|s| s.delivery.as_ref().is_some_and(|d| !d.dry_run)) {
+                save_baseline(db, rt, &state_dir, &key)?;
+            }
+            result
+        }
+    };
+    result
+}
+
+/// Claims the upload for this worker and attempt, or refuses it.
+fn upload_gate(db: Db, rt: Handle, run_id: String, worker: String, attempt: i64) -> UploadGate {
+    UploadGate(Arc::new(move || {
+        if rt.block_on(db.mark_delivery_started(&run_id, &worker, attempt))? {
+            Ok(())
+        } else {
+            bail!("worker {worker} no longer holds run {run_id} (another worker took it over); nothing was uploaded")
+        }
+    }))
+}
+
+/// The last upload's baseline (the mass-close guard) is kept in the database, so any
+/// worker sees it: written into the run's state directory before, read back after.
+fn restore_baseline(db: &Db, rt: &Handle, state_dir: &Path, key: &str) -> Result<()> {
+    let Some(body) = rt.block_on(db.baseline(key))? else { return Ok(()) };
+    let files: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&body).context("a stored CVM baseline is damaged")?;
+    let dir = state_dir.join(key);
+    std::fs::create_dir_all(&dir)?;
+    for (name, content) in files {
+        use base64::Engine as _;
+        let bytes =
+            base64::engine::general_purpose::STANDARD.decode(content).context("a stored CVM baseline is damaged")?;
+        std::fs::write(dir.join(name), bytes)?;
+    }
+    Ok(())
+}
+
+fn save_baseline(db: &Db, rt: &Handle, state_dir: &Path, key: &str) -> Result<()> {
+    use base64::Engine as _;
+    let mut files = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(state_dir.join(key))? {
+        let entry = entry?;
+        let bytes = std::fs::read(entry.path())?;
+        files.insert(
+            entry.file_name().to_string_lossy().into_owned(),
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+        );
+    }
+    rt.block_on(db.set_baseline(key, &serde_json::to_string(&files)?))
+}
+
+/// Progress for the API and the console, written at most twice a second.
+fn progress_sink(db: Db, run_id: String, rt: Handle) -> EventSink {
+    let last = Mutex::new((Instant::now() - Duration::from_secs(1), serde_json::Map::new()));
+    Arc::new(move |event: &Event| {
+        let mut last = last.lock().unwrap();
+        let stage = match event {
+            Event::Progress { stage, done, total } => {
+                last.1.insert(stage.clone(), serde_json::json!({"done": done, "total": total}));
+                None
+            }
+            Event::Writing => Some("writing"),
+            Event::Delivering => Some("delivering"),
+            _ => return,
+        };
+        if let Some(stage) = stage {
+            last.1.insert("stage".into(), stage.into());
+        }
+        if stage.is_none() && last.0.elapsed() < Duration::from_millis(500) {
+            return;
+        }
+        last.0 = Instant::now();
+        let text = serde_json::Value::Object(last.1.clone()).to_string();
+        if let Err(e) = rt.block_on(db.set_progress(&run_id, &text)) {
+            tracing::debug!("progress not stored: {e:#}");
+        }
+    })
+}
+
+/// Queued runs whose job never reached the queue are queued again (the process
+/// stopped between the two); old files are deleted. Called now and then by `serve`.
+pub async fn reconcile(db: &Db, queue: &Queue) -> Result<()> {
+    for run in db.runs_not_enqueued(now_ms() - 30_000).await? {
+        queue.push(&run).await?;
+        db.mark_enqueued(&run).await?;
+    }
+    let expired = db.expire_files(now_ms()).await?;
+    if expired > 0 {
+        tracing::info!(files = expired, "deleted KDI files past their retention");
+    }
+    Ok(())
+}

@@ -1,0 +1,314 @@
+//! The platform service end to end on its embedded SQLite database: `connector-host
+//! serve` as a process, its REST API against the simulated Defender tenant and the
+//! simulated CVM, schedules, restarts, and the secret key.
+
+use connector_e2e::kdi;
+use connector_e2e::oracle;
+use connector_e2e::service::{Api, Process, ADMIN_TOKEN};
+use connector_simulators::cvm::{CvmOptions, CvmSim};
+use connector_simulators::defender::{DefenderSim, SimOptions, TenantSpec};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const SPEC: TenantSpec = TenantSpec { seed: 77, devices: 60, rows: 1_500 };
+
+/// A connector's settings for the simulated tenant.
+fn defender_settings(sim: &DefenderSim) -> Value {
+    let t = sim.tenant();
+    json!({
+        "client_id": t.client_id, "client_secret": t.client_secret, "tenant_id": t.tenant_id,
+        "host": sim.base_url(), "login_host": sim.base_url(), "storage_host": sim.storage_url(),
+        "page_size": 500, "retry_delay_ms": 20, "max_retries": 2,
+    })
+}
+
+fn cvm_settings(cvm: &CvmSim) -> Value {
+    json!({"api_host": cvm.base_url(), "api_key": cvm.options().api_key, "connector_id": cvm.options().connector_id,
+        "poll_interval_ms": 50, "retry_delay_ms": 50})
+}
+
+fn start(state: &Path, env: &[(&str, &str)]) -> (Process, Api) {
+    let mut with_token = vec![("CONNECTOR_HOST_ADMIN_TOKEN", ADMIN_TOKEN)];
+    with_token.extend_from_slice(env);
+    let (process, url) = Process::serve(state, &[], &with_token).unwrap_or_else(|e| panic!("{e}"));
+    (process, Api::new(&url, Some(ADMIN_TOKEN)))
+}
+
+/// Every byte of every file under `dir`, as text where it is text.
+fn contains_anywhere(dir: &Path, needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(contains_anywhere(&path, needle));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_api_adds_verifies_and_runs_a_connector_and_never_shows_a_secret() {
+    let defender = DefenderSim::start(SPEC, SimOptions::default()).unwrap();
+    let cvm = CvmSim::start(CvmOptions::default()).unwrap();
+    let dir = kdi::temp_dir("service-api");
+    let state = dir.join("state");
+    let (mut serve, api) = start(&state, &[]);
+    let secret = defender.tenant().client_secret.clone();
+    let api_key = cvm.options().api_key.clone();
+
+    // Health and metrics answer without a token; the API does not.
+    assert_eq!(api.with_token(None).get("/healthz").0, 200);
+    assert_eq!(api.with_token(None).get("/api/connectors").0, 401);
+    assert_eq!(api.with_token(Some("not-a-token")).get("/api/connectors").0, 401);
+
+    // The catalogue.
+    let (status, plugins) = api.get("/api/plugins");
+    assert_eq!(status, 200, "{plugins}");
+    let defender_plugin =
+        plugins.as_array().unwrap().iter().find(|p| p["id"] == "defender-tvm").expect("Defender offered");
+    assert_eq!(defender_plugin["contract"], "0.3.0");
+    let keys: Vec<&str> =
+        defender_plugin["fields"].as_array().unwrap().iter().map(|f| f["key"].as_str().unwrap()).collect();
+    assert!(keys.starts_with(&["name", "client_id", "client_secret", "host", "tenant_id"]), "{keys:?}");
+    assert!(!defender_plugin["egress"].as_array().unwrap().is_empty());
+
+    // Bad settings: every field's problem, in the plugin's words where it found them.
+    let (status, invalid) = api.post(
+        "/api/connectors",
+        json!({"plugin": "defender-tvm", "name": "Defender", "settings": {"host": "not a host", "client_id": "x"}}),
+    );
+    assert_eq!(status, 422, "{invalid}");
+    let fields: BTreeSet<&str> =
+        invalid["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, BTreeSet::from(["client_secret", "host", "tenant_id"]), "{invalid}");
+    let (status, invalid) = api
+        .post("/api/connectors", json!({"plugin": "defender-tvm", "name": "D", "settings": {}, "schedule": "daily"}));
+    assert_eq!(status, 422);
+    assert!(invalid["errors"].as_array().unwrap().iter().any(|e| e["field"] == "schedule"), "{invalid}");
+
+    // Added with a wrong secret: saved, but Save and Verify names the failure.
+    let mut settings = defender_settings(&defender);
+    settings["client_secret"] = json!("wrong-secret-value");
+    let body =
+        json!({"plugin": "defender-tvm", "name": "Defender prod", "settings": settings, "cvm": cvm_settings(&cvm)});
+    let (status, connector) = api.post("/api/connectors", body.clone());
+    assert_eq!(status, 201, "{connector}");
+    let id = connector["id"].as_str().unwrap().to_owned();
+    assert_eq!(connector["settings"]["client_secret"], json!({"set": true}));
+    assert_eq!(connector["cvm"]["api_key"], json!({"set": true}));
+    assert_eq!(connector["settings"]["client_id"], defender.tenant().client_id.as_str());
+    assert_eq!(api.post("/api/connectors", body).0, 409, "the name is taken");
+    let (_, verified) = api.post(&format!("/api/connectors/{id}/verify"), json!({}));
+    assert_eq!(verified["ok"], false, "{verified}");
+    assert!(verified["error"].as_str().unwrap().contains("AADSTS7000215"), "{verified}");
+
+    // Corrected: verify proves the token, the permissions and the CVM connector.
+    let (status, changed) =
+        api.call("PATCH", &format!("/api/connectors/{id}"), Some(json!({"settings": {"client_secret": secret}})));
+    assert_eq!(status, 200, "{changed}");
+    let (_, verified) = api.post(&format!("/api/connectors/{id}/verify"), json!({}));
+    assert_eq!(verified["ok"], true, "{verified}");
+    let checks: Vec<&str> =
+        verified["checks"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert!(checks.contains(&"CVM"), "{checks:?}");
+    assert!(checks.len() >= 3, "{checks:?}");
+
+    // A viewer reads but changes nothing.
+    let (status, viewer) = api.post("/api/tokens", json!({"name": "auditor", "role": "viewer"}));
+    assert_eq!(status, 201, "{viewer}");
+    let viewer = api.with_token(viewer["token"].as_str());
+    assert_eq!(viewer.get("/api/connectors").0, 200);
+    assert_eq!(viewer.get("/api/session").1["role"], "viewer");
+    assert_eq!(viewer.post(&format!("/api/connectors/{id}/runs"), json!({})).0, 403);
+    assert_eq!(viewer.call("DELETE", &format!("/api/connectors/{id}"), None).0, 403);
+
+    // Run now: one run at a time, its summary, its files, its upload.
+    let (status, queued) = api.post(&format!("/api/connectors/{id}/runs"), json!({}));
+    assert_eq!(status, 202, "{queued}");
+    let run_id = queued["id"].as_str().unwrap().to_owned();
+    let (status, _) = api.post(&format!("/api/connectors/{id}/runs"), json!({}));
+    assert_eq!(status, 409, "a second run while one is queued or running");
+    let run = api.wait_for_run(&run_id, Duration::from_secs(120));
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let expected = oracle::expected_live(&defender.tenant());
+    assert_eq!(run["summary"]["assets_written"], expected.assets.len(), "{run}");
+    let open: usize = expected.assets.values().map(|a| a.vulns.len()).sum();
+    assert_eq!(run["summary"]["vulnerabilities_written"], open);
+    assert_eq!(run["cvm"]["run"]["ended"], true, "{run}");
+    assert_eq!(cvm.runs().len(), 1, "one upload");
+    let files = run["files"].as_array().unwrap();
+    assert_eq!(run["summary"]["files_written"].as_array().unwrap().len(), files.len());
+    let mut assets = BTreeSet::new();
+    for file in files {
+        let (status, text) = api.call_text("GET", file["url"].as_str().unwrap(), None);
+        assert_eq!(status, 200);
+        assert_eq!(text.len() as u64, file["bytes"].as_u64().unwrap());
+        let kdi: Value = serde_json::from_str(&text).unwrap();
+        kdi::assert_valid(file["name"].as_str().unwrap(), &kdi);
+        for asset in kdi["assets"].as_array().unwrap() {
+            assets.insert(asset["external_id"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(assets, expected.assets.keys().cloned().collect::<BTreeSet<_>>(), "the files hold every asset");
+    assert_eq!(cvm.assets(), assets, "CVM has what the files hold");
+    let (_, log) = api.get(&format!("/api/runs/{run_id}/log"));
+    let log_text = log.to_string();
+    assert!(log_text.contains("run started") && log_text.contains("run succeeded"), "{log_text}");
+    let (_, listed) = api.get(&format!("/api/runs?connector={id}"));
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["id"], run_id.as_str());
+
+    // Metrics: the run, counted by connector and status; no setting in them.
+    let (_, metrics) = api.with_token(None).call_text("GET", "/metrics", None);
+    assert!(
+        metrics.contains(&format!(
+            "connector_runs{{connector_id=\"{id}\",connector=\"Defender prod\",status=\"succeeded\"}} 1"
+        )),
+        "{metrics}"
+    );
+    assert!(metrics.contains("connector_api_calls_total"), "{metrics}");
+
+    // The OpenAPI document describes the routes the service has.
+    let (_, doc) = api.get("/api/openapi.json");
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 15);
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys().filter(|m| *m != "parameters") {
+            let concrete = path.replace("{id}", "nothing").replace("{name}", "nothing");
+            let (status, _) =
+                api.with_token(Some("not-a-token")).call(&method.to_uppercase(), &concrete, Some(json!({})));
+            assert!(
+                status != 404 && status != 405,
+                "{} {path} is documented but not served ({status})",
+                method.to_uppercase()
+            );
+        }
+    }
+
+    // The secrets: in no answer, no log line, no file of the state directory.
+    serve.signal(libc::SIGTERM);
+    assert!(serve.wait(Duration::from_secs(30)).success(), "{}", serve.log_text());
+    for needle in [&secret, &api_key] {
+        assert!(!api.answers.lock().unwrap().iter().any(|a| a.contains(needle.as_str())), "a secret in an answer");
+        assert!(!serve.log_text().contains(needle.as_str()), "a secret in the log");
+        assert_eq!(contains_anywhere(&state, needle), Vec::<String>::new(), "a secret in the state directory");
+    }
+}
+
+#[test]
+fn schedules_run_without_overlap_and_a_restart_keeps_everything() {
+    let defender = DefenderSim::start(TenantSpec { seed: 5, devices: 10, rows: 100 }, SimOptions::default()).unwrap();
+    let dir = kdi::temp_dir("service-schedule");
+    let state = dir.join("state");
+    let (mut serve, api) = start(&state, &[]);
+    let body = json!({"plugin": "defender-tvm", "name": "every two seconds", "settings": defender_settings(&defender), "schedule": "every 2s"});
+    let (status, connector) = api.post("/api/connectors", body);
+    assert_eq!(status, 201, "{connector}");
+    let id = connector["id"].as_str().unwrap().to_owned();
+    let times = connector["next_due_times"].as_array().unwrap();
+    assert_eq!(times.len(), 3, "{connector}");
+    assert!(connector["next_due"].is_string());
+
+    // Runs come due on their own, one at a time.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let runs = loop {
+        let (_, runs) = api.get(&format!("/api/runs?connector={id}"));
+        let ended: Vec<Value> =
+            runs.as_array().unwrap().iter().filter(|r| r["status"] == "succeeded").cloned().collect();
+        if ended.len() >= 2 {
+            break runs.as_array().unwrap().clone();
+        }
+        assert!(Instant::now() < deadline, "fewer than two scheduled runs in a minute: {runs}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(runs.iter().all(|r| r["triggered_by"] == "schedule"));
+    let mut spans: Vec<(String, String)> = runs
+        .iter()
+        .filter(|r| r["finished_at"].is_string())
+        .map(|r| (r["started_at"].as_str().unwrap().to_owned(), r["finished_at"].as_str().unwrap().to_owned()))
+        .collect();
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "runs overlapped: {pair:?}");
+    }
+
+    // Stop, start again: connectors, schedules and history are kept.
+    api.call("PATCH", &format!("/api/connectors/{id}"), Some(json!({"enabled": false})));
+    let (_, before) = api.get(&format!("/api/runs?connector={id}&limit=500"));
+    serve.signal(libc::SIGTERM);
+    assert!(serve.wait(Duration::from_secs(60)).success(), "{}", serve.log_text());
+    drop(serve);
+    let (_serve, api) = start(&state, &[]);
+    let (_, again) = api.get(&format!("/api/connectors/{id}"));
+    assert_eq!(again["schedule"], "every 2s");
+    assert_eq!(again["enabled"], false);
+    assert_eq!(again["settings"]["client_secret"], json!({"set": true}));
+    let (_, after) = api.get(&format!("/api/runs?connector={id}&limit=500"));
+    let ids = |runs: &Value| runs.as_array().unwrap().iter().map(|r| r["id"].to_string()).collect::<BTreeSet<_>>();
+    assert!(ids(&before).is_subset(&ids(&after)), "history kept");
+    // The stored secret still opens: a run succeeds.
+    let (status, queued) = api.post(&format!("/api/connectors/{id}/runs"), json!({}));
+    assert_eq!(status, 202, "{queued}");
+    let run = api.wait_for_run(queued["id"].as_str().unwrap(), Duration::from_secs(60));
+    assert_eq!(run["status"], "succeeded", "{run}");
+}
+
+#[test]
+fn a_wrong_or_missing_secret_key_is_refused_and_nothing_is_lost() {
+    let defender = DefenderSim::start(TenantSpec { seed: 6, devices: 5, rows: 50 }, SimOptions::default()).unwrap();
+    let dir = kdi::temp_dir("service-key");
+    let state = dir.join("state");
+    let (mut serve, api) = start(&state, &[]);
+    let body = json!({"plugin": "defender-tvm", "name": "kept", "settings": defender_settings(&defender)});
+    let (status, connector) = api.post("/api/connectors", body);
+    assert_eq!(status, 201, "{connector}");
+    serve.signal(libc::SIGTERM);
+    serve.wait(Duration::from_secs(30));
+    drop(serve);
+
+    let key_file = state.join("secret.key");
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    // Another key.
+    let other = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let err = Process::serve(&state, &[], &[("CONNECTOR_HOST_SECRET_KEY", other)]).err().expect("refused");
+    assert!(err.contains("not the key this database's secrets were sealed with"), "{err}");
+    // A damaged key file.
+    std::fs::write(&key_file, "damaged\n").unwrap();
+    let err = Process::serve(&state, &[], &[]).err().expect("refused");
+    assert!(err.contains("not 32 bytes in base64"), "{err}");
+    // No key at all: refused, and no new key is made in its place.
+    std::fs::remove_file(&key_file).unwrap();
+    let err = Process::serve(&state, &[], &[]).err().expect("refused");
+    assert!(err.contains("secret key is missing"), "{err}");
+    assert!(!key_file.exists());
+
+    // The original key, from the environment: everything is there.
+    let (_serve, api) = start(&state, &[("CONNECTOR_HOST_SECRET_KEY", key.trim())]);
+    let (_, list) = api.get("/api/connectors");
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let id = list[0]["id"].as_str().unwrap();
+    let (_, verified) = api.post(&format!("/api/connectors/{id}/verify"), json!({}));
+    assert_eq!(verified["ok"], true, "the sealed secret opens with the original key: {verified}");
+}
+
+#[test]
+fn a_first_admin_token_is_made_and_printed_once() {
+    let dir = kdi::temp_dir("service-first-token");
+    let state = dir.join("state");
+    let (serve, url) = Process::serve(&state, &[], &[]).unwrap();
+    let printed: Vec<String> = serve.stdout.lock().unwrap().clone();
+    let token = printed.iter().find_map(|l| l.split("first admin token").nth(1)).expect("a token is printed");
+    let token = token.rsplit(' ').next().unwrap().trim().to_owned();
+    let api = Api::new(&url, Some(&token));
+    assert_eq!(api.get("/api/session").1["role"], "admin");
+    drop(serve);
+    let (again, _) = Process::serve(&state, &[], &[]).unwrap();
+    assert!(!again.stdout.lock().unwrap().iter().any(|l| l.contains("first admin token")), "printed only once");
+    assert_eq!(contains_anywhere(&state, &token), Vec::<String>::new(), "stored hashed");
+}
