@@ -384,6 +384,7 @@ async fn run_view(db: &Db, run: &RunRow) -> ApiResult<Value> {
         "finished_at": time(run.finished_at),
         "worker": run.worker,
         "attempt": run.attempt,
+        "delivery_started": run.delivery_started == 1,
         "progress": parse(&run.progress),
         "summary": parse(&run.summary),
         "cvm": parse(&run.cvm_result),

@@ -39,6 +39,10 @@ pub struct RunJob {
 /// The job engine's queue name.
 const QUEUE: &str = "connector-runs";
 
+/// How often an idle worker asks for a run (the engine's default backs off to many
+/// seconds, which "Run now" would wait for).
+const POLL: Duration = Duration::from_millis(500);
+
 /// The queue on whichever database the service uses.
 #[derive(Clone)]
 pub enum Queue {
@@ -135,7 +139,7 @@ pub async fn run_worker(
     let result = match queue {
         Queue::Sqlite(storage) => {
             WorkerBuilder::new(name.as_str())
-                .backend(storage)
+                .backend(storage.poll_with_interval(POLL))
                 .data(shared)
                 .concurrency(concurrency.max(1))
                 .build(handle)
@@ -144,7 +148,7 @@ pub async fn run_worker(
         }
         Queue::Postgres(storage) => {
             WorkerBuilder::new(name.as_str())
-                .backend(storage)
+                .backend(storage.poll_with_interval(POLL))
                 .data(shared)
                 .concurrency(concurrency.max(1))
                 .build(handle)
@@ -171,6 +175,7 @@ async fn execute(shared: &Arc<WorkerShared>, run_id: &str) -> Result<()> {
         // Deleted with its connector: nothing to do.
         return Ok(());
     };
+    let plugin = db.connector(&run.connector_id).await?.map(|c| c.plugin_id).unwrap_or_default();
     let attempt = match run.status.as_str() {
         "queued" => db.claim_run(run_id, &shared.name).await?,
         "running" => take_over(shared, &run).await?,
@@ -178,7 +183,7 @@ async fn execute(shared: &Arc<WorkerShared>, run_id: &str) -> Result<()> {
     };
     let Some(attempt) = attempt else { return Ok(()) };
     // `run` marks the span whose lines the run log keeps (run_log::RUN_FIELD).
-    let span = tracing::info_span!("service_run", run = %run_id, connector = %run.connector_id, worker = %shared.name);
+    let span = tracing::info_span!("service_run", run = %run_id, connector = %run.connector_id, plugin = %plugin, worker = %shared.name);
     run_log::begin(run_id);
     let started = Instant::now();
     let (shared2, run2) = (shared.clone(), run.clone());

@@ -30,9 +30,13 @@ fn cvm_settings(cvm: &CvmSim) -> Value {
 }
 
 fn start(state: &Path, env: &[(&str, &str)]) -> (Process, Api) {
+    start_with(state, &[], env)
+}
+
+fn start_with(state: &Path, args: &[&str], env: &[(&str, &str)]) -> (Process, Api) {
     let mut with_token = vec![("CONNECTOR_HOST_ADMIN_TOKEN", ADMIN_TOKEN)];
     with_token.extend_from_slice(env);
-    let (process, url) = Process::serve(state, &[], &with_token).unwrap_or_else(|e| panic!("{e}"));
+    let (process, url) = Process::serve(state, args, &with_token).unwrap_or_else(|e| panic!("{e}"));
     (process, Api::new(&url, Some(ADMIN_TOKEN)))
 }
 
@@ -58,7 +62,7 @@ fn the_api_adds_verifies_and_runs_a_connector_and_never_shows_a_secret() {
     let cvm = CvmSim::start(CvmOptions::default()).unwrap();
     let dir = kdi::temp_dir("service-api");
     let state = dir.join("state");
-    let (mut serve, api) = start(&state, &[]);
+    let (mut serve, api) = start_with(&state, &["--log-format", "json"], &[]);
     let secret = defender.tenant().client_secret.clone();
     let api_key = cvm.options().api_key.clone();
 
@@ -164,6 +168,16 @@ fn the_api_adds_verifies_and_runs_a_connector_and_never_shows_a_secret() {
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(listed[0]["id"], run_id.as_str());
 
+    // A connector is deleted with its history.
+    let (status, spare) = api.post(
+        "/api/connectors",
+        json!({"plugin": "defender-tvm", "name": "spare", "settings": defender_settings(&defender)}),
+    );
+    assert_eq!(status, 201, "{spare}");
+    let spare = spare["id"].as_str().unwrap();
+    assert_eq!(api.call("DELETE", &format!("/api/connectors/{spare}"), None).0, 204);
+    assert_eq!(api.get(&format!("/api/connectors/{spare}")).0, 404);
+
     // Metrics: the run, counted by connector and status; no setting in them.
     let (_, metrics) = api.with_token(None).call_text("GET", "/metrics", None);
     assert!(
@@ -194,6 +208,13 @@ fn the_api_adds_verifies_and_runs_a_connector_and_never_shows_a_secret() {
     // The secrets: in no answer, no log line, no file of the state directory.
     serve.signal(libc::SIGTERM);
     assert!(serve.wait(Duration::from_secs(30)).success(), "{}", serve.log_text());
+    // JSON log lines of the run carry the connector, the run and the plugin.
+    let log = serve.log_text();
+    let tagged = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["run"] == run_id.as_str() && l["connector"] == id.as_str() && l["plugin"] == "defender-tvm");
+    assert!(tagged.is_some(), "no JSON line with connector, run and plugin:\n{log}");
     for needle in [&secret, &api_key] {
         assert!(!api.answers.lock().unwrap().iter().any(|a| a.contains(needle.as_str())), "a secret in an answer");
         assert!(!serve.log_text().contains(needle.as_str()), "a secret in the log");
