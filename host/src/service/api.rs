@@ -36,7 +36,7 @@ type AppState = State<Arc<App>>;
 
 /// The routes.
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+    super::console::routes()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/api/openapi.json", get(openapi))
@@ -168,6 +168,7 @@ async fn plugins(State(app): AppState, _caller: Caller) -> ApiResult<Json<Value>
         .map(|p| {
             json!({"id": p.id, "name": p.name, "version": p.version, "contract": p.contract,
                 "description": p.description, "scanner_type": p.scanner_type,
+                "section": super::catalogue::section_of(&p.id),
                 "fields": serde_json::from_str::<Value>(&p.fields).unwrap_or_default(),
                 "egress": serde_json::from_str::<Value>(&p.egress).unwrap_or_default(),
                 "content_hash": p.content_hash,
@@ -382,6 +383,9 @@ async fn run_view(db: &Db, run: &RunRow) -> ApiResult<Value> {
         "queued_at": time(Some(run.queued_at)),
         "started_at": time(run.started_at),
         "finished_at": time(run.finished_at),
+        "duration_ms": run.duration_ms,
+        "assets": run.assets,
+        "open_vulnerabilities": run.open_vulnerabilities,
         "worker": run.worker,
         "attempt": run.attempt,
         "delivery_started": run.delivery_started == 1,

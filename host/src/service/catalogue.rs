@@ -123,6 +123,18 @@ fn load_one(host: &PluginHost, path: &Path) -> Result<Loaded> {
     Ok(Loaded { plugin: Arc::new(plugin), row })
 }
 
+/// The section of the catalogue a plugin is listed under, as CVM's own catalogue
+/// groups connectors. The contract does not carry it (a candidate for its next
+/// version), so the service knows the plugins of this repository; others are listed
+/// under "Other".
+pub fn section_of(plugin_id: &str) -> &'static str {
+    match plugin_id {
+        "defender-tvm" => "Vulnerability Management",
+        "github-dependabot" => "Application Security",
+        _ => "Other",
+    }
+}
+
 /// What a plugin may reach, as an admin approves it: its declared origins, and where
 /// each secret field may be sent.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -346,7 +346,8 @@ pub fn view(row: &ConnectorRow, plugin: Option<&PluginRow>, last_run: Option<&Ru
         "enabled": row.enabled == 1,
         "paused_reason": row.paused_reason,
         "egress": plugin.and_then(|p| serde_json::from_str::<Value>(&p.egress).ok()),
-        "last_run": last_run.map(|r| json!({"id": r.id, "status": r.status, "queued_at": time(Some(r.queued_at)), "finished_at": time(r.finished_at)})),
+        "last_run": last_run.map(|r| json!({"id": r.id, "status": r.status, "queued_at": time(Some(r.queued_at)),
+            "finished_at": time(r.finished_at), "assets": r.assets, "open_vulnerabilities": r.open_vulnerabilities})),
         "created_at": time(Some(row.created_at)),
         "updated_at": time(Some(row.updated_at)),
     })

@@ -17,6 +17,7 @@ mod api;
 mod auth;
 mod catalogue;
 mod connectors;
+mod console;
 mod metrics;
 pub mod run_log;
 mod schedule;

@@ -92,6 +92,9 @@ pub struct RunRow {
     pub summary: Option<String>,
     pub error: Option<String>,
     pub cvm_result: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub assets: Option<i64>,
+    pub open_vulnerabilities: Option<i64>,
 }
 
 /// A run's outcome, with the figures metrics add up.
@@ -349,7 +352,7 @@ impl Db {
 
     // --- runs ---
 
-    const RUN_COLUMNS: &'static str = "id, connector_id, triggered_by, status, queued_at, started_at, finished_at, worker, attempt, delivery_started, progress, summary, error, cvm_result";
+    const RUN_COLUMNS: &'static str = "id, connector_id, triggered_by, status, queued_at, started_at, finished_at, worker, attempt, delivery_started, progress, summary, error, cvm_result, duration_ms, assets, open_vulnerabilities";
 
     /// Queues a run, or reports that the connector has one queued or running.
     pub async fn insert_run(&self, id: &str, connector_id: &str, triggered_by: &str) -> Result<Inserted> {

@@ -1,0 +1,309 @@
+//! The connector console in a real browser: headless Chromium (Debian's `chromium`
+//! and `chromium-driver`) driven through WebDriver against `connector-host serve`,
+//! the simulated Defender tenant and the simulated CVM. Every page visited is saved
+//! as a screenshot in `target/console-screenshots/` (or `$CONSOLE_SCREENSHOTS`).
+
+use connector_e2e::kdi;
+use connector_e2e::oracle;
+use connector_e2e::service::{Api, Process, ADMIN_TOKEN};
+use connector_simulators::cvm::{CvmOptions, CvmSim};
+use connector_simulators::defender::{DefenderSim, SimOptions, TenantSpec};
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// chromedriver on a free loopback port; stopped on drop.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        let binary = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).is_file())
+            .expect("chromedriver is not installed: install Debian's `chromium` and `chromium-driver` (.ci/run does)");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(binary)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while reqwest::blocking::get(format!("{url}/status")).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Driver { child, url }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// A browser session, with where its screenshots and downloads go.
+struct Browser {
+    client: Client,
+    shots: PathBuf,
+}
+
+impl Browser {
+    async fn open(driver: &Driver, profile: &std::path::Path, downloads: &std::path::Path, shots: PathBuf) -> Browser {
+        let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).is_file())
+            .expect("chromium is not installed: install Debian's `chromium` (.ci/run does)");
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                // --no-sandbox: Chromium's sandbox cannot start as root (CI runs as root).
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--window-size=1280,900",
+                    format!("--user-data-dir={}", profile.display())],
+                "prefs": {"download.default_directory": downloads.to_str().unwrap(), "download.prompt_for_download": false},
+            }
+        });
+        let capabilities = match capabilities {
+            Value::Object(map) => map,
+            _ => unreachable!(),
+        };
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&driver.url)
+            .await
+            .expect("a Chromium session through chromedriver");
+        std::fs::create_dir_all(&shots).unwrap();
+        Browser { client, shots }
+    }
+
+    async fn shot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+    }
+
+    async fn find(&self, css: &str) -> Element {
+        match self.client.wait().at_most(Duration::from_secs(30)).for_element(Locator::Css(css)).await {
+            Ok(element) => element,
+            Err(e) => {
+                self.shot("failed").await;
+                let body = self.client.find(Locator::Css("body")).await.unwrap().text().await.unwrap();
+                panic!("no `{css}` on the page ({e}); see failed.png; the page reads:\n{body}")
+            }
+        }
+    }
+
+    async fn exists(&self, css: &str) -> bool {
+        !self.client.find_all(Locator::Css(css)).await.unwrap().is_empty()
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.find(css).await.text().await.unwrap()
+    }
+
+    async fn fill(&self, css: &str, value: &str) {
+        let input = self.find(css).await;
+        input.clear().await.unwrap();
+        input.send_keys(value).await.unwrap();
+    }
+
+    async fn value(&self, css: &str) -> String {
+        self.find(css).await.prop("value").await.unwrap().unwrap_or_default()
+    }
+
+    async fn click(&self, css: &str) {
+        self.find(css).await.click().await.unwrap();
+    }
+
+    /// Waits until the script returns true.
+    async fn until(&self, what: &str, script: &str) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if self.client.execute(script, vec![]).await.unwrap() == json!(true) {
+                return;
+            }
+            if Instant::now() > deadline {
+                self.shot("failed").await;
+                let body = self.client.find(Locator::Css("body")).await.unwrap().text().await.unwrap();
+                panic!("{what}: not seen within 90 s; the page reads:\n{body}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn sign_in(&self, url: &str, token: &str) {
+        self.client.goto(url).await.unwrap();
+        self.fill("#token", token).await;
+        self.click("#sign-in").await;
+        self.find("#sign-out").await;
+        self.until("signed in", "return !document.getElementById('top').hidden").await;
+    }
+}
+
+fn screenshots() -> PathBuf {
+    std::env::var_os("CONSOLE_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| connector_e2e::artifacts::target_dir().join("console-screenshots"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_adds_verifies_and_runs_a_connector_and_a_viewer_only_reads() {
+    let defender = DefenderSim::start(TenantSpec { seed: 12, devices: 30, rows: 600 }, SimOptions::default()).unwrap();
+    let cvm = CvmSim::start(CvmOptions { run_duration: Duration::from_millis(800), ..CvmOptions::default() }).unwrap();
+    let dir = kdi::temp_dir("console");
+    let state = dir.join("state");
+    let (serve, url) = tokio::task::block_in_place(|| {
+        Process::serve(&state, &[], &[("CONNECTOR_HOST_ADMIN_TOKEN", ADMIN_TOKEN)]).unwrap_or_else(|e| panic!("{e}"))
+    });
+    let driver = tokio::task::block_in_place(Driver::start);
+    let downloads = dir.join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let b = Browser::open(&driver, &dir.join("profile"), &downloads, screenshots()).await;
+    let tenant = defender.tenant().clone();
+
+    // Sign in, and the empty state points to Add Connector.
+    b.client.goto(&url).await.unwrap();
+    b.find("#token").await;
+    b.shot("01-sign-in").await;
+    b.fill("#token", "not-a-token").await;
+    b.click("#sign-in").await;
+    b.until(
+        "a refused token is explained",
+        "return document.getElementById('signin-error').textContent.includes('not accepted')",
+    )
+    .await;
+    b.sign_in(&url, ADMIN_TOKEN).await;
+    b.find("#empty-state").await;
+    assert!(b.text("#empty-state").await.contains("No connectors yet"));
+    b.shot("02-empty").await;
+
+    // The catalogue, by section; Defender under Vulnerability Management.
+    b.click("#add-connector").await;
+    let section = b.find("section[aria-labelledby='s-vulnerability-management']").await;
+    let card = section.find(Locator::Css("[data-plugin='defender-tvm']")).await.expect("Defender in its section");
+    assert!(card.text().await.unwrap().contains("Microsoft Defender for Endpoint TVM"));
+    assert!(b.exists("section[aria-labelledby='s-application-security'] [data-plugin='github-dependabot']").await);
+    b.shot("03-catalogue").await;
+
+    // The dialog, drawn from the plugin's fields.
+    card.find(Locator::Css("button")).await.unwrap().click().await.unwrap();
+    b.find("#connector-dialog").await;
+    assert_eq!(b.find("#f-client_secret").await.attr("type").await.unwrap().as_deref(), Some("password"));
+    assert_eq!(b.value("#f-host").await, "api.securitycenter.microsoft.com", "host prefilled with its default");
+    assert_eq!(b.find("#f-page_size").await.attr("type").await.unwrap().as_deref(), Some("number"));
+    assert!(b.text("#egress").await.contains("{login_host}"), "the declared egress is shown");
+    b.shot("04-add-dialog").await;
+
+    // A host that is not one is refused in the form, before anything is sent.
+    b.fill("#f-name", "Defender prod").await;
+    b.fill("#f-client_id", &tenant.client_id).await;
+    b.fill("#f-client_secret", "a-wrong-secret").await;
+    b.fill("#f-tenant_id", &tenant.tenant_id).await;
+    b.fill("#f-host", "not a host").await;
+    b.click("#save-verify").await;
+    b.until(
+        "the host field's error",
+        "return document.getElementById('e-host').textContent.includes('Enter a host name')",
+    )
+    .await;
+
+    // A wrong secret: saved, verify fails, the reason next to the secret, the form kept.
+    b.fill("#f-host", defender.base_url()).await;
+    b.click("#advanced summary").await;
+    b.fill("#f-login_host", defender.base_url()).await;
+    b.fill("#f-storage_host", defender.storage_url()).await;
+    b.fill("#f-retry_delay_ms", "20").await;
+    b.click("#connector-dialog details:not(#advanced) summary").await;
+    b.fill("[name='cvm.api_host']", cvm.base_url()).await;
+    b.fill("[name='cvm.api_key']", &cvm.options().api_key).await;
+    b.fill("[name='cvm.connector_id']", &cvm.options().connector_id.to_string()).await;
+    b.click("#save-verify").await;
+    b.until(
+        "the verify failure next to the secret",
+        "return document.getElementById('e-client_secret').textContent.includes('AADSTS7000215')",
+    )
+    .await;
+    assert_eq!(b.value("#f-client_secret").await, "a-wrong-secret", "the form keeps the secret typed");
+    assert_eq!(b.value("#f-client_id").await, tenant.client_id);
+    b.shot("05-verify-failed").await;
+
+    // Corrected: Save and Verify succeeds, its checks shown, the connector listed.
+    b.fill("#f-client_secret", &tenant.client_secret).await;
+    b.click("#save-verify").await;
+    b.find("#checks").await;
+    let checks = b.text("#checks").await;
+    assert!(checks.contains("token") && checks.contains("CVM"), "{checks}");
+    assert!(b.text("#connectors").await.contains("Defender prod"));
+    b.shot("06-connectors").await;
+
+    // The connector's page: Run now, live progress, the summary and the chart.
+    b.click("#connectors a").await;
+    b.find("#run-now").await;
+    assert!(b.text("#settings").await.contains("set"), "the secret reads as set");
+    b.click("#run-now").await;
+    b.until("a run in the history", "return document.querySelectorAll('#runs tbody tr').length === 1").await;
+    // While it runs, its row shows what it is doing (the console polls the run).
+    b.until(
+        "live progress",
+        "const row = document.querySelector('#runs tbody tr'); return !!row && !!row.querySelector('.status.running') && /(fetching|writing|delivering|vulnerability rows)/.test(row.textContent)",
+    )
+    .await;
+    b.shot("07-running").await;
+    b.until("the run succeeded", "return !!document.querySelector('#runs .status.succeeded')").await;
+    b.find("#chart circle").await;
+    let expected = oracle::expected_live(&defender.tenant());
+    let row = b.text("#runs tbody tr").await;
+    assert!(row.contains(&expected.assets.len().to_string()), "assets in the history: {row}");
+    b.shot("08-connector").await;
+
+    // The run: its figures, its masked log, its KDI file downloaded.
+    b.click("#runs tbody a").await;
+    b.find("#files").await;
+    assert!(b.text("#log").await.contains("run succeeded"));
+    let name = b.find("#files button").await.attr("data-file").await.unwrap().unwrap();
+    b.click("#files button").await;
+    let file = downloads.join(&name);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !file.is_file() {
+        assert!(Instant::now() < deadline, "{name} was not downloaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let downloaded: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    kdi::assert_valid(&name, &downloaded);
+    b.shot("09-run").await;
+
+    // A viewer sees everything but the buttons that change things.
+    let api = Api::new(&url, Some(ADMIN_TOKEN));
+    let viewer =
+        tokio::task::block_in_place(|| api.post("/api/tokens", json!({"name": "auditor", "role": "viewer"})).1);
+    b.click("#sign-out").await;
+    b.find("#token").await;
+    b.sign_in(&url, viewer["token"].as_str().unwrap()).await;
+    b.find("#connectors").await;
+    assert!(!b.exists("#add-connector").await);
+    b.click("#connectors a").await;
+    b.find("#runs").await;
+    for button in ["#run-now", "#edit", "#delete", "#approve"] {
+        assert!(!b.exists(button).await, "a viewer sees {button}");
+    }
+    b.shot("10-viewer").await;
+
+    // A narrow window: the page reflows instead of scrolling sideways.
+    b.client.set_window_size(420, 900).await.unwrap();
+    b.until("no sideways scrolling", "return document.documentElement.scrollWidth <= window.innerWidth + 1").await;
+    b.shot("11-narrow").await;
+
+    b.client.close().await.unwrap();
+    drop(serve);
+}
