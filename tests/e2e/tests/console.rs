@@ -267,6 +267,20 @@ async fn an_admin_adds_verifies_and_runs_a_connector_and_a_viewer_only_reads() {
     assert!(row.contains(&expected.assets.len().to_string()), "assets in the history: {row}");
     b.shot("08-connector").await;
 
+    // Edit: the secret reads as set and is kept when left empty; a schedule's next
+    // due times are spelled out.
+    b.click("#edit").await;
+    b.find("#connector-dialog").await;
+    assert_eq!(b.value("#f-client_secret").await, "", "a stored secret is never sent to the browser");
+    let placeholder = b.find("#f-client_secret").await.attr("placeholder").await.unwrap().unwrap_or_default();
+    assert!(placeholder.contains("leave empty to keep"), "{placeholder}");
+    b.fill("#f-schedule", "0 3 * * *").await;
+    b.click("#save-verify").await;
+    b.find("#next-runs").await;
+    assert!(b.text("#next-runs").await.contains("03:00 UTC"));
+    assert!(b.text("#checks").await.contains("token"), "verified with the kept secret");
+    b.shot("08b-edited").await;
+
     // The run: its figures, its masked log, its KDI file downloaded.
     b.click("#runs tbody a").await;
     b.find("#files").await;
