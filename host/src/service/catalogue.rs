@@ -196,6 +196,51 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_connector_waits_when_its_plugin_reaches_further_than_approved() {
+        use crate::types::{ConfigField, Egress};
+        let info = |egress: &[&str], version: &str| PluginInfo {
+            id: "p".into(),
+            name: "P".into(),
+            version: version.into(),
+            description: String::new(),
+            scanner_type: "P".into(),
+            fields: vec![ConfigField {
+                key: "token".into(),
+                label: "Token".into(),
+                help: String::new(),
+                kind: FieldKind::Secret,
+                required: true,
+                default_value: None,
+                sent_to: vec!["{host}".into()],
+            }],
+            egress: egress.iter().map(|o| Egress { origin: o.to_string(), purpose: "why".into() }).collect(),
+            independent_pages: false,
+        };
+        let approved = info(&["{host}"], "1.0");
+        let row = ConnectorRow {
+            id: "c_1".into(),
+            plugin_id: "p".into(),
+            name: "n".into(),
+            settings: "{}".into(),
+            secrets: String::new(),
+            cvm: None,
+            schedule: None,
+            next_due_at: None,
+            enabled: 1,
+            trust: serde_json::to_string(&Trust::of(&approved)).unwrap(),
+            trusted_version: "1.0".into(),
+            paused_reason: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        assert_eq!(widening(&row, &info(&["{host}"], "1.1")).unwrap(), None, "the same reach");
+        let reason = widening(&row, &info(&["{host}", "https://elsewhere.example"], "2.0")).unwrap().unwrap();
+        assert!(reason.contains("plugin p 2.0 (approved: 1.0)"), "{reason}");
+        assert!(reason.contains("egress to https://elsewhere.example"), "{reason}");
+        assert!(reason.contains("/api/connectors/c_1/approve"), "{reason}");
+    }
+
+    #[test]
     fn only_additions_count_as_widening() {
         let trust = |egress: &[&str], to: &[&str]| Trust {
             egress: egress.iter().map(|s| s.to_string()).collect(),

@@ -75,7 +75,15 @@ struct Opened {
 /// database), the plugins and the queue.
 async fn open(options: &ServiceOptions) -> Result<Opened> {
     let state = &options.state_dir;
-    std::fs::create_dir_all(state).with_context(|| format!("cannot create the state directory {}", state.display()))?;
+    if !state.exists() {
+        // It holds the database and the secret key: the owner's alone.
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(state)
+            .with_context(|| format!("cannot create the state directory {}", state.display()))?;
+    }
     let url =
         options.database.clone().unwrap_or_else(|| format!("sqlite://{}", state.join(DEFAULT_DATABASE_FILE).display()));
     let db = Db::connect(&url).await?;

@@ -526,3 +526,70 @@ pub fn redact_url(url: &str) -> String {
         _ => url.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connector(id: &str, name: &str) -> ConnectorRow {
+        ConnectorRow {
+            id: id.into(),
+            plugin_id: "p".into(),
+            name: name.into(),
+            settings: "{}".into(),
+            secrets: "sealed".into(),
+            cvm: None,
+            schedule: Some("every 1h".into()),
+            next_due_at: Some(1_000),
+            enabled: 1,
+            trust: "{}".into(),
+            trusted_version: "1".into(),
+            paused_reason: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    /// The rules that make a run execute once, on the embedded database.
+    #[test]
+    fn one_active_run_per_connector_one_claim_one_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let db = Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
+            db.migrate().await.unwrap();
+            db.migrate().await.unwrap(); // idempotent
+            assert!(matches!(db.insert_connector(&connector("c1", "one")).await.unwrap(), Inserted::Yes));
+            assert!(matches!(db.insert_connector(&connector("c2", "one")).await.unwrap(), Inserted::Conflict));
+
+            assert!(matches!(db.insert_run("r1", "c1", "manual").await.unwrap(), Inserted::Yes));
+            assert!(matches!(db.insert_run("r2", "c1", "schedule").await.unwrap(), Inserted::Conflict));
+            assert_eq!(db.active_run("c1").await.unwrap().as_deref(), Some("r1"));
+
+            assert_eq!(db.claim_run("r1", "w1").await.unwrap(), Some(1));
+            assert_eq!(db.claim_run("r1", "w2").await.unwrap(), None, "claimed once");
+            // A takeover only while nothing was uploaded, and only from the holder.
+            assert_eq!(db.take_over_run("r1", "w2", "w9", 1).await.unwrap(), None);
+            assert!(db.mark_delivery_started("r1", "w1", 1).await.unwrap());
+            assert_eq!(db.take_over_run("r1", "w2", "w1", 1).await.unwrap(), None, "upload began");
+            assert!(!db.mark_delivery_started("r1", "w2", 1).await.unwrap(), "only the holder uploads");
+
+            let done = Outcome { status: "succeeded", ..Outcome::default() };
+            assert!(!db.finish_run("r1", Some(("w2", 1)), &done).await.unwrap(), "not the holder");
+            assert!(db.finish_run("r1", Some(("w1", 1)), &done).await.unwrap());
+            assert!(!db.finish_run("r1", Some(("w1", 1)), &done).await.unwrap(), "finished once");
+            assert_eq!(db.run("r1").await.unwrap().unwrap().status, "succeeded");
+            assert!(matches!(db.insert_run("r3", "c1", "manual").await.unwrap(), Inserted::Yes), "free again");
+
+            // One scheduler wins a due time.
+            assert_eq!(db.due_connectors(2_000).await.unwrap().len(), 1);
+            assert!(db.advance_schedule("c1", 1_000, Some(5_000)).await.unwrap());
+            assert!(!db.advance_schedule("c1", 1_000, Some(5_000)).await.unwrap());
+            assert!(db.due_connectors(2_000).await.unwrap().is_empty());
+
+            // Deleting a connector deletes its runs.
+            assert!(db.delete_connector("c1").await.unwrap());
+            assert!(db.run("r3").await.unwrap().is_none());
+        });
+    }
+}
