@@ -454,11 +454,19 @@ impl Db {
 
     // --- logs and files ---
 
-    pub async fn append_logs(&self, run_id: &str, first_seq: i64, lines: &[LogRow]) -> Result<()> {
-        for (i, line) in lines.iter().enumerate() {
-            let q = "INSERT INTO run_logs (run_id, seq, at, level, message) VALUES ($1, $2, $3, $4, $5)";
-            on_db!(self, p => sqlx::query(q).bind(run_id).bind(first_seq + i as i64).bind(line.at).bind(&line.level).bind(&line.message).execute(p).await.map(|r| r.rows_affected()))?;
-        }
+    /// Appends lines after those stored, in one transaction.
+    pub async fn append_logs(&self, run_id: &str, lines: &[LogRow]) -> Result<()> {
+        let next = "SELECT COALESCE(MAX(seq) + 1, 0) FROM run_logs WHERE run_id = $1";
+        let insert = "INSERT INTO run_logs (run_id, seq, at, level, message) VALUES ($1, $2, $3, $4, $5)";
+        on_db!(self, p => {
+            let mut tx = p.begin().await?;
+            let first: i64 = sqlx::query_scalar(next).bind(run_id).fetch_one(&mut *tx).await?;
+            for (i, line) in lines.iter().enumerate() {
+                sqlx::query(insert).bind(run_id).bind(first + i as i64).bind(line.at).bind(&line.level).bind(&line.message)
+                    .execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
         Ok(())
     }
 

@@ -13,7 +13,7 @@
 use super::catalogue::{widening, Catalogue};
 use super::connectors::Values;
 use super::run_log;
-use super::store::{now_ms, Db, LogRow, Outcome, RunRow};
+use super::store::{now_ms, ConnectorRow, Db, Outcome, RunRow};
 use super::vault::Vault;
 use crate::cvm::{DeliveryOptions, UploadGate};
 use crate::engine::{PluginHost, SessionOptions};
@@ -136,25 +136,21 @@ pub async fn run_worker(
         Ok::<(), std::io::Error>(())
     };
     tracing::info!(worker = %name, concurrency, "worker started");
+    // The same worker on either engine's storage (their types differ).
+    macro_rules! work {
+        ($storage:expr) => {
+            WorkerBuilder::new(name.as_str())
+                .backend($storage.poll_with_interval(POLL))
+                .data(shared)
+                .concurrency(concurrency.max(1))
+                .build(handle)
+                .run_until(stop)
+                .await
+        };
+    }
     let result = match queue {
-        Queue::Sqlite(storage) => {
-            WorkerBuilder::new(name.as_str())
-                .backend(storage.poll_with_interval(POLL))
-                .data(shared)
-                .concurrency(concurrency.max(1))
-                .build(handle)
-                .run_until(stop)
-                .await
-        }
-        Queue::Postgres(storage) => {
-            WorkerBuilder::new(name.as_str())
-                .backend(storage.poll_with_interval(POLL))
-                .data(shared)
-                .concurrency(concurrency.max(1))
-                .build(handle)
-                .run_until(stop)
-                .await
-        }
+        Queue::Sqlite(storage) => work!(storage),
+        Queue::Postgres(storage) => work!(storage),
     };
     tracing::info!(worker = %name, "worker stopped");
     result.map_err(|e| anyhow!("worker {name}: {e}"))
@@ -175,7 +171,8 @@ async fn execute(shared: &Arc<WorkerShared>, run_id: &str) -> Result<()> {
         // Deleted with its connector: nothing to do.
         return Ok(());
     };
-    let plugin = db.connector(&run.connector_id).await?.map(|c| c.plugin_id).unwrap_or_default();
+    // Runs go with their connector, so it exists unless deleted a moment ago.
+    let Some(connector) = db.connector(&run.connector_id).await? else { return Ok(()) };
     let attempt = match run.status.as_str() {
         "queued" => db.claim_run(run_id, &shared.name).await?,
         "running" => take_over(shared, &run).await?,
@@ -183,7 +180,7 @@ async fn execute(shared: &Arc<WorkerShared>, run_id: &str) -> Result<()> {
     };
     let Some(attempt) = attempt else { return Ok(()) };
     // `run` marks the span whose lines the run log keeps (run_log::RUN_FIELD).
-    let span = tracing::info_span!("service_run", run = %run_id, connector = %run.connector_id, plugin = %plugin, worker = %shared.name);
+    let span = tracing::info_span!("service_run", run = %run_id, connector = %run.connector_id, plugin = %connector.plugin_id, worker = %shared.name);
     run_log::begin(run_id);
     let started = Instant::now();
     let (shared2, run2) = (shared.clone(), run.clone());
@@ -191,7 +188,7 @@ async fn execute(shared: &Arc<WorkerShared>, run_id: &str) -> Result<()> {
     let result = tokio::task::spawn_blocking(move || {
         let _entered = span.entered();
         tracing::info!(attempt, triggered_by = %run2.triggered_by, "run started");
-        let result = run_blocking(&shared2, &run2, attempt, &handle);
+        let result = run_blocking(&shared2, &run2, connector, attempt, &handle);
         match &result {
             Ok(summary) => tracing::info!(
                 assets = summary.assets_written,
@@ -207,7 +204,7 @@ async fn execute(shared: &Arc<WorkerShared>, run_id: &str) -> Result<()> {
     let outcome = outcome_of(shared, run_id, result, started.elapsed()).await;
     tokio::fs::remove_dir_all(shared.scratch.join(run_id)).await.ok();
     let lines = run_log::end(run_id);
-    let stored = store_logs(db, run_id, &lines).await;
+    let stored = db.append_logs(run_id, &lines).await;
     let finished = db.finish_run(run_id, Some((&shared.name, attempt)), &outcome).await?;
     if !finished {
         tracing::warn!(run = %run_id, "another worker took this run over; its outcome here is not recorded");
@@ -236,12 +233,6 @@ async fn take_over(shared: &WorkerShared, run: &RunRow) -> Result<Option<i64>> {
     };
     shared.db.finish_run(&run.id, Some((&previous, run.attempt)), &outcome).await?;
     Ok(None)
-}
-
-/// Writes the run's log lines after the ones already stored.
-async fn store_logs(db: &Db, run_id: &str, lines: &[LogRow]) -> Result<()> {
-    let first = db.logs(run_id).await?.len() as i64;
-    db.append_logs(run_id, first, lines).await
 }
 
 /// The run's record: its summary and figures, its files into the database, or its error.
@@ -295,11 +286,14 @@ async fn outcome_of(shared: &WorkerShared, run_id: &str, result: Result<RunSumma
 
 /// The run itself, on a blocking thread: the connector's values opened, the plugin
 /// checked against what was approved, then `run::run_and_deliver` (or `run::run`).
-fn run_blocking(shared: &WorkerShared, run: &RunRow, attempt: i64, rt: &Handle) -> Result<RunSummary> {
+fn run_blocking(
+    shared: &WorkerShared,
+    run: &RunRow,
+    connector: ConnectorRow,
+    attempt: i64,
+    rt: &Handle,
+) -> Result<RunSummary> {
     let db = &shared.db;
-    let connector = rt
-        .block_on(db.connector(&run.connector_id))?
-        .ok_or_else(|| anyhow!("connector {} no longer exists", run.connector_id))?;
     if let Some(reason) = &connector.paused_reason {
         bail!("the connector is {reason}");
     }
