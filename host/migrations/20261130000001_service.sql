@@ -74,12 +74,14 @@ CREATE TABLE run_logs (
     PRIMARY KEY (run_id, seq)
 );
 
--- A run's KDI files, kept until `expires_at` (the retention period).
+-- A run's KDI files, gzipped, kept until `expires_at` (the retention period).
+-- `bytes` is the file's size. BYTEA is PostgreSQL's binary type; SQLite takes any
+-- type name and keeps a blob as a blob.
 CREATE TABLE run_files (
     run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     name TEXT NOT NULL,
     bytes BIGINT NOT NULL,
-    content TEXT NOT NULL,
+    content BYTEA NOT NULL,
     expires_at BIGINT NOT NULL,
     PRIMARY KEY (run_id, name)
 );

@@ -252,9 +252,16 @@ async fn outcome_of(shared: &WorkerShared, run_id: &str, result: Result<RunSumma
     let mut names = Vec::new();
     for path in &summary.files_written {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let stored = match tokio::fs::read_to_string(path).await {
-            Ok(content) => shared.db.insert_file(run_id, &name, &content, expires_at).await,
-            Err(e) => Err(anyhow!("cannot read {}: {e}", path.display())),
+        let file = path.clone();
+        let packed = tokio::task::spawn_blocking(move || {
+            let content = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            Ok::<_, anyhow::Error>((content.len(), super::store::pack(&content)?))
+        })
+        .await
+        .unwrap_or_else(|e| Err(anyhow!("{e}")));
+        let stored = match packed {
+            Ok((bytes, packed)) => shared.db.insert_file(run_id, &name, bytes, &packed, expires_at).await,
+            Err(e) => Err(e),
         };
         if let Err(e) = stored {
             return Outcome {
