@@ -190,11 +190,18 @@ async fn execute(shared: &Arc<WorkerShared>, run_id: &str) -> Result<()> {
         tracing::info!(attempt, triggered_by = %run2.triggered_by, "run started");
         let result = run_blocking(&shared2, &run2, connector, attempt, &handle);
         match &result {
-            Ok(summary) => tracing::info!(
-                assets = summary.assets_written,
-                vulnerabilities = summary.vulnerabilities_written,
-                "run succeeded"
-            ),
+            Ok(summary) => {
+                if let Some(run) = summary.delivery.as_ref().and_then(|d| d.run.as_ref()) {
+                    tracing::info!("CVM connector run {} ended: {}", run.run_id, run.counts_text());
+                }
+                tracing::info!(
+                    assets = summary.assets_written,
+                    vulnerabilities = summary.vulnerabilities_written,
+                    files = summary.files_written.len(),
+                    api_calls = summary.api_calls,
+                    "run succeeded"
+                )
+            }
             Err(e) => tracing::warn!("run failed: {e:#}"),
         }
         result
@@ -411,13 +418,23 @@ fn progress_sink(db: Db, run_id: String, rt: Handle) -> EventSink {
     let last = Mutex::new((Instant::now() - Duration::from_secs(1), serde_json::Map::new()));
     Arc::new(move |event: &Event| {
         let mut last = last.lock().unwrap();
+        // Stages go to the run's log as they begin; counts only to its progress.
         let stage = match event {
             Event::Progress { stage, done, total } => {
+                if !last.1.contains_key(stage) {
+                    tracing::info!("fetching {stage}");
+                }
                 last.1.insert(stage.clone(), serde_json::json!({"done": done, "total": total}));
                 None
             }
-            Event::Writing => Some("writing"),
-            Event::Delivering => Some("delivering"),
+            Event::Writing => {
+                tracing::info!("every page fetched and mapped; writing the KDI files");
+                Some("writing")
+            }
+            Event::Delivering => {
+                tracing::info!("delivering the files to CVM");
+                Some("delivering")
+            }
             _ => return,
         };
         if let Some(stage) = stage {

@@ -284,7 +284,16 @@ async fn an_admin_adds_verifies_and_runs_a_connector_and_a_viewer_only_reads() {
     // The run: its figures, its masked log, its KDI file downloaded.
     b.click("#runs tbody a").await;
     b.find("#files").await;
-    assert!(b.text("#log").await.contains("run succeeded"));
+    let log = b.text("#log").await;
+    for line in [
+        "fetching devices",
+        "writing the KDI files",
+        "delivering the files to CVM",
+        "CVM connector run",
+        "run succeeded",
+    ] {
+        assert!(log.contains(line), "`{line}` not in the run's log:\n{log}");
+    }
     let name = b.find("#files button").await.attr("data-file").await.unwrap().unwrap();
     b.click("#files button").await;
     let file = downloads.join(&name);
