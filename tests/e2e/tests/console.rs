@@ -122,6 +122,13 @@ impl Browser {
         self.find(css).await.prop("value").await.unwrap().unwrap_or_default()
     }
 
+    /// Opens a `<details>` by clicking its summary, unless it is open already.
+    async fn unfold(&self, css: &str) {
+        if self.find(css).await.attr("open").await.unwrap().is_none() {
+            self.click(&format!("{css} > summary")).await;
+        }
+    }
+
     async fn click(&self, css: &str) {
         self.find(css).await.click().await.unwrap();
     }
@@ -202,7 +209,16 @@ async fn an_admin_adds_verifies_and_runs_a_connector_and_a_viewer_only_reads() {
     assert_eq!(b.find("#f-client_secret").await.attr("type").await.unwrap().as_deref(), Some("password"));
     assert_eq!(b.value("#f-host").await, "api.securitycenter.microsoft.com", "host prefilled with its default");
     assert_eq!(b.find("#f-page_size").await.attr("type").await.unwrap().as_deref(), Some("number"));
-    assert!(b.text("#egress").await.contains("{login_host}"), "the declared egress is shown");
+    let declared = tokio::task::block_in_place(|| Api::new(&url, Some(ADMIN_TOKEN)).get("/api/plugins").1);
+    let declared = declared.as_array().unwrap().iter().find(|p| p["id"] == "defender-tvm").unwrap()["egress"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(
+        b.text("#egress-title").await.contains(&format!("{declared} declared origins")),
+        "the declared egress is shown"
+    );
+    assert!(b.find("#egress").await.prop("textContent").await.unwrap().unwrap().contains("{login_host}"));
     b.shot("04-add-dialog").await;
 
     // A host that is not one is refused in the form, before anything is sent.
@@ -218,13 +234,24 @@ async fn an_admin_adds_verifies_and_runs_a_connector_and_a_viewer_only_reads() {
     )
     .await;
 
-    // A wrong secret: saved, verify fails, the reason next to the secret, the form kept.
+    // The plugin's own field errors appear on their fields (a 422 from the API).
     b.fill("#f-host", defender.base_url()).await;
-    b.click("#advanced summary").await;
+    b.fill("#f-tenant_id", "not-a-guid").await;
+    b.click("#save-verify").await;
+    b.until(
+        "the plugin's error on the tenant field",
+        "return document.getElementById('e-tenant_id').textContent.includes('expected a GUID')",
+    )
+    .await;
+    b.shot("04b-field-error").await;
+    b.fill("#f-tenant_id", &tenant.tenant_id).await;
+
+    // A wrong secret: saved, verify fails, the reason next to the secret, the form kept.
+    b.unfold("#advanced").await;
     b.fill("#f-login_host", defender.base_url()).await;
     b.fill("#f-storage_host", defender.storage_url()).await;
     b.fill("#f-retry_delay_ms", "20").await;
-    b.click("#connector-dialog details:not(#advanced) summary").await;
+    b.unfold("#connector-dialog details:not(#advanced)").await;
     b.fill("[name='cvm.api_host']", cvm.base_url()).await;
     b.fill("[name='cvm.api_key']", &cvm.options().api_key).await;
     b.fill("[name='cvm.connector_id']", &cvm.options().connector_id.to_string()).await;

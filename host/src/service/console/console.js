@@ -261,11 +261,13 @@ function fieldBlock(field, value, editing) {
 
 function egressBlock(plugin) {
   const secrets = plugin.fields.filter((f) => f.kind === "secret");
+  const origins = h("ul", { id: "egress" }, plugin.egress.map((e) => h("li", {}, h("code", {}, e.origin), ` — ${e.purpose}`)));
   return h("section", { class: "egress", "aria-labelledby": "egress-title" },
-    h("h3", { id: "egress-title" }, "This connector will connect to"),
-    h("ul", { id: "egress" }, plugin.egress.map((e) => h("li", {}, h("code", {}, e.origin), ` — ${e.purpose}`))),
+    h("h3", { id: "egress-title" }, `This connector will connect to ${plugin.egress.length} declared origins, and nothing else`),
     secrets.map((f) => h("p", {}, `${f.label} is sent only to `, h("code", {}, f.sent_to.join(", ") || "nowhere"), ".")),
-    h("p", { class: "muted" }, "{…} stands for the value of that field. Nothing else is reachable."));
+    // A long list is folded; the count and where secrets go are always in view.
+    plugin.egress.length > 6 ? h("details", {}, h("summary", {}, "Show the origins"), origins) : origins,
+    h("p", { class: "muted" }, "{…} stands for the value of that field."));
 }
 
 /** Opens the dialog for `plugin`; `connector` is the stored one when editing. */
@@ -340,12 +342,15 @@ function connectorDialog(plugin, connector) {
       if (value !== "" && (value !== f.default || f.key === "name")) settings[f.key] = value;
       else if (editing && f.kind !== "secret") settings[f.key] = null;
     }
+    // Delivery to CVM is asked for by filling in more than the prefilled API host.
     const cvmBody = {};
+    let cvmAsked = false;
     for (const f of cvmFields) {
       const value = input(f.key).value.trim();
       if (value !== "") cvmBody[f.key.slice(4)] = value;
+      if (value !== "" && value !== f.default) cvmAsked = true;
     }
-    const hasCvm = Object.keys(cvmBody).length > 0 || (cvm && Object.keys(cvm).length);
+    const hasCvm = cvmAsked || Boolean(cvm);
     const name = nameIsField ? (settings.name || plugin.name) : input("name").value.trim();
     const schedule = input("schedule").value.trim();
     return { name, settings, schedule: schedule || null, cvm: hasCvm ? cvmBody : null };
@@ -365,9 +370,15 @@ function connectorDialog(plugin, connector) {
     return ok;
   }
 
+  function focusFirstError() {
+    const first = form.querySelector('[aria-invalid="true"]');
+    if (first) first.focus();
+    else if (formError.textContent) formError.scrollIntoView({ block: "center" });
+  }
+
   async function saveAndVerify() {
     clearErrors();
-    if (!checkLocally()) return;
+    if (!checkLocally()) return focusFirstError();
     submit.disabled = true;
     submit.textContent = "Saving…";
     try {
@@ -380,6 +391,7 @@ function connectorDialog(plugin, connector) {
           const key = e.field === "cvm" ? fieldOf(e.message) || "cvm.api_host" : e.field;
           if (!setError(key, e.message)) formError.append(h("p", {}, e.message));
         }
+        focusFirstError();
         return;
       }
       if (saved.status === 409) {
