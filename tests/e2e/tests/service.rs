@@ -333,3 +333,41 @@ fn a_first_admin_token_is_made_and_printed_once() {
     assert!(!again.stdout.lock().unwrap().iter().any(|l| l.contains("first admin token")), "printed only once");
     assert_eq!(contains_anywhere(&state, &token), Vec::<String>::new(), "stored hashed");
 }
+
+#[test]
+fn a_run_cut_short_by_a_killed_serve_is_taken_over_after_a_restart() {
+    use connector_simulators::defender::Faults;
+    // Slow answers keep the run going long enough to be cut short.
+    let faults = Faults { slow: Some(Duration::from_millis(300)), ..Faults::default() };
+    let defender = DefenderSim::start(
+        TenantSpec { seed: 8, devices: 20, rows: 400 },
+        SimOptions { faults, ..SimOptions::default() },
+    )
+    .unwrap();
+    let dir = kdi::temp_dir("service-killed");
+    let state = dir.join("state");
+    let lease = ["--lease-seconds", "2"];
+    let (mut serve, api) = start_with(&state, &lease, &[]);
+    let mut settings = defender_settings(&defender);
+    settings["page_size"] = json!(100);
+    let (_, connector) =
+        api.post("/api/connectors", json!({"plugin": "defender-tvm", "name": "cut short", "settings": settings}));
+    let id = connector["id"].as_str().unwrap().to_owned();
+    let (_, queued) = api.post(&format!("/api/connectors/{id}/runs"), json!({}));
+    let run_id = queued["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while api.get(&format!("/api/runs/{run_id}")).1["status"] != "running" {
+        assert!(Instant::now() < deadline, "the run did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    serve.signal(libc::SIGKILL);
+    serve.wait(Duration::from_secs(10));
+    drop(serve);
+
+    let (_serve, api) = start_with(&state, &lease, &[]);
+    let run = api.wait_for_run(&run_id, Duration::from_secs(120));
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["attempt"], 2, "taken over by the restarted service: {run}");
+    let expected = oracle::expected_live(&defender.tenant());
+    assert_eq!(run["summary"]["assets_written"], expected.assets.len());
+}
