@@ -10,6 +10,22 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// A Defender connector's settings for a simulated tenant (short retries).
+pub fn defender_settings(sim: &connector_simulators::defender::DefenderSim) -> Value {
+    let t = sim.tenant();
+    serde_json::json!({
+        "client_id": t.client_id, "client_secret": t.client_secret, "tenant_id": t.tenant_id,
+        "host": sim.base_url(), "login_host": sim.base_url(), "storage_host": sim.storage_url(),
+        "page_size": 500, "retry_delay_ms": 20, "max_retries": 2,
+    })
+}
+
+/// A connector's CVM part for a simulated CVM (quick polling).
+pub fn cvm_settings(cvm: &connector_simulators::cvm::CvmSim) -> Value {
+    serde_json::json!({"api_host": cvm.base_url(), "api_key": cvm.options().api_key,
+        "connector_id": cvm.options().connector_id, "poll_interval_ms": 50, "retry_delay_ms": 50})
+}
+
 /// The admin token tests start the service with.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 

@@ -4,7 +4,7 @@
 
 use connector_e2e::kdi;
 use connector_e2e::oracle;
-use connector_e2e::service::{Api, Process, ADMIN_TOKEN};
+use connector_e2e::service::{cvm_settings, defender_settings, Api, Process, ADMIN_TOKEN};
 use connector_simulators::cvm::{CvmOptions, CvmSim};
 use connector_simulators::defender::{DefenderSim, SimOptions, TenantSpec};
 use serde_json::{json, Value};
@@ -13,21 +13,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 const SPEC: TenantSpec = TenantSpec { seed: 77, devices: 60, rows: 1_500 };
-
-/// A connector's settings for the simulated tenant.
-fn defender_settings(sim: &DefenderSim) -> Value {
-    let t = sim.tenant();
-    json!({
-        "client_id": t.client_id, "client_secret": t.client_secret, "tenant_id": t.tenant_id,
-        "host": sim.base_url(), "login_host": sim.base_url(), "storage_host": sim.storage_url(),
-        "page_size": 500, "retry_delay_ms": 20, "max_retries": 2,
-    })
-}
-
-fn cvm_settings(cvm: &CvmSim) -> Value {
-    json!({"api_host": cvm.base_url(), "api_key": cvm.options().api_key, "connector_id": cvm.options().connector_id,
-        "poll_interval_ms": 50, "retry_delay_ms": 50})
-}
 
 fn start(state: &Path, env: &[(&str, &str)]) -> (Process, Api) {
     start_with(state, &[], env)

@@ -4,7 +4,7 @@
 //! its run uploads; every run executes exactly once and nothing is uploaded twice.
 
 use connector_e2e::kdi;
-use connector_e2e::service::{Api, Postgres, Process, ADMIN_TOKEN};
+use connector_e2e::service::{cvm_settings, defender_settings, Api, Postgres, Process, ADMIN_TOKEN};
 use connector_simulators::cvm::{CvmOptions, CvmSim};
 use connector_simulators::defender::{DefenderSim, Faults, SimOptions, TenantSpec};
 use serde_json::{json, Value};
@@ -87,16 +87,13 @@ fn workers_share_runs_through_postgres_exactly_once_and_survive_a_lost_worker() 
     let key = std::fs::read_to_string(state.join("secret.key")).unwrap().trim().to_owned();
     let mut workers: Vec<(Process, String)> = (0..3).map(|i| worker(&pg, &dir, i, &key)).collect();
 
-    let t = defender.tenant().clone();
     let connectors: Vec<String> = cvms
         .iter()
         .enumerate()
         .map(|(i, cvm)| {
-            let settings = json!({"client_id": t.client_id, "client_secret": t.client_secret, "tenant_id": t.tenant_id,
-                "host": defender.base_url(), "login_host": defender.base_url(), "storage_host": defender.storage_url(),
-                "page_size": 100, "retry_delay_ms": 20});
-            let cvm = json!({"api_host": cvm.base_url(), "api_key": cvm.options().api_key,
-                "connector_id": cvm.options().connector_id, "poll_interval_ms": 50, "retry_delay_ms": 50});
+            let mut settings = defender_settings(&defender);
+            settings["page_size"] = json!(100);
+            let cvm = cvm_settings(cvm);
             let body =
                 json!({"plugin": "defender-tvm", "name": format!("tenant {i}"), "settings": settings, "cvm": cvm});
             let (status, connector) = api.post("/api/connectors", body);
