@@ -292,6 +292,23 @@ async fn an_admin_adds_verifies_and_runs_a_connector_and_a_viewer_only_reads() {
     let expected = oracle::expected_live(&defender.tenant());
     let row = b.text("#runs tbody tr").await;
     assert!(row.contains(&expected.assets.len().to_string()), "assets in the history: {row}");
+
+    // A second run after vulnerabilities were fixed on some devices: the chart shows
+    // both. (Quicker CVM polling for it, set through the API, which keeps the rest.)
+    let fixed: Vec<String> = expected.assets.keys().take(5).cloned().collect();
+    defender.update_tenant(|t| t.remove_rows(|r| fixed.contains(&r.device_id)));
+    let id = b.find("[data-connector-id]").await.attr("data-connector-id").await.unwrap().unwrap();
+    let patched = tokio::task::block_in_place(|| {
+        Api::new(&url, Some(ADMIN_TOKEN)).call(
+            "PATCH",
+            &format!("/api/connectors/{id}"),
+            Some(json!({"cvm": {"poll_interval_ms": 50}})),
+        )
+    });
+    assert_eq!(patched.0, 200, "{}", patched.1);
+    b.click("#run-now").await;
+    b.until("two runs succeeded", "return document.querySelectorAll('#runs .status.succeeded').length === 2").await;
+    b.until("both runs in the chart", "return document.querySelectorAll('#chart circle').length === 4").await;
     b.shot("08-connector").await;
 
     // Edit: the secret reads as set and is kept when left empty; a schedule's next

@@ -514,7 +514,7 @@ async function connectorPage(id) {
       h("td", {}, cvmCounts(r)))))));
   show(
     h("p", {}, h("a", { href: "#/" }, "← Connectors")),
-    h("div", { class: "row spread" },
+    h("div", { class: "row spread", "data-connector-id": c.id },
       h("div", {}, h("h1", {}, c.name), h("p", { class: "muted" }, `${plugin.name} ${c.plugin_version || ""}`,
         c.enabled ? "" : " · disabled")),
       actions),
