@@ -379,6 +379,17 @@ impl Db {
         Ok(on_db!(self, p => sqlx::query_scalar(q).bind(before).fetch_all(p).await)?)
     }
 
+    /// Runs running since before `started_before`, or queued since before `queued_before`.
+    pub async fn old_active_runs(&self, started_before: i64, queued_before: i64) -> Result<Vec<RunRow>> {
+        let q = format!(
+            "SELECT {} FROM runs WHERE (status = 'running' AND started_at < $1) OR (status = 'queued' AND queued_at < $2)",
+            Self::RUN_COLUMNS
+        );
+        Ok(
+            on_db!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(q.as_str())).bind(started_before).bind(queued_before).fetch_all(p).await)?,
+        )
+    }
+
     pub async fn active_run(&self, connector_id: &str) -> Result<Option<String>> {
         let q = "SELECT id FROM runs WHERE connector_id = $1 AND status IN ('queued', 'running')";
         Ok(on_db!(self, p => sqlx::query_scalar(q).bind(connector_id).fetch_optional(p).await)?)
@@ -621,9 +632,30 @@ mod tests {
             assert!(!db.advance_schedule("c1", 1_000, Some(5_000)).await.unwrap());
             assert!(db.due_connectors(2_000).await.unwrap().is_empty());
 
+            // A run no worker can still be executing is ended, freeing its connector.
+            let day = 24 * 3600 * 1000;
+            assert!(
+                matches!(db.insert_run("r4", "c1", "manual").await.unwrap(), Inserted::Conflict),
+                "r3 holds the slot"
+            );
+            assert_eq!(crate::service::worker::reap(&db, now_ms()).await.unwrap(), 0, "not yet");
+            db.claim_run("r3", "w1").await.unwrap();
+            assert_eq!(
+                crate::service::worker::reap(&db, now_ms() + day / 4).await.unwrap(),
+                0,
+                "within the run's limits"
+            );
+            assert_eq!(crate::service::worker::reap(&db, now_ms() + day).await.unwrap(), 1);
+            let reaped = db.run("r3").await.unwrap().unwrap();
+            assert_eq!(reaped.status, "failed");
+            assert!(reaped.error.unwrap().contains("did not finish this run"));
+            assert!(matches!(db.insert_run("r4", "c1", "manual").await.unwrap(), Inserted::Yes), "the slot is free");
+            assert_eq!(crate::service::worker::reap(&db, now_ms() + 2 * day).await.unwrap(), 1, "queued for a day");
+            assert!(db.run("r4").await.unwrap().unwrap().error.unwrap().contains("no worker took this run"));
+
             // Deleting a connector deletes its runs.
             assert!(db.delete_connector("c1").await.unwrap());
-            assert!(db.run("r3").await.unwrap().is_none());
+            assert!(db.run("r4").await.unwrap().is_none());
         });
     }
 }

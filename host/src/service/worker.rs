@@ -458,9 +458,63 @@ pub async fn reconcile(db: &Db, queue: &Queue) -> Result<()> {
         queue.push(&run).await?;
         db.mark_enqueued(&run).await?;
     }
+    reap(db, now_ms()).await?;
     let expired = db.expire_files(now_ms()).await?;
     if expired > 0 {
         tracing::info!(files = expired, "deleted KDI files past their retention");
     }
     Ok(())
+}
+
+/// How long a run may wait for a worker before it is given up.
+const QUEUED_AT_MOST: Duration = Duration::from_secs(24 * 3600);
+/// Beyond a run's own limits, before it is given up.
+const MARGIN: Duration = Duration::from_secs(30 * 60);
+
+/// Ends, as failed, runs no worker can still be executing: running past the longest
+/// a run may take (the sandbox's wall-clock limit, the connector's CVM run deadline,
+/// a margin), or queued for a day. Otherwise such a run (its job lost or given up by
+/// the job engine) would hold its connector's one active slot, and no schedule would
+/// start it again. How many it ended.
+pub async fn reap(db: &Db, now: i64) -> Result<usize> {
+    let run_limit = crate::limits::SandboxLimits::default().run_time;
+    let shortest = (run_limit + MARGIN).as_millis() as i64;
+    let mut ended = 0;
+    for run in db.old_active_runs(now - shortest, now - QUEUED_AT_MOST.as_millis() as i64).await? {
+        let error = if run.status == "queued" {
+            format!(
+                "no worker took this run within {} h of its queueing; are workers running (`connector-host worker`, or `serve` without --workers 0)?",
+                QUEUED_AT_MOST.as_secs() / 3600
+            )
+        } else {
+            let cvm_deadline = match db.connector(&run.connector_id).await? {
+                Some(c) => c
+                    .cvm
+                    .as_deref()
+                    .and_then(|cvm| serde_json::from_str::<std::collections::BTreeMap<String, String>>(cvm).ok())
+                    .map(|cvm| {
+                        let minutes =
+                            cvm.get("run_deadline_minutes").and_then(|m| m.parse::<u64>().ok()).unwrap_or(120);
+                        Duration::from_secs(minutes * 60)
+                    })
+                    .unwrap_or_default(),
+                None => Duration::ZERO,
+            };
+            let longest = run_limit + cvm_deadline + MARGIN;
+            if run.started_at.is_some_and(|t| now - t < longest.as_millis() as i64) {
+                continue;
+            }
+            format!(
+                "worker {} did not finish this run within {} min, the longest a run may take; it was given up (a lost worker whose job the engine did not hand out again)",
+                run.worker.as_deref().unwrap_or("?"),
+                longest.as_secs() / 60
+            )
+        };
+        let outcome = Outcome { status: "failed", error: Some(error), ..Outcome::default() };
+        if db.finish_run(&run.id, None, &outcome).await? {
+            tracing::warn!(run = %run.id, connector = %run.connector_id, "a stale run was ended as failed");
+            ended += 1;
+        }
+    }
+    Ok(ended)
 }
