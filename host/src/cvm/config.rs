@@ -14,6 +14,8 @@ use std::time::Duration;
 
 /// CVM's global API host.
 pub const DEFAULT_API_HOST: &str = "api.kennasecurity.com";
+/// How long a CVM run is awaited unless `run_deadline_minutes` says otherwise.
+pub const DEFAULT_RUN_DEADLINE_MINUTES: u64 = 120;
 
 /// Where and how to deliver.
 #[derive(Clone)]
@@ -110,8 +112,9 @@ impl CvmConfig {
         };
         let connector_id = number("connector_id", &table.connector_id, None);
         let poll_interval = Duration::from_millis(number("poll_interval_ms", &table.poll_interval_ms, Some(20_000)));
-        let run_deadline =
-            Duration::from_secs(60 * number("run_deadline_minutes", &table.run_deadline_minutes, Some(120)));
+        let run_deadline = Duration::from_secs(
+            60 * number("run_deadline_minutes", &table.run_deadline_minutes, Some(DEFAULT_RUN_DEADLINE_MINUTES)),
+        );
         let max_retries = number("max_retries", &table.max_retries, Some(5)) as u32;
         let retry_delay = Duration::from_millis(number("retry_delay_ms", &table.retry_delay_ms, Some(1_000)));
         let reset_tags = flag("reset_tags", table.reset_tags.as_deref()).unwrap_or_else(|e| {

@@ -5,7 +5,7 @@ use super::auth::{self, Role};
 use super::catalogue::{Catalogue, Trust};
 use super::connectors::{self, time, Draft, Invalid, Values};
 use super::metrics;
-use super::store::{new_id, now_ms, ConnectorRow, Db, Inserted, RunRow};
+use super::store::{new_id, now_ms, ConnectorRow, Db, Inserted, PluginRow, RunRow};
 use super::vault::Vault;
 use super::worker::Queue;
 use crate::config::FieldErrors;
@@ -181,8 +181,13 @@ async fn plugins(State(app): AppState, _caller: Caller) -> ApiResult<Json<Value>
 /// A connector with its plugin and last run, as the API shows it.
 async fn connector_view(app: &App, row: &ConnectorRow) -> ApiResult<Value> {
     let plugin = app.db.plugin(&row.plugin_id).await?;
+    view_with(app, row, plugin.as_ref()).await
+}
+
+/// A connector's view, its plugin's row already read.
+async fn view_with(app: &App, row: &ConnectorRow, plugin: Option<&PluginRow>) -> ApiResult<Value> {
     let last = app.db.runs(Some(&row.id), 1).await?;
-    Ok(connectors::view(row, plugin.as_ref(), last.first(), &app.vault))
+    Ok(connectors::view(row, plugin, last.first(), &app.vault))
 }
 
 async fn load_connector(app: &App, id: &str) -> ApiResult<ConnectorRow> {
@@ -190,9 +195,11 @@ async fn load_connector(app: &App, id: &str) -> ApiResult<ConnectorRow> {
 }
 
 async fn list_connectors(State(app): AppState, _caller: Caller) -> ApiResult<Json<Value>> {
+    // The plugins once, not once a connector.
+    let plugins = app.db.plugins().await?;
     let mut list = Vec::new();
     for row in app.db.connectors().await? {
-        list.push(connector_view(&app, &row).await?);
+        list.push(view_with(&app, &row, plugins.iter().find(|p| p.id == row.plugin_id)).await?);
     }
     Ok(Json(Value::Array(list)))
 }

@@ -199,11 +199,6 @@ impl Db {
         on_db!(self, pool => migrator.run(pool).await).context("cannot create or update the database schema")
     }
 
-    /// Whether this is PostgreSQL.
-    pub fn is_postgres(&self) -> bool {
-        matches!(self, Db::Postgres(_))
-    }
-
     // --- meta ---
 
     pub async fn meta(&self, key: &str) -> Result<Option<String>> {
@@ -403,11 +398,11 @@ impl Db {
     /// Runs, newest first; of one connector when given.
     pub async fn runs(&self, connector_id: Option<&str>, limit: i64) -> Result<Vec<RunRow>> {
         let q = format!(
-            "SELECT {} FROM runs WHERE ($1 IS NULL OR connector_id = $1) ORDER BY queued_at DESC, id DESC LIMIT $2",
+            // The CAST tells PostgreSQL the type of a parameter compared with NULL;
+            // SQLite reads it the same.
+            "SELECT {} FROM runs WHERE (CAST($1 AS TEXT) IS NULL OR connector_id = $1) ORDER BY queued_at DESC, id DESC LIMIT $2",
             Self::RUN_COLUMNS
         );
-        // PostgreSQL needs to know the type of a parameter compared with NULL.
-        let q = if self.is_postgres() { q.replace("$1 IS NULL", "$1::TEXT IS NULL") } else { q };
         Ok(
             on_db!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(q.as_str())).bind(connector_id).bind(limit).fetch_all(p).await)?,
         )

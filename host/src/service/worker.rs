@@ -493,8 +493,10 @@ pub async fn reap(db: &Db, now: i64) -> Result<usize> {
                     .as_deref()
                     .and_then(|cvm| serde_json::from_str::<std::collections::BTreeMap<String, String>>(cvm).ok())
                     .map(|cvm| {
-                        let minutes =
-                            cvm.get("run_deadline_minutes").and_then(|m| m.parse::<u64>().ok()).unwrap_or(120);
+                        let minutes = cvm
+                            .get("run_deadline_minutes")
+                            .and_then(|m| m.parse::<u64>().ok())
+                            .unwrap_or(crate::cvm::config::DEFAULT_RUN_DEADLINE_MINUTES);
                         Duration::from_secs(minutes * 60)
                     })
                     .unwrap_or_default(),
