@@ -72,6 +72,21 @@ impl Redactor {
     }
 }
 
+/// The longest log line kept or written, in bytes; longer ones are cut, the cut marked.
+pub const MAX_LOG_LINE_BYTES: usize = 8 << 10;
+
+/// Cuts a log line to [`MAX_LOG_LINE_BYTES`] (at a character boundary), saying how
+/// much was cut: a plugin or a remote answer cannot make a log line of any size.
+pub fn cap_line(text: &mut String) {
+    if text.len() <= MAX_LOG_LINE_BYTES {
+        return;
+    }
+    let cut = (0..=MAX_LOG_LINE_BYTES).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+    let removed = text.len() - cut;
+    text.truncate(cut);
+    text.push_str(&format!(" [cut: {removed} more bytes]"));
+}
+
 /// The longest name a plugin may give a counter, a skip reason or a progress stage.
 pub const MAX_NAME_CHARS: usize = 200;
 
@@ -170,14 +185,15 @@ fn decodes_to_one_of(input: &[u8], at: usize, secret: &[char]) -> bool {
     }
 }
 
-/// Where a match of `secret` starting at `start` ends, if one does.
+/// Where a match of `secret` starting at `start` ends, if one does. A character
+/// may be written more than one way from the same place (`%` as is, or `%25`):
+/// every way is tried.
 fn match_at(input: &[u8], start: usize, secret: &[char]) -> Option<usize> {
-    let mut at = start;
-    for &c in secret {
-        // A character outside the BMP may also come as a JSON surrogate pair.
-        at = match_char(input, at, c).or_else(|| surrogate_pair(input, at, c))?;
-    }
-    Some(at)
+    let Some((&c, rest)) = secret.split_first() else { return Some(start) };
+    let mut ends = char_ends(input, start, c);
+    // A character outside the BMP may also come as a JSON surrogate pair.
+    ends.extend(surrogate_pair(input, start, c));
+    ends.into_iter().find_map(|end| match_at(input, end, rest))
 }
 
 fn hex_value(input: &[u8], at: usize, digits: usize) -> Option<u32> {
@@ -185,13 +201,15 @@ fn hex_value(input: &[u8], at: usize, digits: usize) -> Option<u32> {
     u32::from_str_radix(text, 16).ok().filter(|_| text.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// Where one character `c` ends if it is written at `at`, in any of the encodings.
-fn match_char(input: &[u8], at: usize, c: char) -> Option<usize> {
+/// Where one character `c` ends if it is written at `at`, in each of the encodings
+/// it may be written in there.
+fn char_ends(input: &[u8], at: usize, c: char) -> Vec<usize> {
+    let mut ends = Vec::new();
     let mut buffer = [0u8; 4];
     let bytes = c.encode_utf8(&mut buffer).as_bytes();
     // As is.
     if input.get(at..at + bytes.len()) == Some(bytes) {
-        return Some(at + bytes.len());
+        ends.push(at + bytes.len());
     }
     // Percent-encoded, byte by byte, in either hex case.
     let mut pos = at;
@@ -199,36 +217,36 @@ fn match_char(input: &[u8], at: usize, c: char) -> Option<usize> {
     for &b in bytes {
         if input.get(pos) == Some(&b'%') && hex_value(input, pos + 1, 2) == Some(u32::from(b)) {
             pos += 3;
-        } else if bytes.len() == 1 && input.get(pos) == Some(&b) {
-            pos += 1;
         } else {
             percent = false;
             break;
         }
     }
     if percent {
-        return Some(pos);
+        ends.push(pos);
     }
     if c == ' ' && input.get(at) == Some(&b'+') {
-        return Some(at + 1);
+        ends.push(at + 1);
     }
     if input.get(at) != Some(&b'\\') {
-        return None;
+        return ends;
     }
     // JSON escapes.
     match (input.get(at + 1), c) {
-        (Some(b'u'), _) if hex_value(input, at + 2, 4) == Some(c as u32) => Some(at + 6),
-        (Some(b'/'), '/') | (Some(b'"'), '"') | (Some(b'\\'), '\\') => Some(at + 2),
+        (Some(b'u'), _) if hex_value(input, at + 2, 4) == Some(c as u32) => ends.push(at + 6),
+        (Some(b'/'), '/') | (Some(b'"'), '"') | (Some(b'\\'), '\\') => ends.push(at + 2),
         (Some(b'n'), '\n')
         | (Some(b'r'), '\r')
         | (Some(b't'), '\t')
         | (Some(b'b'), '\u{8}')
-        | (Some(b'f'), '\u{c}') => Some(at + 2),
-        _ => None,
+        | (Some(b'f'), '\u{c}') => ends.push(at + 2),
+        _ => {}
     }
+    ends
 }
 
 fn surrogate_pair(input: &[u8], at: usize, c: char) -> Option<usize> {
+    // (Called for every character; only those outside the BMP can match.)
     let code = c as u32;
     if code < 0x10000 || input.get(at..at + 2) != Some(b"\\u") || input.get(at + 6..at + 8) != Some(b"\\u") {
         return None;
@@ -278,6 +296,17 @@ mod tests {
         let r = Redactor::new(["tok"]);
         assert_eq!(plugin_name(&r, "seen tok\n"), "seen [REDACTED] ");
         assert_eq!(plugin_name(&r, &"x".repeat(500)).chars().count(), MAX_NAME_CHARS + 1);
+    }
+
+    #[test]
+    fn log_lines_are_capped_in_bytes_and_the_cut_is_marked() {
+        let mut short = "short".to_owned();
+        cap_line(&mut short);
+        assert_eq!(short, "short");
+        let mut long = "é".repeat(MAX_LOG_LINE_BYTES);
+        cap_line(&mut long);
+        assert!(long.len() < MAX_LOG_LINE_BYTES + 40, "{}", long.len());
+        assert!(long.ends_with(&format!(" [cut: {} more bytes]", MAX_LOG_LINE_BYTES)), "{}", &long[long.len() - 40..]);
     }
 
     #[test]

@@ -26,6 +26,18 @@ struct Secret {
 }
 
 /// The secrets of one session.
+/// What every placeholder starts with, lowercased (placeholders are looked for in
+/// any case).
+const MARKER: &[u8] = b"__secret_";
+
+/// A placeholder found in a text: where it starts, and whose it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Found {
+    /// Its first byte.
+    pub at: usize,
+    secret: usize,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Secrets {
     secrets: Vec<Secret>,
@@ -56,12 +68,46 @@ impl Secrets {
         Secrets { secrets, redactor }
     }
 
-    /// Why a request to `origin` carrying these parts must not be sent: a secret's
-    /// placeholder in it, toward an origin that secret is not bound to.
-    pub fn refusal(&self, origin: &Origin, parts: &[&[u8]]) -> Option<String> {
-        let carried = |s: &Secret| parts.iter().any(|p| memmem::find(p, s.placeholder.as_bytes()).is_some());
+    /// Every placeholder of this session in `text`, where it stands; or why the text
+    /// holds something that only looks like one. Anything that starts like a
+    /// placeholder (`__SECRET_`, in any case) must be one of this session's, whole
+    /// and as issued: a split, partial, nested or re-cased placeholder is refused
+    /// rather than guessed at, since a parser or server further on may join or fold
+    /// it into the real thing.
+    pub fn scan(&self, text: &[u8]) -> Result<Vec<Found>, String> {
+        if self.secrets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let lower = text.to_ascii_lowercase();
+        let mut found = Vec::new();
+        let mut next = 0;
+        for at in memmem::find_iter(&lower, MARKER) {
+            if at < next {
+                continue;
+            }
+            let whole = self.secrets.iter().position(|s| text[at..].starts_with(s.placeholder.as_bytes()));
+            match whole {
+                Some(secret) => {
+                    found.push(Found { at, secret });
+                    next = at + self.secrets[secret].placeholder.len();
+                }
+                None => {
+                    return Err(
+                        "the request holds an altered secret placeholder (split, partial, nested or re-cased); \
+                         pass each placeholder exactly as `configure` received it"
+                            .into(),
+                    )
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Why a request to `origin` carrying the placeholders `found` must not be sent:
+    /// one of them is of a secret not bound to that origin.
+    pub fn refusal(&self, origin: &Origin, found: &[Found]) -> Option<String> {
         let secret =
-            self.secrets.iter().filter(|s| carried(s)).find(|s| !s.sent_to.iter().any(|o| o.admits(origin)))?;
+            found.iter().map(|f| &self.secrets[f.secret]).find(|s| !s.sent_to.iter().any(|o| o.admits(origin)))?;
         let allowed: Vec<String> = secret.sent_to.iter().map(ToString::to_string).collect();
         Some(format!(
             "the secret `{}` may not be sent to {origin} (the plugin binds it to: {})",
@@ -70,53 +116,28 @@ impl Secrets {
         ))
     }
 
+    /// The key of the secret a placeholder found in a text stands for.
+    pub fn key_of(&self, found: &Found) -> &str {
+        &self.secrets[found.secret].key
+    }
+
     /// The placeholder the plugin receives for a secret field.
     pub fn placeholder(&self, value: &str) -> Option<&str> {
         self.secrets.iter().find(|s| s.value == value).map(|s| s.placeholder.as_str())
     }
 
-    /// Whether a text holds a placeholder of this session.
-    pub fn carries_placeholder(&self, text: &str) -> bool {
-        let text = text.to_ascii_lowercase();
-        self.secrets.iter().any(|s| text.contains(&s.placeholder.to_ascii_lowercase()))
-    }
-
-    /// The URL with secrets percent-encoded in place of their placeholders.
-    pub fn substitute_url(&self, url: &str) -> String {
-        self.substitute_text(url, |v| utf8_percent_encode(v, NON_ALPHANUMERIC).to_string())
-    }
-
-    /// A header value with secrets in place of their placeholders; `None` if a
-    /// secret would break the header (line breaks).
-    pub fn substitute_header(&self, value: &str) -> Option<String> {
-        let out = self.substitute_text(value, str::to_owned);
-        (!out.contains(['\r', '\n'])).then_some(out)
-    }
-
-    /// A body with secrets in place of their placeholders, encoded for its type.
-    pub fn substitute_body(&self, body: Vec<u8>, content_type: Option<&str>) -> Vec<u8> {
-        let content_type = content_type.unwrap_or("").to_ascii_lowercase();
-        let encode: fn(&str) -> String = if content_type.contains("x-www-form-urlencoded") {
-            form_encode
-        } else if content_type.contains("json") {
-            json_escape
-        } else {
-            str::to_owned
-        };
-        let mut body = body;
-        for s in &self.secrets {
-            body = replace_all(&body, s.placeholder.as_bytes(), encode(&s.value).as_bytes());
+    /// `text` with each placeholder `found` in it replaced by its secret, written by
+    /// `encode`: exactly the places the checks saw, nothing found anew.
+    pub fn substitute(&self, text: &[u8], found: &[Found], encode: Encoding) -> Vec<u8> {
+        let mut out = Vec::with_capacity(text.len() + found.len() * 32);
+        let mut copied = 0;
+        for f in found {
+            let secret = &self.secrets[f.secret];
+            out.extend_from_slice(&text[copied..f.at]);
+            out.extend_from_slice(encode.apply(&secret.value).as_bytes());
+            copied = f.at + secret.placeholder.len();
         }
-        body
-    }
-
-    fn substitute_text(&self, text: &str, encode: impl Fn(&str) -> String) -> String {
-        let mut out = text.to_owned();
-        for s in &self.secrets {
-            if out.contains(&s.placeholder) {
-                out = out.replace(&s.placeholder, &encode(&s.value));
-            }
-        }
+        out.extend_from_slice(&text[copied..]);
         out
     }
 
@@ -127,31 +148,44 @@ impl Secrets {
     }
 }
 
-fn form_encode(value: &str) -> String {
-    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+/// How a secret is written where its placeholder stood.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// Every byte but ASCII letters and digits percent-encoded: a URL's path or query.
+    Url,
+    /// `application/x-www-form-urlencoded`.
+    Form,
+    /// Inside a JSON string.
+    Json,
+    /// As it is: headers and other bodies.
+    Raw,
 }
 
-fn json_escape(value: &str) -> String {
-    let quoted = serde_json::to_string(value).unwrap_or_default();
-    quoted[1..quoted.len() - 1].to_owned()
-}
-
-fn replace_all(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
-    if needle.is_empty() || memmem::find(haystack, needle).is_none() {
-        return haystack.to_vec();
-    }
-    let mut out = Vec::with_capacity(haystack.len());
-    let mut last = 0;
-    for at in memmem::find_iter(haystack, needle) {
-        if at < last {
-            continue;
+impl Encoding {
+    /// The encoding of a body of this content type.
+    pub fn of_body(content_type: Option<&str>) -> Encoding {
+        let content_type = content_type.unwrap_or("").to_ascii_lowercase();
+        if content_type.contains("x-www-form-urlencoded") {
+            Encoding::Form
+        } else if content_type.contains("json") {
+            Encoding::Json
+        } else {
+            Encoding::Raw
         }
-        out.extend_from_slice(&haystack[last..at]);
-        out.extend_from_slice(with);
-        last = at + needle.len();
     }
-    out.extend_from_slice(&haystack[last..]);
-    out
+
+    /// The value written this way.
+    pub fn apply(self, value: &str) -> String {
+        match self {
+            Encoding::Url => utf8_percent_encode(value, NON_ALPHANUMERIC).to_string(),
+            Encoding::Form => url::form_urlencoded::byte_serialize(value.as_bytes()).collect(),
+            Encoding::Json => {
+                let quoted = serde_json::to_string(value).unwrap_or_default();
+                quoted[1..quoted.len() - 1].to_owned()
+            }
+            Encoding::Raw => value.to_owned(),
+        }
+    }
 }
 
 /// 16 hex digits from the OS's randomness (std seeds `RandomState` from it).
@@ -177,10 +211,12 @@ mod tests {
         let p = s.placeholder("p@ss w+rd/\"x\"").unwrap().to_owned();
         let login = Origin::parse_config_value("https://login.example.com").unwrap();
         let api = Origin::parse_config_value("https://api.example.com").unwrap();
-        assert_eq!(s.refusal(&login, &[p.as_bytes()]), None);
-        let refused = s.refusal(&api, &[b"x", p.as_bytes()]).unwrap();
+        let found = s.scan(format!("x {p} y").as_bytes()).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(s.refusal(&login, &found), None);
+        let refused = s.refusal(&api, &found).unwrap();
         assert!(refused.contains("`client_secret` may not be sent to https://api.example.com:443"), "{refused}");
-        assert_eq!(s.refusal(&api, &[b"no placeholder here"]), None);
+        assert_eq!(s.refusal(&api, &s.scan(b"no placeholder here").unwrap()), None);
     }
 
     #[test]
@@ -189,7 +225,8 @@ mod tests {
         let p = s.placeholder("p@ss w+rd/\"x\"").unwrap().to_owned();
         assert!(p.starts_with("__SECRET_") && p.ends_with("_client_secret__"));
         assert!(p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
-        assert_eq!(form_encode(&p), p);
+        assert_eq!(Encoding::Form.apply(&p), p);
+        assert_eq!(Encoding::Url.apply(&p), p.replace('_', "%5F"), "in a URL only the underscores change");
         assert_ne!(secrets().placeholder("p@ss w+rd/\"x\"").unwrap(), p, "a new session, a new placeholder");
     }
 
@@ -197,16 +234,51 @@ mod tests {
     fn substitution_encodes_for_where_the_placeholder_stands() {
         let s = secrets();
         let p = s.placeholder("p@ss w+rd/\"x\"").unwrap().to_owned();
-        let form =
-            s.substitute_body(format!("a=1&client_secret={p}").into_bytes(), Some("application/x-www-form-urlencoded"));
-        assert_eq!(String::from_utf8(form).unwrap(), "a=1&client_secret=p%40ss+w%2Brd%2F%22x%22");
-        let json = s.substitute_body(format!("{{\"k\":\"{p}\"}}").into_bytes(), Some("application/json"));
-        assert_eq!(String::from_utf8(json).unwrap(), r#"{"k":"p@ss w+rd/\"x\""}"#);
-        assert_eq!(s.substitute_url(&format!("https://h/x?k={p}")), "https://h/x?k=p%40ss%20w%2Brd%2F%22x%22");
-        assert_eq!(s.substitute_header(&format!("Bearer {p}")).unwrap(), "Bearer p@ss w+rd/\"x\"");
-        let broken = Secrets::new(&[("k".into(), "a\r\nInjected: 1".into())], &[]);
-        let bp = broken.placeholder("a\r\nInjected: 1").unwrap().to_owned();
-        assert_eq!(broken.substitute_header(&bp), None);
+        let fill = |text: String, encoding| {
+            let found = s.scan(text.as_bytes()).unwrap();
+            String::from_utf8(s.substitute(text.as_bytes(), &found, encoding)).unwrap()
+        };
+        let form = Encoding::of_body(Some("application/x-www-form-urlencoded"));
+        assert_eq!(fill(format!("a=1&client_secret={p}"), form), "a=1&client_secret=p%40ss+w%2Brd%2F%22x%22");
+        let json = Encoding::of_body(Some("application/json"));
+        assert_eq!(fill(format!("{{\"k\":\"{p}\"}}"), json), r#"{"k":"p@ss w+rd/\"x\""}"#);
+        assert_eq!(fill(format!("https://h/x?k={p}"), Encoding::Url), "https://h/x?k=p%40ss%20w%2Brd%2F%22x%22");
+        assert_eq!(fill(format!("Bearer {p}&{p}"), Encoding::Raw), "Bearer p@ss w+rd/\"x\"&p@ss w+rd/\"x\"");
+    }
+
+    #[test]
+    fn every_encoding_the_host_writes_a_secret_in_is_masked() {
+        // The host writes secrets into requests in these encodings; an echo of any of
+        // them (in a response, an error, a log line), with its hex digits in either
+        // case, must be masked.
+        let values = ["tok-3n_S3cr/t", "p@ss w+rd/\"x\"", "a.b~c!d*e'f(g)h", "ünï 😀 %41+", "x\\y\tz"];
+        for value in values {
+            let s = Secrets::new(&[("k".into(), value.into())], &[]);
+            for encoding in [Encoding::Url, Encoding::Form, Encoding::Json, Encoding::Raw] {
+                let written = encoding.apply(value);
+                let mut echoes = vec![written.clone()];
+                if matches!(encoding, Encoding::Url | Encoding::Form) {
+                    echoes.push(lower_hex(&written));
+                }
+                for echoed in echoes {
+                    let masked = String::from_utf8(s.mask(format!("before {echoed} after").into_bytes())).unwrap();
+                    assert_eq!(masked, "before [REDACTED] after", "{value:?} as {encoding:?}");
+                }
+            }
+        }
+    }
+
+    /// Percent-escapes with lowercase hex digits.
+    fn lower_hex(text: &str) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(at) = rest.find('%') {
+            out.push_str(&rest[..at]);
+            out.push('%');
+            out.push_str(&rest[at + 1..at + 3].to_ascii_lowercase());
+            rest = &rest[at + 3..];
+        }
+        out + rest
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! Secret placeholders are replaced by their values only here, after the
 //! destination was allowed; responses have echoed secrets masked.
 
-use crate::bindings::http::{Host, HttpError, Method, Request, Response};
+use super::wire::{self, Refusal};
+use crate::bindings::http::{Host, HttpError, Request, Response};
 use crate::limits::LimitExceeded;
 use crate::limits::{thread_cpu_time, SandboxLimits};
 use crate::plugin_state::PluginState;
@@ -114,70 +115,36 @@ impl HttpCapability {
 
     /// Sends one request, or says why not, as a value.
     pub fn send(&self, request: Request) -> Result<Response, HttpError> {
-        let url = url::Url::parse(&request.url).map_err(|e| {
-            HttpError::InvalidRequest(format!("`{}` is not a URL: {e}", self.redactor.redact(&request.url)))
-        })?;
-        if let Err(why) = self.policy.check(&url) {
-            self.stats.denied.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(plugin = %self.plugin_id, "denied a request: {why}");
-            return Err(HttpError::Denied(why));
-        }
         let timeout = request
             .timeout_ms
             .map(|ms| Duration::from_millis(u64::from(ms)).min(self.limits.max_timeout))
             .unwrap_or(self.limits.default_timeout);
-        let method = match request.method {
-            Method::Get => reqwest::Method::GET,
-            Method::Post => reqwest::Method::POST,
-            Method::Put => reqwest::Method::PUT,
-            Method::Patch => reqwest::Method::PATCH,
-            Method::Delete => reqwest::Method::DELETE,
-            Method::Head => reqwest::Method::HEAD,
-        };
-        // A secret goes only where the plugin's declaration binds it.
-        let origin = crate::policy::Origin::of(&url).map_err(|e| HttpError::InvalidRequest(e.to_string()))?;
-        let mut parts: Vec<&[u8]> = vec![request.url.as_bytes()];
-        parts.extend(request.headers.iter().map(|(_, v)| v.as_bytes()));
-        parts.extend(request.body.as_deref());
-        if let Some(why) = self.secrets.refusal(&origin, &parts) {
-            self.stats.denied.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(plugin = %self.plugin_id, "denied a request: {why}");
-            return Err(HttpError::Denied(why));
-        }
-        // Placeholders in the path and query become the secret; in the scheme, host
-        // or port (checked above with the placeholder in place) they stay refused.
-        let url = match url.host_str().is_some_and(|h| self.secrets.carries_placeholder(h)) {
-            true => return Err(HttpError::InvalidRequest("a secret cannot stand in a URL's host".into())),
-            false => url::Url::parse(&self.secrets.substitute_url(url.as_str()))
-                .map_err(|e| HttpError::InvalidRequest(format!("the URL with its secrets is not a URL: {e}")))?,
-        };
-        let mut builder = self.client.request(method.clone(), url.clone()).timeout(timeout);
-        let mut content_type = None;
-        for (name, value) in &request.headers {
-            let header = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| HttpError::InvalidRequest(format!("invalid header name `{name}`")))?;
-            // The host reads bodies as they come: a compressed or transfer-encoded
-            // echo would carry a secret past the masking. So responses come unencoded.
-            if header == reqwest::header::ACCEPT_ENCODING || header == reqwest::header::TE {
-                tracing::debug!(plugin = %self.plugin_id, "dropped the plugin's `{name}` header");
-                continue;
+        let shown_url = self.redactor.redact(&wire::shown(&request.url));
+        // One form, checked and sent: see `wire`.
+        let outgoing = match wire::prepare(request, &self.policy, &self.secrets) {
+            Ok(outgoing) => outgoing,
+            Err(Refusal::Invalid(why)) => return Err(HttpError::InvalidRequest(self.redactor.redact(&why))),
+            Err(Refusal::Denied(why)) => {
+                self.stats.denied.fetch_add(1, Ordering::Relaxed);
+                let why = self.redactor.redact(&why);
+                tracing::warn!(plugin = %self.plugin_id, "denied a request: {why}");
+                return Err(HttpError::Denied(why));
             }
-            let value = self
-                .secrets
-                .substitute_header(value)
-                .and_then(|v| reqwest::header::HeaderValue::from_str(&v).ok())
-                .ok_or_else(|| HttpError::InvalidRequest(format!("invalid value for header `{name}`")))?;
-            if header == reqwest::header::CONTENT_TYPE {
-                content_type = value.to_str().ok().map(str::to_owned);
-            }
-            builder = builder.header(header, value);
+        };
+        for name in &outgoing.dropped {
+            tracing::debug!(plugin = %self.plugin_id, "dropped the plugin's `{}` header", wire::shown(name));
         }
-        if let Some(body) = request.body {
-            builder = builder.body(self.secrets.substitute_body(body, content_type.as_deref()));
+        let url = outgoing.url;
+        let mut builder = self.client.request(outgoing.method.clone(), url.clone()).timeout(timeout);
+        for (name, value) in outgoing.headers {
+            builder = builder.header(name, value);
+        }
+        if let Some(body) = outgoing.body {
+            builder = builder.body(body);
         }
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
         // The URL may carry a secret now: log the one the plugin wrote, masked too.
-        tracing::debug!(plugin = %self.plugin_id, "{method} {}", self.redactor.redact(&request.url));
+        tracing::debug!(plugin = %self.plugin_id, "{} {shown_url}", outgoing.method);
         let mut response = builder.send().map_err(|e| self.transport_error(&url, e))?;
         let status = response.status().as_u16();
         if status == 429 {
@@ -205,6 +172,8 @@ impl HttpCapability {
     }
 
     fn transport_error(&self, url: &url::Url, e: reqwest::Error) -> HttpError {
+        // reqwest's error repeats the URL, which may carry a secret now: leave it out.
+        let e = e.without_url();
         let text = self.redactor.redact(&error_chain(&e));
         if let Some(refused) = find_cause::<NonPublicAddress>(&e) {
             self.stats.denied.fetch_add(1, Ordering::Relaxed);
@@ -291,6 +260,8 @@ mod tests {
         HttpCapability::new(policy, &SandboxLimits::default(), "test".into(), Arc::default(), Secrets::default())
             .unwrap()
     }
+
+    use crate::bindings::http::Method;
 
     fn get(url: &str) -> Request {
         Request { method: Method::Get, url: url.into(), headers: vec![], body: None, timeout_ms: Some(2_000) }

@@ -6,9 +6,6 @@ use crate::plugin_state::PluginState;
 use crate::redact::Redactor;
 use std::sync::Arc;
 
-/// Longest line shown; longer ones are cut.
-const MAX_LINE_CHARS: usize = 4_096;
-
 pub struct LogCapability {
     plugin_id: String,
     redactor: Arc<Redactor>,
@@ -31,12 +28,13 @@ impl LogCapability {
             });
         }
         // Masked, and on one line: a plugin cannot forge the host's log lines.
-        let mut text = crate::redact::one_line(&self.redactor.redact(message));
-        if text.len() > MAX_LINE_CHARS {
-            let cut = (0..=MAX_LINE_CHARS).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
-            text.truncate(cut);
-            text.push_str(" [cut]");
+        // Cut before masking too, so a huge line costs no more than a long one.
+        let mut head = message.get(..message.len().min(4 * crate::redact::MAX_LOG_LINE_BYTES)).unwrap_or(message);
+        while !message.is_char_boundary(head.len()) {
+            head = &message[..head.len() - 1];
         }
+        let mut text = crate::redact::one_line(&self.redactor.redact(head));
+        crate::redact::cap_line(&mut text);
         let plugin = self.plugin_id.as_str();
         match level {
             Level::Trace => tracing::trace!(plugin, "{text}"),

@@ -3,6 +3,9 @@
 pub mod http;
 pub mod log;
 pub mod output;
+pub mod wire;
+#[cfg(test)]
+mod wire_properties;
 
 use crate::bindings::types;
 use crate::plugin_state::PluginState;

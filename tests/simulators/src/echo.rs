@@ -3,7 +3,9 @@
 //! - `POST /echo` answers with the request body, gzip-compressed (with
 //!   `Content-Encoding: gzip`) when the request accepts gzip, as real servers do;
 //! - `POST /echo-json` answers `{"echo": "..."}` with every character of the body
-//!   written as a JSON `\u` escape.
+//!   written as a JSON `\u` escape;
+//! - anything else answers 404, and is kept whole (request line, headers, body) in
+//!   `requests`, as every request is.
 
 use crate::serve::{bind, spawn, Background};
 use axum::body::Bytes;
@@ -17,6 +19,7 @@ use std::sync::{Arc, Mutex};
 /// A running echo server; it stops when dropped.
 pub struct EchoServer {
     received: Arc<Mutex<Vec<Vec<u8>>>>,
+    requests: Arc<Mutex<Vec<String>>>,
     base_url: String,
     _server: Background,
 }
@@ -24,16 +27,27 @@ pub struct EchoServer {
 impl EchoServer {
     pub fn start() -> anyhow::Result<EchoServer> {
         let received: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
         let listener = bind()?;
         let base_url = format!("http://{}", listener.local_addr()?);
-        let app =
-            Router::new().route("/echo", post(echo)).route("/echo-json", post(echo_json)).with_state(received.clone());
+        let keep = requests.clone();
+        let app = Router::new()
+            .route("/echo", post(echo))
+            .route("/echo-json", post(echo_json))
+            .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
+            .with_state(received.clone())
+            .layer(axum::middleware::from_fn(move |request, next| record(keep.clone(), request, next)));
         let server = spawn("echo-server", vec![(listener, app)])?;
-        Ok(EchoServer { received, base_url, _server: server })
+        Ok(EchoServer { received, requests, base_url, _server: server })
     }
 
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    /// Every request received so far, whole: request line, headers, body.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
     }
 
     /// Bodies received so far.
@@ -43,6 +57,24 @@ impl EchoServer {
 }
 
 type Received = Arc<Mutex<Vec<Vec<u8>>>>;
+
+/// Keeps a request whole, then passes it on.
+async fn record(
+    requests: Arc<Mutex<Vec<String>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, 16 << 20).await.unwrap_or_default();
+    let mut text = format!("{} {}\n", parts.method, parts.uri);
+    for (name, value) in &parts.headers {
+        text.push_str(&format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes())));
+    }
+    text.push('\n');
+    text.push_str(&String::from_utf8_lossy(&bytes));
+    requests.lock().unwrap().push(text);
+    next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await
+}
 
 async fn echo(State(received): State<Received>, headers: HeaderMap, body: Bytes) -> Response {
     received.lock().unwrap().push(body.to_vec());

