@@ -54,6 +54,12 @@ mod redact;
 mod secrets;
 mod session;
 
+/// One bound for every log line the host writes or keeps: the run log's, and the
+/// CLI's lines on stderr.
+pub mod log_line {
+    pub use crate::redact::{cap_line, MAX_LOG_LINE_BYTES};
+}
+
 /// Internals the criterion benchmarks in `tests/bench` measure directly. Not part of
 /// the library's API: it may change in any release.
 #[doc(hidden)]

@@ -39,7 +39,8 @@ pub fn init(verbose: u8, format: LogFormat, service: bool) {
 
     match format {
         LogFormat::Text => {
-            let text = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false);
+            let text =
+                tracing_subscriber::fmt::layer().with_writer(|| CappedLines(std::io::stderr())).with_target(false);
             tracing_subscriber::registry()
                 .with(text.with_filter(filter))
                 .with(RunLogLayer.with_filter(LevelFilter::INFO))
@@ -49,6 +50,27 @@ pub fn init(verbose: u8, format: LogFormat, service: bool) {
             .with(JsonLines.with_filter(filter))
             .with(RunLogLayer.with_filter(LevelFilter::INFO))
             .init(),
+    }
+}
+
+/// Stderr for text lines, each cut to `redact::MAX_LOG_LINE_BYTES` (the formatter
+/// writes one event in one call).
+struct CappedLines(std::io::Stderr);
+
+impl Write for CappedLines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let cap = connector_host::log_line::MAX_LOG_LINE_BYTES;
+        if buf.len() <= cap {
+            return self.0.write_all(buf).map(|()| buf.len());
+        }
+        let mut line = String::from_utf8_lossy(buf).trim_end().to_owned();
+        connector_host::log_line::cap_line(&mut line);
+        line.push('\n');
+        self.0.write_all(line.as_bytes()).map(|()| buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
     }
 }
 
@@ -81,6 +103,9 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for JsonLines {
             }
         }
         event.record(&mut JsonVisitor(&mut line));
+        if let Some(Value::String(message)) = line.get_mut("message") {
+            connector_host::log_line::cap_line(message);
+        }
         let mut text = Value::Object(line).to_string();
         text.push('\n');
         // A log line that cannot be written has nowhere else to go.

@@ -14,6 +14,9 @@ use tracing_subscriber::Layer;
 
 /// The most lines kept of one run; the rest are counted and the count logged.
 const MAX_LINES: usize = 5_000;
+/// The most bytes of messages kept of one run (each line is capped at
+/// `redact::MAX_LOG_LINE_BYTES` too).
+const MAX_BYTES: usize = 4 << 20;
 
 /// The span field that marks a run's span.
 pub const RUN_FIELD: &str = "run";
@@ -21,6 +24,8 @@ pub const RUN_FIELD: &str = "run";
 #[derive(Default)]
 struct Buffer {
     lines: Vec<LogRow>,
+    /// Bytes of messages kept so far.
+    bytes: usize,
     dropped: u64,
 }
 
@@ -44,7 +49,11 @@ pub fn end(run_id: &str) -> Vec<LogRow> {
         buffer.lines.push(LogRow {
             at: now_ms(),
             level: "warn".into(),
-            message: format!("{} more log lines were not kept (at most {MAX_LINES} a run)", buffer.dropped),
+            message: format!(
+                "{} more log lines were not kept (at most {MAX_LINES} lines and {} MiB a run)",
+                buffer.dropped,
+                MAX_BYTES >> 20
+            ),
         });
     }
     buffer.lines
@@ -72,13 +81,15 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for RunLogLayer {
         };
         let mut text = Message(String::new(), String::new());
         event.record(&mut text);
-        let message = if text.1.is_empty() { text.0 } else { format!("{}{}", text.0, text.1) };
+        let mut message = if text.1.is_empty() { text.0 } else { format!("{}{}", text.0, text.1) };
+        crate::redact::cap_line(&mut message);
         let mut buffers = BUFFERS.lock().unwrap();
         let Some(buffer) = buffers.get_mut(&run) else { return };
-        if buffer.lines.len() >= MAX_LINES {
+        if buffer.lines.len() >= MAX_LINES || buffer.bytes + message.len() > MAX_BYTES {
             buffer.dropped += 1;
             return;
         }
+        buffer.bytes += message.len();
         let level = event.metadata().level().as_str().to_ascii_lowercase();
         buffer.lines.push(LogRow { at: now_ms(), level, message });
     }
