@@ -28,7 +28,11 @@ pub fn verify(
     session: SessionOptions,
 ) -> Result<Verified> {
     // A bad [cvm] table is reported before anything is sent.
-    let cvm = config.cvm.as_ref().map(|v| CvmConfig::from_values(v, session.allow_insecure_loopback)).transpose()?;
+    let cvm = config
+        .cvm
+        .as_ref()
+        .map(|v| CvmConfig::from_values(v, session.allow_insecure_loopback).map(|c| c.with_grants(&config.network)))
+        .transpose()?;
     let resolved = config.resolve(&plugin.info).context("invalid configuration")?;
     let session = SessionOptions { time_limit: session.time_limit.or(Some(resolved.limits.verify_time)), ..session };
     let mut instance = plugin.open(host, &resolved, session)?;

@@ -73,7 +73,29 @@ enum Retry {
 impl CvmClient {
     /// A client for the connector `config` names.
     pub fn new(config: CvmConfig) -> Result<Self> {
-        let http = Client::builder()
+        let network = &config.network;
+        // A literal address is not resolved: check it here; names are checked after DNS.
+        if let Ok(url) = url::Url::parse(&config.base_url) {
+            let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+            if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+                if !crate::policy::address_allowed(ip, network.allow_loopback, network.allow_private_ips) {
+                    bail!(
+                        "[cvm] api_host {} is a non-public address; set `allow_private_ips = true` in the [network] table to allow it",
+                        config.base_url
+                    );
+                }
+            }
+        }
+        let builder = match &network.proxy {
+            Some(proxy) => Client::builder().proxy(reqwest::Proxy::all(proxy)?),
+            None => Client::builder().no_proxy(),
+        };
+        let resolver = crate::policy::GuardedResolver {
+            allow_loopback: network.allow_loopback,
+            allow_private: network.allow_private_ips,
+        };
+        let http = builder
+            .dns_resolver(std::sync::Arc::new(resolver))
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(20))
             .timeout(Duration::from_secs(600))
@@ -250,4 +272,34 @@ fn boolean(v: &Value) -> Option<bool> {
 /// `success` is the string `"true"` in some answers and a boolean in others.
 fn truthy(v: &Value) -> bool {
     boolean(v) == Some(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(api_host: &str, allow_loopback: bool) -> CvmConfig {
+        let values: BTreeMap<String, String> =
+            [("api_host", api_host), ("api_key", "k-0123456789"), ("connector_id", "1"), ("max_retries", "0")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+        CvmConfig::from_values(&values, allow_loopback).unwrap()
+    }
+
+    #[test]
+    fn the_cvm_client_keeps_the_address_rules_of_plugin_requests() {
+        // A private literal address: refused before any connection.
+        let refused = CvmClient::new(config("https://10.1.2.3", false)).err().unwrap().to_string();
+        assert!(refused.contains("non-public address"), "{refused}");
+        assert!(refused.contains("allow_private_ips"), "{refused}");
+        let mut allowed = config("https://10.1.2.3", false);
+        allowed.network.allow_private_ips = true;
+        assert!(CvmClient::new(allowed).is_ok());
+        // A name that resolves to loopback, without --allow-insecure-loopback: refused
+        // after DNS, so the key never leaves.
+        let client = CvmClient::new(config("https://localhost:9", false)).unwrap();
+        let error = format!("{:#}", client.connector().unwrap_err());
+        assert!(error.contains("non-public"), "{error}");
+    }
 }

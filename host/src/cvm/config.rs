@@ -38,6 +38,31 @@ pub struct CvmConfig {
     /// instead of adding them. Off by default, because CVM then also removes tags
     /// that other connectors or people put on the asset.
     pub reset_tags: bool,
+    /// The address rules and proxy of requests to CVM: the same as a plugin's.
+    pub network: CvmNetwork,
+}
+
+/// Where the CVM client may connect: as plugin requests, no proxy from the
+/// environment (only the operator's `[network] proxy`), and no non-public address
+/// unless allowed (loopback with `--allow-insecure-loopback`, private addresses with
+/// `[network] allow_private_ips`), checked after DNS too.
+#[derive(Clone, Debug, Default)]
+pub struct CvmNetwork {
+    /// Loopback addresses allowed (`--allow-insecure-loopback`: simulators, tests).
+    pub allow_loopback: bool,
+    /// Private and other non-public addresses allowed (`[network] allow_private_ips`).
+    pub allow_private_ips: bool,
+    /// The operator's proxy (`[network] proxy`).
+    pub proxy: Option<String>,
+}
+
+impl CvmConfig {
+    /// Applies the operator's `[network]` grants (proxy, private addresses).
+    pub fn with_grants(mut self, grants: &crate::policy::OperatorGrants) -> Self {
+        self.network.allow_private_ips = grants.allow_private_ips;
+        self.network.proxy = grants.proxy.clone();
+        self
+    }
 }
 
 impl std::fmt::Debug for CvmConfig {
@@ -133,6 +158,7 @@ impl CvmConfig {
             max_retries,
             retry_delay,
             reset_tags,
+            network: CvmNetwork { allow_loopback: allow_insecure_loopback, ..CvmNetwork::default() },
         })
     }
 

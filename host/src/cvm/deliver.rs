@@ -46,7 +46,8 @@ impl DeliveryOptions {
         dry_run: bool,
         allow_mass_close: bool,
     ) -> Result<DeliveryOptions> {
-        let cvm = CvmConfig::from_values(super::config::require(config.cvm.as_ref())?, allow_insecure_loopback)?;
+        let cvm = CvmConfig::from_values(super::config::require(config.cvm.as_ref())?, allow_insecure_loopback)?
+            .with_grants(&config.network);
         Ok(DeliveryOptions {
             cvm,
             state_dir: state_dir.unwrap_or_else(super::baseline::default_state_dir),
