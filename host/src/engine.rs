@@ -14,6 +14,7 @@ use crate::policy::NetworkPolicy;
 use crate::redact::Redactor;
 use crate::run::collect::RunOutput;
 use crate::secrets::Secrets;
+pub use crate::session::UnapprovedOrigin;
 use crate::session::{Instance, Session};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -120,8 +121,10 @@ impl PluginHost {
             Binding::Current => Pre::Current(v0_3::ConnectorPluginPre::new(pre).into_anyhow().with_context(fits)?),
             Binding::V0_2 => Pre::V0_2(v0_2::ConnectorPluginPre::new(pre).into_anyhow().with_context(fits)?),
         };
+        // The hash of the very bytes compiled: what a platform pins an approval to.
+        let sha256 = crate::cache::sha256_hex(&bytes);
         let mut plugin =
-            Plugin { pre, path: path.to_owned(), info: placeholder_info(path), contract, from_cache: cached };
+            Plugin { pre, path: path.to_owned(), info: placeholder_info(path), contract, from_cache: cached, sha256 };
         let mut session = plugin.open(self, &ResolvedConfig::default(), SessionOptions::default())?;
         plugin.info = session.info()?;
         drop(session);
@@ -176,6 +179,10 @@ pub struct SessionOptions {
     /// Wall-clock time the whole session may take: wasm is stopped when it is spent,
     /// so a plugin that loops cannot hold a platform's worker forever.
     pub time_limit: Option<Duration>,
+    /// The origins a contract 0.2 plugin may derive at `configure`, as its operator
+    /// approved them (a platform pins them); `None` allows any, as the CLI does
+    /// after showing them.
+    pub approved_derived: Option<Vec<String>>,
 }
 
 /// A compiled plugin, ready to instantiate.
@@ -189,6 +196,8 @@ pub struct Plugin {
     pub contract: String,
     /// Whether the compiled code came from the cache (no compilation).
     pub from_cache: bool,
+    /// SHA-256 of the component file's bytes, in hex: the bytes that were compiled.
+    pub sha256: String,
 }
 
 impl Plugin {
@@ -257,6 +266,6 @@ impl Plugin {
             }
             Pre::V0_2(pre) => Instance::V0_2(pre.instantiate(&mut store).into_anyhow().with_context(instantiated)?),
         };
-        Ok(Session::new(store, instance, id))
+        Ok(Session::new(store, instance, id, options.approved_derived))
     }
 }

@@ -330,6 +330,7 @@ fn run_instance(host: &PluginHost, instance: &InstanceConfig, options: &Platform
         allow_insecure_loopback: options.allow_insecure_loopback,
         events: events.clone(),
         time_limit: Some(instance.time_limit),
+        ..Default::default()
     };
     let run_options = RunOptions { out_dir: instance.out.clone(), ..RunOptions::default() };
     if !instance.upload {

@@ -20,11 +20,47 @@ pub struct Session {
     store: Store<PluginState>,
     instance: Instance,
     plugin_id: String,
+    /// The origins a contract 0.2 plugin may derive at `configure`; `None`: any.
+    approved_derived: Option<Vec<String>>,
+    /// The origins it derived.
+    derived: Vec<String>,
 }
 
+/// A contract 0.2 plugin derived an origin its operator did not approve: the
+/// session refuses it before anything is sent there.
+#[derive(Debug)]
+pub struct UnapprovedOrigin {
+    /// The plugin.
+    pub plugin: String,
+    /// The origin it derived.
+    pub origin: String,
+}
+
+impl std::fmt::Display for UnapprovedOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "plugin `{}` (contract 0.2) derived the origin `{}`, which its operator has not approved",
+            self.plugin, self.origin
+        )
+    }
+}
+
+impl std::error::Error for UnapprovedOrigin {}
+
 impl Session {
-    pub(crate) fn new(store: Store<PluginState>, instance: Instance, plugin_id: String) -> Self {
-        Session { store, instance, plugin_id }
+    pub(crate) fn new(
+        store: Store<PluginState>,
+        instance: Instance,
+        plugin_id: String,
+        approved_derived: Option<Vec<String>>,
+    ) -> Self {
+        Session { store, instance, plugin_id, approved_derived, derived: Vec::new() }
+    }
+
+    /// The origins a contract 0.2 plugin derived at `configure` (none for 0.3).
+    pub fn derived_origins(&self) -> &[String] {
+        &self.derived
     }
 
     /// The contract line the instance runs through.
@@ -129,6 +165,11 @@ impl Session {
             // 0.2: origins it derived, reachable as before, but bound to no secret.
             Ok(origins) => {
                 for origin in origins {
+                    let approved = self.approved_derived.as_ref().is_none_or(|list| list.contains(&origin));
+                    if !approved {
+                        return Err(anyhow::Error::new(UnapprovedOrigin { plugin, origin }));
+                    }
+                    self.derived.push(origin.clone());
                     self.store
                         .data_mut()
                         .http
@@ -149,13 +190,24 @@ impl Session {
         }
     }
 
-    /// The plugin's `verify`: what each check proved.
+    /// The plugin's `verify`: what each check proved, masked and on one line.
     pub fn verify(&mut self) -> Result<Vec<Check>> {
         let result = self.call("verify", |instance, s| match instance {
             Instance::Current(b) => b.vulnbridge_connector_connector().call_verify(s),
             Instance::V0_2(b) => b.vulnbridge_connector_connector().call_verify(s).map(|r| r.adapt_result()),
         })?;
-        result.map_err(|e| self.plugin_error("verify", e))
+        let redactor = &self.store.data().redactor;
+        let mask = |text: &str| {
+            let mut text = crate::redact::one_line(&redactor.redact(text));
+            crate::redact::cap_line(&mut text);
+            text
+        };
+        match result {
+            Ok(checks) => {
+                Ok(checks.into_iter().map(|c| Check { name: mask(&c.name), detail: mask(&c.detail) }).collect())
+            }
+            Err(e) => Err(self.plugin_error("verify", e)),
+        }
     }
 
     /// The plugin's next page, or `None` after the last.

@@ -18,6 +18,7 @@ pub(crate) mod table;
 use crate::bindings::types::{FieldKind, PluginInfo};
 use crate::limits::SandboxLimits;
 use crate::policy::{OperatorGrants, Origin};
+use crate::types::field_kind_name;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -30,6 +31,9 @@ pub struct ConnectorConfig {
     /// Keys whose values were given by reference and are secrets (the operator did
     /// not write `secret = false`).
     secret_references: Vec<String>,
+    /// Keys a platform keeps sealed because they were secrets when saved: a plugin
+    /// that now declares one otherwise is refused its value.
+    stored_secrets: Vec<String>,
     /// The `[cvm]` table, if any, as text (see [`crate::cvm::CvmConfig`]).
     pub cvm: Option<BTreeMap<String, String>>,
     /// The `[limits]` table: the sandbox's limits for this connector's plugin.
@@ -207,7 +211,7 @@ impl ConnectorConfig {
             None => SandboxLimits::default(),
         };
         let network = table("network")?.map(OperatorGrants::from_table).transpose()?.unwrap_or_default();
-        Ok(ConnectorConfig { values, secret_references, cvm, limits, network })
+        Ok(ConnectorConfig { values, secret_references, stored_secrets: Vec::new(), cvm, limits, network })
     }
 
     /// A connector setting as configured (environment references resolved).
@@ -221,6 +225,13 @@ impl ConnectorConfig {
             values: pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
             ..Default::default()
         }
+    }
+
+    /// Marks values as stored secrets (a platform's sealed values): they reach the
+    /// plugin only through a field it declares as a secret.
+    pub fn with_stored_secrets(mut self, keys: impl IntoIterator<Item = String>) -> Self {
+        self.stored_secrets.extend(keys);
+        self
     }
 
     /// Checks the values against the plugin's fields and fills in defaults.
@@ -251,6 +262,16 @@ impl ConnectorConfig {
             // The operator, not the plugin, says what is secret: a value given by
             // reference is one, and a plugin that declared the field otherwise would
             // see its value.
+            if field.kind != FieldKind::Secret && self.stored_secrets.contains(&field.key) {
+                problems.push(FieldProblem::new(&field.key, format!(
+                    "`{}` is stored as a secret, but plugin {} now declares it as {} and would see its value; enter the value again (or remove it) to give it as {}",
+                    field.key,
+                    info.id,
+                    field_kind_name(&field.kind),
+                    field_kind_name(&field.kind)
+                )));
+                continue;
+            }
             if field.kind != FieldKind::Secret && self.secret_references.contains(&field.key) {
                 problems.push(FieldProblem::new(&field.key, format!(
                     "`{}` is given by reference, so it is treated as a secret, but plugin {} declares it as {} and would see its value; give it as a literal, or write `secret = false` in the reference if it is not a secret",

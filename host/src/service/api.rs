@@ -2,10 +2,11 @@
 //! beside this crate's manifest, which a test keeps true.
 
 use super::auth::{self, Role};
-use super::catalogue::{Catalogue, Trust};
+use super::catalogue::Catalogue;
 use super::connectors::{self, time, Draft, Invalid, Values};
 use super::metrics;
 use super::store::{new_id, now_ms, ConnectorRow, Db, Inserted, PluginRow, RunRow};
+use super::trust::{self, Trust};
 use super::vault::Vault;
 use super::worker::Queue;
 use crate::config::FieldErrors;
@@ -185,9 +186,17 @@ async fn connector_view(app: &App, row: &ConnectorRow) -> ApiResult<Value> {
 }
 
 /// A connector's view, its plugin's row already read.
+/// With what differs from the approval, for the admin to review next to Approve.
 async fn view_with(app: &App, row: &ConnectorRow, plugin: Option<&PluginRow>) -> ApiResult<Value> {
     let last = app.db.runs(Some(&row.id), 1).await?;
-    Ok(connectors::view(row, plugin, last.first(), &app.vault))
+    let mut view = connectors::view(row, plugin, last.first(), &app.vault);
+    let changes = match app.catalogue.get(&row.plugin_id) {
+        Some(loaded) => trust::changes(row, &loaded.plugin)?,
+        None => Vec::new(),
+    };
+    view["changes"] = json!(changes);
+    view["approved"] = serde_json::from_str(&row.trust).unwrap_or(Value::Null);
+    Ok(view)
 }
 
 async fn load_connector(app: &App, id: &str) -> ApiResult<ConnectorRow> {
@@ -209,8 +218,9 @@ async fn get_connector(State(app): AppState, _caller: Caller, Path(id): Path<Str
     Ok(Json(connector_view(&app, &row).await?))
 }
 
-/// Checks a draft against its plugin, off the runtime.
-async fn check(app: &Arc<App>, plugin: &str, draft: Draft) -> ApiResult<Draft> {
+/// Checks a draft against its plugin, off the runtime; with the origins a 0.2
+/// plugin derived.
+async fn check(app: &Arc<App>, plugin: &str, draft: Draft) -> ApiResult<(Draft, Vec<String>)> {
     if app.catalogue.get(plugin).is_none() {
         return Err(ApiError::invalid(Invalid(vec![crate::config::FieldProblem {
             field: "plugin".into(),
@@ -220,7 +230,7 @@ async fn check(app: &Arc<App>, plugin: &str, draft: Draft) -> ApiResult<Draft> {
     let (app2, plugin) = (app.clone(), plugin.to_owned());
     blocking(move || {
         let loaded = app2.catalogue.get(&plugin).expect("checked above");
-        draft.check(&app2.host, loaded, app2.allow_insecure_loopback).map(|()| draft)
+        draft.check(&app2.host, loaded, app2.allow_insecure_loopback).map(|derived| (draft, derived))
     })
     .await?
     .map_err(ApiError::invalid)
@@ -233,15 +243,44 @@ fn name_taken(name: &str) -> ApiError {
 async fn create_connector(State(app): AppState, caller: Caller, body: Bytes) -> ApiResult {
     caller.admin()?;
     let (plugin, draft) = Draft::create(&object(&body)?).map_err(ApiError::invalid)?;
-    let draft = check(&app, &plugin, draft).await?;
+    let (draft, derived) = check(&app, &plugin, draft).await?;
     let name = draft.name.clone();
     let loaded = app.catalogue.get(&plugin).expect("checked");
-    let row = draft.into_row(&new_id("c_"), loaded, &app.vault, now_ms())?;
+    let row = draft.into_row(&new_id("c_"), loaded, &app.vault, now_ms(), &derived)?;
     if let Inserted::Conflict = app.db.insert_connector(&row).await? {
         return Err(name_taken(&name));
     }
     tracing::info!(connector = %row.id, plugin = %plugin, "connector added");
     Ok((StatusCode::CREATED, Json(connector_view(&app, &row).await?)).into_response())
+}
+
+/// Refuses to run anything of a connector's plugin with its secrets while the
+/// connector is paused, or while the installed plugin differs from what an admin
+/// approved (which pauses it now): 409 naming the pause and each change.
+async fn ensure_approved(app: &App, row: &ConnectorRow) -> ApiResult<()> {
+    let paused = |reason: &str, changes: Vec<String>| {
+        ApiError(
+            StatusCode::CONFLICT,
+            json!({"error": format!("the connector is {reason}"), "paused_reason": reason, "changes": changes}),
+        )
+    };
+    let Some(loaded) = app.catalogue.get(&row.plugin_id) else {
+        return match &row.paused_reason {
+            Some(reason) => Err(paused(reason, Vec::new())),
+            None => Ok(()),
+        };
+    };
+    let changes = trust::changes(row, &loaded.plugin)?;
+    if let Some(reason) = &row.paused_reason {
+        return Err(paused(reason, changes));
+    }
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let reason = trust::reason(row, &loaded.plugin, &changes);
+    app.db.pause_connector(&row.id, &reason).await?;
+    tracing::warn!(connector = %row.id, "{reason}");
+    Err(paused(&reason, changes))
 }
 
 async fn change_connector(
@@ -253,14 +292,21 @@ async fn change_connector(
     caller.admin()?;
     let body = object(&body)?;
     let row = load_connector(&app, &id).await?;
-    let draft = Draft::of(&row, &app.vault)?.change(&body).map_err(ApiError::invalid)?;
-    let draft = check(&app, &row.plugin_id, draft).await?;
+    // Checking the change runs the plugin with the connector's secrets.
+    ensure_approved(&app, &row).await?;
+    let before = Draft::of(&row, &app.vault)?;
+    let before_values = before.values.clone();
+    let draft = before.change(&body).map_err(ApiError::invalid)?;
+    if let Some(loaded) = app.catalogue.get(&row.plugin_id) {
+        connectors::moved_secrets(&before_values, &draft.values, &body, &loaded.plugin.info)
+            .map_err(ApiError::invalid)?;
+    }
+    let (draft, derived) = check(&app, &row.plugin_id, draft).await?;
     let name = draft.name.clone();
     let loaded = app.catalogue.get(&row.plugin_id).expect("checked");
-    let mut changed = draft.into_row(&row.id, loaded, &app.vault, row.created_at)?;
-    // Saving settings does not approve a wider plugin: only /approve does.
-    (changed.trust, changed.trusted_version, changed.paused_reason) =
-        (row.trust.clone(), row.trusted_version.clone(), row.paused_reason.clone());
+    // The plugin is the one approved (checked above): saving pins the new settings.
+    let mut changed = draft.into_row(&row.id, loaded, &app.vault, row.created_at, &derived)?;
+    changed.trusted_version = row.trusted_version.clone();
     if let Inserted::Conflict = app.db.update_connector(&changed).await? {
         return Err(name_taken(&name));
     }
@@ -282,31 +328,58 @@ async fn delete_connector(State(app): AppState, caller: Caller, Path(id): Path<S
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Approves the installed plugin for a connector: pins its hash, fields, host values,
+/// egress, bindings and (for 0.2) derived origins, and lifts a pause. The settings
+/// are checked by the plugin on the way (as an admin's save would): problems are
+/// returned beside the approval, to be fixed with a PATCH.
 async fn approve_connector(State(app): AppState, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     caller.admin()?;
     let mut row = load_connector(&app, &id).await?;
-    let loaded = app.catalogue.get(&row.plugin_id).ok_or_else(|| {
-        ApiError::new(StatusCode::CONFLICT, format!("plugin `{}` is not installed; nothing to approve", row.plugin_id))
-    })?;
-    row.trust = serde_json::to_string(&Trust::of(&loaded.plugin.info)).map_err(anyhow::Error::from)?;
+    if app.catalogue.get(&row.plugin_id).is_none() {
+        let message = format!("plugin `{}` is not installed; nothing to approve", row.plugin_id);
+        return Err(ApiError::new(StatusCode::CONFLICT, message));
+    }
+    let draft = Draft::of(&row, &app.vault)?;
+    let checked = check(&app, &row.plugin_id, draft).await;
+    let before = trust::approved(&row)?;
+    let (derived, problems) = match checked {
+        Ok((_, derived)) => (derived, Value::Null),
+        Err(ApiError(_, problems)) => (before.derived.iter().cloned().collect(), problems),
+    };
+    let loaded = app.catalogue.get(&row.plugin_id).expect("checked");
+    let plain: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&row.settings).map_err(anyhow::Error::from)?;
+    let pinned = Trust::pin(&loaded.plugin, &plain, &derived);
+    let changes = before.changes_to(&pinned);
+    row.trust = serde_json::to_string(&pinned).map_err(anyhow::Error::from)?;
     row.trusted_version = loaded.row.version.clone();
     row.paused_reason = None;
     row.next_due_at = connectors::next_due(row.schedule.as_deref(), now_ms());
     app.db.update_connector(&row).await?;
-    tracing::info!(connector = %id, version = %row.trusted_version, "plugin's egress approved");
-    Ok(Json(connector_view(&app, &row).await?))
+    tracing::info!(connector = %id, version = %row.trusted_version, "plugin approved: {}", changes.join("; "));
+    let mut view = connector_view(&app, &row).await?;
+    view["approved_changes"] = json!(changes);
+    view["problems"] = problems;
+    Ok(Json(view))
 }
 
 async fn verify_connector(State(app): AppState, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     caller.admin()?;
     let row = load_connector(&app, &id).await?;
+    // Verify runs the plugin with the connector's secrets.
+    ensure_approved(&app, &row).await?;
     let values = Values::open(&row, &app.vault)?;
+    let approved_derived = Some(trust::approved(&row)?.derived.into_iter().collect());
     let app2 = app.clone();
     let plugin_id = row.plugin_id.clone();
     let verified = blocking(move || {
         let loaded =
             app2.catalogue.get(&plugin_id).ok_or_else(|| anyhow::anyhow!("plugin `{plugin_id}` is not installed"))?;
-        let options = SessionOptions { allow_insecure_loopback: app2.allow_insecure_loopback, ..Default::default() };
+        let options = SessionOptions {
+            allow_insecure_loopback: app2.allow_insecure_loopback,
+            approved_derived,
+            ..Default::default()
+        };
         crate::verify::verify(&app2.host, &loaded.plugin, &values.config(), options)
     })
     .await?;
@@ -327,9 +400,7 @@ async fn verify_connector(State(app): AppState, caller: Caller, Path(id): Path<S
 async fn run_now(State(app): AppState, caller: Caller, Path(id): Path<String>) -> ApiResult {
     caller.admin()?;
     let row = load_connector(&app, &id).await?;
-    if let Some(reason) = &row.paused_reason {
-        return Err(ApiError::new(StatusCode::CONFLICT, format!("the connector is {reason}")));
-    }
+    ensure_approved(&app, &row).await?;
     let run = queue_run(&app.db, &app.queue, &id, "manual").await?;
     match run {
         Ok(run) => Ok((StatusCode::ACCEPTED, Json(json!({"id": run}))).into_response()),
@@ -418,14 +489,44 @@ async fn run_log(State(app): AppState, _caller: Caller, Path(id): Path<String>) 
     Ok(Json(json!(app.db.logs(&id).await?)))
 }
 
-async fn run_file(State(app): AppState, _caller: Caller, Path((id, name)): Path<(String, String)>) -> ApiResult {
+/// A run's KDI file. Stored gzipped: sent as it is to a client that accepts gzip,
+/// else decompressed as it is sent, a chunk at a time (never whole in memory).
+async fn run_file(
+    State(app): AppState,
+    _caller: Caller,
+    Path((id, name)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+) -> ApiResult {
     load_run(&app, &id).await?;
-    let content = app.db.file(&id, &name).await?.ok_or_else(|| {
+    let packed = app.db.file_gzipped(&id, &name).await?.ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, format!("run {id} has no file `{name}` (or it is past its retention)"))
     })?;
     let disposition = format!("attachment; filename=\"{}\"", name.replace('"', ""));
-    Ok(([(header::CONTENT_TYPE, "application/json".to_owned()), (header::CONTENT_DISPOSITION, disposition)], content)
-        .into_response())
+    let json = (header::CONTENT_TYPE, "application/json".to_owned());
+    let accepts_gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().split(';').next() == Some("gzip")));
+    if accepts_gzip {
+        let encoding = (header::CONTENT_ENCODING, "gzip".to_owned());
+        return Ok(([json, encoding, (header::CONTENT_DISPOSITION, disposition)], packed).into_response());
+    }
+    let decoder = Some(flate2::read::GzDecoder::new(std::io::Cursor::new(packed)));
+    let chunks = futures::stream::unfold(decoder, |decoder| async move {
+        use std::io::Read;
+        let mut decoder = decoder?;
+        let mut chunk = vec![0u8; 64 << 10];
+        match decoder.read(&mut chunk) {
+            Ok(0) => None,
+            Ok(n) => {
+                chunk.truncate(n);
+                Some((Ok(Bytes::from(chunk)), Some(decoder)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    let body = axum::body::Body::from_stream(chunks);
+    Ok(([json, (header::CONTENT_DISPOSITION, disposition)], body).into_response())
 }
 
 async fn list_tokens(State(app): AppState, caller: Caller) -> ApiResult<Json<Value>> {

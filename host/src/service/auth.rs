@@ -57,19 +57,26 @@ pub async fn add(db: &Db, name: &str, role: Role, token: &str) -> Result<String>
     Ok(id)
 }
 
-/// The first admin token: the environment's when set (stored if new), or, when no
-/// admin token exists, a generated one, returned to be printed once.
+/// The first admin token, made only while the service has no admin token: the
+/// environment's when set, or a generated one, returned to be printed once. The
+/// environment gives the first token only: once revoked it stays revoked, whatever
+/// the environment still says at the next start.
 pub async fn bootstrap(db: &Db, from_env: Option<String>) -> Result<Option<String>> {
+    let has_admin = db.count_admin_tokens().await? > 0;
     if let Some(token) = from_env {
         if token.len() < 16 {
             bail!("{ADMIN_TOKEN_ENV} is too short: use at least 16 characters (for example the output of `openssl rand -hex 24`)");
         }
-        if db.token_by_hash(&hash(&token)).await?.is_none() {
+        if !has_admin {
             add(db, "admin (from the environment)", Role::Admin, &token).await?;
+        } else if db.token_by_hash(&hash(&token)).await?.is_none() {
+            tracing::warn!(
+                "{ADMIN_TOKEN_ENV} is not a token of this service (revoked, or admin tokens already exist); it is ignored"
+            );
         }
         return Ok(None);
     }
-    if db.count_admin_tokens().await? > 0 {
+    if has_admin {
         return Ok(None);
     }
     let token = generate()?;

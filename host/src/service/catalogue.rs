@@ -1,13 +1,12 @@
 //! The plugins a service offers: every component in the plugins directory, loaded
-//! (compiled and checked) at start, recorded in the database with its content hash,
-//! and what each connector's plugin may reach compared with what an admin approved.
+//! (compiled and checked) at start, recorded in the database with its content hash;
+//! each connector whose plugin differs from its approval is paused (`trust`).
 
-use super::store::{ConnectorRow, Db, PluginRow};
+use super::store::{Db, PluginRow};
 use crate::engine::{Plugin, PluginHost};
-use crate::types::{egress_json, fields_json, FieldKind, PluginInfo};
+use crate::types::{egress_json, fields_json};
 use anyhow::{bail, Context, Result};
-use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -85,15 +84,24 @@ impl Catalogue {
     }
 
     /// Records every plugin in the database, and pauses each connector whose plugin
-    /// now reaches further than an admin approved.
-    pub async fn record(&self, db: &Db) -> Result<()> {
+    /// differs from what an admin approved (see `trust`).
+    /// Values sealed before they were bound to their connector and field are sealed
+    /// again, bound.
+    pub async fn record(&self, db: &Db, vault: &super::vault::Vault) -> Result<()> {
         for loaded in self.plugins.values() {
             db.upsert_plugin(&loaded.row).await?;
         }
-        for connector in db.connectors().await? {
+        for mut connector in db.connectors().await? {
             let Some(loaded) = self.get(&connector.plugin_id) else { continue };
-            if connector.paused_reason.is_none() {
-                if let Some(reason) = widening(&connector, &loaded.plugin.info)? {
+            if let Some(sealed) = super::connectors::reseal_legacy(&connector, &loaded.plugin.info, vault)? {
+                connector.secrets = sealed;
+                db.update_connector(&connector).await?;
+                tracing::info!(connector = %connector.id, "secrets sealed again, bound to their connector and field");
+            }
+            // The reason names what differs from the approval now (a paused connector's
+            // plugin may have changed again since).
+            if let Some(reason) = super::trust::pause_reason(&connector, &loaded.plugin)? {
+                if connector.paused_reason.as_deref() != Some(reason.as_str()) {
                     tracing::warn!(connector = %connector.id, "{reason}");
                     db.pause_connector(&connector.id, &reason).await?;
                 }
@@ -104,9 +112,8 @@ impl Catalogue {
 }
 
 fn load_one(host: &PluginHost, path: &Path) -> Result<Loaded> {
-    let bytes = std::fs::read(path)?;
-    let hash: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
     let plugin = host.load(path)?;
+    let hash = plugin.sha256.clone();
     let info = &plugin.info;
     let row = PluginRow {
         id: info.id.clone(),
@@ -135,122 +142,11 @@ pub fn section_of(plugin_id: &str) -> &'static str {
     }
 }
 
-/// What a plugin may reach, as an admin approves it: its declared origins, and where
-/// each secret field may be sent.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Trust {
-    /// Declared egress origins (patterns as declared, `{host}` placeholders included).
-    pub egress: BTreeSet<String>,
-    /// For each secret field, the origins it may be sent to.
-    pub secrets: BTreeMap<String, BTreeSet<String>>,
-}
-
-impl Trust {
-    /// What the plugin declares.
-    pub fn of(info: &PluginInfo) -> Trust {
-        Trust {
-            egress: info.egress.iter().map(|e| e.origin.clone()).collect(),
-            secrets: info
-                .fields
-                .iter()
-                .filter(|f| f.kind == FieldKind::Secret)
-                .map(|f| (f.key.clone(), f.sent_to.iter().cloned().collect()))
-                .collect(),
-        }
-    }
-
-    /// What `now` adds to `self`, one line each; empty when it adds nothing.
-    pub fn added_by(&self, now: &Trust) -> Vec<String> {
-        let mut added: Vec<String> =
-            now.egress.difference(&self.egress).map(|origin| format!("egress to {origin}")).collect();
-        for (key, to) in &now.secrets {
-            let before = self.secrets.get(key).cloned().unwrap_or_default();
-            for origin in to.difference(&before) {
-                added.push(format!("secret `{key}` sent to {origin}"));
-            }
-        }
-        added
-    }
-}
-
-/// Why a connector must wait for an admin: its plugin now declares more than the
-/// admin approved; `None` when it does not.
-pub fn widening(connector: &ConnectorRow, info: &PluginInfo) -> Result<Option<String>> {
-    let approved: Trust = serde_json::from_str(&connector.trust).context("a connector's approved egress is damaged")?;
-    let added = approved.added_by(&Trust::of(info));
-    if added.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(format!(
-        "paused: plugin {} {} (approved: {}) asks for more than an admin approved: {}; an admin must approve it (POST /api/connectors/{}/approve)",
-        info.id,
-        info.version,
-        connector.trusted_version,
-        added.join(", "),
-        connector.id
-    )))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
-    fn a_connector_waits_when_its_plugin_reaches_further_than_approved() {
-        use crate::types::{ConfigField, Egress};
-        let info = |egress: &[&str], version: &str| PluginInfo {
-            id: "p".into(),
-            name: "P".into(),
-            version: version.into(),
-            description: String::new(),
-            scanner_type: "P".into(),
-            fields: vec![ConfigField {
-                key: "token".into(),
-                label: "Token".into(),
-                help: String::new(),
-                kind: FieldKind::Secret,
-                required: true,
-                default_value: None,
-                sent_to: vec!["{host}".into()],
-            }],
-            egress: egress.iter().map(|o| Egress { origin: o.to_string(), purpose: "why".into() }).collect(),
-            independent_pages: false,
-        };
-        let approved = info(&["{host}"], "1.0");
-        let row = ConnectorRow {
-            id: "c_1".into(),
-            plugin_id: "p".into(),
-            name: "n".into(),
-            settings: "{}".into(),
-            secrets: String::new(),
-            cvm: None,
-            schedule: None,
-            next_due_at: None,
-            enabled: 1,
-            trust: serde_json::to_string(&Trust::of(&approved)).unwrap(),
-            trusted_version: "1.0".into(),
-            paused_reason: None,
-            created_at: 0,
-            updated_at: 0,
-        };
-        assert_eq!(widening(&row, &info(&["{host}"], "1.1")).unwrap(), None, "the same reach");
-        let reason = widening(&row, &info(&["{host}", "https://elsewhere.example"], "2.0")).unwrap().unwrap();
-        assert!(reason.contains("plugin p 2.0 (approved: 1.0)"), "{reason}");
-        assert!(reason.contains("egress to https://elsewhere.example"), "{reason}");
-        assert!(reason.contains("/api/connectors/c_1/approve"), "{reason}");
-    }
-
-    #[test]
-    fn only_additions_count_as_widening() {
-        let trust = |egress: &[&str], to: &[&str]| Trust {
-            egress: egress.iter().map(|s| s.to_string()).collect(),
-            secrets: [("token".to_string(), to.iter().map(|s| s.to_string()).collect())].into(),
-        };
-        let approved = trust(&["https://a", "https://b"], &["https://a"]);
-        assert!(approved.added_by(&trust(&["https://a"], &["https://a"])).is_empty(), "narrowing is fine");
-        assert_eq!(
-            approved.added_by(&trust(&["https://a", "https://c"], &["https://a", "https://b"])),
-            vec!["egress to https://c".to_string(), "secret `token` sent to https://b".to_string()]
-        );
+    fn plugins_of_this_repository_are_listed_in_their_sections() {
+        assert_eq!(super::section_of("defender-tvm"), "Vulnerability Management");
+        assert_eq!(super::section_of("someone-else"), "Other");
     }
 }

@@ -2,9 +2,10 @@
 //! the plugin (its own `configure` included), secrets sealed apart from the rest and
 //! never shown, the schedule and its next due times.
 
-use super::catalogue::{Loaded, Trust};
+use super::catalogue::Loaded;
 use super::schedule::Schedule;
 use super::store::{now_ms, ConnectorRow, PluginRow, RunRow};
+use super::trust::Trust;
 use super::vault::Vault;
 use crate::config::{ConnectorConfig, FieldErrors, FieldProblem};
 use crate::cvm::CvmConfig;
@@ -12,7 +13,7 @@ use crate::engine::{PluginHost, SessionOptions};
 use crate::types::FieldKind;
 use anyhow::{Context, Result};
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The key a CVM API key is sealed under, beside the plugin's secrets.
 const CVM_API_KEY: &str = "cvm.api_key";
@@ -22,8 +23,17 @@ const CVM_API_KEY: &str = "cvm.api_key";
 pub struct Values {
     /// Every plugin setting, secrets included.
     pub settings: BTreeMap<String, String>,
+    /// The settings kept sealed: the fields that were secrets when they were saved.
+    /// They stay sealed, and reach a plugin only as secrets, whatever a later
+    /// version of the plugin declares.
+    pub sealed: BTreeSet<String>,
     /// The `[cvm]` part, API key included; `None` when the connector does not upload.
     pub cvm: Option<BTreeMap<String, String>>,
+}
+
+/// What a sealed value is bound to: its connector and its field.
+fn seal_context(connector: &str, key: &str) -> String {
+    format!("{connector}/{key}")
 }
 
 impl Values {
@@ -31,8 +41,7 @@ impl Values {
     pub fn open(row: &ConnectorRow, vault: &Vault) -> Result<Values> {
         let mut settings: BTreeMap<String, String> =
             serde_json::from_str(&row.settings).context("a connector's settings are damaged")?;
-        let mut secrets: BTreeMap<String, String> = serde_json::from_str(&vault.open_sealed(&row.secrets)?)
-            .context("a connector's sealed secrets are damaged")?;
+        let mut secrets = open_secrets(row, vault)?;
         let cvm = match &row.cvm {
             Some(text) => {
                 let mut cvm: BTreeMap<String, String> =
@@ -44,21 +53,31 @@ impl Values {
             }
             None => None,
         };
+        let sealed = secrets.keys().cloned().collect();
         settings.append(&mut secrets);
-        Ok(Values { settings, cvm })
+        Ok(Values { settings, sealed, cvm })
     }
 
-    /// The library's configuration of these values.
+    /// The library's configuration of these values: sealed values are secrets, so
+    /// a plugin that now declares such a field otherwise is refused its value.
     pub fn config(&self) -> ConnectorConfig {
-        let mut config = ConnectorConfig::from_pairs(self.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let mut config = ConnectorConfig::from_pairs(self.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .with_stored_secrets(self.sealed.iter().cloned());
         config.cvm = self.cvm.clone();
         config
     }
 
-    /// Splits the values for storage: the plain settings, the sealed secrets, the
-    /// plain CVM part.
-    fn seal(&self, info: &crate::types::PluginInfo, vault: &Vault) -> Result<(String, String, Option<String>)> {
-        let is_secret = |key: &str| info.fields.iter().any(|f| f.key == key && f.kind == FieldKind::Secret);
+    /// Splits the values for storage: the plain settings, the sealed secrets (each
+    /// bound to this connector and its field), the plain CVM part.
+    fn seal(
+        &self,
+        connector: &str,
+        info: &crate::types::PluginInfo,
+        vault: &Vault,
+    ) -> Result<(String, String, Option<String>)> {
+        let is_secret = |key: &str| {
+            self.sealed.contains(key) || info.fields.iter().any(|f| f.key == key && f.kind == FieldKind::Secret)
+        };
         let (secrets, plain): (BTreeMap<_, _>, BTreeMap<_, _>) =
             self.settings.iter().map(|(k, v)| (k.clone(), v.clone())).partition(|(k, _)| is_secret(k));
         let mut secrets = secrets;
@@ -69,8 +88,46 @@ impl Values {
             }
             serde_json::to_string(&cvm).expect("text map")
         });
-        Ok((serde_json::to_string(&plain)?, vault.seal(&serde_json::to_string(&secrets)?)?, cvm))
+        let sealed: BTreeMap<String, String> = secrets
+            .iter()
+            .map(|(key, value)| Ok((key.clone(), vault.seal_for(value, &seal_context(connector, key))?)))
+            .collect::<Result<_>>()?;
+        let sealed = json!({ "sealed": sealed }).to_string();
+        Ok((serde_json::to_string(&plain)?, sealed, cvm))
     }
+}
+
+/// A connector's sealed values: `{"sealed": {key: value sealed for the connector and
+/// key}}`; or, as stored before values were bound, one sealed JSON map.
+fn open_secrets(row: &ConnectorRow, vault: &Vault) -> Result<BTreeMap<String, String>> {
+    if row.secrets.starts_with('{') {
+        #[derive(serde::Deserialize)]
+        struct Stored {
+            sealed: BTreeMap<String, String>,
+        }
+        let stored: Stored = serde_json::from_str(&row.secrets).context("a connector's sealed secrets are damaged")?;
+        return stored
+            .sealed
+            .iter()
+            .map(|(key, value)| Ok((key.clone(), vault.open_for(value, &seal_context(&row.id, key))?)))
+            .collect();
+    }
+    serde_json::from_str(&vault.open_sealed(&row.secrets)?).context("a connector's sealed secrets are damaged")
+}
+
+/// The keys of a connector's sealed values, without opening them.
+fn sealed_keys(row: &ConnectorRow, vault: &Vault) -> Vec<String> {
+    open_secrets(row, vault).map(|m| m.into_keys().collect()).unwrap_or_default()
+}
+
+/// Seals again, bound to their connector and field, the values of a connector
+/// stored before values were bound; `None` when it needs nothing.
+pub fn reseal_legacy(row: &ConnectorRow, info: &crate::types::PluginInfo, vault: &Vault) -> Result<Option<String>> {
+    if row.secrets.starts_with('{') {
+        return Ok(None);
+    }
+    let values = Values::open(row, vault)?;
+    Ok(Some(values.seal(&row.id, info, vault)?.1))
 }
 
 /// An input problem: 422 with every field's problem.
@@ -100,13 +157,20 @@ fn is_set_marker(value: &Value) -> bool {
 }
 
 /// Applies `changes` (a JSON object) to `values`: a value replaces, null removes, a
-/// secret's `{"set": ...}` keeps what is stored.
-fn merge(values: &mut BTreeMap<String, String>, changes: &Map<String, Value>, prefix: &str) -> Result<(), Invalid> {
+/// secret's `{"set": ...}` keeps what is stored. The keys given a new value, or
+/// removed, are added to `replaced`.
+fn merge(
+    values: &mut BTreeMap<String, String>,
+    changes: &Map<String, Value>,
+    prefix: &str,
+    replaced: &mut BTreeSet<String>,
+) -> Result<(), Invalid> {
     let mut problems = Vec::new();
     for (key, value) in changes {
         if is_set_marker(value) {
             continue;
         }
+        replaced.insert(format!("{prefix}{key}"));
         match text_of(&format!("{prefix}{key}"), value) {
             Ok(Some(text)) => {
                 values.insert(key.clone(), text);
@@ -175,9 +239,13 @@ impl Draft {
         match body.get("settings") {
             None => {}
             Some(Value::Object(changes)) => {
-                if let Err(Invalid(mut p)) = merge(&mut self.values.settings, changes, "") {
+                let mut replaced = BTreeSet::new();
+                if let Err(Invalid(mut p)) = merge(&mut self.values.settings, changes, "", &mut replaced) {
                     problems.append(&mut p);
                 }
+                // A value entered again is what the admin gives now, for the field
+                // as the plugin now declares it.
+                self.values.sealed.retain(|key| !replaced.contains(key));
             }
             Some(_) => problems.push(FieldProblem {
                 field: "settings".into(),
@@ -189,7 +257,7 @@ impl Draft {
             Some(Value::Null) => self.values.cvm = None,
             Some(Value::Object(changes)) => {
                 let cvm = self.values.cvm.get_or_insert_with(BTreeMap::new);
-                if let Err(Invalid(mut p)) = merge(cvm, changes, "cvm.") {
+                if let Err(Invalid(mut p)) = merge(cvm, changes, "cvm.", &mut BTreeSet::new()) {
                     problems.append(&mut p);
                 }
             }
@@ -223,8 +291,14 @@ impl Draft {
     }
 
     /// Checks the settings against the plugin: its fields, then its own `configure`,
-    /// and the CVM part. Runs wasm: call it off the async runtime.
-    pub fn check(&self, host: &PluginHost, loaded: &Loaded, allow_insecure_loopback: bool) -> Result<(), Invalid> {
+    /// and the CVM part; the origins a contract 0.2 plugin derives, for the approval
+    /// to pin. Runs wasm: call it off the async runtime.
+    pub fn check(
+        &self,
+        host: &PluginHost,
+        loaded: &Loaded,
+        allow_insecure_loopback: bool,
+    ) -> Result<Vec<String>, Invalid> {
         let mut problems = Vec::new();
         if let Some(cvm) = &self.values.cvm {
             if let Err(e) = CvmConfig::from_values(cvm, allow_insecure_loopback) {
@@ -235,8 +309,10 @@ impl Draft {
         let configured = config.resolve(&loaded.plugin.info).and_then(|resolved| {
             let options = SessionOptions { allow_insecure_loopback, ..Default::default() };
             let mut session = loaded.plugin.open(host, &resolved, options)?;
-            session.configure(&resolved)
+            session.configure(&resolved)?;
+            Ok(session.derived_origins().to_vec())
         });
+        let derived = configured.as_ref().map(Vec::clone).unwrap_or_default();
         if let Err(e) = configured {
             match e.downcast_ref::<FieldErrors>() {
                 Some(FieldErrors(fields)) => problems.extend(fields.iter().cloned()),
@@ -244,16 +320,25 @@ impl Draft {
             }
         }
         if problems.is_empty() {
-            Ok(())
+            Ok(derived)
         } else {
             Err(Invalid(problems))
         }
     }
 
-    /// The row to store: secrets sealed, the schedule's next due time, the trust an
-    /// admin gives by saving.
-    pub fn into_row(self, id: &str, loaded: &Loaded, vault: &Vault, created_at: i64) -> Result<ConnectorRow> {
-        let (settings, secrets, cvm) = self.values.seal(&loaded.plugin.info, vault)?;
+    /// The row to store: secrets sealed, the schedule's next due time, the approval
+    /// an admin gives by saving (pinned: see `trust`), with the origins a 0.2
+    /// plugin derived.
+    pub fn into_row(
+        self,
+        id: &str,
+        loaded: &Loaded,
+        vault: &Vault,
+        created_at: i64,
+        derived: &[String],
+    ) -> Result<ConnectorRow> {
+        let (settings, secrets, cvm) = self.values.seal(id, &loaded.plugin.info, vault)?;
+        let trust = Trust::pin(&loaded.plugin, &self.values.settings, derived);
         let next_due_at = next_due(self.schedule.as_deref(), now_ms());
         Ok(ConnectorRow {
             id: id.to_owned(),
@@ -265,12 +350,68 @@ impl Draft {
             schedule: self.schedule,
             next_due_at,
             enabled: i64::from(self.enabled),
-            trust: serde_json::to_string(&Trust::of(&loaded.plugin.info))?,
+            trust: serde_json::to_string(&trust)?,
             trusted_version: loaded.row.version.clone(),
             paused_reason: None,
             created_at,
             updated_at: now_ms(),
         })
+    }
+}
+
+/// A change that moves where a stored secret goes must bring the secret again: an
+/// API token is not enough to send every stored secret to a host of one's choosing.
+/// A secret is moved when a host field its `sent-to` names (`{key}`) now means
+/// another origin (its default counted), and the CVM API key when `api_host` changes.
+pub fn moved_secrets(
+    before: &Values,
+    after: &Values,
+    body: &Map<String, Value>,
+    info: &crate::types::PluginInfo,
+) -> Result<(), Invalid> {
+    let given = |part: &str, key: &str| {
+        body.get(part).and_then(Value::as_object).and_then(|m| m.get(key)).is_some_and(|v| !is_set_marker(v))
+    };
+    let effective = |values: &Values, key: &str| {
+        let default = info.fields.iter().find(|f| f.key == key).and_then(|f| f.default_value.clone());
+        values.settings.get(key).cloned().or(default).map(|v| v.trim().to_owned()).unwrap_or_default()
+    };
+    let mut problems = Vec::new();
+    for field in info.fields.iter().filter(|f| f.kind == FieldKind::Secret) {
+        if !before.settings.contains_key(&field.key) || given("settings", &field.key) {
+            continue;
+        }
+        let hosts = field.sent_to.iter().filter_map(|to| to.trim().strip_prefix('{')?.strip_suffix('}'));
+        for host in hosts {
+            let (was, now) = (effective(before, host), effective(after, host));
+            if was != now {
+                problems.push(FieldProblem {
+                    field: field.key.clone(),
+                    message: format!(
+                        "`{}` is sent to `{host}`, which this change moves from `{was}` to `{now}`: enter `{}` again to send it there",
+                        field.key, field.key
+                    ),
+                });
+                break;
+            }
+        }
+    }
+    let api_host = |values: &Values| values.cvm.as_ref().and_then(|c| c.get("api_host")).cloned();
+    let key_stored = before.cvm.as_ref().is_some_and(|c| c.contains_key("api_key"));
+    if key_stored && api_host(before) != api_host(after) && !given("cvm", "api_key") {
+        problems.push(FieldProblem {
+            field: "cvm.api_key".into(),
+            message: format!(
+                "the CVM API key is sent to `api_host`, which this change moves from `{}` to `{}`: enter `api_key` again to send it there",
+                api_host(before).unwrap_or_default(),
+                api_host(after).unwrap_or_default()
+            ),
+        });
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Invalid(problems))
     }
 }
 
@@ -310,12 +451,7 @@ pub fn view(row: &ConnectorRow, plugin: Option<&PluginRow>, last_run: Option<&Ru
     let mut settings: Map<String, Value> = serde_json::from_str(&row.settings).unwrap_or_default();
     let fields: Vec<Value> = plugin.and_then(|p| serde_json::from_str(&p.fields).ok()).unwrap_or_default();
     // Which secrets are set is read from the sealed map's keys; no value leaves it.
-    let set: Vec<String> = vault
-        .open_sealed(&row.secrets)
-        .ok()
-        .and_then(|text| serde_json::from_str::<BTreeMap<String, String>>(&text).ok())
-        .map(|m| m.into_keys().collect())
-        .unwrap_or_default();
+    let set = sealed_keys(row, vault);
     for field in &fields {
         if field["kind"] == "secret" {
             let key = field["key"].as_str().unwrap_or_default();
@@ -351,4 +487,71 @@ pub fn view(row: &ConnectorRow, plugin: Option<&PluginRow>, last_run: Option<&Ru
         "created_at": time(Some(row.created_at)),
         "updated_at": time(Some(row.updated_at)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{ConfigField, PluginInfo};
+
+    fn info() -> PluginInfo {
+        PluginInfo {
+            id: "p".into(),
+            name: "P".into(),
+            version: "1".into(),
+            description: String::new(),
+            scanner_type: "P".into(),
+            fields: vec![ConfigField {
+                key: "token".into(),
+                label: "Token".into(),
+                help: String::new(),
+                kind: FieldKind::Secret,
+                required: true,
+                default_value: None,
+                sent_to: vec![],
+            }],
+            egress: vec![],
+            independent_pages: false,
+        }
+    }
+
+    fn row(id: &str, secrets: String) -> ConnectorRow {
+        ConnectorRow {
+            id: id.into(),
+            plugin_id: "p".into(),
+            name: "n".into(),
+            settings: "{}".into(),
+            secrets,
+            cvm: None,
+            schedule: None,
+            next_due_at: None,
+            enabled: 1,
+            trust: "{}".into(),
+            trusted_version: "1".into(),
+            paused_reason: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn values_sealed_before_binding_are_sealed_again_bound_to_their_connector_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = Vault::open(super::super::vault::KeySource::File {
+            path: dir.path().join(super::super::vault::KEY_FILE),
+            create: true,
+        })
+        .unwrap();
+        let legacy = row("c_1", vault.seal(r#"{"token":"hunter2"}"#).unwrap());
+        assert_eq!(Values::open(&legacy, &vault).unwrap().settings["token"], "hunter2", "old rows still open");
+        let bound = reseal_legacy(&legacy, &info(), &vault).unwrap().expect("sealed again");
+        assert!(bound.starts_with('{') && !bound.contains("hunter2"), "{bound}");
+        assert_eq!(reseal_legacy(&row("c_1", bound.clone()), &info(), &vault).unwrap(), None, "only once");
+        let values = Values::open(&row("c_1", bound.clone()), &vault).unwrap();
+        assert_eq!(values.settings["token"], "hunter2");
+        assert!(values.sealed.contains("token"));
+        // The same sealed text in another connector's row does not open.
+        let err = Values::open(&row("c_2", bound), &vault).err().unwrap().to_string();
+        assert!(err.contains("sealed for another connector or field"), "{err}");
+    }
 }

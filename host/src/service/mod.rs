@@ -22,6 +22,7 @@ mod metrics;
 pub mod run_log;
 mod schedule;
 mod store;
+mod trust;
 mod vault;
 mod worker;
 
@@ -155,7 +156,7 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 /// when it made one.
 pub async fn serve(options: ServiceOptions, listen: SocketAddr) -> Result<()> {
     let opened = open(&options).await?;
-    opened.catalogue.record(&opened.db).await?;
+    opened.catalogue.record(&opened.db, &opened.vault).await?;
     let first_token =
         auth::bootstrap(&opened.db, std::env::var(ADMIN_TOKEN_ENV).ok().filter(|t| !t.is_empty())).await?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;

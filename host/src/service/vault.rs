@@ -7,7 +7,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use std::path::{Path, PathBuf};
 
@@ -87,12 +87,18 @@ impl Vault {
 
     /// Seals a value: base64 of a random 24-byte nonce and the ciphertext.
     pub fn seal(&self, plain: &str) -> Result<String> {
+        self.seal_for(plain, "")
+    }
+
+    /// Seals a value bound to `context` (associated data, such as a connector's id
+    /// and a field's key): it opens only for the same context, so a sealed value
+    /// copied to another connector or field in the database does not open there.
+    pub fn seal_for(&self, plain: &str, context: &str) -> Result<String> {
         let mut nonce = [0u8; 24];
         getrandom::fill(&mut nonce).map_err(|e| anyhow!("no randomness for a nonce: {e}"))?;
-        let sealed = self
-            .cipher
-            .encrypt(XNonce::from_slice(&nonce), plain.as_bytes())
-            .map_err(|_| anyhow!("cannot seal a secret"))?;
+        let payload = Payload { msg: plain.as_bytes(), aad: context.as_bytes() };
+        let sealed =
+            self.cipher.encrypt(XNonce::from_slice(&nonce), payload).map_err(|_| anyhow!("cannot seal a secret"))?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&sealed);
         Ok(B64.encode(out))
@@ -100,13 +106,19 @@ impl Vault {
 
     /// Opens a sealed value.
     pub fn open_sealed(&self, sealed: &str) -> Result<String> {
+        self.open_for(sealed, "")
+    }
+
+    /// Opens a value sealed for `context`.
+    pub fn open_for(&self, sealed: &str, context: &str) -> Result<String> {
         let bytes = B64.decode(sealed).context("a sealed secret is not base64")?;
         if bytes.len() < 24 {
             bail!("a sealed secret is too short");
         }
         let (nonce, ciphertext) = bytes.split_at(24);
-        let plain = self.cipher.decrypt(XNonce::from_slice(nonce), ciphertext).map_err(|_| {
-            anyhow!("a sealed secret does not open with the secret key from {}: the key differs from the one it was sealed with", self.source)
+        let payload = Payload { msg: ciphertext, aad: context.as_bytes() };
+        let plain = self.cipher.decrypt(XNonce::from_slice(nonce), payload).map_err(|_| {
+            anyhow!("a sealed secret does not open with the secret key from {} for {}: the key differs from the one it was sealed with, or the value was sealed for another connector or field", self.source, if context.is_empty() { "this database" } else { context })
         })?;
         String::from_utf8(plain).context("a sealed secret is not text")
     }
@@ -189,6 +201,18 @@ mod tests {
         let err = other.check_canary(&canary).unwrap_err().to_string();
         assert!(err.contains("not the key this database's secrets were sealed with"), "{err}");
         assert!(other.open_sealed(&sealed).is_err());
+    }
+
+    #[test]
+    fn a_value_sealed_for_one_connector_and_field_opens_for_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = Vault::open(KeySource::File { path: dir.path().join(KEY_FILE), create: true }).unwrap();
+        let sealed = vault.seal_for("hunter2", "c_1/token").unwrap();
+        assert_eq!(vault.open_for(&sealed, "c_1/token").unwrap(), "hunter2");
+        for other in ["c_2/token", "c_1/other", ""] {
+            let err = vault.open_for(&sealed, other).unwrap_err().to_string();
+            assert!(err.contains("sealed for another connector or field"), "{err}");
+        }
     }
 
     #[test]

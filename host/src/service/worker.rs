@@ -10,13 +10,14 @@
 //! first byte goes to CVM (the library's upload gate), so a worker that lost its
 //! run cannot upload it either.
 
-use super::catalogue::{widening, Catalogue};
+use super::catalogue::Catalogue;
 use super::connectors::Values;
 use super::run_log;
 use super::store::{now_ms, ConnectorRow, Db, Outcome, RunRow};
+use super::trust;
 use super::vault::Vault;
 use crate::cvm::{DeliveryOptions, UploadGate};
-use crate::engine::{PluginHost, SessionOptions};
+use crate::engine::{PluginHost, SessionOptions, UnapprovedOrigin};
 use crate::events::{Event, EventSink};
 use crate::run::{self, RunOptions};
 use crate::summary::RunSummary;
@@ -329,10 +330,12 @@ fn run_blocking(
             recorded.version
         );
     }
-    if let Some(reason) = widening(&connector, &loaded.plugin.info)? {
+    // Nothing of a plugin other than the one approved runs with the secrets.
+    if let Some(reason) = trust::pause_reason(&connector, &loaded.plugin)? {
         rt.block_on(db.pause_connector(&connector.id, &reason))?;
         bail!("the connector is {reason}");
     }
+    let approved_derived = Some(trust::approved(&connector)?.derived.into_iter().collect());
     let values = Values::open(&connector, &shared.vault)?;
     let config = values.config();
 
@@ -345,6 +348,7 @@ fn run_blocking(
         allow_insecure_loopback: shared.allow_insecure_loopback,
         events: Some(events),
         time_limit: None,
+        approved_derived,
     };
     let options = RunOptions { out_dir, ..RunOptions::default() };
     let result = match &values.cvm {
@@ -368,6 +372,13 @@ fn run_blocking(
             result
         }
     };
+    // A 0.2 plugin that derived an origin nobody approved waits for an admin.
+    let unapproved = result.as_ref().err().and_then(|e| e.downcast_ref::<UnapprovedOrigin>());
+    if let Some(unapproved) = unapproved {
+        let change = format!("derived origin {} was added", unapproved.origin);
+        let reason = trust::reason(&connector, &loaded.plugin, &[change]);
+        rt.block_on(db.pause_connector(&connector.id, &reason))?;
+    }
     result
 }
 

@@ -247,6 +247,24 @@ fn a_secret_goes_only_to_the_origins_it_is_bound_to() {
 }
 
 #[test]
+fn a_placeholder_split_by_a_control_character_is_refused_not_joined_and_sent() {
+    // The hole: the host looked for placeholders in the raw URL, then a URL parser
+    // dropped the tab and joined the placeholder, which was then filled in toward
+    // an origin the secret is not bound to.
+    let (target, collector) = (EchoServer::start().unwrap(), EchoServer::start().unwrap());
+    let text = format!(
+        "target = \"{}\"\ncollector = \"{}\"\nsecret = \"{SECRET}\"\n",
+        target.base_url(),
+        collector.base_url()
+    );
+    let error = misbehave("split-placeholder", &text);
+    assert_eq!(error.matches("control character").count(), 3, "{error}");
+    assert!(collector.requests().is_empty(), "nothing reached the collector: {:?}", collector.requests());
+    assert!(!error.contains(SECRET) && !error.contains("hunter2"), "{error}");
+    assert!(!error.contains("%2D") && !error.contains("super%2Dsecret"), "{error}");
+}
+
+#[test]
 fn a_value_given_by_reference_is_refused_for_a_field_the_plugin_declares_as_text() {
     let echo = EchoServer::start().unwrap();
     let text = format!(
@@ -287,12 +305,45 @@ fn a_plugin_of_contract_0_2_runs_and_its_secret_never_goes_to_an_origin_it_deriv
         "{tags}"
     );
     assert!(tags.contains("derived without: answered hello"), "{tags}");
+    assert!(tags.contains("derived split: refused HttpError::InvalidRequest"), "{tags}");
+    assert!(tags.contains("control character"), "{tags}");
+    let derived_requests = derived.requests().join("\n");
+    assert!(!derived_requests.contains("hunter2") && !derived_requests.contains("collect"), "{derived_requests}");
     let plugin = artifacts::plugin("test_plugin_contract_v0_2");
     let info = run_cli(&["info", "--plugin", plugin.to_str().unwrap(), "--json"], &[]);
     let info: serde_json::Value = serde_json::from_str(&info.stdout()).unwrap();
     assert_eq!(info["contract"], "0.2.0");
     assert_eq!(info["egress"][0]["origin"], "{api}");
     assert_host_still_works();
+}
+
+#[test]
+fn a_contract_0_2_plugin_may_derive_only_the_origins_its_operator_approved() {
+    // A platform pins the origins a 0.2 plugin derived when its operator saved it;
+    // one it derives later is refused at `configure`, before anything is sent.
+    let (api, derived) = (EchoServer::start().unwrap(), EchoServer::start().unwrap());
+    let h = hosted();
+    let plugin = h.host.load(&artifacts::plugin("test_plugin_contract_v0_2")).unwrap();
+    let text = format!(
+        "[connector]\napi = \"{}\"\nderived = \"{}\"\ntoken = \"{SECRET}\"\n",
+        api.base_url(),
+        derived.base_url()
+    );
+    let config = ConnectorConfig::parse(&text, &|_| None).unwrap();
+    let out = kdi::temp_dir("sandbox-derived-unapproved");
+    let pinned = SessionOptions { approved_derived: Some(vec!["http://127.0.0.1:9".into()]), ..session() };
+    let result = run::run(&h.host, &plugin, &config, pinned, &RunOptions { out_dir: out, ..Default::default() });
+    let error = result.expect_err("an unapproved derived origin is refused");
+    let unapproved =
+        error.downcast_ref::<connector_host::engine::UnapprovedOrigin>().expect("typed, for a platform to pause on");
+    assert_eq!(unapproved.origin, derived.base_url());
+    assert!(format!("{error:#}").contains("which its operator has not approved"), "{error:#}");
+    assert!(api.requests().is_empty() && derived.requests().is_empty(), "refused before fetch sent anything");
+    // Approved, it runs.
+    let approved = SessionOptions { approved_derived: Some(vec![derived.base_url().to_owned()]), ..session() };
+    let out = kdi::temp_dir("sandbox-derived-approved");
+    run::run(&h.host, &plugin, &config, approved, &RunOptions { out_dir: out, ..Default::default() }).unwrap();
+    assert_eq!(derived.received(), [b"hello".to_vec()]);
 }
 
 #[test]

@@ -135,9 +135,22 @@ fn the_api_adds_verifies_and_runs_a_connector_and_never_shows_a_secret() {
     assert_eq!(run["summary"]["files_written"].as_array().unwrap().len(), files.len());
     let mut assets = BTreeSet::new();
     for file in files {
+        // Streamed out decompressed; or as stored, gzipped, to a client that accepts it.
         let (status, text) = api.call_text("GET", file["url"].as_str().unwrap(), None);
         assert_eq!(status, 200);
         assert_eq!(text.len() as u64, file["bytes"].as_u64().unwrap());
+        let gzipped = reqwest::blocking::Client::new()
+            .get(format!("{}{}", api.base, file["url"].as_str().unwrap()))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("accept-encoding", "gzip")
+            .send()
+            .unwrap();
+        assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+        let packed = gzipped.bytes().unwrap();
+        assert!(packed.len() < text.len() / 2, "sent compressed: {} of {} bytes", packed.len(), text.len());
+        let mut unpacked = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&packed[..]), &mut unpacked).unwrap();
+        assert_eq!(unpacked, text);
         let kdi: Value = serde_json::from_str(&text).unwrap();
         kdi::assert_valid(file["name"].as_str().unwrap(), &kdi);
         for asset in kdi["assets"].as_array().unwrap() {
