@@ -1,7 +1,7 @@
 //! Loading plugins: one wasmtime Engine and Linker for the host's lifetime, one
 //! compiled Component per plugin, and a fresh Store for every session.
 
-use crate::bindings::{binding_for, types::PluginInfo, v0_2, v0_3, Binding, IntoAnyhow, CONTRACT_EXPORT_PREFIX};
+use crate::bindings::{line_for, types::PluginInfo, IntoAnyhow, Line, Pre, CONTRACT_EXPORT_PREFIX};
 use crate::capability::http::HttpCapability;
 use crate::capability::log::LogCapability;
 use crate::capability::output::OutputCapability;
@@ -14,14 +14,14 @@ use crate::policy::NetworkPolicy;
 use crate::redact::Redactor;
 use crate::run::collect::RunOutput;
 use crate::secrets::Secrets;
+use crate::session::Session;
 pub use crate::session::UnapprovedOrigin;
-use crate::session::{Instance, Session};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store, UpdateDeadline};
 
 /// How often wasm checks whether its CPU budget is spent.
@@ -61,16 +61,7 @@ impl PluginHost {
         // not linked: a plugin that imports it is refused at load.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         // Every contract line the host runs, each under its own versioned names.
-        v0_3::ConnectorPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)?;
-        v0_2::ConnectorPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |state| state)?;
-        // The current contract's `emit-vulnerabilities` reads the plugin's strings in
-        // place instead of lifting them (the generated binding would): it replaces
-        // the generated definition.
-        linker.allow_shadowing(true);
-        linker
-            .instance(&format!("vulnbridge:connector/output@{}", crate::bindings::CONTRACT_VERSION))?
-            .func_wrap("emit-vulnerabilities", crate::capability::output::emit_vulnerabilities_in_place)?;
-        linker.allow_shadowing(false);
+        crate::bindings::instance::link(&mut linker)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let (ticker_engine, stop) = (engine.clone(), stop_ticker.clone());
         std::thread::Builder::new().name("epoch-ticker".into()).spawn(move || {
@@ -110,17 +101,14 @@ impl PluginHost {
             path.display(),
             if cached { "loaded compiled from the cache" } else { "compiled" }
         );
-        let (contract, binding) = check_contract(&self.engine, &component, path)?;
+        let (contract, line) = check_contract(&self.engine, &component, path)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
             .into_anyhow()
             .with_context(|| format!("plugin {} needs imports this host does not provide", path.display()))?;
         let fits = || format!("{} does not fit the connector world of contract {contract}", path.display());
-        let pre = match binding {
-            Binding::Current => Pre::Current(v0_3::ConnectorPluginPre::new(pre).into_anyhow().with_context(fits)?),
-            Binding::V0_2 => Pre::V0_2(v0_2::ConnectorPluginPre::new(pre).into_anyhow().with_context(fits)?),
-        };
+        let pre = Pre::new(line, pre).into_anyhow().with_context(fits)?;
         // The hash of the very bytes compiled: what a platform pins an approval to.
         let sha256 = crate::cache::sha256_hex(&bytes);
         let mut plugin =
@@ -147,12 +135,12 @@ fn placeholder_info(path: &Path) -> PluginInfo {
 
 /// Refuses a component that does not export a contract version this host runs,
 /// naming both versions and what to do about it; otherwise, which binding runs it.
-fn check_contract(engine: &Engine, component: &Component, path: &Path) -> Result<(String, Binding)> {
+fn check_contract(engine: &Engine, component: &Component, path: &Path) -> Result<(String, Line)> {
     let ty = component.component_type();
     let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
     if let Some(version) = exports.iter().find_map(|e| e.strip_prefix(CONTRACT_EXPORT_PREFIX)) {
-        return binding_for(version)
-            .map(|binding| (version.to_owned(), binding))
+        return line_for(version)
+            .map(|line| (version.to_owned(), line))
             .map_err(|why| anyhow::anyhow!("cannot run plugin {}: {why}", path.display()));
     }
     bail!(
@@ -161,12 +149,6 @@ fn check_contract(engine: &Engine, component: &Component, path: &Path) -> Result
         if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") },
         crate::bindings::CONTRACT_VERSION
     )
-}
-
-/// A plugin ready to instantiate, through the binding of its contract line.
-enum Pre {
-    Current(v0_3::ConnectorPluginPre<PluginState>),
-    V0_2(v0_2::ConnectorPluginPre<PluginState>),
 }
 
 /// Options of one session.
@@ -260,12 +242,7 @@ impl Plugin {
         });
         store.set_epoch_deadline(1);
         let instantiated = || format!("cannot instantiate plugin {}", self.path.display());
-        let instance = match &self.pre {
-            Pre::Current(pre) => {
-                Instance::Current(pre.instantiate(&mut store).into_anyhow().with_context(instantiated)?)
-            }
-            Pre::V0_2(pre) => Instance::V0_2(pre.instantiate(&mut store).into_anyhow().with_context(instantiated)?),
-        };
+        let instance = self.pre.instantiate(&mut store).into_anyhow().with_context(instantiated)?;
         Ok(Session::new(store, instance, id, options.approved_derived))
     }
 }

@@ -2,18 +2,11 @@
 //! into one-line, secret-free messages.
 
 use crate::bindings::types::{Check, Page, PluginError, PluginInfo};
-use crate::bindings::v0_2::{Adapt, AdaptResult};
-use crate::bindings::{v0_2, v0_3, Binding};
+use crate::bindings::Instance;
 use crate::config::{FieldErrors, FieldProblem, ResolvedConfig};
 use crate::plugin_state::PluginState;
 use anyhow::{anyhow, Context, Result};
 use wasmtime::Store;
-
-/// A plugin instance, through the binding of its contract line.
-pub(crate) enum Instance {
-    Current(v0_3::ConnectorPlugin),
-    V0_2(v0_2::ConnectorPlugin),
-}
 
 /// One sandboxed instance of a plugin: the contract's calls, whatever its line.
 pub struct Session {
@@ -63,14 +56,6 @@ impl Session {
         &self.derived
     }
 
-    /// The contract line the instance runs through.
-    fn binding(&self) -> Binding {
-        match self.instance {
-            Instance::Current(_) => Binding::Current,
-            Instance::V0_2(_) => Binding::V0_2,
-        }
-    }
-
     /// Runs one export call; a trap becomes an error carrying the plugin's stderr
     /// (where a Rust panic message goes).
     fn call<T>(
@@ -117,10 +102,7 @@ impl Session {
 
     /// The plugin's `info` (a contract 0.2 plugin's read as 0.3).
     pub fn info(&mut self) -> Result<PluginInfo> {
-        self.call("info", |instance, s| match instance {
-            Instance::Current(b) => b.vulnbridge_connector_connector().call_info(s),
-            Instance::V0_2(b) => b.vulnbridge_connector_connector().call_info(s).map(v0_2::adapt_info),
-        })
+        self.call("info", |instance, s| instance.info(s))
     }
 
     /// Passes the settings, secrets as placeholders (the plugin never sees a secret's
@@ -142,17 +124,11 @@ impl Session {
                 Setting { key: key.clone(), value }
             })
             .collect();
-        let configured = self.call("configure", |instance, s| match instance {
-            Instance::Current(b) => b.vulnbridge_connector_connector().call_configure(s, &settings),
-            Instance::V0_2(b) => b
-                .vulnbridge_connector_connector()
-                .call_configure(s, &settings.clone().adapt())
-                .map(|r| r.map_err(Adapt::adapt)),
-        })?;
+        let configured = self.call("configure", |instance, s| instance.configure(s, &settings))?;
         let plugin = self.plugin_id.clone();
         match configured {
             // 0.3: the origins the instance uses, within what it declared.
-            Ok(origins) if self.binding() == Binding::Current => {
+            Ok(origins) if self.instance.line().declares_egress() => {
                 if !origins.is_empty() {
                     self.store
                         .data_mut()
@@ -192,10 +168,7 @@ impl Session {
 
     /// The plugin's `verify`: what each check proved, masked and on one line.
     pub fn verify(&mut self) -> Result<Vec<Check>> {
-        let result = self.call("verify", |instance, s| match instance {
-            Instance::Current(b) => b.vulnbridge_connector_connector().call_verify(s),
-            Instance::V0_2(b) => b.vulnbridge_connector_connector().call_verify(s).map(|r| r.adapt_result()),
-        })?;
+        let result = self.call("verify", |instance, s| instance.verify(s))?;
         let redactor = &self.store.data().redactor;
         let mask = |text: &str| {
             let mut text = crate::redact::one_line(&redactor.redact(text));
@@ -212,21 +185,13 @@ impl Session {
 
     /// The plugin's next page, or `None` after the last.
     pub fn fetch(&mut self) -> Result<Option<Page>> {
-        let result = self.call("fetch", |instance, s| match instance {
-            Instance::Current(b) => b.vulnbridge_connector_connector().call_fetch(s),
-            Instance::V0_2(b) => b.vulnbridge_connector_connector().call_fetch(s).map(|r| r.adapt_result()),
-        })?;
+        let result = self.call("fetch", |instance, s| instance.fetch(s))?;
         result.map_err(|e| self.plugin_error("fetch", e))
     }
 
     /// The plugin's `%map` of one page; its records go to the run's collector.
     pub fn map(&mut self, page: &Page) -> Result<()> {
-        let result = self.call("map", |instance, s| match instance {
-            Instance::Current(b) => b.vulnbridge_connector_connector().call_map(s, page),
-            Instance::V0_2(b) => {
-                b.vulnbridge_connector_connector().call_map(s, &page.clone().adapt()).map(|r| r.map_err(Adapt::adapt))
-            }
-        })?;
+        let result = self.call("map", |instance, s| instance.map(s, page))?;
         result.map_err(|e| self.plugin_error("map", e))
     }
 

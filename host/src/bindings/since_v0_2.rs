@@ -17,7 +17,7 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
 });
 
-use super::v0_3::vulnbridge::connector as current;
+use super::since_v0_3::vulnbridge::connector as current;
 use crate::plugin_state::PluginState;
 use vulnbridge::connector::{http, log, output, types};
 
