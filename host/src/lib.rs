@@ -37,7 +37,6 @@ pub mod engine;
 pub mod events;
 pub mod platform;
 pub mod run;
-pub mod service;
 pub mod summary;
 pub mod types;
 pub mod verify;

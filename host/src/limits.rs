@@ -17,11 +17,13 @@ use std::time::Duration;
 /// Limits of one plugin instance; every one configurable in `[limits]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SandboxLimits {
+    /// Bytes of every linear memory and table of the plugin together.
     pub memory_bytes: usize,
     /// CPU time one export call may use.
     pub cpu_per_call: Duration,
     /// The longest timeout a plugin may ask for on one HTTP call (and the default).
     pub http_timeout: Duration,
+    /// The largest response body one HTTP call may return.
     pub response_bytes: u64,
     /// Records (assets, vulnerabilities, definitions) one instance may emit.
     pub output_records: u64,

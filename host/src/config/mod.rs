@@ -16,7 +16,7 @@
 pub(crate) mod table;
 
 use crate::bindings::types::{FieldKind, PluginInfo};
-use crate::limits::SandboxLimits;
+pub use crate::limits::SandboxLimits;
 use crate::policy::{OperatorGrants, Origin};
 use crate::types::field_kind_name;
 use anyhow::{anyhow, bail, Context, Result};

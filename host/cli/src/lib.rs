@@ -119,8 +119,8 @@ struct ServiceArgs {
 }
 
 impl ServiceArgs {
-    fn options(self, concurrency: usize) -> connector_host::service::ServiceOptions {
-        connector_host::service::ServiceOptions {
+    fn options(self, concurrency: usize) -> connector_service::ServiceOptions {
+        connector_service::ServiceOptions {
             database: self.database,
             plugins: self.plugins,
             state_dir: self.state_dir.unwrap_or_else(connector_host::cvm::baseline::default_state_dir),
@@ -204,10 +204,10 @@ fn execute(command: Command) -> Result<()> {
             run_all(&config, allow_insecure_loopback, state_dir)
         }
         Command::Serve { listen, service, workers } => {
-            service_runtime()?.block_on(connector_host::service::serve(service.options(workers), listen))
+            service_runtime()?.block_on(connector_service::serve(service.options(workers), listen))
         }
         Command::Worker { service, concurrency } => {
-            service_runtime()?.block_on(connector_host::service::worker(service.options(concurrency)))
+            service_runtime()?.block_on(connector_service::worker(service.options(concurrency)))
         }
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(args),

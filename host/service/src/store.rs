@@ -1,7 +1,8 @@
 //! The service's database: SQLite (one file in the state directory) or PostgreSQL,
-//! through sqlx, with one set of migrations (`host/migrations/`) and one text for
+//! through sqlx, with one set of migrations (`host/service/migrations/`) and one text for
 //! every query (`$1` parameters read the same in both).
 
+use super::domain::RunStatus;
 use anyhow::{bail, Context, Result};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
@@ -97,10 +98,17 @@ pub struct RunRow {
     pub open_vulnerabilities: Option<i64>,
 }
 
+impl RunRow {
+    /// Its status; `None` for a value no version of the service writes.
+    pub fn status(&self) -> Option<RunStatus> {
+        RunStatus::parse(&self.status)
+    }
+}
+
 /// A run's outcome, with the figures metrics add up.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
-    pub status: &'static str,
+    pub status: RunStatus,
     pub summary: Option<String>,
     pub error: Option<String>,
     pub cvm_result: Option<String>,
@@ -451,7 +459,7 @@ impl Db {
                  WHERE id = $1 AND status IN ('queued', 'running') AND ($13 = '' OR (worker = $13 AND attempt = $14))";
         let (w, a) = worker.unwrap_or(("", 0));
         let done = on_db!(self, p => sqlx::query(q)
-            .bind(id).bind(o.status).bind(now_ms()).bind(&o.summary).bind(&o.error).bind(&o.cvm_result)
+            .bind(id).bind(o.status.as_str()).bind(now_ms()).bind(&o.summary).bind(&o.error).bind(&o.cvm_result)
             .bind(o.duration_ms).bind(o.assets).bind(o.open_vulnerabilities).bind(o.rows_read).bind(o.api_calls)
             .bind(o.throttled).bind(w).bind(a)
             .execute(p).await.map(|r| r.rows_affected()))?;
@@ -607,11 +615,11 @@ mod tests {
             assert_eq!(db.take_over_run("r1", "w2", "w1", 1).await.unwrap(), None, "upload began");
             assert!(!db.mark_delivery_started("r1", "w2", 1).await.unwrap(), "only the holder uploads");
 
-            let done = Outcome { status: "succeeded", ..Outcome::default() };
+            let done = Outcome { status: RunStatus::Succeeded, ..Outcome::default() };
             assert!(!db.finish_run("r1", Some(("w2", 1)), &done).await.unwrap(), "not the holder");
             assert!(db.finish_run("r1", Some(("w1", 1)), &done).await.unwrap());
             assert!(!db.finish_run("r1", Some(("w1", 1)), &done).await.unwrap(), "finished once");
-            assert_eq!(db.run("r1").await.unwrap().unwrap().status, "succeeded");
+            assert_eq!(db.run("r1").await.unwrap().unwrap().status(), Some(RunStatus::Succeeded));
             assert!(matches!(db.insert_run("r3", "c1", "manual").await.unwrap(), Inserted::Yes), "free again");
 
             // One scheduler wins a due time.
@@ -626,19 +634,15 @@ mod tests {
                 matches!(db.insert_run("r4", "c1", "manual").await.unwrap(), Inserted::Conflict),
                 "r3 holds the slot"
             );
-            assert_eq!(crate::service::worker::reap(&db, now_ms()).await.unwrap(), 0, "not yet");
+            assert_eq!(crate::worker::reap(&db, now_ms()).await.unwrap(), 0, "not yet");
             db.claim_run("r3", "w1").await.unwrap();
-            assert_eq!(
-                crate::service::worker::reap(&db, now_ms() + day / 4).await.unwrap(),
-                0,
-                "within the run's limits"
-            );
-            assert_eq!(crate::service::worker::reap(&db, now_ms() + day).await.unwrap(), 1);
+            assert_eq!(crate::worker::reap(&db, now_ms() + day / 4).await.unwrap(), 0, "within the run's limits");
+            assert_eq!(crate::worker::reap(&db, now_ms() + day).await.unwrap(), 1);
             let reaped = db.run("r3").await.unwrap().unwrap();
-            assert_eq!(reaped.status, "failed");
+            assert_eq!(reaped.status(), Some(RunStatus::Failed));
             assert!(reaped.error.unwrap().contains("did not finish this run"));
             assert!(matches!(db.insert_run("r4", "c1", "manual").await.unwrap(), Inserted::Yes), "the slot is free");
-            assert_eq!(crate::service::worker::reap(&db, now_ms() + 2 * day).await.unwrap(), 1, "queued for a day");
+            assert_eq!(crate::worker::reap(&db, now_ms() + 2 * day).await.unwrap(), 1, "queued for a day");
             assert!(db.run("r4").await.unwrap().unwrap().error.unwrap().contains("no worker took this run"));
 
             // Deleting a connector deletes its runs.

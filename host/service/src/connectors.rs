@@ -7,11 +7,11 @@ use super::schedule::Schedule;
 use super::store::{now_ms, ConnectorRow, PluginRow, RunRow};
 use super::trust::Trust;
 use super::vault::Vault;
-use crate::config::{ConnectorConfig, FieldErrors, FieldProblem};
-use crate::cvm::CvmConfig;
-use crate::engine::{PluginHost, SessionOptions};
-use crate::types::FieldKind;
 use anyhow::{Context, Result};
+use connector_host::config::{ConnectorConfig, FieldErrors, FieldProblem};
+use connector_host::cvm::CvmConfig;
+use connector_host::engine::{PluginHost, SessionOptions};
+use connector_host::types::FieldKind;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -72,7 +72,7 @@ impl Values {
     fn seal(
         &self,
         connector: &str,
-        info: &crate::types::PluginInfo,
+        info: &connector_host::types::PluginInfo,
         vault: &Vault,
     ) -> Result<(String, String, Option<String>)> {
         let is_secret = |key: &str| {
@@ -122,7 +122,11 @@ fn sealed_keys(row: &ConnectorRow, vault: &Vault) -> Vec<String> {
 
 /// Seals again, bound to their connector and field, the values of a connector
 /// stored before values were bound; `None` when it needs nothing.
-pub fn reseal_legacy(row: &ConnectorRow, info: &crate::types::PluginInfo, vault: &Vault) -> Result<Option<String>> {
+pub fn reseal_legacy(
+    row: &ConnectorRow,
+    info: &connector_host::types::PluginInfo,
+    vault: &Vault,
+) -> Result<Option<String>> {
     if row.secrets.starts_with('{') {
         return Ok(None);
     }
@@ -367,7 +371,7 @@ pub fn moved_secrets(
     before: &Values,
     after: &Values,
     body: &Map<String, Value>,
-    info: &crate::types::PluginInfo,
+    info: &connector_host::types::PluginInfo,
 ) -> Result<(), Invalid> {
     let given = |part: &str, key: &str| {
         body.get(part).and_then(Value::as_object).and_then(|m| m.get(key)).is_some_and(|v| !is_set_marker(v))
@@ -492,7 +496,7 @@ pub fn view(row: &ConnectorRow, plugin: Option<&PluginRow>, last_run: Option<&Ru
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{ConfigField, PluginInfo};
+    use connector_host::types::{ConfigField, PluginInfo};
 
     fn info() -> PluginInfo {
         PluginInfo {

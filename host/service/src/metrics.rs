@@ -1,6 +1,7 @@
 //! `GET /metrics`: Prometheus text, read from the database so every worker's runs
 //! count wherever they ran. Labels name the connector (id and name), never a setting.
 
+use super::domain::RunStatus;
 use super::store::Db;
 use anyhow::Result;
 use std::fmt::Write;
@@ -25,7 +26,8 @@ pub async fn render(db: &Db) -> Result<String> {
         "Runs by connector and status (queued, running, succeeded, failed).",
         totals.iter().map(|t| (format!("{},status=\"{}\"", labels(t), escape(&t.status)), t.runs)).collect(),
     );
-    let ended: Vec<_> = totals.iter().filter(|t| t.status == "succeeded" || t.status == "failed").collect();
+    let ended: Vec<_> =
+        totals.iter().filter(|t| RunStatus::parse(&t.status).is_some_and(RunStatus::has_ended)).collect();
     let sum = |pick: fn(&super::store::RunTotals) -> Option<i64>| {
         let mut by: std::collections::BTreeMap<String, i64> = Default::default();
         for t in &ended {

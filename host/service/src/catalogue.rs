@@ -3,9 +3,9 @@
 //! each connector whose plugin differs from its approval is paused (`trust`).
 
 use super::store::{Db, PluginRow};
-use crate::engine::{Plugin, PluginHost};
-use crate::types::{egress_json, fields_json};
 use anyhow::{bail, Context, Result};
+use connector_host::engine::{Plugin, PluginHost};
+use connector_host::types::{egress_json, fields_json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -9,19 +9,19 @@ use super::store::{new_id, now_ms, ConnectorRow, Db, Inserted, PluginRow, RunRow
 use super::trust::{self, Trust};
 use super::vault::Vault;
 use super::worker::Queue;
-use crate::config::FieldErrors;
-use crate::engine::{PluginHost, SessionOptions};
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::{header, request::Parts, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use connector_host::config::FieldErrors;
+use connector_host::engine::{PluginHost, SessionOptions};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
 /// The OpenAPI document of this API.
-pub const OPENAPI: &str = include_str!("../../openapi.json");
+pub const OPENAPI: &str = include_str!("../openapi.json");
 
 /// What every request handler shares.
 pub struct App {
@@ -222,7 +222,7 @@ async fn get_connector(State(app): AppState, _caller: Caller, Path(id): Path<Str
 /// plugin derived.
 async fn check(app: &Arc<App>, plugin: &str, draft: Draft) -> ApiResult<(Draft, Vec<String>)> {
     if app.catalogue.get(plugin).is_none() {
-        return Err(ApiError::invalid(Invalid(vec![crate::config::FieldProblem {
+        return Err(ApiError::invalid(Invalid(vec![connector_host::config::FieldProblem {
             field: "plugin".into(),
             message: format!("`{plugin}` is not an installed plugin (see GET /api/plugins)"),
         }])));
@@ -380,7 +380,7 @@ async fn verify_connector(State(app): AppState, caller: Caller, Path(id): Path<S
             approved_derived,
             ..Default::default()
         };
-        crate::verify::verify(&app2.host, &loaded.plugin, &values.config(), options)
+        connector_host::verify::verify(&app2.host, &loaded.plugin, &values.config(), options)
     })
     .await?;
     Ok(Json(match verified {

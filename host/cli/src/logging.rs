@@ -3,7 +3,7 @@
 //! spans an event happened in (`instance`, `plugin`, `stage`) at the top level, so
 //! that `jq 'select(.instance == "defender-prod")'` finds an instance's lines.
 
-use connector_host::service::run_log::RunLogLayer;
+use connector_service::run_log::RunLogLayer;
 use serde_json::{Map, Value};
 use std::io::Write;
 use tracing::field::{Field, Visit};

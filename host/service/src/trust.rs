@@ -7,9 +7,9 @@
 //! nothing of the new version runs with the connector's secrets before that.
 
 use super::store::ConnectorRow;
-use crate::engine::Plugin;
-use crate::types::{field_kind_name, FieldKind};
 use anyhow::{Context, Result};
+use connector_host::engine::Plugin;
+use connector_host::types::{field_kind_name, FieldKind};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A connector's pinned approval.

@@ -82,7 +82,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for RunLogLayer {
         let mut text = Message(String::new(), String::new());
         event.record(&mut text);
         let mut message = if text.1.is_empty() { text.0 } else { format!("{}{}", text.0, text.1) };
-        crate::redact::cap_line(&mut message);
+        connector_host::log_line::cap_line(&mut message);
         let mut buffers = BUFFERS.lock().unwrap();
         let Some(buffer) = buffers.get_mut(&run) else { return };
         if buffer.lines.len() >= MAX_LINES || buffer.bytes + message.len() > MAX_BYTES {

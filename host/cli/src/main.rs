@@ -1,10 +1,8 @@
 //! `connector-host`: load a connector plugin, check its configuration, run it.
 
-mod cli;
-
 fn main() -> std::process::ExitCode {
     limit_malloc_arenas();
-    cli::main()
+    connector_host_cli::main()
 }
 
 /// Pages of tens of megabytes are allocated on one thread and freed on another in a

@@ -18,6 +18,7 @@ mod auth;
 mod catalogue;
 mod connectors;
 mod console;
+mod domain;
 mod metrics;
 pub mod run_log;
 mod schedule;
@@ -29,9 +30,9 @@ mod worker;
 pub use auth::ADMIN_TOKEN_ENV;
 pub use vault::KEY_ENV as SECRET_KEY_ENV;
 
-use crate::engine::PluginHost;
 use anyhow::{Context, Result};
 use catalogue::Catalogue;
+use connector_host::engine::PluginHost;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -12,19 +12,20 @@
 
 use super::catalogue::Catalogue;
 use super::connectors::Values;
+use super::domain::RunStatus;
 use super::run_log;
 use super::store::{now_ms, ConnectorRow, Db, Outcome, RunRow};
 use super::trust;
 use super::vault::Vault;
-use crate::cvm::{DeliveryOptions, UploadGate};
-use crate::engine::{PluginHost, SessionOptions, UnapprovedOrigin};
-use crate::events::{Event, EventSink};
-use crate::run::{self, RunOptions};
-use crate::summary::RunSummary;
 use anyhow::{anyhow, bail, Context, Result};
 use apalis::prelude::*;
 use apalis_postgres::PostgresStorage;
 use apalis_sqlite::SqliteStorage;
+use connector_host::cvm::{DeliveryOptions, UploadGate};
+use connector_host::engine::{PluginHost, SessionOptions, UnapprovedOrigin};
+use connector_host::events::{Event, EventSink};
+use connector_host::run::{self, RunOptions};
+use connector_host::summary::RunSummary;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -174,9 +175,9 @@ async fn execute(shared: &Arc<WorkerShared>, run_id: &str) -> Result<()> {
     };
     // Runs go with their connector, so it exists unless deleted a moment ago.
     let Some(connector) = db.connector(&run.connector_id).await? else { return Ok(()) };
-    let attempt = match run.status.as_str() {
-        "queued" => db.claim_run(run_id, &shared.name).await?,
-        "running" => take_over(shared, &run).await?,
+    let attempt = match run.status() {
+        Some(RunStatus::Queued) => db.claim_run(run_id, &shared.name).await?,
+        Some(RunStatus::Running) => take_over(shared, &run).await?,
         _ => None, // already ended: the job was handed out again, and is done
     };
     let Some(attempt) = attempt else { return Ok(()) };
@@ -232,7 +233,7 @@ async fn take_over(shared: &WorkerShared, run: &RunRow) -> Result<Option<i64>> {
         return Ok(taken);
     }
     let outcome = Outcome {
-        status: "failed",
+        status: RunStatus::Failed,
         error: Some(format!(
             "worker {previous} stopped answering after its upload to CVM began; the run is not repeated, so nothing is uploaded twice. \
              Check the CVM connector's runs; the next run uploads everything again"
@@ -249,7 +250,7 @@ async fn outcome_of(shared: &WorkerShared, run_id: &str, result: Result<RunSumma
         Ok(summary) => summary,
         Err(e) => {
             return Outcome {
-                status: "failed",
+                status: RunStatus::Failed,
                 error: Some(format!("{e:#}")),
                 duration_ms: took.as_millis() as i64,
                 ..Outcome::default()
@@ -273,7 +274,7 @@ async fn outcome_of(shared: &WorkerShared, run_id: &str, result: Result<RunSumma
         };
         if let Err(e) = stored {
             return Outcome {
-                status: "failed",
+                status: RunStatus::Failed,
                 error: Some(format!("the run's file {name} could not be stored: {e:#}")),
                 ..Outcome::default()
             };
@@ -286,7 +287,7 @@ async fn outcome_of(shared: &WorkerShared, run_id: &str, result: Result<RunSumma
     // The worker's scratch paths mean nothing to a reader: the files by name.
     json["files_written"] = serde_json::json!(names);
     Outcome {
-        status: "succeeded",
+        status: RunStatus::Succeeded,
         summary: Some(json.to_string()),
         error: None,
         cvm_result,
@@ -488,11 +489,11 @@ const MARGIN: Duration = Duration::from_secs(30 * 60);
 /// the job engine) would hold its connector's one active slot, and no schedule would
 /// start it again. How many it ended.
 pub async fn reap(db: &Db, now: i64) -> Result<usize> {
-    let run_limit = crate::limits::SandboxLimits::default().run_time;
+    let run_limit = connector_host::config::SandboxLimits::default().run_time;
     let shortest = (run_limit + MARGIN).as_millis() as i64;
     let mut ended = 0;
     for run in db.old_active_runs(now - shortest, now - QUEUED_AT_MOST.as_millis() as i64).await? {
-        let error = if run.status == "queued" {
+        let error = if run.status() == Some(RunStatus::Queued) {
             format!(
                 "no worker took this run within {} h of its queueing; are workers running (`connector-host worker`, or `serve` without --workers 0)?",
                 QUEUED_AT_MOST.as_secs() / 3600
@@ -507,7 +508,7 @@ pub async fn reap(db: &Db, now: i64) -> Result<usize> {
                         let minutes = cvm
                             .get("run_deadline_minutes")
                             .and_then(|m| m.parse::<u64>().ok())
-                            .unwrap_or(crate::cvm::config::DEFAULT_RUN_DEADLINE_MINUTES);
+                            .unwrap_or(connector_host::cvm::config::DEFAULT_RUN_DEADLINE_MINUTES);
                         Duration::from_secs(minutes * 60)
                     })
                     .unwrap_or_default(),
@@ -523,7 +524,7 @@ pub async fn reap(db: &Db, now: i64) -> Result<usize> {
                 longest.as_secs() / 60
             )
         };
-        let outcome = Outcome { status: "failed", error: Some(error), ..Outcome::default() };
+        let outcome = Outcome { status: RunStatus::Failed, error: Some(error), ..Outcome::default() };
         if db.finish_run(&run.id, None, &outcome).await? {
             tracing::warn!(run = %run.id, connector = %run.connector_id, "a stale run was ended as failed");
             ended += 1;
