@@ -5,6 +5,7 @@ use crate::bindings::{line_for, types::PluginInfo, IntoAnyhow, Line, Pre, CONTRA
 use crate::capability::http::HttpCapability;
 use crate::capability::log::LogCapability;
 use crate::capability::output::OutputCapability;
+use crate::capability::records::{Discard, RecordSink};
 use crate::config::ResolvedConfig;
 use crate::egress::Egress;
 use crate::events::EventSink;
@@ -12,7 +13,6 @@ use crate::limits::LimitExceeded;
 use crate::plugin_state::PluginState;
 use crate::policy::NetworkPolicy;
 use crate::redact::Redactor;
-use crate::run::collect::RunOutput;
 use crate::secrets::Secrets;
 use crate::session::Session;
 pub use crate::session::UnapprovedOrigin;
@@ -183,18 +183,20 @@ pub struct Plugin {
 }
 
 impl Plugin {
-    /// A fresh, sandboxed instance for one verify or run.
+    /// A fresh, sandboxed instance that checks a plugin (info, configure, verify):
+    /// records it emits are counted against the limits and kept nowhere. A run's
+    /// sessions send theirs to the run's collector (`run::run`).
     pub fn open(&self, host: &PluginHost, config: &ResolvedConfig, options: SessionOptions) -> Result<Session> {
-        self.open_for_run(host, config, options, RunOutput::new(config.limits.temp_disk_bytes))
+        self.open_with_sink(host, config, options, Arc::new(Discard::default()))
     }
 
     /// A fresh instance whose records go to `output`, shared by the run's sessions.
-    pub(crate) fn open_for_run(
+    pub(crate) fn open_with_sink(
         &self,
         host: &PluginHost,
         config: &ResolvedConfig,
         options: SessionOptions,
-        output: RunOutput,
+        output: Arc<dyn RecordSink>,
     ) -> Result<Session> {
         let redactor = Arc::new(Redactor::new(config.secrets.iter().map(|(_, v)| v.as_str())));
         // Egress is what the plugin declared, filled in with this configuration;

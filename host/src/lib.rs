@@ -65,4 +65,16 @@ pub mod log_line {
 pub mod bench_support {
     pub use crate::run::collect::Collector;
     pub use crate::run::kdi::{write, WriteOptions, Written};
+
+    /// A session whose records go to a run's collector, as a run's do (the mapping
+    /// benchmark measures the wasm mapping with the host's handling of its records).
+    pub fn open_collecting(
+        plugin: &crate::engine::Plugin,
+        host: &crate::engine::PluginHost,
+        config: &crate::config::ResolvedConfig,
+        options: crate::engine::SessionOptions,
+    ) -> anyhow::Result<crate::session::Session> {
+        let output = crate::run::collect::RunOutput::new(config.limits.temp_disk_bytes);
+        plugin.open_with_sink(host, config, options, std::sync::Arc::new(output))
+    }
 }

@@ -1,9 +1,11 @@
 //! The `output` import: records, counters and progress from the plugin's `%map`,
-//! handed to the run's collector ([`crate::run::collect`]).
+//! masked, counted against the limits and handed to the session's record sink
+//! ([`super::records`]).
 //!
 //! A run's output is shared by its sessions: a pipelined run maps on one instance
 //! while another fetches, and both may emit.
 
+use super::records::{BatchedVulnerability, Message, RecordSink, VulnerabilityBatch};
 use crate::bindings::output::Host;
 use crate::bindings::types::Datetime;
 use crate::bindings::types::{Asset, Vulnerability, VulnerabilityDefinition};
@@ -11,14 +13,14 @@ use crate::events::{emit, Event, EventSink};
 use crate::limits::{thread_cpu_time, LimitExceeded, SandboxLimits};
 use crate::plugin_state::PluginState;
 use crate::redact::{plugin_name, Redactor};
-use crate::run::collect::{BatchedVulnerability, Message, RunOutput, VulnerabilityBatch};
 use std::borrow::Cow;
+use std::sync::Arc;
 use wasmtime::component::{ComponentType, Lift, WasmList, WasmStr};
 use wasmtime::StoreContextMut;
 
 /// The `output` capability of one session: where its records go, and the limit on them.
 pub struct OutputCapability {
-    output: RunOutput,
+    output: Arc<dyn RecordSink>,
     /// Where the plugin's progress reports go, as [`Event::Progress`].
     events: Option<EventSink>,
     /// The most records the run may emit.
@@ -28,7 +30,7 @@ pub struct OutputCapability {
 }
 
 impl OutputCapability {
-    pub(crate) fn new(events: Option<EventSink>, limits: &SandboxLimits, output: RunOutput) -> Self {
+    pub(crate) fn new(events: Option<EventSink>, limits: &SandboxLimits, output: Arc<dyn RecordSink>) -> Self {
         OutputCapability { output, events, max_records: limits.output_records, max_bytes: limits.output_bytes }
     }
 }

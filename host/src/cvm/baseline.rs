@@ -7,7 +7,6 @@
 //! key. Fingerprints are FNV-1a, written out here because they must stay the same
 //! across builds and Rust versions (std's hasher makes no such promise).
 
-use crate::run::join::JoinedAsset;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -40,11 +39,12 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Adds an asset and its vulnerabilities (call [`Snapshot::seal`] after the last).
-    pub fn add(&mut self, asset: &JoinedAsset) {
-        self.assets.push(fingerprint(&[&asset.asset.key]));
-        self.vulnerabilities
-            .extend(asset.vulnerabilities.iter().map(|v| fingerprint(&[&asset.asset.key, &v.identifier])));
+    /// Adds an asset by its key, and the identifiers of its vulnerabilities (call
+    /// [`Snapshot::seal`] after the last). Keys and identifiers only: delivery does
+    /// not depend on how the run joins its records.
+    pub fn add<'a>(&mut self, asset_key: &str, identifiers: impl IntoIterator<Item = &'a str>) {
+        self.assets.push(fingerprint(&[asset_key]));
+        self.vulnerabilities.extend(identifiers.into_iter().map(|identifier| fingerprint(&[asset_key, identifier])));
     }
 
     /// Sorts the fingerprints, ready for comparison.
@@ -54,10 +54,11 @@ impl Snapshot {
         self
     }
 
-    /// The snapshot of a whole run held in memory (tests and small runs).
-    pub fn of(assets: &[JoinedAsset]) -> Snapshot {
+    /// The snapshot of assets held in memory, each its key and its vulnerabilities'
+    /// identifiers (tests and small runs).
+    pub fn of<'a>(assets: impl IntoIterator<Item = (&'a str, Vec<&'a str>)>) -> Snapshot {
         let mut snapshot = Snapshot::default();
-        assets.iter().for_each(|a| snapshot.add(a));
+        assets.into_iter().for_each(|(key, identifiers)| snapshot.add(key, identifiers));
         snapshot.seal()
     }
 }

@@ -12,6 +12,7 @@ use super::store::byte_log::{ByteLog, Span};
 use super::store::external_sort::{Ranks, Report, ReportOrder, Sorter};
 use super::store::interner::Interner;
 use crate::bindings::types::{Asset, Datetime, Vulnerability, VulnerabilityDefinition};
+use crate::capability::records::{BatchedVulnerability, Message, RecordSink, VulnerabilityBatch};
 use anyhow::Result;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc::{sync_channel, SyncSender};
@@ -102,142 +103,6 @@ struct Worker {
     thread: JoinHandle<Collector>,
 }
 
-/// What a plugin emitted, on its way to the collector.
-pub(crate) enum Message {
-    Assets(Vec<Asset>),
-    Vulnerabilities(Vec<Vulnerability>),
-    /// Vulnerabilities read in place from the plugin's memory (see [`VulnerabilityBatch`]).
-    VulnerabilityBatch(VulnerabilityBatch),
-    Definitions(Vec<VulnerabilityDefinition>),
-    Count(String, u64),
-    Skip(String, u64),
-}
-
-impl Message {
-    /// About how many bytes of text the message carries (for the output limit).
-    pub(crate) fn text_bytes(&self) -> u64 {
-        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
-        let bytes: usize = match self {
-            Message::Assets(assets) => assets
-                .iter()
-                .map(|a| {
-                    let l = &a.locators;
-                    a.key.len()
-                        + [&l.external_id, &l.hostname, &l.fqdn, &l.netbios, &l.ip_address, &l.mac_address, &l.url]
-                            .into_iter()
-                            .map(opt)
-                            .sum::<usize>()
-                        + opt(&l.application)
-                        + opt(&a.os)
-                        + opt(&a.os_version)
-                        + a.tags.iter().map(String::len).sum::<usize>()
-                })
-                .sum(),
-            Message::Vulnerabilities(v) => {
-                v.iter().map(|v| v.asset_key.len() + v.identifier.len() + opt(&v.details)).sum()
-            }
-            Message::Definitions(d) => {
-                d.iter().map(|d| d.identifier.len() + d.name.len() + opt(&d.description) + opt(&d.solution)).sum()
-            }
-            Message::VulnerabilityBatch(batch) => batch.bytes.len(),
-            Message::Count(name, _) | Message::Skip(name, _) => name.len(),
-        };
-        bytes as u64
-    }
-}
-
-/// Vulnerabilities copied straight from the plugin's memory into one buffer, one
-/// after another, instead of lifted into a `String` for each field: the host reads
-/// the guest's strings in place when the plugin emits them (`emit-vulnerabilities`).
-/// The format is private to one run: lengths as little-endian u32, times as i64
-/// seconds and u32 nanoseconds, a flags byte for what is present.
-#[derive(Default)]
-pub(crate) struct VulnerabilityBatch {
-    bytes: Vec<u8>,
-}
-
-/// One vulnerability of a [`VulnerabilityBatch`], borrowing from it.
-pub(crate) struct BatchedVulnerability<'a> {
-    pub asset_key: &'a str,
-    pub identifier: &'a str,
-    pub score: u8,
-    pub found: Option<Datetime>,
-    pub last_seen: Option<Datetime>,
-    pub details: Option<&'a str>,
-}
-
-impl<'a> From<&'a Vulnerability> for BatchedVulnerability<'a> {
-    fn from(v: &'a Vulnerability) -> Self {
-        BatchedVulnerability {
-            asset_key: &v.asset_key,
-            identifier: &v.identifier,
-            score: v.score,
-            found: v.found,
-            last_seen: v.last_seen,
-            details: v.details.as_deref(),
-        }
-    }
-}
-
-impl VulnerabilityBatch {
-    /// Appends one vulnerability.
-    pub(crate) fn push(&mut self, v: &BatchedVulnerability) {
-        let text = |bytes: &mut Vec<u8>, s: &str| {
-            bytes.extend_from_slice(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_le_bytes());
-            bytes.extend_from_slice(&s.as_bytes()[..s.len().min(u32::MAX as usize)]);
-        };
-        text(&mut self.bytes, v.asset_key);
-        text(&mut self.bytes, v.identifier);
-        let flags =
-            u8::from(v.found.is_some()) | u8::from(v.last_seen.is_some()) << 1 | u8::from(v.details.is_some()) << 2;
-        self.bytes.extend_from_slice(&[v.score, flags]);
-        for t in [&v.found, &v.last_seen].into_iter().flatten() {
-            self.bytes.extend_from_slice(&t.seconds.to_le_bytes());
-            self.bytes.extend_from_slice(&t.nanoseconds.to_le_bytes());
-        }
-        if let Some(details) = v.details {
-            text(&mut self.bytes, details);
-        }
-    }
-
-    /// Every vulnerability, in order.
-    pub(crate) fn records(&self) -> impl Iterator<Item = BatchedVulnerability<'_>> {
-        let bytes = &self.bytes;
-        let mut at = 0;
-        std::iter::from_fn(move || {
-            if at >= bytes.len() {
-                return None;
-            }
-            let mut take = |n: usize| {
-                let slice = &bytes[at..at + n];
-                at += n;
-                slice
-            };
-            let mut text = || {
-                let len = u32::from_le_bytes(take(4).try_into().expect("4 bytes")) as usize;
-                // Written from `&str`s by `push`: always UTF-8.
-                std::str::from_utf8(take(len)).unwrap_or_default()
-            };
-            let (asset_key, identifier) = (text(), text());
-            let head = take(2);
-            let (score, flags) = (head[0], head[1]);
-            let mut time = |present: bool| {
-                present.then(|| {
-                    let seconds = i64::from_le_bytes(take(8).try_into().expect("8 bytes"));
-                    let nanoseconds = u32::from_le_bytes(take(4).try_into().expect("4 bytes"));
-                    Datetime { seconds, nanoseconds }
-                })
-            };
-            let (found, last_seen) = (time(flags & 1 != 0), time(flags & 2 != 0));
-            let details = (flags & 4 != 0).then(|| {
-                let len = u32::from_le_bytes(take(4).try_into().expect("4 bytes")) as usize;
-                std::str::from_utf8(take(len)).unwrap_or_default()
-            });
-            Some(BatchedVulnerability { asset_key, identifier, score, found, last_seen, details })
-        })
-    }
-}
-
 /// Batches waiting for the collector thread (each up to the SDK's 5,000 records).
 const BATCHES_IN_FLIGHT: usize = 4;
 
@@ -257,14 +122,14 @@ impl RunOutput {
 
     /// Adds `count` records of `bytes` of text to those the run emitted; returns the
     /// new totals.
-    pub(crate) fn count_emitted(&self, count: u64, bytes: u64) -> (u64, u64) {
+    fn count(&self, count: u64, bytes: u64) -> (u64, u64) {
         let mut shared = self.lock();
         shared.emitted = shared.emitted.saturating_add(count);
         shared.emitted_bytes = shared.emitted_bytes.saturating_add(bytes);
         (shared.emitted, shared.emitted_bytes)
     }
 
-    pub(crate) fn send(&self, message: Message) -> std::io::Result<()> {
+    fn start_or_send(&self, message: Message) -> std::io::Result<()> {
         let mut shared = self.lock();
         if shared.worker.is_none() {
             let (messages, received) = sync_channel::<Message>(BATCHES_IN_FLIGHT);
@@ -306,6 +171,17 @@ impl RunOutput {
         };
         drop(messages);
         thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+}
+
+/// The pipeline's side of the sandbox's `output`: records go to the collector thread.
+impl RecordSink for RunOutput {
+    fn count_emitted(&self, count: u64, bytes: u64) -> (u64, u64) {
+        self.count(count, bytes)
+    }
+
+    fn send(&self, message: Message) -> std::io::Result<()> {
+        self.start_or_send(message)
     }
 }
 

@@ -397,7 +397,7 @@ mod tests {
 
     #[test]
     fn vulnerabilities_read_in_place_join_exactly_like_lifted_ones() {
-        use crate::run::collect::VulnerabilityBatch;
+        use crate::capability::records::VulnerabilityBatch;
         let reports = [
             vuln("a", "CVE-1", 6, 100, 500, "chrome"),
             vuln("a", "CVE-2", 3, 1, 2, ""),

@@ -32,6 +32,7 @@ use kdi::{KdiWriter, WriteOptions};
 use page_queue::{PageQueue, QUEUED_BYTES};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What a run writes, and where.
@@ -127,13 +128,13 @@ fn execute_quietly(
         (None, None) => false,
     };
     let output = RunOutput::new(resolved.limits.temp_disk_bytes);
-    let mut fetcher = plugin.open_for_run(host, &resolved, session.clone(), output.clone())?;
+    let mut fetcher = plugin.open_with_sink(host, &resolved, session.clone(), Arc::new(output.clone()))?;
     fetcher.configure(&resolved)?;
     let instances = mapping_instances(plugin, options);
     let mut mappers = Vec::with_capacity(instances);
     for _ in 0..instances {
         let options = SessionOptions { events: None, ..session.clone() };
-        let mut mapper = plugin.open_for_run(host, &resolved, options, output.clone())?;
+        let mut mapper = plugin.open_with_sink(host, &resolved, options, Arc::new(output.clone()))?;
         mapper.configure(&resolved)?;
         mappers.push(mapper);
     }
@@ -223,7 +224,7 @@ fn join_and_write(
     while let Some(asset) = assets.next()? {
         writer.add(&asset)?;
         if let Some(snapshot) = snapshot.as_mut() {
-            snapshot.add(&asset);
+            snapshot.add(&asset.asset.key, asset.vulnerabilities.iter().map(|v| v.identifier.as_str()));
         }
     }
     let counts = assets.finish()?;

@@ -275,8 +275,8 @@ fn mapping_comparison(sim: &DefenderSim, plugin: &std::path::Path, page_size: u6
     let loaded = host.load(plugin)?;
     let config = ConnectorConfig::parse(&sim.config_toml(), &|_| None)?;
     let resolved = config.resolve(&loaded.info)?;
-    let mut session =
-        loaded.open(&host, &resolved, SessionOptions { allow_insecure_loopback: true, ..Default::default() })?;
+    let options = SessionOptions { allow_insecure_loopback: true, ..Default::default() };
+    let mut session = connector_host::bench_support::open_collecting(&loaded, &host, &resolved, options)?;
     session.configure(&resolved)?;
     let bearer = bearer(sim, &client)?;
     let mut pages = Vec::new();
