@@ -15,7 +15,7 @@ use crate::policy::NetworkPolicy;
 use crate::redact::Redactor;
 use crate::secrets::Secrets;
 use crate::session::Session;
-pub use crate::session::UnapprovedOrigin;
+pub use crate::session::{FailureKind, PluginFailure, UnapprovedOrigin};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

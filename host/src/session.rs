@@ -19,6 +19,77 @@ pub struct Session {
     derived: Vec<String>,
 }
 
+/// What kind of failure a plugin reported (the contract's `plugin-error` cases), so
+/// that a platform can act on it: retry a throttled run later, show an
+/// authentication failure as a problem of the connector's settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// A setting is missing or wrong.
+    NotConfigured,
+    /// The credentials were refused.
+    Authentication,
+    /// The credentials lack a permission.
+    Permission,
+    /// The source could not be reached.
+    Unreachable,
+    /// The source throttled the plugin past what it would wait.
+    Throttled,
+    /// The source answered something the plugin cannot read.
+    BadResponse,
+    /// Anything else.
+    Other,
+}
+
+impl FailureKind {
+    /// As messages and the service's API write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::NotConfigured => "not configured",
+            FailureKind::Authentication => "authentication failed",
+            FailureKind::Permission => "permission missing",
+            FailureKind::Unreachable => "host unreachable",
+            FailureKind::Throttled => "throttled",
+            FailureKind::BadResponse => "bad response",
+            FailureKind::Other => "error",
+        }
+    }
+
+    /// A kind as [`FailureKind::as_str`] writes it.
+    pub fn parse(text: &str) -> Option<FailureKind> {
+        use FailureKind::*;
+        [NotConfigured, Authentication, Permission, Unreachable, Throttled, BadResponse, Other]
+            .into_iter()
+            .find(|k| k.as_str() == text)
+    }
+
+    /// Whether the operator fixes it in the connector's settings (credentials,
+    /// permissions, values), not by waiting.
+    pub fn is_configuration(self) -> bool {
+        matches!(self, FailureKind::NotConfigured | FailureKind::Authentication | FailureKind::Permission)
+    }
+}
+
+/// A failure a plugin reported from one of its calls, masked and on one line.
+#[derive(Debug)]
+pub struct PluginFailure {
+    /// The plugin.
+    pub plugin: String,
+    /// The call (`verify`, `fetch`, `map`).
+    pub export: &'static str,
+    /// The kind the plugin gave.
+    pub kind: FailureKind,
+    /// The plugin's message.
+    pub message: String,
+}
+
+impl std::fmt::Display for PluginFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "{} {}: {}: {}", self.plugin, self.export, self.kind.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for PluginFailure {}
+
 /// A contract 0.2 plugin derived an origin its operator did not approve: the
 /// session refuses it before anything is sent there.
 #[derive(Debug)]
@@ -86,18 +157,18 @@ impl Session {
         })
     }
 
-    fn plugin_error(&self, export: &str, e: PluginError) -> anyhow::Error {
+    fn plugin_error(&self, export: &'static str, e: PluginError) -> anyhow::Error {
         let (kind, text) = match e {
-            PluginError::NotConfigured(t) => ("not configured", t),
-            PluginError::Authentication(t) => ("authentication failed", t),
-            PluginError::Permission(t) => ("permission missing", t),
-            PluginError::Unreachable(t) => ("host unreachable", t),
-            PluginError::Throttled(t) => ("throttled", t),
-            PluginError::BadResponse(t) => ("bad response", t),
-            PluginError::Other(t) => ("error", t),
+            PluginError::NotConfigured(t) => (FailureKind::NotConfigured, t),
+            PluginError::Authentication(t) => (FailureKind::Authentication, t),
+            PluginError::Permission(t) => (FailureKind::Permission, t),
+            PluginError::Unreachable(t) => (FailureKind::Unreachable, t),
+            PluginError::Throttled(t) => (FailureKind::Throttled, t),
+            PluginError::BadResponse(t) => (FailureKind::BadResponse, t),
+            PluginError::Other(t) => (FailureKind::Other, t),
         };
-        let text = self.store.data().redactor.redact(&text);
-        anyhow!("{} {export}: {kind}: {text}", self.plugin_id)
+        let message = crate::redact::one_line(&self.store.data().redactor.redact(&text));
+        anyhow::Error::new(PluginFailure { plugin: self.plugin_id.clone(), export, kind, message })
     }
 
     /// The plugin's `info` (a contract 0.2 plugin's read as 0.3).

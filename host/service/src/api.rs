@@ -5,7 +5,7 @@ use super::auth::{self, Role};
 use super::catalogue::Catalogue;
 use super::connectors::{self, time, Draft, Invalid, Values};
 use super::metrics;
-use super::store::{new_id, now_ms, ConnectorRow, Db, Inserted, PluginRow, RunRow};
+use super::store::{new_id, now_ms, ConnectorRow, Db, FileRow, Inserted, PluginRow, RunRow};
 use super::trust::{self, Trust};
 use super::vault::Vault;
 use super::worker::Queue;
@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use connector_host::config::FieldErrors;
-use connector_host::engine::{PluginHost, SessionOptions};
+use connector_host::engine::{FailureKind, PluginHost, SessionOptions};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
@@ -182,14 +182,14 @@ async fn plugins(State(app): AppState, _caller: Caller) -> ApiResult<Json<Value>
 /// A connector with its plugin and last run, as the API shows it.
 async fn connector_view(app: &App, row: &ConnectorRow) -> ApiResult<Value> {
     let plugin = app.db.plugin(&row.plugin_id).await?;
-    view_with(app, row, plugin.as_ref()).await
+    let last = app.db.runs(Some(&row.id), 1).await?;
+    view_with(app, row, plugin.as_ref(), last.first())
 }
 
 /// A connector's view, its plugin's row already read.
 /// With what differs from the approval, for the admin to review next to Approve.
-async fn view_with(app: &App, row: &ConnectorRow, plugin: Option<&PluginRow>) -> ApiResult<Value> {
-    let last = app.db.runs(Some(&row.id), 1).await?;
-    let mut view = connectors::view(row, plugin, last.first(), &app.vault);
+fn view_with(app: &App, row: &ConnectorRow, plugin: Option<&PluginRow>, last: Option<&RunRow>) -> ApiResult<Value> {
+    let mut view = connectors::view(row, plugin, last, &app.vault);
     let changes = match app.catalogue.get(&row.plugin_id) {
         Some(loaded) => trust::changes(row, &loaded.plugin)?,
         None => Vec::new(),
@@ -204,11 +204,16 @@ async fn load_connector(app: &App, id: &str) -> ApiResult<ConnectorRow> {
 }
 
 async fn list_connectors(State(app): AppState, _caller: Caller) -> ApiResult<Json<Value>> {
-    // The plugins once, not once a connector.
+    // Three queries, whatever the number of connectors: plugins, connectors, last runs.
     let plugins = app.db.plugins().await?;
+    let mut last_runs = std::collections::HashMap::new();
+    for run in app.db.last_runs().await? {
+        last_runs.entry(run.connector_id.clone()).or_insert(run);
+    }
     let mut list = Vec::new();
     for row in app.db.connectors().await? {
-        list.push(view_with(&app, &row, plugins.iter().find(|p| p.id == row.plugin_id)).await?);
+        let plugin = plugins.iter().find(|p| p.id == row.plugin_id);
+        list.push(view_with(&app, &row, plugin, last_runs.get(&row.id))?);
     }
     Ok(Json(Value::Array(list)))
 }
@@ -438,22 +443,20 @@ struct RunsQuery {
 
 async fn list_runs(State(app): AppState, _caller: Caller, Query(q): Query<RunsQuery>) -> ApiResult<Json<Value>> {
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    let mut list = Vec::new();
-    for run in app.db.runs(q.connector.as_deref(), limit).await? {
-        list.push(run_view(&app.db, &run).await?);
-    }
+    // Two queries, whatever the number of runs: the runs, and their files.
+    let runs = app.db.runs(q.connector.as_deref(), limit).await?;
+    let files = app.db.files_of_runs(q.connector.as_deref(), limit).await?;
+    let list = runs.iter().map(|run| run_view(run, files.iter().filter(|f| f.run_id == run.id))).collect();
     Ok(Json(Value::Array(list)))
 }
 
-async fn run_view(db: &Db, run: &RunRow) -> ApiResult<Value> {
+/// A run as the API shows it, with its files.
+fn run_view<'a>(run: &RunRow, files: impl Iterator<Item = &'a FileRow>) -> Value {
     let parse = |text: &Option<String>| text.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok());
-    let files: Vec<Value> = db
-        .files(&run.id)
-        .await?
-        .iter()
+    let files: Vec<Value> = files
         .map(|f| json!({"name": f.name, "bytes": f.bytes, "url": format!("/api/runs/{}/files/{}", run.id, f.name)}))
         .collect();
-    Ok(json!({
+    json!({
         "id": run.id,
         "connector": run.connector_id,
         "status": run.status,
@@ -471,8 +474,11 @@ async fn run_view(db: &Db, run: &RunRow) -> ApiResult<Value> {
         "summary": parse(&run.summary),
         "cvm": parse(&run.cvm_result),
         "error": run.error,
+        "error_kind": run.error_kind,
+        // Fixed in the connector's settings (credentials, permissions), not by waiting.
+        "settings_problem": run.error_kind.as_deref().and_then(FailureKind::parse).is_some_and(FailureKind::is_configuration),
         "files": files,
-    }))
+    })
 }
 
 async fn load_run(app: &App, id: &str) -> ApiResult<RunRow> {
@@ -481,7 +487,8 @@ async fn load_run(app: &App, id: &str) -> ApiResult<RunRow> {
 
 async fn get_run(State(app): AppState, _caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let run = load_run(&app, &id).await?;
-    Ok(Json(run_view(&app.db, &run).await?))
+    let files = app.db.files(&run.id).await?;
+    Ok(Json(run_view(&run, files.iter())))
 }
 
 async fn run_log(State(app): AppState, _caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {

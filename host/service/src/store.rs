@@ -92,6 +92,8 @@ pub struct RunRow {
     pub progress: Option<String>,
     pub summary: Option<String>,
     pub error: Option<String>,
+    /// The kind of a failure the plugin reported (`FailureKind::as_str`).
+    pub error_kind: Option<String>,
     pub cvm_result: Option<String>,
     pub duration_ms: Option<i64>,
     pub assets: Option<i64>,
@@ -111,6 +113,7 @@ pub struct Outcome {
     pub status: RunStatus,
     pub summary: Option<String>,
     pub error: Option<String>,
+    pub error_kind: Option<String>,
     pub cvm_result: Option<String>,
     pub duration_ms: i64,
     pub assets: i64,
@@ -131,6 +134,7 @@ pub struct LogRow {
 /// A KDI file of a run, without its content.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct FileRow {
+    pub run_id: String,
     pub name: String,
     pub bytes: i64,
 }
@@ -344,6 +348,14 @@ impl Db {
         Ok(on_db!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(q.as_str())).bind(now).fetch_all(p).await)?)
     }
 
+    /// Brings a connector's next run forward to `at` (a retry), unless it is due
+    /// sooner already.
+    pub async fn due_by(&self, id: &str, at: i64) -> Result<()> {
+        let q = "UPDATE connectors SET next_due_at = $2 WHERE id = $1 AND (next_due_at IS NULL OR next_due_at > $2)";
+        on_db!(self, p => sqlx::query(q).bind(id).bind(at).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
     /// Moves a connector's next due time from `old` to `new`; false when another
     /// scheduler moved it first (that one starts the run).
     pub async fn advance_schedule(&self, id: &str, old: i64, new: Option<i64>) -> Result<bool> {
@@ -355,7 +367,7 @@ impl Db {
 
     // --- runs ---
 
-    const RUN_COLUMNS: &'static str = "id, connector_id, triggered_by, status, queued_at, started_at, finished_at, worker, attempt, delivery_started, progress, summary, error, cvm_result, duration_ms, assets, open_vulnerabilities";
+    const RUN_COLUMNS: &'static str = "id, connector_id, triggered_by, status, queued_at, started_at, finished_at, worker, attempt, delivery_started, progress, summary, error, error_kind, cvm_result, duration_ms, assets, open_vulnerabilities";
 
     /// Queues a run, or reports that the connector has one queued or running.
     pub async fn insert_run(&self, id: &str, connector_id: &str, triggered_by: &str) -> Result<Inserted> {
@@ -416,6 +428,16 @@ impl Db {
         )
     }
 
+    /// The latest run of every connector that has one, in one query.
+    pub async fn last_runs(&self) -> Result<Vec<RunRow>> {
+        let q = format!(
+            "SELECT {} FROM runs r WHERE queued_at = (SELECT MAX(l.queued_at) FROM runs l WHERE l.connector_id = r.connector_id)
+             ORDER BY queued_at DESC, id DESC",
+            Self::RUN_COLUMNS
+        );
+        Ok(on_db!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(q.as_str())).fetch_all(p).await)?)
+    }
+
     /// Claims a queued run for `worker`; returns the attempt number, or `None` when
     /// the run is not queued (another worker has it, or it ended).
     pub async fn claim_run(&self, id: &str, worker: &str) -> Result<Option<i64>> {
@@ -455,13 +477,13 @@ impl Db {
     /// Ends a run held by `worker` in `attempt`; false when it no longer holds it.
     pub async fn finish_run(&self, id: &str, worker: Option<(&str, i64)>, o: &Outcome) -> Result<bool> {
         let q = "UPDATE runs SET status = $2, finished_at = $3, summary = $4, error = $5, cvm_result = $6, duration_ms = $7,
-                   assets = $8, open_vulnerabilities = $9, rows_read = $10, api_calls = $11, throttled = $12
+                   assets = $8, open_vulnerabilities = $9, rows_read = $10, api_calls = $11, throttled = $12, error_kind = $15
                  WHERE id = $1 AND status IN ('queued', 'running') AND ($13 = '' OR (worker = $13 AND attempt = $14))";
         let (w, a) = worker.unwrap_or(("", 0));
         let done = on_db!(self, p => sqlx::query(q)
             .bind(id).bind(o.status.as_str()).bind(now_ms()).bind(&o.summary).bind(&o.error).bind(&o.cvm_result)
             .bind(o.duration_ms).bind(o.assets).bind(o.open_vulnerabilities).bind(o.rows_read).bind(o.api_calls)
-            .bind(o.throttled).bind(w).bind(a)
+            .bind(o.throttled).bind(w).bind(a).bind(&o.error_kind)
             .execute(p).await.map(|r| r.rows_affected()))?;
         Ok(done == 1)
     }
@@ -504,11 +526,19 @@ impl Db {
     }
 
     pub async fn files(&self, run_id: &str) -> Result<Vec<FileRow>> {
-        let q = "SELECT name, bytes FROM run_files WHERE run_id = $1 ORDER BY name";
+        let q = "SELECT run_id, name, bytes FROM run_files WHERE run_id = $1 ORDER BY name";
         Ok(on_db!(self, p => sqlx::query_as(q).bind(run_id).fetch_all(p).await)?)
     }
 
-    /// A stored KDI file, unpacked.
+    /// The files of the runs [`Db::runs`] lists for the same arguments, in one query.
+    pub async fn files_of_runs(&self, connector_id: Option<&str>, limit: i64) -> Result<Vec<FileRow>> {
+        let q = "SELECT f.run_id, f.name, f.bytes FROM run_files f
+                 JOIN (SELECT id FROM runs WHERE (CAST($1 AS TEXT) IS NULL OR connector_id = $1)
+                       ORDER BY queued_at DESC, id DESC LIMIT $2) r ON f.run_id = r.id
+                 ORDER BY f.run_id, f.name";
+        Ok(on_db!(self, p => sqlx::query_as(q).bind(connector_id).bind(limit).fetch_all(p).await)?)
+    }
+
     /// A run's file as stored: gzipped (a tenth of its size or less).
     pub async fn file_gzipped(&self, run_id: &str, name: &str) -> Result<Option<Vec<u8>>> {
         let q = "SELECT content FROM run_files WHERE run_id = $1 AND name = $2";

@@ -22,7 +22,7 @@ use apalis::prelude::*;
 use apalis_postgres::PostgresStorage;
 use apalis_sqlite::SqliteStorage;
 use connector_host::cvm::{DeliveryOptions, UploadGate};
-use connector_host::engine::{PluginHost, SessionOptions, UnapprovedOrigin};
+use connector_host::engine::{FailureKind, PluginFailure, PluginHost, SessionOptions, UnapprovedOrigin};
 use connector_host::events::{Event, EventSink};
 use connector_host::run::{self, RunOptions};
 use connector_host::summary::RunSummary;
@@ -217,9 +217,19 @@ async fn execute(shared: &Arc<WorkerShared>, run_id: &str) -> Result<()> {
     let finished = db.finish_run(run_id, Some((&shared.name, attempt)), &outcome).await?;
     if !finished {
         tracing::warn!(run = %run_id, "another worker took this run over; its outcome here is not recorded");
+    } else if outcome.error_kind.as_deref() == Some(FailureKind::Throttled.as_str()) {
+        // The source's quota will have room again: run it again then, without waiting
+        // for the schedule (or for someone to press Run now).
+        let at = now_ms() + THROTTLED_RETRY.as_millis() as i64;
+        db.due_by(&run.connector_id, at).await?;
+        tracing::info!(run = %run_id, "the source throttled the run; it runs again in {} minutes", THROTTLED_RETRY.as_secs() / 60);
     }
     stored
 }
+
+/// How long after a run the source throttled it runs again: Defender's quotas
+/// count per minute and per hour, GitHub's per hour.
+const THROTTLED_RETRY: Duration = Duration::from_secs(15 * 60);
 
 /// The engine gave us a run another worker held: that worker was declared lost.
 /// Take it over if nothing went to CVM yet; otherwise end it as failed.
@@ -249,12 +259,14 @@ async fn outcome_of(shared: &WorkerShared, run_id: &str, result: Result<RunSumma
     let summary = match result {
         Ok(summary) => summary,
         Err(e) => {
+            let kind = e.chain().find_map(|cause| cause.downcast_ref::<PluginFailure>()).map(|f| f.kind);
             return Outcome {
                 status: RunStatus::Failed,
                 error: Some(format!("{e:#}")),
+                error_kind: kind.map(|k| k.as_str().to_owned()),
                 duration_ms: took.as_millis() as i64,
                 ..Outcome::default()
-            }
+            };
         }
     };
     let expires_at = now_ms() + shared.retention.as_millis() as i64;
@@ -290,6 +302,7 @@ async fn outcome_of(shared: &WorkerShared, run_id: &str, result: Result<RunSumma
         status: RunStatus::Succeeded,
         summary: Some(json.to_string()),
         error: None,
+        error_kind: None,
         cvm_result,
         duration_ms: took.as_millis() as i64,
         assets: summary.assets_written as i64,

@@ -369,3 +369,49 @@ fn a_run_cut_short_by_a_killed_serve_is_taken_over_after_a_restart() {
     let expected = oracle::expected_live(&defender.tenant());
     assert_eq!(run["summary"]["assets_written"], expected.assets.len());
 }
+
+#[test]
+fn a_throttled_run_runs_again_later_and_refused_credentials_read_as_a_settings_problem() {
+    use connector_simulators::defender::{Faults, RetryAfter};
+    // Every API call answers 429 asking to wait an hour: longer than the plugin
+    // waits, so it reports `throttled`.
+    let faults = Faults { throttle_every: Some((1, RetryAfter::Seconds(3_600))), ..Faults::default() };
+    let throttling = DefenderSim::start(SPEC, SimOptions { faults, ..SimOptions::default() }).unwrap();
+    let healthy = DefenderSim::start(SPEC, SimOptions::default()).unwrap();
+    let dir = kdi::temp_dir("service-failure-kinds");
+    let (serve, api) = start(&dir.join("state"), &[]);
+
+    let add = |name: &str, settings: Value| {
+        let (status, created) =
+            api.post("/api/connectors", json!({"plugin": "defender-tvm", "name": name, "settings": settings}));
+        assert_eq!(status, 201, "{created}");
+        created["id"].as_str().unwrap().to_owned()
+    };
+    let run = |id: &str| {
+        let (status, queued) = api.post(&format!("/api/connectors/{id}/runs"), json!({}));
+        assert_eq!(status, 202, "{queued}");
+        api.wait_for_run(queued["id"].as_str().unwrap(), Duration::from_secs(120))
+    };
+
+    let throttled = add("throttled", defender_settings(&throttling));
+    let ran = run(&throttled);
+    assert_eq!(ran["status"], "failed", "{ran}");
+    assert_eq!(ran["error_kind"], "throttled", "{ran}");
+    assert_eq!(ran["settings_problem"], false);
+    // Not scheduled, yet due again: in about 15 minutes.
+    let (_, connector) = api.get(&format!("/api/connectors/{throttled}"));
+    let due = chrono::DateTime::parse_from_rfc3339(connector["next_due"].as_str().expect("due again")).unwrap();
+    let minutes = (due.timestamp() - chrono::Utc::now().timestamp()) as f64 / 60.0;
+    assert!((13.0..=15.5).contains(&minutes), "due again in {minutes:.1} minutes");
+
+    let mut wrong = defender_settings(&healthy);
+    wrong["client_secret"] = json!("not-the-secret");
+    let refused = add("refused", wrong);
+    let ran = run(&refused);
+    assert_eq!(ran["status"], "failed", "{ran}");
+    assert_eq!(ran["error_kind"], "authentication failed", "{ran}");
+    assert_eq!(ran["settings_problem"], true, "{ran}");
+    let (_, connector) = api.get(&format!("/api/connectors/{refused}"));
+    assert!(connector["next_due"].is_null(), "a settings problem is not retried: {connector}");
+    drop(serve);
+}
