@@ -70,20 +70,10 @@ fn mask_all<'a>(redactor: &Redactor, strings: impl Iterator<Item = &'a mut Strin
     strings.for_each(|s| redactor.redact_in_place(s));
 }
 
-fn asset_strings(a: &mut Asset) -> impl Iterator<Item = &mut String> {
-    let l = &mut a.locators;
-    [&mut l.external_id, &mut l.hostname, &mut l.fqdn, &mut l.netbios, &mut l.ip_address, &mut l.mac_address]
-        .into_iter()
-        .chain([&mut l.url, &mut l.application, &mut a.os, &mut a.os_version])
-        .flatten()
-        .chain(std::iter::once(&mut a.key))
-        .chain(a.tags.iter_mut())
-}
-
 impl Host for PluginState {
     fn emit_assets(&mut self, mut assets: Vec<Asset>) -> wasmtime::Result<()> {
         if !self.redactor.is_empty() {
-            assets.iter_mut().for_each(|a| mask_all(&self.redactor, asset_strings(a)));
+            assets.iter_mut().for_each(|a| mask_all(&self.redactor, a.texts_mut()));
         }
         self.emit(assets.len(), Message::Assets(assets))
     }

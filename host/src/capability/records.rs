@@ -48,21 +48,7 @@ impl Message {
     pub(crate) fn text_bytes(&self) -> u64 {
         let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
         let bytes: usize = match self {
-            Message::Assets(assets) => assets
-                .iter()
-                .map(|a| {
-                    let l = &a.locators;
-                    a.key.len()
-                        + [&l.external_id, &l.hostname, &l.fqdn, &l.netbios, &l.ip_address, &l.mac_address, &l.url]
-                            .into_iter()
-                            .map(opt)
-                            .sum::<usize>()
-                        + opt(&l.application)
-                        + opt(&a.os)
-                        + opt(&a.os_version)
-                        + a.tags.iter().map(String::len).sum::<usize>()
-                })
-                .sum(),
+            Message::Assets(assets) => assets.iter().map(Asset::text_len).sum(),
             Message::Vulnerabilities(v) => {
                 v.iter().map(|v| v.asset_key.len() + v.identifier.len() + opt(&v.details)).sum()
             }

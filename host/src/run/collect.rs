@@ -33,8 +33,7 @@ pub const URL_WITHOUT_APPLICATION: &str = "asset located by url without an appli
 fn locator_problem(asset: &Asset) -> Option<&'static str> {
     let l = &asset.locators;
     let present = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
-    let others = [&l.external_id, &l.hostname, &l.fqdn, &l.netbios, &l.ip_address, &l.mac_address];
-    if others.into_iter().any(present) {
+    if l.standalone().into_iter().any(present) {
         return None;
     }
     match (present(&l.url), present(&l.application)) {

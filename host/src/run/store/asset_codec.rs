@@ -16,18 +16,8 @@ pub fn encode(asset: &Asset) -> Box<[u8]> {
     let l = &asset.locators;
     let mut out = Vec::with_capacity(256);
     text(&mut out, Some(&asset.key));
-    for field in [
-        &l.external_id,
-        &l.hostname,
-        &l.fqdn,
-        &l.netbios,
-        &l.ip_address,
-        &l.mac_address,
-        &l.url,
-        &l.application,
-        &asset.os,
-        &asset.os_version,
-    ] {
+    // In the order of `Locators::all`, which `decode` reads back.
+    for field in l.all().into_iter().chain([&asset.os, &asset.os_version]) {
         text(&mut out, field.as_deref());
     }
     out.extend_from_slice(&(asset.tags.len() as u32).to_le_bytes());
