@@ -342,7 +342,9 @@ impl Draft {
         derived: &[String],
     ) -> Result<ConnectorRow> {
         let (settings, secrets, cvm) = self.values.seal(id, &loaded.plugin.info, vault)?;
-        let trust = Trust::pin(&loaded.plugin, &self.values.settings, derived);
+        // Pinned from the plain settings only: the record is stored in the clear.
+        let plain: BTreeMap<String, String> = serde_json::from_str(&settings)?;
+        let trust = Trust::pin(&loaded.plugin, &plain, derived);
         let next_due_at = next_due(self.schedule.as_deref(), now_ms());
         Ok(ConnectorRow {
             id: id.to_owned(),

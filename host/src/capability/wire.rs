@@ -38,6 +38,23 @@ pub enum Refusal {
     Denied(String),
 }
 
+/// Headers the host writes itself, refused from a plugin: `Host` names the origin
+/// the check saw (a different one would route a request, secrets and all, to
+/// another site behind the same address or CDN: domain fronting); the framing and
+/// connection headers are the client's to get right (a second `Content-Length` or a
+/// `Transfer-Encoding` could smuggle a request past the check).
+const HOST_OWNED_HEADERS: [&str; 9] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "trailer",
+    "proxy-authorization",
+    "proxy-connection",
+];
+
 /// The longest piece of a plugin's URL repeated in a message.
 const SHOWN_URL_CHARS: usize = 200;
 
@@ -97,6 +114,9 @@ pub fn prepare(request: Request, policy: &NetworkPolicy, secrets: &Secrets) -> R
             .map_err(|_| invalid(format!("invalid header name `{}`", shown(name))))?;
         if !secrets.scan(name.as_bytes()).map_err(invalid)?.is_empty() {
             return Err(invalid("a secret cannot stand in a header's name".into()));
+        }
+        if HOST_OWNED_HEADERS.contains(&header.as_str()) {
+            return Err(invalid(format!("the host sets the `{header}` header itself; leave it out")));
         }
         // The host reads bodies as they come: a compressed or transfer-encoded echo
         // would carry a secret past the masking. So responses come unencoded.
@@ -223,6 +243,23 @@ mod tests {
         let dp = dots.placeholder("..").unwrap().to_owned();
         let shape = prepare(get(&format!("https://api.example.com/a/{dp}/b")), &policy, &dots).unwrap_err();
         assert!(matches!(&shape, Refusal::Invalid(why) if why.contains("change shape")), "{shape:?}");
+    }
+
+    #[test]
+    fn headers_the_host_owns_are_refused_from_a_plugin() {
+        // `Host: collector...` on a request to the API's address would be domain
+        // fronting: the check sees one origin, a CDN routes to another.
+        let (policy, secrets, p) = session();
+        for (name, value) in
+            [("Host", "collector.example.com"), ("content-length", "0"), ("Transfer-Encoding", "chunked")]
+        {
+            let request = Request {
+                headers: vec![(name.into(), value.into()), ("authorization".into(), format!("Bearer {p}"))],
+                ..get("https://api.example.com/x")
+            };
+            let refused = prepare(request, &policy, &secrets).unwrap_err();
+            assert!(matches!(&refused, Refusal::Invalid(why) if why.contains("sets the")), "{name}: {refused:?}");
+        }
     }
 
     #[test]

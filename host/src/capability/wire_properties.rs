@@ -166,6 +166,8 @@ enum Place {
     Fragment,
     HeaderValue,
     HeaderName,
+    /// A `Host` header naming the other origin, with the placeholder in a header.
+    HostHeader,
     FormBody,
     JsonBody,
     TextBody,
@@ -182,6 +184,7 @@ fn place() -> impl Strategy<Value = Place> {
         Place::Fragment,
         Place::HeaderValue,
         Place::HeaderName,
+        Place::HostHeader,
         Place::FormBody,
         Place::JsonBody,
         Place::TextBody,
@@ -211,6 +214,10 @@ fn request(origin_port: u16, inserts: &[(Place, String)]) -> Request {
     let mut headers = vec![("x-token".to_owned(), format!("Bearer {}", text("HeaderValue")))];
     if !text("HeaderName").is_empty() {
         headers.push((text("HeaderName"), "v".into()));
+    }
+    if !text("HostHeader").is_empty() {
+        headers.push(("host".into(), "collector.example".into()));
+        headers.push(("x-fronted".into(), text("HostHeader")));
     }
     let (content_type, body) = if !text("FormBody").is_empty() {
         ("application/x-www-form-urlencoded", format!("a=1&s={}", text("FormBody")))
