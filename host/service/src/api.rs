@@ -43,6 +43,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/openapi.json", get(openapi))
         .route("/api/session", get(session))
         .route("/api/plugins", get(plugins))
+        .route("/api/cvm", get(cvm_fields))
         .route("/api/connectors", get(list_connectors).post(create_connector))
         .route("/api/connectors/{id}", get(get_connector).patch(change_connector).delete(delete_connector))
         .route("/api/connectors/{id}/verify", post(verify_connector))
@@ -177,6 +178,11 @@ async fn plugins(State(app): AppState, _caller: Caller) -> ApiResult<Json<Value>
         })
         .collect();
     Ok(Json(Value::Array(list)))
+}
+
+/// The `[cvm]` part of a connector, field by field, as the library reads it.
+async fn cvm_fields(_caller: Caller) -> Json<Value> {
+    Json(json!({ "fields": connector_host::cvm::FIELDS }))
 }
 
 /// A connector with its plugin and last run, as the API shows it.

@@ -75,6 +75,92 @@ impl std::fmt::Debug for CvmConfig {
     }
 }
 
+/// One key of the `[cvm]` table, as a form shows it: the service serves these to the
+/// console (`GET /api/cvm`), so the table's keys are written down here only.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CvmField {
+    /// The key (`api_host`).
+    pub key: &'static str,
+    /// What a form calls it.
+    pub label: &'static str,
+    /// `host`, `secret`, `integer`, `boolean`: as a plugin's fields.
+    pub kind: &'static str,
+    /// The value used when none is given.
+    pub default: Option<&'static str>,
+    /// What to enter.
+    pub help: &'static str,
+    /// Rarely changed: a form may keep it out of sight.
+    pub advanced: bool,
+}
+
+/// Every key of the `[cvm]` table (a test keeps the list and the table alike).
+pub const FIELDS: [CvmField; 8] = [
+    CvmField {
+        key: "api_host",
+        label: "CVM API host",
+        kind: "host",
+        default: Some(DEFAULT_API_HOST),
+        help: "Your CVM API host (api.kennasecurity.com, api.eu.kennasecurity.com, …).",
+        advanced: false,
+    },
+    CvmField {
+        key: "api_key",
+        label: "CVM API key",
+        kind: "secret",
+        default: None,
+        help: "A CVM API key (Settings > API Keys); sent only to the CVM API host.",
+        advanced: false,
+    },
+    CvmField {
+        key: "connector_id",
+        label: "CVM connector ID",
+        kind: "integer",
+        default: None,
+        help: "The id of the file-based connector in CVM that receives the files.",
+        advanced: false,
+    },
+    CvmField {
+        key: "poll_interval_ms",
+        label: "Status poll interval (ms)",
+        kind: "integer",
+        default: Some("20000"),
+        help: "How often the status of the CVM connector run is read.",
+        advanced: true,
+    },
+    CvmField {
+        key: "run_deadline_minutes",
+        label: "Run deadline (minutes)",
+        kind: "integer",
+        default: Some("120"),
+        help: "How long the CVM connector run is awaited before the delivery gives up waiting.",
+        advanced: true,
+    },
+    CvmField {
+        key: "max_retries",
+        label: "Retries",
+        kind: "integer",
+        default: Some("5"),
+        help: "Retries of an upload or a read that failed transiently.",
+        advanced: true,
+    },
+    CvmField {
+        key: "retry_delay_ms",
+        label: "First retry delay (ms)",
+        kind: "integer",
+        default: Some("1000"),
+        help: "The first retry's delay; each later one waits twice as long.",
+        advanced: true,
+    },
+    CvmField {
+        key: "reset_tags",
+        label: "Reset tags",
+        kind: "boolean",
+        default: Some("false"),
+        help: "CVM replaces each sent asset's tags with the file's, also removing tags others set.",
+        advanced: true,
+    },
+];
+
 /// The `[cvm]` table as written (values already read from their references), read
 /// with serde; [`CvmConfig::from_values`] checks it into a [`CvmConfig`].
 #[derive(serde::Deserialize, Default)]
@@ -188,6 +274,18 @@ fn flag(key: &str, value: Option<&str>) -> Result<bool> {
 pub fn require(config: Option<&BTreeMap<String, String>>) -> Result<&BTreeMap<String, String>> {
     config
         .ok_or_else(|| anyhow!("--upload needs a [cvm] table with api_key and connector_id in the configuration file"))
+}
+
+#[cfg(test)]
+mod field_tests {
+    #[test]
+    fn the_served_fields_are_the_tables_keys() {
+        let served: Vec<&str> = super::FIELDS.iter().map(|f| f.key).collect();
+        assert_eq!(served, crate::config::table::fields_of::<super::CvmTable>());
+        assert_eq!(super::FIELDS[0].default, Some(super::DEFAULT_API_HOST));
+        let deadline = super::DEFAULT_RUN_DEADLINE_MINUTES.to_string();
+        assert_eq!(super::FIELDS[4].default, Some(deadline.as_str()));
+    }
 }
 
 #[cfg(test)]

@@ -16,5 +16,5 @@ pub mod deliver;
 
 pub use baseline::{Delta, LastUpload, Snapshot};
 pub use client::CvmClient;
-pub use config::CvmConfig;
+pub use config::{CvmConfig, CvmField, FIELDS};
 pub use deliver::{deliver, DeliveryOptions, DeliveryReport, UploadGate};

@@ -4,7 +4,7 @@
 "use strict";
 
 const TOKEN_KEY = "connector-host-token";
-const state = { token: sessionStorage.getItem(TOKEN_KEY), role: null, plugins: null, timer: null, keepBanner: false };
+const state = { token: sessionStorage.getItem(TOKEN_KEY), role: null, plugins: null, cvmFields: null, timer: null, keepBanner: false };
 
 /** Shows the page at `hash`, keeping the banner just set. */
 function go(hash) {
@@ -155,6 +155,7 @@ async function route() {
 
 async function plugins() {
   if (!state.plugins) state.plugins = (await api("GET", "/api/plugins")).data;
+  if (!state.cvmFields) state.cvmFields = (await api("GET", "/api/cvm")).data.fields;
   return state.plugins;
 }
 
@@ -279,11 +280,10 @@ function connectorDialog(plugin, connector) {
   const cvm = connector && connector.cvm ? connector.cvm : null;
   const formError = h("div", { class: "form-error", id: "form-error", role: "alert" });
   const result = h("div", { id: "verify-result", "aria-live": "polite" });
-  const cvmFields = [
-    { key: "cvm.api_host", label: "CVM API host", kind: "host", required: false, default: "api.kennasecurity.com", help: "Your CVM API host (api.kennasecurity.com, api.eu.kennasecurity.com, …).", sent_to: [] },
-    { key: "cvm.api_key", label: "CVM API key", kind: "secret", required: false, help: "A CVM API key (Settings > API Keys); sent only to the CVM API host.", sent_to: [] },
-    { key: "cvm.connector_id", label: "CVM connector ID", kind: "integer", required: false, help: "The id of the file-based connector in CVM that receives the files.", sent_to: [] },
-  ];
+  // The [cvm] fields as the service reads them (GET /api/cvm); the rarely changed
+  // ones stay out of the dialog.
+  const cvmFields = state.cvmFields.filter((f) => !f.advanced)
+    .map((f) => ({ ...f, key: `cvm.${f.key}`, required: false, default: f.default || undefined, sent_to: [] }));
   const cvmValue = (key) => (cvm ? cvm[key.slice(4)] : undefined);
   const submit = h("button", { type: "submit", class: "primary", id: "save-verify" }, "Save and Verify");
   const dialog = h("dialog", { "aria-labelledby": "dialog-title", id: "connector-dialog" });
