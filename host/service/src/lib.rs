@@ -12,6 +12,10 @@
 //! Every run goes through the library's own path (sandbox, limits, join, KDI files,
 //! delivery with the mass-close guard); the service adds where settings come from
 //! and where results go.
+//!
+//! A run's log lines are caught from `tracing`: a program that embeds [`serve`] or
+//! [`worker`] adds [`run_log::RunLogLayer`] to its subscriber (as the
+//! `connector-host` command does), or its runs keep no log.
 
 mod api;
 mod auth;
