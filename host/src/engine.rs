@@ -8,7 +8,6 @@ use crate::capability::output::OutputCapability;
 use crate::capability::records::{Discard, RecordSink};
 use crate::config::ResolvedConfig;
 use crate::egress::Egress;
-use crate::events::EventSink;
 use crate::limits::LimitExceeded;
 use crate::plugin_state::PluginState;
 use crate::policy::NetworkPolicy;
@@ -151,13 +150,29 @@ fn check_contract(engine: &Engine, component: &Component, path: &Path) -> Result
     )
 }
 
+/// What a plugin reports of its progress (`output.progress`), masked and bounded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// What is being counted (`devices`, `vulnerability rows`, ...).
+    pub stage: String,
+    /// How many so far.
+    pub done: u64,
+    /// How many in all, when the plugin knows.
+    pub total: Option<u64>,
+}
+
+/// Receives a plugin's progress reports, on the plugin's thread: it must return
+/// quickly.
+pub type ProgressSink = Arc<dyn Fn(&Progress) + Send + Sync>;
+
 /// Options of one session.
 #[derive(Default, Clone)]
 pub struct SessionOptions {
     /// Allow `http://` to loopback addresses (simulators, local tests).
     pub allow_insecure_loopback: bool,
-    /// Where the run's events go (progress, writing, finished...).
-    pub events: Option<EventSink>,
+    /// Where the plugin's progress reports go (a run fills it in from
+    /// `RunOptions::events` when it is not set).
+    pub progress: Option<ProgressSink>,
     /// Wall-clock time the whole session may take: wasm is stopped when it is spent,
     /// so a plugin that loops cannot hold a platform's worker forever.
     pub time_limit: Option<Duration>,
@@ -212,7 +227,7 @@ impl Plugin {
             &limits,
             http,
             LogCapability::new(id.clone(), redactor.clone(), limits.log_lines),
-            OutputCapability::new(options.events, &limits, output),
+            OutputCapability::new(options.progress, &limits, output),
             redactor,
         );
         let deadline = options.time_limit.map(|limit| (Instant::now() + limit, limit));

@@ -328,11 +328,10 @@ fn run_instance(host: &PluginHost, instance: &InstanceConfig, options: &Platform
     let plugin = host.load(&instance.plugin).map_err(fail_early)?;
     let session = SessionOptions {
         allow_insecure_loopback: options.allow_insecure_loopback,
-        events: events.clone(),
         time_limit: Some(instance.time_limit),
         ..Default::default()
     };
-    let run_options = RunOptions { out_dir: instance.out.clone(), ..RunOptions::default() };
+    let run_options = RunOptions { out_dir: instance.out.clone(), events: events.clone(), ..RunOptions::default() };
     if !instance.upload {
         return run::run(host, &plugin, &instance.connector, session, &run_options);
     }

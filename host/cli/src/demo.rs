@@ -74,10 +74,9 @@ pub fn run(args: DemoArgs) -> Result<()> {
     ]);
     eprintln!("Running {} {} against {} ...", plugin.info.id, plugin.info.version, sim.base_url());
     let progress = Progress::new();
-    let options =
-        SessionOptions { allow_insecure_loopback: true, events: Some(progress.events()), ..Default::default() };
-    let result =
-        run::run(&host, &plugin, &config, options, &RunOptions { out_dir: args.out.clone(), ..Default::default() });
+    let options = SessionOptions { allow_insecure_loopback: true, ..Default::default() };
+    let run_options = RunOptions { out_dir: args.out.clone(), events: Some(progress.events()), ..Default::default() };
+    let result = run::run(&host, &plugin, &config, options, &run_options);
     progress.finish();
     let summary = result.context("demo run failed")?;
     print!("{summary}");

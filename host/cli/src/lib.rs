@@ -288,16 +288,13 @@ fn run_command(common: &Common, args: RunArgs) -> Result<()> {
         })
         .transpose()?;
     let progress = progress::Progress::new();
-    let options = SessionOptions {
-        allow_insecure_loopback: common.allow_insecure_loopback,
-        events: Some(progress.events()),
-        ..Default::default()
-    };
+    let options = SessionOptions { allow_insecure_loopback: common.allow_insecure_loopback, ..Default::default() };
     let run_options = RunOptions {
         out_dir: args.out,
         assets_per_file: args.assets_per_file,
         max_file_bytes: args.max_file_bytes,
         mapping_instances: args.mapping_instances,
+        events: Some(progress.events()),
     };
     let result = match &delivery {
         Some(d) => run::run_and_deliver(&host, &plugin, &config, options, &run_options, d),

@@ -360,11 +360,11 @@ fn run_blocking(
     let events = progress_sink(db.clone(), run.id.clone(), rt.clone());
     let session = SessionOptions {
         allow_insecure_loopback: shared.allow_insecure_loopback,
-        events: Some(events),
         time_limit: None,
         approved_derived,
+        progress: None,
     };
-    let options = RunOptions { out_dir, ..RunOptions::default() };
+    let options = RunOptions { out_dir, events: Some(events), ..RunOptions::default() };
     let result = match &values.cvm {
         None => run::run(&shared.host, &loaded.plugin, &config, session, &options),
         Some(_) => {

@@ -9,7 +9,7 @@ use super::records::{BatchedVulnerability, Message, RecordSink, VulnerabilityBat
 use crate::bindings::output::Host;
 use crate::bindings::types::Datetime;
 use crate::bindings::types::{Asset, Vulnerability, VulnerabilityDefinition};
-use crate::events::{emit, Event, EventSink};
+use crate::engine::{Progress, ProgressSink};
 use crate::limits::{thread_cpu_time, LimitExceeded, SandboxLimits};
 use crate::plugin_state::PluginState;
 use crate::redact::{plugin_name, Redactor};
@@ -21,8 +21,8 @@ use wasmtime::StoreContextMut;
 /// The `output` capability of one session: where its records go, and the limit on them.
 pub struct OutputCapability {
     output: Arc<dyn RecordSink>,
-    /// Where the plugin's progress reports go, as [`Event::Progress`].
-    events: Option<EventSink>,
+    /// Where the plugin's progress reports go.
+    progress: Option<ProgressSink>,
     /// The most records the run may emit.
     max_records: u64,
     /// The most bytes of text the run may emit.
@@ -30,8 +30,8 @@ pub struct OutputCapability {
 }
 
 impl OutputCapability {
-    pub(crate) fn new(events: Option<EventSink>, limits: &SandboxLimits, output: Arc<dyn RecordSink>) -> Self {
-        OutputCapability { output, events, max_records: limits.output_records, max_bytes: limits.output_bytes }
+    pub(crate) fn new(progress: Option<ProgressSink>, limits: &SandboxLimits, output: Arc<dyn RecordSink>) -> Self {
+        OutputCapability { output, progress, max_records: limits.output_records, max_bytes: limits.output_bytes }
     }
 }
 
@@ -114,7 +114,9 @@ impl Host for PluginState {
 
     fn progress(&mut self, stage: String, done: u64, total: Option<u64>) -> wasmtime::Result<()> {
         let stage = plugin_name(&self.redactor, &stage);
-        emit(self.output.events.as_ref(), Event::Progress { stage, done, total });
+        if let Some(sink) = &self.output.progress {
+            sink(&Progress { stage, done, total });
+        }
         Ok(())
     }
 }

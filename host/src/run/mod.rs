@@ -23,7 +23,7 @@ pub use kdi::{DEFAULT_ASSETS_PER_FILE, DEFAULT_MAX_FILE_BYTES, FILE_PREFIX, SCHE
 use crate::config::ConnectorConfig;
 use crate::cvm::{deliver, DeliveryOptions, Snapshot};
 use crate::engine::{Plugin, PluginHost, SessionOptions};
-use crate::events::{emit, Event};
+use crate::events::{emit, Event, EventSink};
 use crate::session::Session;
 use crate::summary::RunSummary;
 use anyhow::{Context, Result};
@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What a run writes, and where.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunOptions {
     /// Where the KDI files go; earlier `kdi-*.json` files there are replaced.
     pub out_dir: PathBuf,
@@ -48,6 +48,21 @@ pub struct RunOptions {
     /// pages; `None`: as many as the machine has cores (at most 4). A plugin that
     /// does not declare them always maps on one instance, in order.
     pub mapping_instances: Option<usize>,
+    /// Where the run's events go (the plugin's progress, writing, delivering,
+    /// finished or failed).
+    pub events: Option<EventSink>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("out_dir", &self.out_dir)
+            .field("assets_per_file", &self.assets_per_file)
+            .field("max_file_bytes", &self.max_file_bytes)
+            .field("mapping_instances", &self.mapping_instances)
+            .field("events", &self.events.as_ref().map(|_| "a sink"))
+            .finish()
+    }
 }
 
 impl Default for RunOptions {
@@ -57,6 +72,7 @@ impl Default for RunOptions {
             assets_per_file: kdi::DEFAULT_ASSETS_PER_FILE,
             max_file_bytes: kdi::DEFAULT_MAX_FILE_BYTES,
             mapping_instances: None,
+            events: None,
         }
     }
 }
@@ -94,7 +110,7 @@ fn execute(
     options: &RunOptions,
     delivery: Option<&DeliveryOptions>,
 ) -> Result<RunSummary> {
-    let events = session.events.clone();
+    let events = options.events.clone();
     // Every log line of the run carries the plugin (and, in it, the stage).
     let _span = tracing::info_span!("run", plugin = %plugin.info.id).entered();
     let result = execute_quietly(host, plugin, config, session, options, delivery);
@@ -114,13 +130,16 @@ fn execute_quietly(
     delivery: Option<&DeliveryOptions>,
 ) -> Result<RunSummary> {
     let started = Instant::now();
-    let events = session.events.clone();
-    let events = events.as_ref();
+    let events = options.events.as_ref();
     let run_started = chrono::Utc::now();
     let resolved = config.resolve(&plugin.info).context("invalid configuration")?;
     // A run has a wall-clock limit even outside a platform: wasm is stopped at it and
     // HTTP waits are capped to the time left (`[limits] run_seconds`).
-    let session = SessionOptions { time_limit: session.time_limit.or(Some(resolved.limits.run_time)), ..session };
+    let session = SessionOptions {
+        time_limit: session.time_limit.or(Some(resolved.limits.run_time)),
+        progress: session.progress.or_else(|| events.cloned().map(crate::events::progress_to)),
+        ..session
+    };
     // Files carry `[cvm] reset_tags` whether this run uploads them or not.
     let reset_tags = match (delivery, &config.cvm) {
         (Some(d), _) => d.cvm.reset_tags,
@@ -133,7 +152,7 @@ fn execute_quietly(
     let instances = mapping_instances(plugin, options);
     let mut mappers = Vec::with_capacity(instances);
     for _ in 0..instances {
-        let options = SessionOptions { events: None, ..session.clone() };
+        let options = SessionOptions { progress: None, ..session.clone() };
         let mut mapper = plugin.open_with_sink(host, &resolved, options, Arc::new(output.clone()))?;
         mapper.configure(&resolved)?;
         mappers.push(mapper);
