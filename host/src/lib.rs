@@ -1,6 +1,9 @@
 #![warn(missing_docs)]
 //! The connector host: runs sandboxed WebAssembly connector plugins (the
 //! `vulnbridge:connector` contract in `wit/`) and writes what they find as KDI files.
+//! The sandbox itself is the crate `connector-runtime` (`host/runtime/`); this crate
+//! is the run pipeline on it, and re-exports the sandbox's [`engine`], [`config`] and
+//! [`types`].
 //!
 //! What the library offers an embedding platform:
 //! - [`engine`]: [`engine::PluginHost`] (one wasmtime Engine for the process) loads
@@ -13,11 +16,12 @@
 //! - [`platform`]: many connector instances in one run (`run-all`).
 //! - [`events`]: what a run reports while it goes; [`summary`]: what it reports at the end.
 //!
-//! Beneath them, private: the contract's bindings, the capabilities lent to a plugin
-//! (`http`, `log`, `output`), the network policy, secret placeholders and masking, the
-//! sandbox's limits, and the compiled-component cache. Where a new piece goes: a
-//! capability under `capability/`, a step of the data path under `run/`, a CVM
-//! option in `cvm/config.rs`, a plugin in its own `plugin-*` crate.
+//! Beneath them, in connector-runtime and not part of this API: the contract's
+//! bindings, the capabilities lent to a plugin (`http`, `log`, `output`), the network
+//! policy, secret placeholders and masking, the sandbox's limits, and the
+//! compiled-component cache. Where a new piece goes: a capability under
+//! `host/runtime/src/capability/`, a step of the data path under `run/`, a CVM option
+//! in `cvm/config.rs`, a plugin in its own `plugin-*` crate.
 //!
 //! ```no_run
 //! use connector_host::{config::ConnectorConfig, engine::{PluginHost, SessionOptions}, run};
@@ -30,28 +34,19 @@
 //! # Ok(()) }
 //! ```
 
-// What an embedding platform uses.
-pub mod config;
+// What an embedding platform uses: the sandbox's parts from connector-runtime,
+// the pipeline's from here.
+pub use connector_runtime::{config, engine, types};
 pub mod cvm;
-pub mod engine;
 pub mod events;
 pub mod platform;
 pub mod run;
 pub mod summary;
-pub mod types;
 pub mod verify;
 
-// The sandbox and the machinery beneath a run.
-mod bindings;
-mod cache;
-mod capability;
-mod egress;
-mod limits;
-mod plugin_state;
-mod policy;
-mod redact;
-mod secrets;
-mod session;
+// The sandbox's interface to the pipeline (connector-runtime), under the names the
+// pipeline's modules use.
+use connector_runtime::{bindings, capability, limits, policy, redact};
 
 /// One bound for every log line the host writes or keeps: the run log's, and the
 /// CLI's lines on stderr.
@@ -73,7 +68,7 @@ pub mod bench_support {
         host: &crate::engine::PluginHost,
         config: &crate::config::ResolvedConfig,
         options: crate::engine::SessionOptions,
-    ) -> anyhow::Result<crate::session::Session> {
+    ) -> anyhow::Result<crate::engine::Session> {
         let output = crate::run::collect::RunOutput::new(config.limits.temp_disk_bytes);
         plugin.open_with_sink(host, config, options, std::sync::Arc::new(output))
     }

@@ -22,16 +22,15 @@ pub use kdi::{DEFAULT_ASSETS_PER_FILE, DEFAULT_MAX_FILE_BYTES, FILE_PREFIX, SCHE
 
 use crate::config::ConnectorConfig;
 use crate::cvm::{deliver, DeliveryOptions, Snapshot};
+use crate::engine::Session;
 use crate::engine::{Plugin, PluginHost, SessionOptions};
 use crate::events::{emit, Event, EventSink};
-use crate::session::Session;
 use crate::summary::RunSummary;
 use anyhow::{Context, Result};
 use collect::RunOutput;
 use kdi::{KdiWriter, WriteOptions};
 use page_queue::{PageQueue, QUEUED_BYTES};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -162,8 +161,8 @@ fn execute_quietly(
         tracing::info_span!("stage", stage = "fetch").in_scope(|| fetch_and_map(&mut fetcher, &mut mappers))?;
     let sessions = std::iter::once(&fetcher).chain(&mappers);
     let (api_calls, throttled) = sessions.fold((0, 0), |(calls, throttled), s| {
-        let stats = &s.state().http.stats;
-        (calls + stats.calls.load(Ordering::Relaxed), throttled + stats.throttled.load(Ordering::Relaxed))
+        let (c, t) = s.http_counts();
+        (calls + c, throttled + t)
     });
     // The instances' memory is not needed to write the files.
     drop((fetcher, mappers));

@@ -12,7 +12,7 @@
 #![allow(missing_docs)]
 
 wasmtime::component::bindgen!({
-    path: "../wit/previous/v0.2.0",
+    path: "../../wit/previous/v0.2.0",
     world: "connector-plugin",
     imports: { default: trappable },
 });

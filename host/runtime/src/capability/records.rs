@@ -7,7 +7,7 @@ use crate::bindings::types::{Asset, Datetime, Vulnerability, VulnerabilityDefini
 
 /// Where a session's records go, and where they are counted against the run's
 /// limits (a run's sessions share one sink).
-pub(crate) trait RecordSink: Send + Sync {
+pub trait RecordSink: Send + Sync {
     /// Adds `count` records of `bytes` of text to those the run emitted; returns the
     /// new totals.
     fn count_emitted(&self, count: u64, bytes: u64) -> (u64, u64);
@@ -18,7 +18,7 @@ pub(crate) trait RecordSink: Send + Sync {
 /// A sink that counts and keeps nothing: the sessions that only check a plugin
 /// (info, configure, verify) write no files.
 #[derive(Default)]
-pub(crate) struct Discard(std::sync::Mutex<(u64, u64)>);
+pub struct Discard(std::sync::Mutex<(u64, u64)>);
 
 impl RecordSink for Discard {
     fn count_emitted(&self, count: u64, bytes: u64) -> (u64, u64) {
@@ -33,7 +33,7 @@ impl RecordSink for Discard {
 }
 
 /// What a plugin emitted, on its way to the collector.
-pub(crate) enum Message {
+pub enum Message {
     Assets(Vec<Asset>),
     Vulnerabilities(Vec<Vulnerability>),
     /// Vulnerabilities read in place from the plugin's memory (see [`VulnerabilityBatch`]).
@@ -45,7 +45,7 @@ pub(crate) enum Message {
 
 impl Message {
     /// About how many bytes of text the message carries (for the output limit).
-    pub(crate) fn text_bytes(&self) -> u64 {
+    pub fn text_bytes(&self) -> u64 {
         let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
         let bytes: usize = match self {
             Message::Assets(assets) => assets.iter().map(Asset::text_len).sum(),
@@ -68,12 +68,12 @@ impl Message {
 /// The format is private to one run: lengths as little-endian u32, times as i64
 /// seconds and u32 nanoseconds, a flags byte for what is present.
 #[derive(Default)]
-pub(crate) struct VulnerabilityBatch {
+pub struct VulnerabilityBatch {
     bytes: Vec<u8>,
 }
 
 /// One vulnerability of a [`VulnerabilityBatch`], borrowing from it.
-pub(crate) struct BatchedVulnerability<'a> {
+pub struct BatchedVulnerability<'a> {
     pub asset_key: &'a str,
     pub identifier: &'a str,
     pub score: u8,
@@ -97,7 +97,7 @@ impl<'a> From<&'a Vulnerability> for BatchedVulnerability<'a> {
 
 impl VulnerabilityBatch {
     /// Appends one vulnerability.
-    pub(crate) fn push(&mut self, v: &BatchedVulnerability) {
+    pub fn push(&mut self, v: &BatchedVulnerability) {
         let text = |bytes: &mut Vec<u8>, s: &str| {
             bytes.extend_from_slice(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_le_bytes());
             bytes.extend_from_slice(&s.as_bytes()[..s.len().min(u32::MAX as usize)]);
@@ -117,7 +117,7 @@ impl VulnerabilityBatch {
     }
 
     /// Every vulnerability, in order.
-    pub(crate) fn records(&self) -> impl Iterator<Item = BatchedVulnerability<'_>> {
+    pub fn records(&self) -> impl Iterator<Item = BatchedVulnerability<'_>> {
         let bytes = &self.bytes;
         let mut at = 0;
         std::iter::from_fn(move || {

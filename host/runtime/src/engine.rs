@@ -13,7 +13,7 @@ use crate::plugin_state::PluginState;
 use crate::policy::NetworkPolicy;
 use crate::redact::Redactor;
 use crate::secrets::Secrets;
-use crate::session::Session;
+pub use crate::session::Session;
 pub use crate::session::{FailureKind, PluginFailure, UnapprovedOrigin};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -206,7 +206,8 @@ impl Plugin {
     }
 
     /// A fresh instance whose records go to `output`, shared by the run's sessions.
-    pub(crate) fn open_with_sink(
+    #[doc(hidden)]
+    pub fn open_with_sink(
         &self,
         host: &PluginHost,
         config: &ResolvedConfig,

@@ -26,9 +26,9 @@ fn line_name(version: &str) -> String {
 
 fn main() {
     let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
-    println!("cargo:rerun-if-changed=../wit/previous");
-    let current = version(Path::new("../wit"));
-    let mut dirs: Vec<_> = std::fs::read_dir("../wit/previous")
+    println!("cargo:rerun-if-changed=../../wit/previous");
+    let current = version(Path::new("../../wit"));
+    let mut dirs: Vec<_> = std::fs::read_dir("../../wit/previous")
         .expect("wit/previous")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.join("world.wit").is_file())

@@ -274,6 +274,16 @@ impl Session {
     pub(crate) fn state(&self) -> &PluginState {
         self.store.data()
     }
+
+    /// HTTP calls this instance made, and how many were answered 429.
+    #[doc(hidden)]
+    pub fn http_counts(&self) -> (u64, u64) {
+        let stats = &self.state().http.stats;
+        (
+            stats.calls.load(std::sync::atomic::Ordering::Relaxed),
+            stats.throttled.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
 }
 
 /// The message of a Rust panic in captured stderr, on one line.

@@ -6,7 +6,7 @@
 #![allow(missing_docs)]
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "../../wit",
     world: "connector-plugin",
     imports: { default: trappable },
     additional_derives: [PartialEq],

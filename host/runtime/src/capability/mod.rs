@@ -3,7 +3,7 @@
 pub mod http;
 pub mod log;
 pub mod output;
-pub(crate) mod records;
+pub mod records;
 pub mod wire;
 #[cfg(test)]
 mod wire_properties;

@@ -11,9 +11,10 @@
 //!
 //! Any value may be a literal (string, integer or boolean) or `{ env = "VAR" }`, read
 //! from the environment when the file is loaded. An optional `[cvm]` table says where
-//! to deliver (see [`crate::cvm::config`]).
+//! to deliver (see `connector_host::cvm`).
 
-pub(crate) mod table;
+#[doc(hidden)]
+pub mod table;
 
 use crate::bindings::types::{FieldKind, PluginInfo};
 pub use crate::limits::SandboxLimits;
@@ -34,7 +35,7 @@ pub struct ConnectorConfig {
     /// Keys a platform keeps sealed because they were secrets when saved: a plugin
     /// that now declares one otherwise is refused its value.
     stored_secrets: Vec<String>,
-    /// The `[cvm]` table, if any, as text (see [`crate::cvm::CvmConfig`]).
+    /// The `[cvm]` table, if any, as text (see `connector_host::cvm::CvmConfig`).
     pub cvm: Option<BTreeMap<String, String>>,
     /// The `[limits]` table: the sandbox's limits for this connector's plugin.
     pub limits: SandboxLimits,
