@@ -81,7 +81,7 @@ pub fn cap_line(text: &mut String) {
     if text.len() <= MAX_LOG_LINE_BYTES {
         return;
     }
-    let cut = (0..=MAX_LOG_LINE_BYTES).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+    let cut = text.floor_char_boundary(MAX_LOG_LINE_BYTES);
     let removed = text.len() - cut;
     text.truncate(cut);
     text.push_str(&format!(" [cut: {removed} more bytes]"));

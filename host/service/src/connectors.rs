@@ -100,14 +100,8 @@ impl Values {
 /// A connector's sealed values: `{"sealed": {key: value sealed for the connector and
 /// key}}`; or, as stored before values were bound, one sealed JSON map.
 fn open_secrets(row: &ConnectorRow, vault: &Vault) -> Result<BTreeMap<String, String>> {
-    if row.secrets.starts_with('{') {
-        #[derive(serde::Deserialize)]
-        struct Stored {
-            sealed: BTreeMap<String, String>,
-        }
-        let stored: Stored = serde_json::from_str(&row.secrets).context("a connector's sealed secrets are damaged")?;
-        return stored
-            .sealed
+    if let Some(sealed) = bound_values(row)? {
+        return sealed
             .iter()
             .map(|(key, value)| Ok((key.clone(), vault.open_for(value, &seal_context(&row.id, key))?)))
             .collect();
@@ -115,9 +109,27 @@ fn open_secrets(row: &ConnectorRow, vault: &Vault) -> Result<BTreeMap<String, St
     serde_json::from_str(&vault.open_sealed(&row.secrets)?).context("a connector's sealed secrets are damaged")
 }
 
-/// The keys of a connector's sealed values, without opening them.
+/// The sealed values of a connector stored bound (`{"sealed": {...}}`), still
+/// sealed; `None` for a row stored before values were bound.
+fn bound_values(row: &ConnectorRow) -> Result<Option<BTreeMap<String, String>>> {
+    if !row.secrets.starts_with('{') {
+        return Ok(None);
+    }
+    #[derive(serde::Deserialize)]
+    struct Stored {
+        sealed: BTreeMap<String, String>,
+    }
+    let stored: Stored = serde_json::from_str(&row.secrets).context("a connector's sealed secrets are damaged")?;
+    Ok(Some(stored.sealed))
+}
+
+/// The keys of a connector's sealed values: read in the clear where the row names
+/// them, so listing connectors opens no secret.
 fn sealed_keys(row: &ConnectorRow, vault: &Vault) -> Vec<String> {
-    open_secrets(row, vault).map(|m| m.into_keys().collect()).unwrap_or_default()
+    match bound_values(row) {
+        Ok(Some(sealed)) => sealed.into_keys().collect(),
+        _ => open_secrets(row, vault).map(|m| m.into_keys().collect()).unwrap_or_default(),
+    }
 }
 
 /// Seals again, bound to their connector and field, the values of a connector
@@ -379,8 +391,8 @@ pub fn moved_secrets(
         body.get(part).and_then(Value::as_object).and_then(|m| m.get(key)).is_some_and(|v| !is_set_marker(v))
     };
     let effective = |values: &Values, key: &str| {
-        let default = info.fields.iter().find(|f| f.key == key).and_then(|f| f.default_value.clone());
-        values.settings.get(key).cloned().or(default).map(|v| v.trim().to_owned()).unwrap_or_default()
+        let field = info.fields.iter().find(|f| f.key == key);
+        field.and_then(|f| super::trust::effective_value(f, &values.settings)).unwrap_or_default()
     };
     let mut problems = Vec::new();
     for field in info.fields.iter().filter(|f| f.kind == FieldKind::Secret) {

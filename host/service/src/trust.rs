@@ -44,10 +44,7 @@ impl Trust {
                 .fields
                 .iter()
                 .filter(|f| f.kind == FieldKind::Host)
-                .filter_map(|f| {
-                    let value = settings.get(&f.key).or(f.default_value.as_ref())?;
-                    Some((f.key.clone(), value.trim().to_owned()))
-                })
+                .filter_map(|f| Some((f.key.clone(), effective_value(f, settings)?)))
                 .collect(),
             egress: info.egress.iter().map(|e| e.origin.clone()).collect(),
             secrets: info
@@ -112,6 +109,14 @@ impl Trust {
             .extend(now.derived.difference(&self.derived).map(|origin| format!("derived origin {origin} was added")));
         changes
     }
+}
+
+/// A field's value as a run uses it: the connector's, else the plugin's default.
+pub fn effective_value(
+    field: &connector_host::types::ConfigField,
+    settings: &BTreeMap<String, String>,
+) -> Option<String> {
+    settings.get(&field.key).or(field.default_value.as_ref()).map(|v| v.trim().to_owned())
 }
 
 fn short(hash: &str) -> &str {

@@ -29,10 +29,7 @@ impl LogCapability {
         }
         // Masked, and on one line: a plugin cannot forge the host's log lines.
         // Cut before masking too, so a huge line costs no more than a long one.
-        let mut head = message.get(..message.len().min(4 * crate::redact::MAX_LOG_LINE_BYTES)).unwrap_or(message);
-        while !message.is_char_boundary(head.len()) {
-            head = &message[..head.len() - 1];
-        }
+        let head = &message[..message.floor_char_boundary(4 * crate::redact::MAX_LOG_LINE_BYTES)];
         let mut text = crate::redact::one_line(&self.redactor.redact(head));
         crate::redact::cap_line(&mut text);
         let plugin = self.plugin_id.as_str();

@@ -60,7 +60,8 @@ const SHOWN_URL_CHARS: usize = 200;
 
 /// A plugin's URL as messages show it: without control characters, cut to length.
 pub fn shown(url: &str) -> String {
-    let mut text: String = url.chars().take(SHOWN_URL_CHARS).map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let head: String = url.chars().take(SHOWN_URL_CHARS).collect();
+    let mut text = crate::redact::one_line(&head);
     if url.chars().count() > SHOWN_URL_CHARS {
         text.push('…');
     }
@@ -80,7 +81,7 @@ fn method_of(method: &Method) -> reqwest::Method {
 
 /// Checks a plugin's request and fills in its secrets.
 pub fn prepare(request: Request, policy: &NetworkPolicy, secrets: &Secrets) -> Result<Outgoing, Refusal> {
-    let invalid = |why: String| Refusal::Invalid(why);
+    let invalid = Refusal::Invalid;
     if request.url.chars().any(char::is_control) {
         return Err(invalid(format!("the URL `{}` holds a control character; encode it", shown(&request.url))));
     }
