@@ -37,6 +37,7 @@
 // What an embedding platform uses: the sandbox's parts from connector-runtime,
 // the pipeline's from here.
 pub use connector_runtime::{config, engine, types};
+pub mod checkpoint;
 pub mod cvm;
 pub mod events;
 pub mod platform;

@@ -30,6 +30,7 @@
 //!
 //! Relative paths are relative to the platform file.
 
+use crate::checkpoint::{CheckpointFile, DEFAULT_BASELINE_EVERY};
 use crate::config::ConnectorConfig;
 use crate::cvm::DeliveryOptions;
 use crate::engine::{PluginHost, SessionOptions};
@@ -221,7 +222,8 @@ pub type PlatformEventSink = Arc<dyn Fn(&str, &Event) + Send + Sync>;
 pub struct PlatformOptions {
     /// Allow `http://` to loopback addresses (simulators, local tests).
     pub allow_insecure_loopback: bool,
-    /// Where CVM upload state is kept (instances that upload); `None` uses the default.
+    /// Where CVM upload state and each instance's checkpoint are kept; `None` uses
+    /// the default.
     pub state_dir: Option<PathBuf>,
     /// Receives every instance's events, with the instance's name.
     pub events: Option<PlatformEventSink>,
@@ -331,19 +333,36 @@ fn run_instance(host: &PluginHost, instance: &InstanceConfig, options: &Platform
         time_limit: Some(instance.time_limit),
         ..Default::default()
     };
-    let run_options = RunOptions { out_dir: instance.out.clone(), events: events.clone(), ..RunOptions::default() };
-    if !instance.upload {
-        return run::run(host, &plugin, &instance.connector, session, &run_options);
+    // Each instance starts from the state of its own last delivered run.
+    let state_dir = options.state_dir.clone().unwrap_or_else(crate::cvm::baseline::default_state_dir);
+    let checkpoints = CheckpointFile::new(&state_dir, &format!("{}--{}", plugin.info.id, instance.name));
+    let checkpoint = checkpoints.load().map_err(fail_early)?;
+    let started = chrono::Utc::now();
+    let next = checkpoint.next_run(plugin.info.incremental, false, DEFAULT_BASELINE_EVERY, started);
+    let run_options = RunOptions {
+        out_dir: instance.out.clone(),
+        events: events.clone(),
+        resume: checkpoint.resume(next.mode),
+        ..RunOptions::default()
+    };
+    let summary = if instance.upload {
+        let delivery = DeliveryOptions::from_config(
+            &instance.connector,
+            options.allow_insecure_loopback,
+            options.state_dir.clone(),
+            instance.dry_run,
+            instance.allow_mass_close,
+        )
+        .map_err(fail_early)?;
+        run::run_and_deliver(host, &plugin, &instance.connector, session, &run_options, &delivery)?
+    } else {
+        run::run(host, &plugin, &instance.connector, session, &run_options)?
+    };
+    // Delivered: the plugin's new state is what the next run starts from.
+    if !(instance.upload && instance.dry_run) {
+        checkpoints.save(&checkpoint.after(&summary, started))?;
     }
-    let delivery = DeliveryOptions::from_config(
-        &instance.connector,
-        options.allow_insecure_loopback,
-        options.state_dir.clone(),
-        instance.dry_run,
-        instance.allow_mass_close,
-    )
-    .map_err(fail_early)?;
-    run::run_and_deliver(host, &plugin, &instance.connector, session, &run_options, &delivery)
+    Ok(summary)
 }
 
 impl fmt::Display for PlatformReport {

@@ -14,8 +14,18 @@ pub struct RunSummary {
     pub plugin: String,
     /// The plugin's version.
     pub plugin_version: String,
+    /// What the run covered: `full` (the complete picture) or `incremental`.
+    pub mode: crate::run::Mode,
+    /// Why the plugin ran another mode than the one asked, in its words.
+    pub mode_reason: Option<String>,
     /// The plugin's own counters, e.g. `devices fetched`, `vulnerability rows fetched`.
     pub counters: BTreeMap<String, u64>,
+    /// The labels the plugin declared for its counters (contract 0.4), by name.
+    pub counter_labels: BTreeMap<String, String>,
+    /// Rows read from the source, from the counters the plugin declared as such.
+    pub source_rows: Option<u64>,
+    /// Assets read from the source, from the counters the plugin declared as such.
+    pub source_assets: Option<u64>,
     /// Source rows skipped, by reason.
     pub skipped: BTreeMap<String, u64>,
     /// Pages the plugin's `fetch` returned: a plugin may hand one source page out in
@@ -25,6 +35,8 @@ pub struct RunSummary {
     pub assets_written: usize,
     /// Vulnerabilities in the files, after merging.
     pub vulnerabilities_written: usize,
+    /// Of those, the ones written closed (fixed, in a run of changes).
+    pub vulnerabilities_closed: usize,
     /// Definitions in the files, counting each file's own.
     pub definitions_written: usize,
     /// The KDI files written.
@@ -45,6 +57,12 @@ pub struct RunSummary {
     pub duration: Duration,
     /// What was delivered to CVM, with `--upload`.
     pub delivery: Option<DeliveryReport>,
+    /// Bytes of state the plugin returned for the next run (none: it keeps none).
+    pub state_bytes: Option<usize>,
+    /// The state itself, to commit once the run is delivered ([`crate::checkpoint`]);
+    /// never printed.
+    #[serde(skip)]
+    pub new_state: Option<Vec<u8>>,
 }
 
 fn stage_seconds<S: serde::Serializer>(stages: &[(String, Duration)], s: S) -> Result<S::Ok, S::Error> {
@@ -62,9 +80,13 @@ fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
 
 impl fmt::Display for RunSummary {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        writeln!(f, "Run summary ({} {})", self.plugin, self.plugin_version)?;
+        writeln!(f, "Run summary ({} {}, {} run)", self.plugin, self.plugin_version, self.mode.as_str())?;
+        if let Some(reason) = &self.mode_reason {
+            writeln!(f, "  {:<34} {reason}", "Why this mode")?;
+        }
         for (name, value) in &self.counters {
-            writeln!(f, "  {:<34} {value}", capitalize(name))?;
+            let label = self.counter_labels.get(name).cloned().unwrap_or_else(|| capitalize(name));
+            writeln!(f, "  {label:<34} {value}")?;
         }
         let skipped: u64 = self.skipped.values().sum();
         writeln!(f, "  {:<34} {skipped}", "Rows skipped")?;
@@ -74,6 +96,9 @@ impl fmt::Display for RunSummary {
         let mut line = |label: &str, value: String| writeln!(f, "  {label:<34} {value}");
         line("Assets written", self.assets_written.to_string())?;
         line("Vulnerabilities written", self.vulnerabilities_written.to_string())?;
+        if self.vulnerabilities_closed > 0 || self.mode == crate::run::Mode::Incremental {
+            line("  of which closed (fixed)", self.vulnerabilities_closed.to_string())?;
+        }
         line("Vulnerability definitions written", self.definitions_written.to_string())?;
         line("Files written", self.files_written.len().to_string())?;
         line("API calls made", self.api_calls.to_string())?;

@@ -24,6 +24,8 @@ pub const EXPORT_FILE: &str = "export-file";
 /// Up to `page_size` JSON lines of an export file, decompressed: an export file can
 /// hold millions of rows, far more than one page should.
 pub const EXPORT_LINES: &str = "export-lines";
+/// Counter: times the export's file list was asked for.
+pub const EXPORT_LISTS: &str = "export file lists requested";
 
 const MACHINES_ENDPOINT: &str = "/api/machines";
 const VULNERABILITIES_ENDPOINT: &str = "/api/machines/SoftwareVulnerabilitiesByMachine";
@@ -71,11 +73,16 @@ pub enum Stage {
         /// Pages of lines handed out so far.
         chunks: u32,
     },
+    /// An incremental run: the delta export's changes since the last run.
+    Changes(Box<crate::delta::Changes>),
     Done,
 }
 
 /// State of the machines listing.
 pub struct MachinesPaging {
+    /// After the machines: changes since this time (an incremental run), or every
+    /// vulnerability row (`None`, a full run).
+    changes_since: Option<chrono::DateTime<chrono::Utc>>,
     /// A nextLink to follow, when the API sent one.
     next: Option<String>,
     skip: u64,
@@ -88,8 +95,11 @@ pub struct MachinesPaging {
 }
 
 impl Stage {
-    pub fn start() -> Self {
+    /// A run: the machines, then every vulnerability row, or, with `changes_since`,
+    /// the changes since then.
+    pub fn start(changes_since: Option<chrono::DateTime<chrono::Utc>>) -> Self {
         Stage::Machines(MachinesPaging {
+            changes_since,
             next: None,
             skip: 0,
             sequence: 0,
@@ -162,7 +172,14 @@ pub fn next_page(api: &mut Client, stage: &mut Stage) -> Result<Option<Page>, Pl
             Stage::Machines(paging) => {
                 let (page, done) = machines_page(api, paging)?;
                 if done {
-                    *stage = vulnerabilities_stage(api, paging.ids.len() as u64);
+                    *stage = match paging.changes_since {
+                        Some(since) => Stage::Changes(Box::new(crate::delta::Changes::new(
+                            &api.settings.api_base,
+                            since,
+                            api.settings.page_size,
+                        ))),
+                        None => vulnerabilities_stage(api, paging.ids.len() as u64),
+                    };
                 }
                 match page {
                     Some(page) => return Ok(Some(page)),
@@ -226,6 +243,10 @@ pub fn next_page(api: &mut Client, stage: &mut Stage) -> Result<Option<Page>, Pl
                     }
                 }
             }
+            Stage::Changes(changes) => match changes.next_page(api)? {
+                Some(page) => return Ok(Some(page)),
+                None => *stage = Stage::Done,
+            },
             Stage::Done => return Ok(None),
         }
     }
@@ -234,7 +255,7 @@ pub fn next_page(api: &mut Client, stage: &mut Stage) -> Result<Option<Page>, Pl
 /// A stable 64-bit hash of a machine id or link. Two of 200,000 ids collide with a
 /// chance of about one in a billion, and a collision would only undercount one
 /// device (or, for links, end a run with an error rather than loop).
-fn hash64(text: &str) -> u64 {
+pub(crate) fn hash64(text: &str) -> u64 {
     use std::hash::{Hash, Hasher};
     // DefaultHasher::new() has fixed keys: the same text always gives the same hash.
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -254,11 +275,11 @@ impl Default for SeenLinks {
 }
 
 impl SeenLinks {
-    fn contains(&self, link: &str) -> bool {
+    pub(crate) fn contains(&self, link: &str) -> bool {
         self.0.contains(&hash64(link))
     }
 
-    fn insert(&mut self, link: &str) {
+    pub(crate) fn insert(&mut self, link: &str) {
         self.0.insert(hash64(link));
     }
 }
@@ -378,7 +399,7 @@ fn export_list(api: &mut Client, resume: usize, previous: Option<String>, lists:
             )));
         }
     }
-    output::count("export file lists requested", 1);
+    output::count(EXPORT_LISTS, 1);
     if resume >= files.len() {
         return Ok(Stage::Done);
     }
@@ -498,7 +519,7 @@ fn export_file(
     }
 }
 
-fn parse<'a, T: Deserialize<'a>>(body: &'a [u8], endpoint: &str, sequence: u32) -> Result<T, PluginError> {
+pub(crate) fn parse<'a, T: Deserialize<'a>>(body: &'a [u8], endpoint: &str, sequence: u32) -> Result<T, PluginError> {
     serde_json::from_slice(strip_bom(body)).map_err(|e| {
         PluginError::BadResponse(format!("{endpoint} page {} is not a readable OData page: {e}", sequence + 1))
     })
@@ -508,7 +529,7 @@ fn parse<'a, T: Deserialize<'a>>(body: &'a [u8], endpoint: &str, sequence: u32) 
 /// of the same cloud (Microsoft's own examples show nextLinks on another host than
 /// the request's); the bearer token goes with it, so anything else is refused. It
 /// must not repeat either (a loop would never end).
-fn check_next_link(
+pub(crate) fn check_next_link(
     api_bases: &[String],
     link: &str,
     seen: &SeenLinks,

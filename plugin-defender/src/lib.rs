@@ -17,18 +17,22 @@ pub mod verify; // "Save and Verify"
 // What the client and the mapping are built from.
 pub mod auth;
 pub mod cloud;
+pub mod delta;
 pub mod lenient;
 pub mod net;
 pub mod pacing;
 pub mod timestamp;
 
-use connector_sdk::types::{Check, FieldError, Page, PluginError, PluginInfo};
+use connector_sdk::config::counter;
+use connector_sdk::types::{Check, CounterRole, FieldError, Page, PluginError, PluginInfo, RunPlan, RunRequest};
 use connector_sdk::{Config, Connector, Output};
 
 /// One instance: its API client and where its run stands.
 pub struct DefenderConnector {
     api: client::Client,
     stage: fetch::Stage,
+    /// When this instance's run began (`start`): the state it saves.
+    started: Option<chrono::DateTime<chrono::Utc>>,
     /// Identifiers whose definitions this instance's `map` already emitted: pages
     /// come in parts of a few thousand rows, and each would define them again.
     defined: std::collections::HashSet<String>,
@@ -47,6 +51,16 @@ impl Connector for DefenderConnector {
             // Definitions already emitted are remembered per instance only to send
             // fewer; another instance sending them again changes no file.
             independent_pages: true,
+            section: "Vulnerability Management".into(),
+            counters: vec![
+                counter(mapping::DEVICES_FETCHED, "Devices fetched", CounterRole::SourceAssets),
+                counter(mapping::ROWS_FETCHED, "Vulnerability rows fetched", CounterRole::SourceRows),
+                counter(mapping::UNREADABLE_LAST_SEEN, "Devices kept without their unreadable lastSeen", CounterRole::Other),
+                counter(client::RETRIES, "Requests retried", CounterRole::Other),
+                counter(client::PACING_SECONDS, "Seconds waited to respect rate limits", CounterRole::Other),
+                counter(fetch::EXPORT_LISTS, "Export file lists requested", CounterRole::Other),
+            ],
+            incremental: true,
         }
     }
 
@@ -54,7 +68,8 @@ impl Connector for DefenderConnector {
         let parsed = settings::from_config(config)?;
         Ok(DefenderConnector {
             api: client::Client::new(parsed),
-            stage: fetch::Stage::start(),
+            stage: fetch::Stage::start(None),
+            started: None,
             defined: Default::default(),
         })
     }
@@ -77,6 +92,19 @@ impl Connector for DefenderConnector {
         verify::verify(&mut self.api)
     }
 
+    fn start(&mut self, request: RunRequest) -> Result<RunPlan, PluginError> {
+        let now = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now());
+        let (changes_since, plan) = delta::plan(&request, now);
+        self.stage = fetch::Stage::start(changes_since);
+        self.started = Some(now);
+        Ok(plan)
+    }
+
+    fn finish(&mut self) -> Result<Option<Vec<u8>>, PluginError> {
+        // Full or incremental, the next run reads the changes since this one began.
+        Ok(self.started.map(|started| delta::State::at(started).to_bytes()))
+    }
+
     fn fetch(&mut self) -> Result<Option<Page>, PluginError> {
         fetch::next_page(&mut self.api, &mut self.stage)
     }
@@ -90,6 +118,9 @@ impl Connector for DefenderConnector {
             fetch::EXPORT_FILE => (mapping::map_export_file(&page.body), mapping::ROWS_FETCHED),
             fetch::EXPORT_LINES => {
                 (mapping::map_export_lines_defining(&page.body, &mut self.defined), mapping::ROWS_FETCHED)
+            }
+            delta::CHANGES => {
+                (mapping::map_changes_page_defining(&page.body, &mut self.defined), mapping::ROWS_FETCHED)
             }
             other => return Err(PluginError::Other(format!("unknown page kind `{other}`"))),
         };

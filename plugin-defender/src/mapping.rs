@@ -8,7 +8,7 @@
 use crate::lenient::strip_bom;
 use crate::model::{for_each_row, IpAddressEntry, Machine, Page, VulnerabilityRow};
 use crate::timestamp;
-use connector_sdk::types::{Asset, Datetime, Locators, Vulnerability, VulnerabilityDefinition};
+use connector_sdk::types::{Asset, Datetime, Locators, Vulnerability, VulnerabilityDefinition, VulnerabilityStatus};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
@@ -174,6 +174,40 @@ pub fn map_vulnerabilities_page_defining(body: &[u8], defined: &mut HashSet<Stri
     Ok(out)
 }
 
+/// Maps a page of `SoftwareVulnerabilityChangesByMachine` (the delta export), as
+/// the plugin hands it out after keeping the latest event of each row `Id`: each row
+/// maps as a full-export row, open when its `status` is `New` or `Updated`, fixed at
+/// its `eventTimestamp` when `Fixed`.
+pub fn map_changes_page_defining(body: &[u8], defined: &mut HashSet<String>) -> Result<Mapped, PageError> {
+    let mut out = Mapped::default();
+    for_each_row(strip_bom(body), |row: Option<VulnerabilityRow>| {
+        out.rows += 1;
+        match row {
+            Some(row) => match change_status(&row) {
+                Ok(status) => out.add(map_row(&row).map(|v| Vulnerability { status, ..v }), defined),
+                Err(reason) => out.skip(reason),
+            },
+            None => out.skip("change row is not a JSON object"),
+        }
+    })
+    .map_err(|e| PageError(format!("not an OData page with a `value` list: {e}")))?;
+    Ok(out)
+}
+
+/// What a delta row's `status` says: `New` and `Updated` are open, `Fixed` is
+/// fixed at the row's `eventTimestamp`.
+pub fn change_status(row: &VulnerabilityRow) -> Result<VulnerabilityStatus, &'static str> {
+    let status = row.status.as_deref().map(str::trim).ok_or("change row without status")?;
+    if status.eq_ignore_ascii_case("new") || status.eq_ignore_ascii_case("updated") {
+        return Ok(VulnerabilityStatus::Open);
+    }
+    if !status.eq_ignore_ascii_case("fixed") {
+        return Err("change row with a status other than New, Updated or Fixed");
+    }
+    let at = row.event_timestamp.as_deref().ok_or("fixed change row without eventTimestamp")?;
+    datetime(at).map(VulnerabilityStatus::Fixed).ok_or("change row with unreadable eventTimestamp")
+}
+
 /// Maps one file of `SoftwareVulnerabilitiesExport`: gzip, one JSON object per line,
 /// PascalCase keys (read by the row's aliases).
 pub fn map_export_file(body: &[u8]) -> Result<Mapped, PageError> {
@@ -214,7 +248,11 @@ pub fn map_export_lines_defining(text: &[u8], defined: &mut HashSet<String>) -> 
 
 impl Mapped {
     fn add_row(&mut self, row: &VulnerabilityRow, defined: &mut HashSet<String>) {
-        match map_row(row) {
+        self.add(map_row(row), defined)
+    }
+
+    fn add(&mut self, mapped: Result<Vulnerability, &'static str>, defined: &mut HashSet<String>) {
+        match mapped {
             Ok(vulnerability) => {
                 if !defined.contains(&vulnerability.identifier) {
                     defined.insert(vulnerability.identifier.clone());
@@ -246,6 +284,7 @@ pub fn map_row(row: &VulnerabilityRow) -> Result<Vulnerability, &'static str> {
         found,
         last_seen,
         details: Some(details(row)),
+        status: VulnerabilityStatus::Open,
     })
 }
 
@@ -344,7 +383,7 @@ fn trimmed<'a>(value: &'a Option<Cow<'_, str>>) -> Option<&'a str> {
     value.as_deref().map(str::trim)
 }
 
-fn datetime(text: &str) -> Option<Datetime> {
+pub(crate) fn datetime(text: &str) -> Option<Datetime> {
     let t = timestamp::parse(text)?;
     Some(Datetime { seconds: t.timestamp(), nanoseconds: t.timestamp_subsec_nanos() })
 }

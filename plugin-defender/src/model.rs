@@ -177,6 +177,12 @@ pub struct VulnerabilityRow<'a> {
     pub recommended_security_update_url: Option<Cow<'a, str>>,
     pub disk_paths: Vec<Cow<'a, str>>,
     pub registry_paths: Vec<Cow<'a, str>>,
+    /// Delta export only: the row's `Id` (device, software, version, CVE).
+    pub id: Option<Cow<'a, str>>,
+    /// Delta export only: when the change happened.
+    pub event_timestamp: Option<Cow<'a, str>>,
+    /// Delta export only: `New`, `Fixed` or `Updated`.
+    pub status: Option<Cow<'a, str>>,
 }
 
 /// The row fields the mapping reads, by their camelCase (API) or PascalCase
@@ -197,6 +203,9 @@ enum RowField {
     UpdateUrl,
     DiskPaths,
     RegistryPaths,
+    Id,
+    EventTimestamp,
+    Status,
     Other,
 }
 
@@ -225,6 +234,9 @@ impl<'de> Deserialize<'de> for RowField {
                     "recommendedSecurityUpdateUrl" | "RecommendedSecurityUpdateUrl" => RowField::UpdateUrl,
                     "diskPaths" | "DiskPaths" => RowField::DiskPaths,
                     "registryPaths" | "RegistryPaths" => RowField::RegistryPaths,
+                    "id" | "Id" => RowField::Id,
+                    "eventTimestamp" | "EventTimestamp" => RowField::EventTimestamp,
+                    "status" | "Status" => RowField::Status,
                     _ => RowField::Other,
                 })
             }
@@ -258,6 +270,9 @@ impl<'de> Deserialize<'de> for VulnerabilityRow<'de> {
                         RowField::Update => &mut row.recommended_security_update,
                         RowField::UpdateId => &mut row.recommended_security_update_id,
                         RowField::UpdateUrl => &mut row.recommended_security_update_url,
+                        RowField::Id => &mut row.id,
+                        RowField::EventTimestamp => &mut row.event_timestamp,
+                        RowField::Status => &mut row.status,
                         RowField::DiskPaths => {
                             row.disk_paths = map.next_value::<lenient::LenientList>()?.0;
                             continue;

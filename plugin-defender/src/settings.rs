@@ -3,7 +3,7 @@
 
 use crate::cloud::{self, Cloud};
 use crate::pacing::{self, Pacer};
-use connector_sdk::config::{egress as origin, field, secret_field, Config};
+use connector_sdk::config::{choice_field, egress as origin, field, secret_field, Config};
 use connector_sdk::types::{ConfigField, Egress, FieldError, FieldKind, Setting};
 use std::time::Duration;
 
@@ -116,10 +116,10 @@ pub fn fields() -> Vec<ConfigField> {
         field("host", "Host", "The Defender API host: api.securitycenter.microsoft.com, api.security.microsoft.com, a regional host such as eu.api.security.microsoft.com, a government host (api-gcc.securitycenter.microsoft.us, api-gov.securitycenter.microsoft.us), or a full URL.", Host, true, Some(DEFAULT_API_HOST)),
         field("tenant_id", "Tenant ID", "The Azure AD tenant (directory) id, a GUID.", Text, true, None),
         field("login_host", "Login host", "The Azure AD sign-in host. By default it follows the cloud: login.microsoftonline.com (commercial, GCC) or login.microsoftonline.us (GCC High, DoD).", Host, false, None),
-        field("cloud", "Cloud", "auto (from the API host), commercial, gcc, gcc-high or dod. Decides the default sign-in host and token scope.", Text, false, Some("auto")),
+        choice_field("cloud", "Cloud", "auto (from the API host), commercial, gcc, gcc-high or dod. Decides the default sign-in host and token scope.", false, Some("auto"), &[("auto", "From the API host"), ("commercial", "Commercial"), ("gcc", "GCC"), ("gcc-high", "GCC High"), ("dod", "DoD")]),
         field("scope", "Token scope", "The OAuth2 scope (v2) or, without /.default, resource (v1). By default it follows the cloud: https://api.securitycenter.microsoft.com/.default for commercial hosts.", Text, false, None),
-        field("token_endpoint", "Token endpoint", "v2 (/oauth2/v2.0/token with scope) or v1 (/oauth2/token with resource), the older endpoint as a fallback.", Text, false, Some("v2")),
-        field("api_mode", "API mode", "json (SoftwareVulnerabilitiesByMachine pages), export (SoftwareVulnerabilitiesExport files) or auto (export above export_above_devices devices).", Text, false, Some("auto")),
+        choice_field("token_endpoint", "Token endpoint", "v2 (/oauth2/v2.0/token with scope) or v1 (/oauth2/token with resource), the older endpoint as a fallback.", false, Some("v2"), &[("v2", "v2 (scope)"), ("v1", "v1 (resource)")]),
+        choice_field("api_mode", "API mode", "json (SoftwareVulnerabilitiesByMachine pages), export (SoftwareVulnerabilitiesExport files) or auto (export above export_above_devices devices).", false, Some("auto"), &[("auto", "Automatic"), ("json", "JSON pages"), ("export", "Export files")]),
         field("export_above_devices", "Export above devices", "With api_mode auto, use the file export when the tenant has more active devices than this.", Integer, false, Some("100000")),
         field("storage_host", "Export storage host", "Where export files are downloaded from (no token is sent there); a leading *. matches any subdomain. By default it follows the cloud: *.blob.core.windows.net, or *.blob.core.usgovcloudapi.net for GCC High and DoD.", Host, false, None),
         field("page_size", "Page size", "Vulnerability rows per page (1 to 200,000; about 1 KB each).", Integer, false, Some("50000")),

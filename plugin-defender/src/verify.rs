@@ -65,6 +65,18 @@ pub fn verify(api: &mut Client) -> Result<Vec<Check>, PluginError> {
             rows(&body)
         ),
     });
+    // Incremental runs read the delta export: the same permission, another endpoint.
+    let hour_ago = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now()) - chrono::Duration::hours(1);
+    let changes = format!("{}&$top=1", crate::delta::changes_url(&base, hour_ago, 1));
+    let body = api.get(&changes, pacing::VULNERABILITIES, "Vulnerability.Read.All", timeout)?;
+    checks.push(Check {
+        name: "delta export".into(),
+        detail: format!(
+            "{} answered SoftwareVulnerabilityChangesByMachine ({} change(s) in the last hour, 1-row probe)",
+            host_of(&base),
+            rows(&body)
+        ),
+    });
     Ok(checks)
 }
 

@@ -17,7 +17,8 @@ pub mod model; // GitHub's objects as serde reads them
 pub mod settings; // the configuration fields and their validation
 pub mod verify; // "Save and Verify"
 
-use connector_sdk::types::{Check, FieldError, Page, PluginError, PluginInfo};
+use connector_sdk::config::counter;
+use connector_sdk::types::{Check, CounterRole, FieldError, Page, PluginError, PluginInfo};
 use connector_sdk::{Config, Connector, Output};
 use std::collections::HashSet;
 
@@ -47,6 +48,12 @@ impl Connector for DependabotConnector {
             // A repository already emitted is remembered only to send it once per
             // instance; the host merges one sent by several instances.
             independent_pages: true,
+            section: "Application Security".into(),
+            counters: vec![
+                counter(mapping::ALERTS_FETCHED, "Alerts fetched", CounterRole::SourceRows),
+                counter(mapping::REPOSITORIES_FETCHED, "Repositories fetched", CounterRole::SourceAssets),
+            ],
+            incremental: false,
         }
     }
 

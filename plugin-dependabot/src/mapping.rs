@@ -18,7 +18,7 @@
 //! sent with an empty list, it lets CVM close the alerts that were fixed there.
 
 use crate::model::{Alert, Package, Repository};
-use connector_sdk::types::{Asset, Datetime, Locators, Vulnerability, VulnerabilityDefinition};
+use connector_sdk::types::{Asset, Datetime, Locators, Vulnerability, VulnerabilityDefinition, VulnerabilityStatus};
 use std::collections::BTreeMap;
 
 pub const SCANNER_TYPE: &str = "GitHub Dependabot";
@@ -148,6 +148,7 @@ fn map_alert(alert: &Alert) -> Result<(Asset, Vulnerability, VulnerabilityDefini
         found: alert.created_at.as_deref().and_then(datetime),
         last_seen: None,
         details: Some(details(alert, package, patched)),
+        status: VulnerabilityStatus::Open,
     };
 
     let mut cve_ids: Vec<String> = advisory

@@ -34,7 +34,34 @@ pub fn field(
         required,
         default_value: default.map(Into::into),
         sent_to: Vec::new(),
+        choices: Vec::new(),
     }
+}
+
+/// A field that takes one of `choices` (each a value and its label), for
+/// [`crate::Connector::info`]: a form shows a select, and the host refuses any other
+/// value before the plugin sees it.
+pub fn choice_field(
+    key: &str,
+    label: &str,
+    help: &str,
+    required: bool,
+    default: Option<&str>,
+    choices: &[(&str, &str)],
+) -> ConfigField {
+    ConfigField {
+        choices: choices
+            .iter()
+            .map(|(value, label)| crate::types::Choice { value: (*value).into(), label: (*label).into() })
+            .collect(),
+        ..field(key, label, help, FieldKind::Text, required, default)
+    }
+}
+
+/// A counter `output.count` reports, for [`crate::Connector::info`]'s `counters`:
+/// the name the plugin counts under, how a summary labels it, and what it counts.
+pub fn counter(name: &str, label: &str, role: crate::types::CounterRole) -> crate::types::CounterInfo {
+    crate::types::CounterInfo { name: name.into(), label: label.into(), role }
 }
 
 /// A `secret` field for [`crate::Connector::info`], and the origins its value may be

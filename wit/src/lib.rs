@@ -24,6 +24,8 @@
 //!             fields: vec![field("host", "Host", "The API host.", FieldKind::Host, true, Some("api.example.com"))],
 //!             egress: vec![egress("{host}", "the example API")],
 //!             independent_pages: true,
+//!             section: "Vulnerability Management".into(),
+//!             ..Default::default()
 //!         }
 //!     }
 //!     fn configure(config: &mut Config) -> Result<Self, Vec<FieldError>> {
@@ -125,7 +127,42 @@ pub mod types {
                 found: None,
                 last_seen: None,
                 details: None,
+                status: VulnerabilityStatus::Open,
             }
+        }
+    }
+
+    // Written out: the generated types cannot take a derive from here. With it, a
+    // plugin's `info` names what it has and keeps compiling when a later contract
+    // version adds to `plugin-info`.
+    #[allow(clippy::derivable_impls)]
+    impl Default for PluginInfo {
+        fn default() -> Self {
+            PluginInfo {
+                id: String::new(),
+                name: String::new(),
+                version: String::new(),
+                description: String::new(),
+                scanner_type: String::new(),
+                fields: Vec::new(),
+                egress: Vec::new(),
+                independent_pages: false,
+                section: String::new(),
+                counters: Vec::new(),
+                incremental: false,
+            }
+        }
+    }
+
+    impl RunPlan {
+        /// Runs as asked (the host's mode, no reason to give).
+        pub fn as_asked(request: &RunRequest) -> Self {
+            RunPlan { mode: request.mode, reason: None }
+        }
+
+        /// A full run, and why it is not the incremental one the host asked for.
+        pub fn full(reason: impl Into<String>) -> Self {
+            RunPlan { mode: RunMode::Full, reason: Some(reason.into()) }
         }
     }
 
@@ -153,14 +190,15 @@ pub mod types {
 
 pub use config::Config;
 pub use output::Output;
-use types::{Check, FieldError, Page, PluginError, PluginInfo};
+use types::{Check, FieldError, Page, PluginError, PluginInfo, RunMode, RunPlan, RunRequest};
 
 /// The contract version this SDK builds plugins for (the WIT package version).
 pub const CONTRACT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// A connector: what a plugin implements. The host calls `info` first, then
-/// `configure` on a fresh instance, then either `verify` or a run: `fetch` until it
-/// returns `None`, with `map` called on each page right after it is fetched.
+/// `configure` on a fresh instance, then either `verify` or a run: `start`, `fetch`
+/// until it returns `None`, then `finish`, with `map` called on each page right after
+/// it is fetched (on another instance, configured but not started).
 ///
 /// Every method runs inside the sandbox: the only way out is [`http`], and the only
 /// results are the records given to [`Output`]. A method that panics ends the call
@@ -186,6 +224,24 @@ pub trait Connector: Sized + 'static {
     /// Checks credentials, permissions and reachability with as few calls as
     /// possible, and reports what was checked.
     fn verify(&mut self) -> Result<Vec<Check>, PluginError>;
+
+    /// Begins a run: `request.mode` is what the host asks for, `request.state` what
+    /// [`Connector::finish`] returned at the end of the last delivered run. Answer
+    /// the mode this run has: the host's, or full with a reason when the state is
+    /// missing or too old for the source ([`RunPlan::full`]). The default runs
+    /// full and uses no state; a plugin that runs incrementally says so in
+    /// `info().incremental` and implements this and `finish`.
+    fn start(&mut self, request: RunRequest) -> Result<RunPlan, PluginError> {
+        let _ = request;
+        Ok(RunPlan { mode: RunMode::Full, reason: None })
+    }
+
+    /// After the last page: the state the next run's `start` receives (a watermark,
+    /// a cache), or `None` to keep none. The host keeps it only once this run is
+    /// delivered. The default keeps none.
+    fn finish(&mut self) -> Result<Option<Vec<u8>>, PluginError> {
+        Ok(None)
+    }
 
     /// The next page of source data, or `None` when the run is complete. Keep pages
     /// as the source sent them: mapping is `map`'s job, so that it can be tested on
@@ -215,7 +271,7 @@ macro_rules! export_connector {
 pub mod __private {
     //! The glue between the generated `Guest` trait and [`Connector`](crate::Connector).
     use crate::bindings::exports::vulnbridge::connector::connector::Guest;
-    use crate::types::{Check, FieldError, Page, PluginError, PluginInfo, Setting};
+    use crate::types::{Check, FieldError, Page, PluginError, PluginInfo, RunPlan, RunRequest, Setting};
     use crate::{Config, Connector, Output};
     use std::any::Any;
     use std::cell::RefCell;
@@ -254,8 +310,16 @@ pub mod __private {
             with_instance::<C, _>(|c| c.verify())
         }
 
+        fn start(request: RunRequest) -> Result<RunPlan, PluginError> {
+            with_instance::<C, _>(|c| c.start(request))
+        }
+
         fn fetch() -> Result<Option<Page>, PluginError> {
             with_instance::<C, _>(|c| c.fetch())
+        }
+
+        fn finish() -> Result<Option<Vec<u8>>, PluginError> {
+            with_instance::<C, _>(|c| c.finish())
         }
 
         fn map(page: Page) -> Result<(), PluginError> {

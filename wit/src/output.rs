@@ -131,6 +131,12 @@ pub fn count(counter: &str, delta: u64) {
     sys::count(counter, delta)
 }
 
+/// Records from `fetch` that `count` source rows were skipped for `reason` (e.g.
+/// rows that a later row replaced before they were handed out).
+pub fn skip(reason: &str, count: u64) {
+    sys::skip(reason, count)
+}
+
 /// Reports progress of a stage (`done` of `total`, when known); the CLI draws it.
 pub fn progress(stage: &str, done: u64, total: Option<u64>) {
     sys::progress(stage, done, total)

@@ -7,6 +7,7 @@ mod progress;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use connector_host::checkpoint::CheckpointFile;
 use connector_host::config::ConnectorConfig;
 use connector_host::cvm::DeliveryOptions;
 use connector_host::engine::{PluginHost, SessionOptions};
@@ -161,10 +162,22 @@ struct RunArgs {
     /// vulnerabilities of the last upload (CVM will close the rest).
     #[arg(long, requires = "upload")]
     allow_mass_close: bool,
-    /// Where the last upload of each CVM connector is remembered
+    /// Where the last upload of each CVM connector and the state of each instance
+    /// (for incremental runs) are kept
     /// [default: $XDG_STATE_HOME/connector-host or ~/.local/state/connector-host].
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Run a full baseline even if the plugin could run on changes since the last
+    /// delivered run (its state is kept and replaced).
+    #[arg(long)]
+    full: bool,
+    /// Days between baselines: an incremental run becomes full once the last
+    /// delivered full run is this old.
+    #[arg(long, default_value_t = 7)]
+    baseline_days: u32,
+    /// The name this instance's state is kept under [default: the config file's name].
+    #[arg(long)]
+    instance: Option<String>,
 }
 
 #[derive(Args)]
@@ -228,13 +241,19 @@ fn info(path: &std::path::Path, json: bool) -> Result<()> {
         let egress = connector_host::types::egress_json(i);
         let out = serde_json::json!({"id": i.id, "name": i.name, "version": i.version, "description": i.description,
             "scanner_type": i.scanner_type, "contract": plugin.contract, "fields": fields, "egress": egress,
-            "independent_pages": i.independent_pages});
+            "independent_pages": i.independent_pages, "section": i.section, "incremental": i.incremental,
+            "counters": connector_host::types::counters_json(i)});
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     println!("{} {} ({})", i.name, i.version, i.id);
     println!("{}", i.description);
     println!("Scanner type: {}", i.scanner_type);
+    println!("Section: {}", i.section);
+    println!(
+        "Runs: {}",
+        if i.incremental { "full or incremental (changes since the last delivered run)" } else { "full" }
+    );
     println!(
         "Contract: vulnbridge:connector@{} (this host runs {})",
         plugin.contract,
@@ -246,6 +265,10 @@ fn info(path: &std::path::Path, json: bool) -> Result<()> {
         let default = f.default_value.as_deref().map(|d| format!(", default `{d}`")).unwrap_or_default();
         println!("  {:<20} {} ({}, {required}{default})", f.key, f.label, kind(&f.kind));
         println!("  {:<20} {}", "", f.help);
+        if !f.choices.is_empty() {
+            let values: Vec<&str> = f.choices.iter().map(|c| c.value.as_str()).collect();
+            println!("  {:<20} one of: {}", "", values.join(", "));
+        }
     }
     println!("Egress (nothing else is reachable; `[network]` may narrow or extend it):");
     for line in connector_host::types::describe_egress(i) {
@@ -287,6 +310,18 @@ fn run_command(common: &Common, args: RunArgs) -> Result<()> {
             )
         })
         .transpose()?;
+    // Where this instance's run starts from: the state of its last delivered run.
+    let state_dir = args.state_dir.clone().unwrap_or_else(connector_host::cvm::baseline::default_state_dir);
+    let instance = match &args.instance {
+        Some(name) => name.clone(),
+        None => common.config.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+    };
+    let checkpoints = CheckpointFile::new(&state_dir, &format!("{}--{instance}", plugin.info.id));
+    let checkpoint = checkpoints.load()?;
+    let started = chrono::Utc::now();
+    let every = chrono::Duration::days(i64::from(args.baseline_days.max(1)));
+    let next = checkpoint.next_run(plugin.info.incremental, args.full, every, started);
+    tracing::info!("{} run: {}", next.mode.as_str(), next.why);
     let progress = progress::Progress::new();
     let options = SessionOptions { allow_insecure_loopback: common.allow_insecure_loopback, ..Default::default() };
     let run_options = RunOptions {
@@ -295,6 +330,7 @@ fn run_command(common: &Common, args: RunArgs) -> Result<()> {
         max_file_bytes: args.max_file_bytes,
         mapping_instances: args.mapping_instances,
         events: Some(progress.events()),
+        resume: checkpoint.resume(next.mode),
     };
     let result = match &delivery {
         Some(d) => run::run_and_deliver(&host, &plugin, &config, options, &run_options, d),
@@ -304,6 +340,13 @@ fn run_command(common: &Common, args: RunArgs) -> Result<()> {
     // A failed fetch writes and uploads nothing; a failed delivery says what it did.
     let summary =
         result.context(if delivery.is_some() { "run --upload failed" } else { "run failed; no files were written" })?;
+    // Delivered (files written, or uploaded and processed, or a dry run's files):
+    // only now does the plugin's new state become the one the next run starts from.
+    if !args.dry_run {
+        checkpoints
+            .save(&checkpoint.after(&summary, started))
+            .context("the run was delivered, but its state was not kept; the next run reads from the previous state")?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {

@@ -103,6 +103,7 @@ mod tests {
             required: false,
             default_value: None,
             sent_to: sent_to.iter().map(|s| s.to_string()).collect(),
+            choices: Vec::new(),
         };
         PluginInfo {
             id: "p".into(),
@@ -117,6 +118,9 @@ mod tests {
             ],
             egress: egress.iter().map(|o| Declared { origin: o.to_string(), purpose: "why".into() }).collect(),
             independent_pages: false,
+            section: "Test".into(),
+            counters: Vec::new(),
+            incremental: false,
         }
     }
 

@@ -129,6 +129,9 @@ fn placeholder_info(path: &Path) -> PluginInfo {
         fields: Vec::new(),
         egress: Vec::new(),
         independent_pages: false,
+        section: crate::bindings::OTHER_SECTION.into(),
+        counters: Vec::new(),
+        incremental: false,
     }
 }
 

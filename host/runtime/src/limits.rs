@@ -33,6 +33,8 @@ pub struct SandboxLimits {
     pub temp_disk_bytes: u64,
     /// Log lines one instance may write.
     pub log_lines: u64,
+    /// Bytes of state a plugin may keep between runs (contract 0.4, `finish`).
+    pub state_bytes: u64,
     /// Wall-clock time a whole run may take (`connector-host run`, a library run).
     pub run_time: Duration,
     /// Wall-clock time `verify` may take.
@@ -50,6 +52,7 @@ impl Default for SandboxLimits {
             output_bytes: 64 << 30,
             temp_disk_bytes: 64 << 30,
             log_lines: 10_000,
+            state_bytes: 64 << 20,
             run_time: Duration::from_secs(6 * 3600),
             verify_time: Duration::from_secs(300),
         }
@@ -59,7 +62,7 @@ impl Default for SandboxLimits {
 impl SandboxLimits {
     /// Reads a `[limits]` table (values as text): `memory_mb`, `cpu_seconds`,
     /// `http_timeout_seconds`, `response_mb`, `output_records`, `output_mb`,
-    /// `temp_disk_mb`, `log_lines`,
+    /// `temp_disk_mb`, `log_lines`, `state_mb`,
     /// `run_minutes`, `verify_seconds`.
     pub fn from_values(values: &std::collections::BTreeMap<String, String>) -> anyhow::Result<SandboxLimits> {
         let written: toml::Table = values.iter().map(|(k, v)| (k.clone(), toml::Value::String(v.clone()))).collect();
@@ -101,6 +104,9 @@ impl SandboxLimits {
         if let Some(n) = number("log_lines", &table.log_lines) {
             limits.log_lines = n;
         }
+        if let Some(n) = number("state_mb", &table.state_mb) {
+            limits.state_bytes = mb(n);
+        }
         if let Some(n) = number("run_seconds", &table.run_seconds) {
             limits.run_time = Duration::from_secs(n);
         }
@@ -127,6 +133,7 @@ struct LimitsTable {
     output_mb: Option<String>,
     temp_disk_mb: Option<String>,
     log_lines: Option<String>,
+    state_mb: Option<String>,
     run_seconds: Option<String>,
     verify_seconds: Option<String>,
 }

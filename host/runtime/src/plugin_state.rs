@@ -31,6 +31,8 @@ pub struct PluginState {
     pub output: OutputCapability,
     stderr: MemoryOutputPipe,
     pub redactor: Arc<Redactor>,
+    /// The most bytes of state `finish` may return.
+    pub state_limit: u64,
 }
 
 impl PluginState {
@@ -57,6 +59,7 @@ impl PluginState {
             output,
             stderr,
             redactor,
+            state_limit: limits.state_bytes,
         }
     }
 

@@ -1,7 +1,7 @@
 //! One plugin instance: the contract's calls, with plugin errors and traps turned
 //! into one-line, secret-free messages.
 
-use crate::bindings::types::{Check, Page, PluginError, PluginInfo};
+use crate::bindings::types::{Check, Page, PluginError, PluginInfo, RunMode, RunPlan, RunRequest};
 use crate::bindings::Instance;
 use crate::config::{FieldErrors, FieldProblem, ResolvedConfig};
 use crate::plugin_state::PluginState;
@@ -251,6 +251,46 @@ impl Session {
                 Ok(checks.into_iter().map(|c| Check { name: mask(&c.name), detail: mask(&c.detail) }).collect())
             }
             Err(e) => Err(self.plugin_error("verify", e)),
+        }
+    }
+
+    /// Begins a run: asks for `mode` with the state of the last delivered run, and
+    /// returns how the plugin will run (its reason masked, on one line). A plugin
+    /// that answers `incremental` to a request for `full` breaks the contract.
+    pub fn start(&mut self, mode: RunMode, state: Option<Vec<u8>>) -> Result<RunPlan> {
+        let request = RunRequest { mode, state };
+        let result = self.call("start", |instance, s| instance.start(s, &request))?;
+        let mut plan = result.map_err(|e| self.plugin_error("start", e))?;
+        if mode == RunMode::Full && plan.mode == RunMode::Incremental {
+            anyhow::bail!(
+                "plugin `{}` answered a request for a full run with an incremental one; the contract allows it only the other way",
+                self.plugin_id
+            );
+        }
+        let redactor = &self.store.data().redactor;
+        plan.reason = plan.reason.map(|r| {
+            let mut text = crate::redact::one_line(&redactor.redact(&r));
+            crate::redact::cap_line(&mut text);
+            text
+        });
+        Ok(plan)
+    }
+
+    /// Ends a run after the last page: the state the plugin keeps for the next run,
+    /// with any secret masked, within `[limits] state_mb`.
+    pub fn finish(&mut self) -> Result<Option<Vec<u8>>> {
+        let result = self.call("finish", |instance, s| instance.finish(s))?;
+        let state = result.map_err(|e| self.plugin_error("finish", e))?;
+        let limit = self.store.data().state_limit;
+        match state {
+            Some(bytes) if bytes.len() as u64 > limit => Err(anyhow!(
+                "plugin `{}` returned {} of state, above its limit of {} ([limits] state_mb); the previous state stays",
+                self.plugin_id,
+                crate::limits::mib(bytes.len() as u64),
+                crate::limits::mib(limit)
+            )),
+            Some(bytes) => Ok(Some(self.store.data().redactor.redact_bytes(bytes))),
+            None => Ok(None),
         }
     }
 

@@ -168,9 +168,14 @@ async fn plugins(State(app): AppState, _caller: Caller) -> ApiResult<Json<Value>
     let list: Vec<Value> = rows
         .iter()
         .map(|p| {
+            // The plugin names its section and its counters (contract 0.4); one that
+            // is no longer installed is listed under "Other".
+            let loaded = app.catalogue.get(&p.id).map(|l| &l.plugin.info);
             json!({"id": p.id, "name": p.name, "version": p.version, "contract": p.contract,
                 "description": p.description, "scanner_type": p.scanner_type,
-                "section": super::catalogue::section_of(&p.id),
+                "section": loaded.map_or(super::catalogue::OTHER_SECTION, |i| i.section.as_str()),
+                "incremental": loaded.is_some_and(|i| i.incremental),
+                "counters": loaded.map(connector_host::types::counters_json).unwrap_or_default(),
                 "fields": serde_json::from_str::<Value>(&p.fields).unwrap_or_default(),
                 "egress": serde_json::from_str::<Value>(&p.egress).unwrap_or_default(),
                 "content_hash": p.content_hash,

@@ -130,23 +130,5 @@ fn load_one(host: &PluginHost, path: &Path) -> Result<Loaded> {
     Ok(Loaded { plugin: Arc::new(plugin), row })
 }
 
-/// The section of the catalogue a plugin is listed under, as CVM's own catalogue
-/// groups connectors. The contract does not carry it (a candidate for its next
-/// version), so the service knows the plugins of this repository; others are listed
-/// under "Other".
-pub fn section_of(plugin_id: &str) -> &'static str {
-    match plugin_id {
-        "defender-tvm" => "Vulnerability Management",
-        "github-dependabot" => "Application Security",
-        _ => "Other",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn plugins_of_this_repository_are_listed_in_their_sections() {
-        assert_eq!(super::section_of("defender-tvm"), "Vulnerability Management");
-        assert_eq!(super::section_of("someone-else"), "Other");
-    }
-}
+/// The section of a plugin that names none (before contract 0.4) or is gone.
+pub const OTHER_SECTION: &str = "Other";

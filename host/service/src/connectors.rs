@@ -527,9 +527,13 @@ mod tests {
                 required: true,
                 default_value: None,
                 sent_to: vec![],
+                choices: Vec::new(),
             }],
             egress: vec![],
             independent_pages: false,
+            section: "Test".into(),
+            counters: Vec::new(),
+            incremental: false,
         }
     }
 

@@ -293,7 +293,11 @@ async fn outcome_of(shared: &WorkerShared, run_id: &str, result: Result<RunSumma
         }
         names.push(name);
     }
-    let rows = summary.counters.iter().filter(|(k, _)| k.contains("rows")).map(|(_, v)| *v).sum::<u64>();
+    // The rows the plugin declared as its source rows (contract 0.4); an older plugin
+    // declares none, and its counters that say "rows" stand in.
+    let rows = summary
+        .source_rows
+        .unwrap_or_else(|| summary.counters.iter().filter(|(k, _)| k.contains("rows")).map(|(_, v)| *v).sum::<u64>());
     let cvm_result = summary.delivery.as_ref().and_then(|d| serde_json::to_string(d).ok());
     let mut json = serde_json::to_value(&summary).unwrap_or_default();
     // The worker's scratch paths mean nothing to a reader: the files by name.

@@ -34,8 +34,13 @@ fn fingerprint(parts: &[&str]) -> u64 {
 pub struct Snapshot {
     /// Sorted fingerprints of asset keys.
     pub assets: Vec<u64>,
-    /// Sorted fingerprints of (asset key, identifier).
+    /// Sorted fingerprints of (asset key, identifier) of open vulnerabilities.
     pub vulnerabilities: Vec<u64>,
+    /// Sorted fingerprints of (asset key, identifier) the run reports fixed.
+    pub fixed: Vec<u64>,
+    /// The run reports changes only (contract 0.4's incremental mode): what it does
+    /// not report stays as the last upload left it.
+    pub changes_only: bool,
 }
 
 impl Snapshot {
@@ -47,11 +52,44 @@ impl Snapshot {
         self.vulnerabilities.extend(identifiers.into_iter().map(|identifier| fingerprint(&[asset_key, identifier])));
     }
 
+    /// Adds a vulnerability the run reports fixed.
+    pub fn add_fixed(&mut self, asset_key: &str, identifier: &str) {
+        self.fixed.push(fingerprint(&[asset_key, identifier]));
+    }
+
     /// Sorts the fingerprints, ready for comparison.
     pub fn seal(mut self) -> Snapshot {
         self.assets.sort_unstable();
+        self.assets.dedup();
         self.vulnerabilities.sort_unstable();
+        self.fixed.sort_unstable();
         self
+    }
+
+    /// What CVM holds after this run is applied to what `last` left: for a full
+    /// run, the run itself; for a run of changes, the last upload's assets and open
+    /// vulnerabilities with the run's added and its fixed ones removed.
+    pub fn applied_to(&self, last: Option<&LastUpload>) -> Snapshot {
+        let Some(last) = last.filter(|_| self.changes_only) else {
+            return Snapshot { fixed: Vec::new(), changes_only: false, ..self.clone() };
+        };
+        let union = |a: &[u64], b: &[u64]| {
+            let mut all: Vec<u64> = a.iter().chain(b).copied().collect();
+            all.sort_unstable();
+            all.dedup();
+            all
+        };
+        let open = union(&last.snapshot.vulnerabilities, &self.vulnerabilities);
+        let open_now: Vec<u64> = open
+            .into_iter()
+            .filter(|v| self.vulnerabilities.binary_search(v).is_ok() || self.fixed.binary_search(v).is_err())
+            .collect();
+        Snapshot {
+            assets: union(&last.snapshot.assets, &self.assets),
+            vulnerabilities: open_now,
+            fixed: Vec::new(),
+            changes_only: false,
+        }
     }
 
     /// The snapshot of assets held in memory, each its key and its vulnerabilities'
@@ -136,8 +174,20 @@ impl LastUpload {
     }
 
     /// Refuses a run that would send fewer than half the assets or open
-    /// vulnerabilities of the last upload: CVM would close the rest.
+    /// vulnerabilities of the last upload: CVM would close the rest. A run of
+    /// changes is held to the same share: it may not close more than half of the
+    /// open vulnerabilities the last upload left.
     pub fn guard(&self, now: &Snapshot) -> Result<(), String> {
+        if now.changes_only {
+            let closes = now.fixed.iter().filter(|v| self.snapshot.vulnerabilities.binary_search(v).is_ok()).count();
+            if closes * 2 > self.open_vulnerabilities {
+                return Err(format!(
+                    "refusing to upload: this run of changes closes {closes} of the {} open vulnerabilities that the last upload to connector {} ({}) left, more than half. If that many really were fixed, run again with --allow-mass-close",
+                    self.open_vulnerabilities, self.connector_id, self.uploaded_at
+                ));
+            }
+            return Ok(());
+        }
         let (assets, vulns) = (now.assets.len(), now.vulnerabilities.len());
         if assets * 2 < self.assets || vulns * 2 < self.open_vulnerabilities {
             return Err(format!(
@@ -178,8 +228,11 @@ impl StateStore {
         if numbers.len() != last.assets + last.open_vulnerabilities || bytes.len() % 8 != 0 {
             bail!("{} does not match {}; remove both to start afresh", keys_path.display(), meta.display());
         }
-        last.snapshot =
-            Snapshot { assets: numbers[..last.assets].to_vec(), vulnerabilities: numbers[last.assets..].to_vec() };
+        last.snapshot = Snapshot {
+            assets: numbers[..last.assets].to_vec(),
+            vulnerabilities: numbers[last.assets..].to_vec(),
+            ..Snapshot::default()
+        };
         Ok(Some(last))
     }
 
@@ -224,6 +277,7 @@ mod tests {
         let mut s = Snapshot {
             assets: assets.iter().map(|a| fingerprint(&[a])).collect(),
             vulnerabilities: vulns.iter().map(|(a, v)| fingerprint(&[a, v])).collect(),
+            ..Snapshot::default()
         };
         s.assets.sort_unstable();
         s.vulnerabilities.sort_unstable();
@@ -258,6 +312,26 @@ mod tests {
         assert!(err.contains("this run has 1 assets and 3 open vulnerabilities"), "{err}");
         assert!(err.contains("had 4 assets and 4 open vulnerabilities"), "{err}");
         assert!(before.guard(&snapshot(&["a", "b", "c", "d"], &[("a", "1")])).is_err(), "losing most vulnerabilities");
+    }
+
+    #[test]
+    fn a_run_of_changes_applies_to_the_last_upload_and_may_not_close_more_than_half() {
+        let before = last(snapshot(&["a", "b"], &[("a", "1"), ("a", "2"), ("b", "1"), ("b", "2")]));
+        let mut changes = Snapshot { changes_only: true, ..Snapshot::default() };
+        changes.add("a", ["3"]);
+        changes.add("c", ["1"]);
+        changes.add_fixed("a", "1");
+        let changes = changes.seal();
+        assert!(before.guard(&changes).is_ok(), "closing one of four");
+        let after = changes.applied_to(Some(&before));
+        let expected = snapshot(&["a", "b", "c"], &[("a", "2"), ("a", "3"), ("b", "1"), ("b", "2"), ("c", "1")]);
+        assert_eq!(after, expected);
+        let mut many = Snapshot { changes_only: true, ..Snapshot::default() };
+        for (a, v) in [("a", "1"), ("a", "2"), ("b", "1")] {
+            many.add_fixed(a, v);
+        }
+        let err = before.guard(&many.seal()).unwrap_err();
+        assert!(err.contains("closes 3 of the 4 open vulnerabilities"), "{err}");
     }
 
     #[test]

@@ -129,6 +129,9 @@ pub fn deliver(files: &[PathBuf], snapshot: &Snapshot, options: &DeliveryOptions
     let cvm = &options.cvm;
     let store = StateStore::new(&options.state_dir, &cvm.instance_key());
     let last = store.load()?;
+    let refusal = last.as_ref().and_then(|l| l.guard(snapshot).err());
+    // What CVM will hold once this run is processed (a run of changes, applied).
+    let snapshot = &snapshot.applied_to(last.as_ref());
     let mut report = DeliveryReport {
         dry_run: options.dry_run,
         connector_id: cvm.connector_id,
@@ -140,7 +143,6 @@ pub fn deliver(files: &[PathBuf], snapshot: &Snapshot, options: &DeliveryOptions
         delta: last.as_ref().map(|l| l.delta(snapshot)),
         ..Default::default()
     };
-    let refusal = last.as_ref().and_then(|l| l.guard(snapshot).err());
     if options.dry_run {
         report.would_refuse = refusal.filter(|_| !options.allow_mass_close);
         return Ok(report);

@@ -297,6 +297,7 @@ impl Collector {
             found: v.found,
             last_seen: v.last_seen,
             details: v.details.filter(|d| !d.is_empty()).map(str::to_owned),
+            fixed: v.fixed,
         };
         let order = ReportOrder { assets: &self.asset_keys, identifiers: &self.identifiers };
         if let Err(e) = self.vulnerabilities.push(report, order) {

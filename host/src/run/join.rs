@@ -41,6 +41,9 @@ pub struct MergedVulnerability {
     pub details: BTreeSet<String>,
     /// How many source reports were merged into this one.
     pub reports: u64,
+    /// When it was fixed, if every report of it says fixed (the latest such time);
+    /// `None`: open (one open report keeps it open, e.g. one product of two updated).
+    pub fixed: Option<Datetime>,
 }
 
 impl MergedVulnerability {
@@ -53,6 +56,7 @@ impl MergedVulnerability {
             last_seen: r.last_seen,
             details: r.details.into_iter().filter(|d| !d.is_empty()).collect(),
             reports: 1,
+            fixed: r.fixed,
         }
     }
 
@@ -62,6 +66,10 @@ impl MergedVulnerability {
         self.last_seen = latest(self.last_seen, r.last_seen);
         self.details.extend(r.details.filter(|d| !d.is_empty()));
         self.reports += 1;
+        self.fixed = match (self.fixed, r.fixed) {
+            (Some(a), Some(b)) => latest(Some(a), Some(b)),
+            _ => None,
+        };
     }
 }
 
@@ -349,7 +357,7 @@ pub struct JoinedInMemory {
 mod tests {
     use super::super::collect::{Collector, DUPLICATE_ASSETS, NO_LOCATOR, URL_WITHOUT_APPLICATION};
     use super::*;
-    use crate::bindings::types::Vulnerability;
+    use crate::bindings::types::{Vulnerability, VulnerabilityStatus};
 
     fn asset(key: &str) -> Asset {
         Asset::with_external_id(key)
@@ -367,7 +375,32 @@ mod tests {
             found: at(found),
             last_seen: at(seen),
             details: Some(details.into()),
+            status: VulnerabilityStatus::Open,
         }
+    }
+
+    fn fixed(mut v: Vulnerability, at_seconds: i64) -> Vulnerability {
+        v.status = VulnerabilityStatus::Fixed(Datetime { seconds: at_seconds, nanoseconds: 0 });
+        v
+    }
+
+    #[test]
+    fn one_open_report_keeps_a_vulnerability_open_and_fixed_ones_close_it_at_the_latest_time() {
+        let mut c = Collector::default();
+        c.add_assets(vec![asset("a")]);
+        c.add_vulnerabilities(vec![
+            // One product updated, another still carries the CVE: open.
+            fixed(vuln("a", "CVE-1", 6, 1, 2, "chrome"), 50),
+            vuln("a", "CVE-1", 6, 1, 3, "edge"),
+            // Both fixed: fixed, at the later time.
+            fixed(vuln("a", "CVE-2", 3, 1, 2, "x"), 40),
+            fixed(vuln("a", "CVE-2", 3, 1, 2, "y"), 70),
+        ]);
+        let mut joined = c.finish().unwrap().read_ahead().unwrap();
+        let a = joined.next().unwrap().expect("asset a");
+        assert_eq!(a.vulnerabilities[0].identifier, "CVE-1");
+        assert_eq!(a.vulnerabilities[0].fixed, None, "an open report keeps it open");
+        assert_eq!(a.vulnerabilities[1].fixed, at(70), "every report fixed: the latest time");
     }
 
     #[test]

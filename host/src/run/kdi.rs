@@ -3,7 +3,9 @@
 //! Every active asset goes in, also those without vulnerabilities (an empty `vulns`
 //! list is what lets CVM close what was fixed), each asset in exactly one file with
 //! its complete vulnerability list, `skip_autoclose: false`, and `vuln_def_name` on
-//! every vulnerability naming a `vuln_defs[].name` of the same file.
+//! every vulnerability naming a `vuln_defs[].name` of the same file. A run of
+//! changes only (contract 0.4's incremental mode) writes `skip_autoclose: true`, its
+//! fixed vulnerabilities as `status: closed` with `closed_at`.
 //! The format and why it is written this way: docs/cvm.md.
 
 use super::join::{Catalog, Joined, JoinedAsset};
@@ -58,6 +60,9 @@ struct KdiVuln<'a> {
     vuln_def_name: &'a str,
     scanner_score: u8,
     status: &'static str,
+    /// When a fixed vulnerability was closed (required with `status: closed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    closed_at: Option<Iso>,
     #[serde(skip_serializing_if = "Option::is_none")]
     created_at: Option<Iso>,
     last_seen_at: LastSeen<'a>,
@@ -202,6 +207,9 @@ pub struct WriteOptions {
     pub run_started: DateTime<Utc>,
     /// Set `reset_tags`: CVM replaces each asset's tags instead of adding to them.
     pub reset_tags: bool,
+    /// Set `skip_autoclose`: the run reports changes only (contract 0.4's
+    /// incremental mode), so CVM must not close what it does not report.
+    pub skip_autoclose: bool,
 }
 
 /// CVM's upload limit is not documented; 100 MiB keeps files well inside what
@@ -294,7 +302,7 @@ impl KdiWriter {
             None => {
                 self.close_file()?;
                 let number = self.written.files.len() as u32 + 1;
-                let open = self.file.insert(OpenFile::create(&self.staging, number, self.options.reset_tags)?);
+                let open = self.file.insert(OpenFile::create(&self.staging, number, file_start(&self.options))?);
                 new_definition_bytes(asset, open, &self.carried, &mut self.definitions)?
             }
         };
@@ -357,11 +365,12 @@ pub fn write(joined: Joined, dir: &Path, options: WriteOptions) -> Result<Writte
 }
 
 /// How a file opens, before its first asset.
-fn file_start(reset_tags: bool) -> &'static [u8] {
-    if reset_tags {
-        br#"{"skip_autoclose":false,"reset_tags":true,"version":2,"assets":["#
-    } else {
-        br#"{"skip_autoclose":false,"version":2,"assets":["#
+fn file_start(options: &WriteOptions) -> &'static [u8] {
+    match (options.skip_autoclose, options.reset_tags) {
+        (false, true) => br#"{"skip_autoclose":false,"reset_tags":true,"version":2,"assets":["#,
+        (false, false) => br#"{"skip_autoclose":false,"version":2,"assets":["#,
+        (true, true) => br#"{"skip_autoclose":true,"reset_tags":true,"version":2,"assets":["#,
+        (true, false) => br#"{"skip_autoclose":true,"version":2,"assets":["#,
     }
 }
 
@@ -405,11 +414,10 @@ struct OpenFile {
 }
 
 impl OpenFile {
-    fn create(dir: &Path, number: u32, reset_tags: bool) -> Result<OpenFile> {
+    fn create(dir: &Path, number: u32, start: &'static [u8]) -> Result<OpenFile> {
         let path = dir.join(format!("{FILE_PREFIX}{number:05}.json"));
         let handle = fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
         let mut out = BufWriter::with_capacity(1 << 20, handle);
-        let start = file_start(reset_tags);
         out.write_all(start).with_context(|| format!("cannot write {}", path.display()))?;
         let bytes = start.len() + FRAME_END_BYTES;
         Ok(OpenFile { path, out, number, assets: 0, vulnerabilities: 0, bytes, definitions: Vec::new() })
@@ -509,7 +517,8 @@ fn kdi_asset<'a>(
             // A definition the plugin never emitted is named by its identifier.
             vuln_def_name: catalog.definition_name(v.identifier_id),
             scanner_score: v.score.min(10),
-            status: "open",
+            status: if v.fixed.is_some() { "closed" } else { "open" },
+            closed_at: v.fixed.map(Iso),
             created_at: v.found.map(Iso),
             last_seen_at: v.last_seen.map_or(LastSeen::RunStarted(run_started), |t| LastSeen::At(Iso(t))),
             details: (!v.details.is_empty()).then_some(Details(&v.details)),
@@ -588,7 +597,7 @@ mod tests {
         let one: BTreeSet<String> = ["only".to_owned()].into();
         assert_eq!(serde_json::to_string(&Details(&one)).unwrap(), r#""only""#);
     }
-    use crate::bindings::types::{Asset, Vulnerability};
+    use crate::bindings::types::{Asset, Vulnerability, VulnerabilityStatus};
     use crate::run::collect::Collector;
 
     fn joined(assets: usize, vulns_each: usize) -> Joined {
@@ -605,6 +614,7 @@ mod tests {
                         found: None,
                         last_seen: Some(Datetime { seconds: 1_700_000_000, nanoseconds: 0 }),
                         details: Some("x".repeat(200)),
+                        status: VulnerabilityStatus::Open,
                     })
                     .collect(),
             );
@@ -619,6 +629,7 @@ mod tests {
             max_file_bytes: max_bytes,
             run_started: Utc::now(),
             reset_tags: false,
+            skip_autoclose: false,
         }
     }
 
@@ -685,5 +696,43 @@ mod tests {
         assert!(!validator.is_valid(&bad));
         let no_locator = serde_json::json!({"skip_autoclose": false, "version": 2, "vuln_defs": [], "assets": [{"os": "x", "vulns": []}]});
         assert!(!validator.is_valid(&no_locator));
+    }
+
+    #[test]
+    fn a_run_of_changes_keeps_autoclose_off_and_writes_fixed_vulnerabilities_closed() {
+        let mut c = Collector::default();
+        c.add_assets(vec![Asset::with_external_id("a")]);
+        let at = |seconds| Some(Datetime { seconds, nanoseconds: 0 });
+        let vuln = |id: &str, status| Vulnerability {
+            asset_key: "a".into(),
+            identifier: id.into(),
+            score: 5,
+            found: at(1_700_000_000),
+            last_seen: at(1_700_000_100),
+            details: None,
+            status,
+        };
+        let fixed_at = Datetime { seconds: 1_700_000_200, nanoseconds: 0 };
+        c.add_vulnerabilities(vec![
+            vuln("CVE-1", VulnerabilityStatus::Fixed(fixed_at)),
+            vuln("CVE-2", VulnerabilityStatus::Open),
+        ]);
+        let dir = temp("changes");
+        let w = write(
+            c.finish().unwrap(),
+            &dir,
+            WriteOptions { skip_autoclose: true, ..options(10, DEFAULT_MAX_FILE_BYTES) },
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(&w.files[0]).unwrap()).unwrap();
+        assert_eq!(v["skip_autoclose"], true);
+        let vulns = &v["assets"][0]["vulns"];
+        assert_eq!(vulns[0]["status"], "closed");
+        assert_eq!(vulns[0]["closed_at"], "2023-11-14T22:16:40Z");
+        assert_eq!(vulns[1]["status"], "open");
+        assert!(vulns[1].get("closed_at").is_none());
+        let schema: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
+        let validator = jsonschema::options().should_validate_formats(true).build(&schema).unwrap();
+        assert!(validator.is_valid(&v), "{v}");
     }
 }

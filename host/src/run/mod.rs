@@ -50,6 +50,53 @@ pub struct RunOptions {
     /// Where the run's events go (the plugin's progress, writing, delivering,
     /// finished or failed).
     pub events: Option<EventSink>,
+    /// Where the run starts from (contract 0.4): the mode asked for and the state
+    /// the plugin kept at the end of the last delivered run ([`crate::checkpoint`]).
+    pub resume: Resume,
+}
+
+/// The mode a run asks the plugin for, and the state it starts from.
+#[derive(Clone, Default)]
+pub struct Resume {
+    /// `Incremental` asks for changes since `state`; the plugin may still run full.
+    pub mode: Mode,
+    /// What the plugin's `finish` returned at the end of the last delivered run.
+    pub state: Option<Vec<u8>>,
+}
+
+/// What a run covers: everything, or changes since the plugin's state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// A baseline: the complete picture; CVM closes what it does not report.
+    #[default]
+    Full,
+    /// Changes only; CVM closes only what it reports fixed.
+    Incremental,
+}
+
+impl Mode {
+    fn to_contract(self) -> crate::types::RunMode {
+        match self {
+            Mode::Full => crate::types::RunMode::Full,
+            Mode::Incremental => crate::types::RunMode::Incremental,
+        }
+    }
+
+    fn from_contract(mode: crate::types::RunMode) -> Mode {
+        match mode {
+            crate::types::RunMode::Full => Mode::Full,
+            crate::types::RunMode::Incremental => Mode::Incremental,
+        }
+    }
+
+    /// `full` or `incremental`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Full => "full",
+            Mode::Incremental => "incremental",
+        }
+    }
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -60,6 +107,8 @@ impl std::fmt::Debug for RunOptions {
             .field("max_file_bytes", &self.max_file_bytes)
             .field("mapping_instances", &self.mapping_instances)
             .field("events", &self.events.as_ref().map(|_| "a sink"))
+            .field("mode", &self.resume.mode)
+            .field("state_bytes", &self.resume.state.as_ref().map(Vec::len))
             .finish()
     }
 }
@@ -72,6 +121,7 @@ impl Default for RunOptions {
             max_file_bytes: kdi::DEFAULT_MAX_FILE_BYTES,
             mapping_instances: None,
             events: None,
+            resume: Resume::default(),
         }
     }
 }
@@ -148,6 +198,13 @@ fn execute_quietly(
     let output = RunOutput::new(resolved.limits.temp_disk_bytes);
     let mut fetcher = plugin.open_with_sink(host, &resolved, session.clone(), Arc::new(output.clone()))?;
     fetcher.configure(&resolved)?;
+    // A plugin that does not run on changes is asked for full runs only.
+    let asked = if plugin.info.incremental { options.resume.mode } else { Mode::Full };
+    let plan = fetcher.start(asked.to_contract(), options.resume.state.clone())?;
+    let mode = Mode::from_contract(plan.mode);
+    if let Some(reason) = &plan.reason {
+        tracing::info!("the plugin runs {}: {reason}", mode.as_str());
+    }
     let instances = mapping_instances(plugin, options);
     let mut mappers = Vec::with_capacity(instances);
     for _ in 0..instances {
@@ -159,6 +216,7 @@ fn execute_quietly(
     let egress = fetcher.effective_egress();
     let (pages, fetch_cpu, map_cpu) =
         tracing::info_span!("stage", stage = "fetch").in_scope(|| fetch_and_map(&mut fetcher, &mut mappers))?;
+    let new_state = fetcher.finish()?;
     let sessions = std::iter::once(&fetcher).chain(&mappers);
     let (api_calls, throttled) = sessions.fold((0, 0), |(calls, throttled), s| {
         let (c, t) = s.http_counts();
@@ -175,9 +233,11 @@ fn execute_quietly(
         max_file_bytes: options.max_file_bytes,
         run_started,
         reset_tags,
+        skip_autoclose: mode == Mode::Incremental,
     };
-    let Stored { written, counts, snapshot, collect_cpu, write_cpu } = tracing::info_span!("stage", stage = "write")
-        .in_scope(|| join_and_write(output, &options.out_dir, write_options, delivery.is_some()))?;
+    let Stored { written, closed, counts, snapshot, collect_cpu, write_cpu } =
+        tracing::info_span!("stage", stage = "write")
+            .in_scope(|| join_and_write(output, &options.out_dir, write_options, delivery.is_some()))?;
     let stage_cpu =
         [("fetch", fetch_cpu), ("map", map_cpu), ("collect", collect_cpu), ("join", counts.cpu), ("write", write_cpu)]
             .into_iter()
@@ -192,10 +252,24 @@ fn execute_quietly(
         }),
         _ => None,
     };
+    let declared = |role| {
+        let mut named = plugin.info.counters.iter().filter(move |c| c.role == role).peekable();
+        named.peek().is_some().then(|| named.map(|c| counts.counters.get(&c.name).copied().unwrap_or(0)).sum())
+    };
+    let (source_rows, source_assets) =
+        (declared(crate::types::CounterRole::SourceRows), declared(crate::types::CounterRole::SourceAssets));
     Ok(RunSummary {
         delivery: delivered,
         plugin: plugin.info.id.clone(),
         plugin_version: plugin.info.version.clone(),
+        mode,
+        mode_reason: plan.reason,
+        state_bytes: new_state.as_ref().map(Vec::len),
+        new_state,
+        counter_labels: plugin.info.counters.iter().map(|c| (c.name.clone(), c.label.clone())).collect(),
+        source_rows,
+        source_assets,
+        vulnerabilities_closed: closed,
         counters: counts.counters,
         skipped: counts.skipped,
         pages_fetched: pages,
@@ -214,6 +288,8 @@ fn execute_quietly(
 /// What joining and writing a run left.
 struct Stored {
     written: kdi::Written,
+    /// Vulnerabilities written closed (fixed, in a run of changes).
+    closed: usize,
     counts: join::JoinCounts,
     /// What CVM will be sent, when the files are delivered.
     snapshot: Option<Snapshot>,
@@ -237,19 +313,24 @@ fn join_and_write(
     let mut assets = collector.finish()?.read_ahead()?;
     let collect_cpu = collect_cpu + crate::limits::thread_cpu_time().saturating_sub(sorting);
     let write_started = crate::limits::thread_cpu_time();
+    let changes_only = options.skip_autoclose;
     let mut writer = KdiWriter::create(out_dir, options, assets.catalog.clone())?;
-    let mut snapshot = deliver.then(Snapshot::default);
+    let mut snapshot = deliver.then(|| Snapshot { changes_only, ..Snapshot::default() });
+    let mut closed = 0;
     while let Some(asset) = assets.next()? {
         writer.add(&asset)?;
+        let (open, fixed): (Vec<_>, Vec<_>) = asset.vulnerabilities.iter().partition(|v| v.fixed.is_none());
+        closed += fixed.len();
         if let Some(snapshot) = snapshot.as_mut() {
-            snapshot.add(&asset.asset.key, asset.vulnerabilities.iter().map(|v| v.identifier.as_str()));
+            snapshot.add(&asset.asset.key, open.iter().map(|v| v.identifier.as_str()));
+            fixed.iter().for_each(|v| snapshot.add_fixed(&asset.asset.key, &v.identifier));
         }
     }
     let counts = assets.finish()?;
     let written = writer.finish()?;
     let write_cpu = crate::limits::thread_cpu_time().saturating_sub(write_started);
     tracing::debug!("joined and wrote {} files in {:.2} s", written.files.len(), writing.elapsed().as_secs_f64());
-    Ok(Stored { written, counts, snapshot, collect_cpu, write_cpu })
+    Ok(Stored { written, closed, counts, snapshot, collect_cpu, write_cpu })
 }
 
 /// How many instances map: one, unless the plugin declares that its pages map

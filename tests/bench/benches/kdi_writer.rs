@@ -7,7 +7,7 @@ use chrono::Utc;
 use connector_host::bench_support::Collector;
 use connector_host::bench_support::{write, WriteOptions};
 use connector_host::run::DEFAULT_MAX_FILE_BYTES;
-use connector_host::types::{Asset, Datetime, Locators, Vulnerability};
+use connector_host::types::{Asset, Datetime, Locators, Vulnerability, VulnerabilityStatus};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 const ASSETS: usize = 1_000;
@@ -45,6 +45,7 @@ fn collector(buffer_bytes: usize) -> Collector {
                     found: Some(Datetime { seconds: 1_700_000_000, nanoseconds: 0 }),
                     last_seen: Some(Datetime { seconds: 1_700_500_000, nanoseconds: 0 }),
                     details: Some(format!("{{\"software\": \"chrome\", \"version\": \"1{v}.0\", \"path\": \"C:\\\\Program Files\\\\app{a}\"}}")),
+                    status: VulnerabilityStatus::Open,
                 })
                 .collect(),
         );
@@ -60,6 +61,7 @@ fn writer(c: &mut Criterion) {
         max_file_bytes: DEFAULT_MAX_FILE_BYTES,
         run_started: Utc::now(),
         reset_tags: false,
+        skip_autoclose: false,
     };
     let mut group = c.benchmark_group("join and KDI writer");
     group.sample_size(20);

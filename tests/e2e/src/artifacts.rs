@@ -32,10 +32,16 @@ pub fn host_binary() -> PathBuf {
     path
 }
 
-/// Runs `connector-host` with arguments and extra environment variables.
+/// Runs `connector-host` with arguments and extra environment variables. Its
+/// default state directory is a fresh one for each call (every run is a first run,
+/// never incremental), unless the test names one.
 pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> CliOutput {
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let mut command = Command::new(host_binary());
     command.args(args).env_remove("RUST_LOG");
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let state = std::env::temp_dir().join(format!("e2e-state-{}-{call}", std::process::id()));
+    command.env("XDG_STATE_HOME", state);
     for (k, v) in env {
         command.env(k, v);
     }

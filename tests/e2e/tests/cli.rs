@@ -60,11 +60,19 @@ fn info_describes_the_plugin_and_its_fields() {
     let secret = info["fields"].as_array().unwrap().iter().find(|f| f["key"] == "client_secret").unwrap();
     assert_eq!(secret["kind"], "secret");
     let text = run_cli(&["info", "--plugin", &plugin()], &[]);
-    assert!(text.stdout().contains("client_secret") && text.stdout().contains("Contract: vulnbridge:connector@0.3.0"));
+    assert!(text.stdout().contains("client_secret") && text.stdout().contains("Contract: vulnbridge:connector@0.4.0"));
     // The operator sees where the plugin may connect, and where its secret may go.
     assert_eq!(secret["sent_to"][1], "https://login.microsoftonline.com");
     assert!(info["egress"].as_array().unwrap().iter().any(|e| e["origin"] == "https://*.blob.core.usgovcloudapi.net"));
     assert_eq!(info["independent_pages"], true);
+    // Contract 0.4: its section, that it runs incrementally, its counters and choices.
+    assert_eq!(info["section"], "Vulnerability Management");
+    assert_eq!(info["incremental"], true);
+    let rows = info["counters"].as_array().unwrap().iter().find(|c| c["role"] == "source_rows").unwrap();
+    assert_eq!(rows["label"], "Vulnerability rows fetched");
+    let cloud = info["fields"].as_array().unwrap().iter().find(|f| f["key"] == "cloud").unwrap();
+    assert_eq!(cloud["choices"][3]["value"], "gcc-high");
+    assert!(text.stdout().contains("one of: auto, commercial, gcc, gcc-high, dod"), "{}", text.stdout());
     assert!(
         text.stdout().contains("secret `client_secret` is sent only to: {login_host}, https://login.microsoftonline.com, https://login.microsoftonline.us"),
         "{}",

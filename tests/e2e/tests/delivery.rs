@@ -55,6 +55,8 @@ impl Setup {
             "--upload",
             "--assets-per-file",
             "25",
+            // These tests are about full runs (auto-close); incremental.rs has the others.
+            "--full",
         ];
         args.extend_from_slice(extra);
         let output = run_cli(&args, &[]);

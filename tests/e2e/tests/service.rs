@@ -61,7 +61,8 @@ fn the_api_adds_verifies_and_runs_a_connector_and_never_shows_a_secret() {
     assert_eq!(status, 200, "{plugins}");
     let defender_plugin =
         plugins.as_array().unwrap().iter().find(|p| p["id"] == "defender-tvm").expect("Defender offered");
-    assert_eq!(defender_plugin["contract"], "0.3.0");
+    assert_eq!(defender_plugin["contract"], "0.4.0");
+    assert_eq!(defender_plugin["section"], "Vulnerability Management", "the plugin names its section (0.4)");
     let keys: Vec<&str> =
         defender_plugin["fields"].as_array().unwrap().iter().map(|f| f["key"].as_str().unwrap()).collect();
     assert!(keys.starts_with(&["name", "client_id", "client_secret", "host", "tenant_id"]), "{keys:?}");

@@ -1,96 +1,100 @@
-//! The contract as this host implements it (`wit/`): the bindings the rest of the
-//! host uses. An older contract line runs through its own module's adapter.
+//! Contract 0.3 (`wit/previous/v0.3.0`), run on this host through an adapter.
+//!
+//! What 0.4 added is read the way a 0.3 plugin behaved:
+//! - its runs are always full and it keeps no state (`start` and `finish` are the
+//!   host's: full, no state), so its files say `skip_autoclose: false` as before;
+//! - its vulnerabilities are open;
+//! - its fields have no choices; it is listed under "Other" and its counters are
+//!   shown under their own names.
 
-// The generated items carry the WIT files' documentation where it exists; the
-// generated glue (traits, linker functions) has none to carry.
 #![allow(missing_docs)]
 
 wasmtime::component::bindgen!({
-    path: "../../wit",
+    path: "../../wit/previous/v0.3.0",
     world: "connector-plugin",
     imports: { default: trappable },
-    additional_derives: [PartialEq],
 });
 
-use vulnbridge::connector::types;
+use super::adapt::{cases, forward_imports, records, Adapt};
+use super::since_v0_4::vulnbridge::connector as current;
+use vulnbridge::connector::{http, log, output, types};
 
-impl types::Asset {
-    /// An asset located by its key alone (`external-id`), for tests and embedders.
-    pub fn with_external_id(key: &str) -> Self {
-        types::Asset {
-            key: key.into(),
-            locators: types::Locators {
-                external_id: Some(key.into()),
-                hostname: None,
-                fqdn: None,
-                netbios: None,
-                ip_address: None,
-                mac_address: None,
-                url: None,
-                application: None,
-            },
-            os: None,
-            os_version: None,
-            tags: Vec::new(),
-            last_seen: None,
+use current::http::{HttpError as HttpError4, Method as Method4, Request as Request4, Response as Response4};
+use current::log::Level as Level4;
+use current::types::{
+    Asset as Asset4, Check as Check4, Datetime as Datetime4, FieldError as FieldError4, FieldKind as FieldKind4,
+    Locators as Locators4, Page as Page4, PluginError as PluginError4, Setting as Setting4,
+    Vulnerability as Vulnerability4, VulnerabilityDefinition as VulnerabilityDefinition4, VulnerabilityStatus,
+};
+use http::{HttpError, Method};
+use log::Level;
+use types::{FieldKind, PluginError};
+
+records! {
+    types::Datetime, Datetime4 { seconds, nanoseconds };
+    types::Setting, Setting4 { key, value };
+    types::FieldError, FieldError4 { key, message };
+    types::Check, Check4 { name, detail };
+    types::Page, Page4 { kind, sequence, body };
+    types::Locators, Locators4 { external_id, hostname, fqdn, netbios, ip_address, mac_address, url, application };
+    types::Asset, Asset4 { key, locators, os, os_version, tags, last_seen };
+    types::VulnerabilityDefinition, VulnerabilityDefinition4 { identifier, name, cve_ids, description, solution };
+    http::Request, Request4 { method, url, headers, body, timeout_ms };
+    http::Response, Response4 { status, headers, body };
+}
+
+cases! {
+    FieldKind, FieldKind4 { Text, Secret, Host, Integer, Boolean };
+    Method, Method4 { Get, Post, Put, Patch, Delete, Head };
+    Level, Level4 { Trace, Debug, Info, Warn, Error };
+    PluginError, PluginError4 { NotConfigured(t), Authentication(t), Permission(t), Unreachable(t), Throttled(t), BadResponse(t), Other(t) };
+    HttpError, HttpError4 { Denied(t), Timeout(t), TooLarge(n), Transport(t), InvalidRequest(t) };
+}
+
+/// A 0.3 vulnerability is open: the contract had no other status.
+impl Adapt<Vulnerability4> for types::Vulnerability {
+    fn adapt(self) -> Vulnerability4 {
+        Vulnerability4 {
+            asset_key: self.asset_key,
+            identifier: self.identifier,
+            score: self.score,
+            found: self.found.adapt(),
+            last_seen: self.last_seen.adapt(),
+            details: self.details,
+            status: VulnerabilityStatus::Open,
         }
     }
 }
 
-impl types::Locators {
-    /// Every locator, in the contract's order: the one list that masking, the output
-    /// limit and the run's storage go through, so a locator added to the contract is
-    /// added here once, and nothing forgets it.
-    pub fn all(&self) -> [&Option<String>; 8] {
-        [
-            &self.external_id,
-            &self.hostname,
-            &self.fqdn,
-            &self.netbios,
-            &self.ip_address,
-            &self.mac_address,
-            &self.url,
-            &self.application,
-        ]
-    }
+forward_imports!();
 
-    /// [`Self::all`], to change in place (masking).
-    pub fn all_mut(&mut self) -> [&mut Option<String>; 8] {
-        [
-            &mut self.external_id,
-            &mut self.hostname,
-            &mut self.fqdn,
-            &mut self.netbios,
-            &mut self.ip_address,
-            &mut self.mac_address,
-            &mut self.url,
-            &mut self.application,
-        ]
-    }
-
-    /// The locators CVM matches an asset on alone (`url` needs `application`).
-    pub fn standalone(&self) -> [&Option<String>; 6] {
-        let [external_id, hostname, fqdn, netbios, ip_address, mac_address, _, _] = self.all();
-        [external_id, hostname, fqdn, netbios, ip_address, mac_address]
-    }
-}
-
-impl types::Asset {
-    /// Every text of the asset: its key, locators, OS and version, tags.
-    pub fn texts_mut(&mut self) -> impl Iterator<Item = &mut String> {
-        std::iter::once(&mut self.key)
-            .chain(self.locators.all_mut().into_iter().flatten())
-            .chain([&mut self.os, &mut self.os_version].into_iter().flatten())
-            .chain(self.tags.iter_mut())
-    }
-
-    /// Bytes of text in the asset (for the output limit).
-    pub fn text_len(&self) -> usize {
-        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
-        self.key.len()
-            + self.locators.all().into_iter().map(opt).sum::<usize>()
-            + opt(&self.os)
-            + opt(&self.os_version)
-            + self.tags.iter().map(String::len).sum::<usize>()
+/// A 0.3 plugin's info, read as 0.4 (see the module's documentation).
+pub fn adapt_info(info: types::PluginInfo) -> current::types::PluginInfo {
+    use current::types::{ConfigField, Egress};
+    current::types::PluginInfo {
+        id: info.id,
+        name: info.name,
+        version: info.version,
+        description: info.description,
+        scanner_type: info.scanner_type,
+        fields: info
+            .fields
+            .into_iter()
+            .map(|f| ConfigField {
+                key: f.key,
+                label: f.label,
+                help: f.help,
+                kind: f.kind.adapt(),
+                required: f.required,
+                default_value: f.default_value,
+                sent_to: f.sent_to,
+                choices: Vec::new(),
+            })
+            .collect(),
+        egress: info.egress.into_iter().map(|e| Egress { origin: e.origin, purpose: e.purpose }).collect(),
+        independent_pages: info.independent_pages,
+        section: super::OTHER_SECTION.into(),
+        counters: Vec::new(),
+        incremental: false,
     }
 }

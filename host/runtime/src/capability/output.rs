@@ -135,6 +135,17 @@ pub(crate) struct VulnerabilityInPlace {
     #[component(name = "last-seen")]
     last_seen: Option<Datetime>,
     details: Option<WasmStr>,
+    status: StatusInPlace,
+}
+
+/// The contract's `vulnerability-status`, as it lies in the plugin's memory.
+#[derive(ComponentType, Lift)]
+#[component(variant)]
+pub(crate) enum StatusInPlace {
+    #[component(name = "open")]
+    Open,
+    #[component(name = "fixed")]
+    Fixed(Datetime),
 }
 
 /// `emit-vulnerabilities`, reading the plugin's strings in place: each record is
@@ -168,6 +179,10 @@ pub(crate) fn emit_vulnerabilities_in_place(
                 found: v.found,
                 last_seen: v.last_seen,
                 details: details.as_deref(),
+                fixed: match v.status {
+                    StatusInPlace::Open => None,
+                    StatusInPlace::Fixed(at) => Some(at),
+                },
             });
         }
     }

@@ -3,7 +3,7 @@
 //! ([`RecordSink`]). The sandbox defines these; the run's pipeline implements the
 //! sink (`run::collect`), a verify session discards (`Discard`).
 
-use crate::bindings::types::{Asset, Datetime, Vulnerability, VulnerabilityDefinition};
+use crate::bindings::types::{Asset, Datetime, Vulnerability, VulnerabilityDefinition, VulnerabilityStatus};
 
 /// Where a session's records go, and where they are counted against the run's
 /// limits (a run's sessions share one sink).
@@ -80,6 +80,8 @@ pub struct BatchedVulnerability<'a> {
     pub found: Option<Datetime>,
     pub last_seen: Option<Datetime>,
     pub details: Option<&'a str>,
+    /// When it was fixed; `None`: open.
+    pub fixed: Option<Datetime>,
 }
 
 impl<'a> From<&'a Vulnerability> for BatchedVulnerability<'a> {
@@ -91,6 +93,10 @@ impl<'a> From<&'a Vulnerability> for BatchedVulnerability<'a> {
             found: v.found,
             last_seen: v.last_seen,
             details: v.details.as_deref(),
+            fixed: match v.status {
+                VulnerabilityStatus::Open => None,
+                VulnerabilityStatus::Fixed(at) => Some(at),
+            },
         }
     }
 }
@@ -104,10 +110,12 @@ impl VulnerabilityBatch {
         };
         text(&mut self.bytes, v.asset_key);
         text(&mut self.bytes, v.identifier);
-        let flags =
-            u8::from(v.found.is_some()) | u8::from(v.last_seen.is_some()) << 1 | u8::from(v.details.is_some()) << 2;
+        let flags = u8::from(v.found.is_some())
+            | u8::from(v.last_seen.is_some()) << 1
+            | u8::from(v.details.is_some()) << 2
+            | u8::from(v.fixed.is_some()) << 3;
         self.bytes.extend_from_slice(&[v.score, flags]);
-        for t in [&v.found, &v.last_seen].into_iter().flatten() {
+        for t in [&v.found, &v.last_seen, &v.fixed].into_iter().flatten() {
             self.bytes.extend_from_slice(&t.seconds.to_le_bytes());
             self.bytes.extend_from_slice(&t.nanoseconds.to_le_bytes());
         }
@@ -144,12 +152,12 @@ impl VulnerabilityBatch {
                     Datetime { seconds, nanoseconds }
                 })
             };
-            let (found, last_seen) = (time(flags & 1 != 0), time(flags & 2 != 0));
+            let (found, last_seen, fixed) = (time(flags & 1 != 0), time(flags & 2 != 0), time(flags & 8 != 0));
             let details = (flags & 4 != 0).then(|| {
                 let len = u32::from_le_bytes(take(4).try_into().expect("4 bytes")) as usize;
                 std::str::from_utf8(take(len)).unwrap_or_default()
             });
-            Some(BatchedVulnerability { asset_key, identifier, score, found, last_seen, details })
+            Some(BatchedVulnerability { asset_key, identifier, score, found, last_seen, details, fixed })
         })
     }
 }

@@ -293,6 +293,19 @@ impl ConnectorConfig {
                 FieldKind::Host => Origin::parse_config_value(&value).map(|_| ()).map_err(|e| format!("{e:#}")),
                 FieldKind::Text | FieldKind::Secret => Ok(()),
             };
+            // A field with choices takes one of them (contract 0.4), in any case of
+            // ASCII letters, passed on as the plugin wrote it.
+            let chosen = field.choices.iter().find(|c| c.value.eq_ignore_ascii_case(&value));
+            let check = check.and_then(|()| match chosen {
+                _ if field.choices.is_empty() => Ok(()),
+                Some(_) => Ok(()),
+                None if field.kind == FieldKind::Secret => Err("is not one of its choices".to_owned()),
+                None => {
+                    let values: Vec<String> = field.choices.iter().map(|c| format!("`{}`", c.value)).collect();
+                    Err(format!("expected one of {}, got `{value}`", values.join(", ")))
+                }
+            });
+            let value = chosen.map_or(value, |c| c.value.clone());
             if let Err(message) = check {
                 problems.push(FieldProblem::new(&field.key, format!("`{}`: {message}", field.key)));
                 continue;
@@ -360,7 +373,7 @@ pub struct ResolvedConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::types::ConfigField;
+    use crate::bindings::types::{Choice, ConfigField};
 
     fn info() -> PluginInfo {
         let field = |key: &str, kind, required, default: Option<&str>| ConfigField {
@@ -371,6 +384,7 @@ mod tests {
             required,
             default_value: default.map(Into::into),
             sent_to: Vec::new(),
+            choices: Vec::new(),
         };
         PluginInfo {
             id: "p".into(),
@@ -383,9 +397,18 @@ mod tests {
                 field("secret", FieldKind::Secret, true, None),
                 field("size", FieldKind::Integer, false, None),
                 field("flag", FieldKind::Boolean, false, Some("false")),
+                ConfigField {
+                    choices: ["auto", "json", "export"]
+                        .map(|v| Choice { value: v.into(), label: v.to_uppercase() })
+                        .to_vec(),
+                    ..field("mode", FieldKind::Text, false, Some("auto"))
+                },
             ],
             egress: Vec::new(),
             independent_pages: false,
+            section: "Test".into(),
+            counters: Vec::new(),
+            incremental: false,
         }
     }
 
@@ -396,11 +419,13 @@ mod tests {
     #[test]
     fn literal_and_environment_values_resolve_with_defaults() {
         let env = |name: &str| (name == "MY_SECRET").then(|| "s3cret".to_string());
-        let c = ConnectorConfig::parse("[connector]\nsecret = { env = \"MY_SECRET\" }\nsize = 5\n", &env).unwrap();
+        let c =
+            ConnectorConfig::parse("[connector]\nsecret = { env = \"MY_SECRET\" }\nsize = 5\nmode = \"JSON\"\n", &env)
+                .unwrap();
         let r = c.resolve(&info()).unwrap();
         assert_eq!(
             r.settings,
-            [("host", "api.example.com"), ("secret", "s3cret"), ("size", "5"), ("flag", "false")]
+            [("host", "api.example.com"), ("secret", "s3cret"), ("size", "5"), ("flag", "false"), ("mode", "json")]
                 .map(|(k, v)| (k.to_string(), v.to_string()))
         );
         assert_eq!(r.secrets, [("secret".to_string(), "s3cret".to_string())]);
@@ -410,7 +435,7 @@ mod tests {
     #[test]
     fn every_problem_names_its_field() {
         let c = ConnectorConfig::parse(
-            "[connector]\nsize = \"big\"\nflag = \"yes\"\ncolour = \"red\"\nhost = \"https://h/p\"\n",
+            "[connector]\nsize = \"big\"\nflag = \"yes\"\ncolour = \"red\"\nhost = \"https://h/p\"\nmode = \"xml\"\n",
             &no_env,
         )
         .unwrap();
@@ -420,6 +445,7 @@ mod tests {
         assert!(err.contains("`size`: expected a whole number, got `big`"), "{err}");
         assert!(err.contains("`flag`: expected true or false"), "{err}");
         assert!(err.contains("`host`: `https://h/p` has a path"), "{err}");
+        assert!(err.contains("`mode`: expected one of `auto`, `json`, `export`, got `xml`"), "{err}");
     }
 
     #[test]

@@ -450,6 +450,13 @@ function chart(runs) {
     h("figcaption", { class: "legend" }, h("span", { class: "a" }, "Assets"), h("span", { class: "v" }, "Open vulnerabilities")));
 }
 
+// A figure the plugin declared by its role (contract 0.4), else a counter whose
+// name has the word (plugins of older contracts declare none).
+function declared(run, role, word) {
+  const value = run.summary && run.summary[role];
+  return value !== undefined && value !== null ? value : counter(run, word);
+}
+
 function counter(run, word) {
   const counters = (run.summary && run.summary.counters) || {};
   const key = Object.keys(counters).find((k) => k.includes(word));
@@ -504,8 +511,8 @@ async function connectorPage(id) {
       h("td", {}, h("a", { href: `#/runs/${r.id}` }, statusBadge(r.status))),
       h("td", {}, when(r.started_at || r.queued_at)),
       h("td", {}, r.status === "running" || r.status === "queued" ? progressText(r) : duration(r.duration_ms)),
-      h("td", { class: "num" }, number(counter(r, "devices"))),
-      h("td", { class: "num" }, number(counter(r, "rows"))),
+      h("td", { class: "num" }, number(declared(r, "source_assets", "devices"))),
+      h("td", { class: "num" }, number(declared(r, "source_rows", "rows"))),
       h("td", { class: "num" }, number(r.assets)),
       h("td", { class: "num" }, number(r.open_vulnerabilities)),
       h("td", { class: "num" }, r.files.length),

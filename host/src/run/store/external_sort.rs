@@ -27,6 +27,8 @@ pub struct Report {
     pub found: Option<Datetime>,
     pub last_seen: Option<Datetime>,
     pub details: Option<String>,
+    /// When the source saw it fixed; `None`: open.
+    pub fixed: Option<Datetime>,
 }
 
 impl Report {
@@ -210,15 +212,17 @@ impl Merged {
 const HAS_FOUND: u8 = 1;
 const HAS_LAST_SEEN: u8 = 2;
 const HAS_DETAILS: u8 = 4;
+const HAS_FIXED: u8 = 8;
 
 fn encode(r: &Report, out: &mut impl Write) -> Result<()> {
     let flags = if r.found.is_some() { HAS_FOUND } else { 0 }
         | if r.last_seen.is_some() { HAS_LAST_SEEN } else { 0 }
-        | if r.details.is_some() { HAS_DETAILS } else { 0 };
+        | if r.details.is_some() { HAS_DETAILS } else { 0 }
+        | if r.fixed.is_some() { HAS_FIXED } else { 0 };
     out.write_all(&r.asset.to_le_bytes())?;
     out.write_all(&r.identifier.to_le_bytes())?;
     out.write_all(&[r.score, flags])?;
-    for t in [&r.found, &r.last_seen].into_iter().flatten() {
+    for t in [&r.found, &r.last_seen, &r.fixed].into_iter().flatten() {
         out.write_all(&t.seconds.to_le_bytes())?;
         out.write_all(&t.nanoseconds.to_le_bytes())?;
     }
@@ -251,6 +255,7 @@ fn decode(input: &mut impl Read) -> Result<Option<Report>> {
     };
     let found = time(flags & HAS_FOUND != 0)?;
     let last_seen = time(flags & HAS_LAST_SEEN != 0)?;
+    let fixed = time(flags & HAS_FIXED != 0)?;
     let details = if flags & HAS_DETAILS != 0 {
         let mut len = [0u8; 4];
         input.read_exact(&mut len)?;
@@ -260,7 +265,7 @@ fn decode(input: &mut impl Read) -> Result<Option<Report>> {
     } else {
         None
     };
-    Ok(Some(Report { asset: u32_at(&head, 0), identifier: u32_at(&head, 4), score, found, last_seen, details }))
+    Ok(Some(Report { asset: u32_at(&head, 0), identifier: u32_at(&head, 4), score, found, last_seen, details, fixed }))
 }
 
 #[cfg(test)]
@@ -282,6 +287,7 @@ mod tests {
                 found: (i % 3 == 0).then_some(Datetime { seconds: -(i as i64), nanoseconds: i }),
                 last_seen: (i % 4 == 0).then_some(Datetime { seconds: i as i64 * 1000, nanoseconds: 0 }),
                 details: (i % 2 == 0).then(|| format!("détails {i}")),
+                fixed: (i % 5 == 0).then_some(Datetime { seconds: i as i64 * 7, nanoseconds: 1 }),
             };
             expected.push(report.clone());
             sorter.push(report, ReportOrder { assets: &assets, identifiers: &identifiers }).unwrap();

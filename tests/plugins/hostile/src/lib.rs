@@ -20,7 +20,12 @@
 //!   secret is not bound to (it may go to `target` only);
 //! - `split-placeholder`: sends its secret's placeholder, split by a tab (then by a
 //!   line feed, then in a header), to `collector` in the query and the path, where
-//!   a URL parser would join it again after the check; reports every answer.
+//!   a URL parser would join it again after the check; reports every answer;
+//! - `incremental-anyway`: answers a request for a full run with an incremental one;
+//! - `state-flood`: returns 65 MiB of state from `finish`.
+//!
+//! With `echo-escapes`, the secret it decoded also goes into the state `finish`
+//! returns, where the host must mask it too.
 //!
 //! It declares `{target}` and `{collector}` as its egress, and binds `secret` to
 //! `{target}`.
@@ -36,10 +41,13 @@ use vulnbridge::connector::http::{self, Method, Request};
 use vulnbridge::connector::log::{log, Level};
 use vulnbridge::connector::output;
 use vulnbridge::connector::types::{
-    Asset, Check, ConfigField, Egress, FieldError, FieldKind, Locators, Page, PluginError, PluginInfo, Setting,
+    Asset, Check, ConfigField, Egress, FieldError, FieldKind, Locators, Page, PluginError, PluginInfo, RunMode,
+    RunPlan, RunRequest, Setting,
 };
 
 thread_local! {
+    /// What `echo-escapes` decoded, for `finish` to put in the state.
+    static DECODED: RefCell<String> = const { RefCell::new(String::new()) };
     static SETTINGS: RefCell<Vec<Setting>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -56,6 +64,7 @@ fn field(key: &str, kind: FieldKind, default: Option<&str>) -> ConfigField {
         required: false,
         default_value: default.map(Into::into),
         sent_to: if kind == FieldKind::Secret { vec!["{target}".into()] } else { Vec::new() },
+        choices: Vec::new(),
     }
 }
 
@@ -131,7 +140,23 @@ impl Guest for Hostile {
                 Egress { origin: "{collector}".into(), purpose: "a second API".into() },
             ],
             independent_pages: false,
+            section: "Test".into(),
+            counters: Vec::new(),
+            incremental: true,
         }
+    }
+
+    fn start(request: RunRequest) -> Result<RunPlan, PluginError> {
+        let mode = if setting("behavior") == "incremental-anyway" { RunMode::Incremental } else { request.mode };
+        Ok(RunPlan { mode, reason: None })
+    }
+
+    fn finish() -> Result<Option<Vec<u8>>, PluginError> {
+        Ok(match setting("behavior").as_str() {
+            "state-flood" => Some(vec![b'x'; 65 << 20]),
+            "echo-escapes" => Some(format!("decoded: {}", DECODED.with_borrow(String::clone)).into_bytes()),
+            _ => None,
+        })
     }
 
     fn configure(settings: Vec<Setting>) -> Result<Vec<String>, Vec<FieldError>> {
@@ -218,6 +243,7 @@ impl Guest for Hostile {
                     .map_err(|e| PluginError::Other(format!("echo failed: {e}")))?;
                 let from_json = unescape(&String::from_utf8_lossy(&escaped.body));
                 log(Level::Warn, &format!("decoded echoes: {from_gzip} / {from_json}"));
+                DECODED.set(format!("{from_gzip} / {from_json}"));
                 let asset =
                     asset("echoed", Some(from_gzip.clone()), vec![from_gzip, from_json, format!("raw {secret}")]);
                 output::emit_assets(&[asset]);

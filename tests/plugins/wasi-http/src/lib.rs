@@ -3,7 +3,7 @@
 
 wit_bindgen::generate!({
     world: "connector-plugin",
-    path: "../../../wit",
+    path: "../../../wit/previous/v0.3.0",
 });
 
 use exports::vulnbridge::connector::connector::Guest;

@@ -112,6 +112,36 @@ pub struct Tenant {
     machines: Vec<Machine>,
     /// Indices of the rows still served, once the tenant has changed (`None`: all).
     live_rows: Option<Vec<u64>>,
+    /// Rows added since generation (new findings, upgraded versions), indexed from
+    /// `spec.rows` on.
+    added: Vec<VulnerabilityRow>,
+    /// Every change since generation, as the delta export reports it.
+    pub changes: Vec<Change>,
+}
+
+/// One event of the delta export: a row as it is (or was), what happened to it and
+/// when.
+#[derive(Clone, Debug)]
+pub struct Change {
+    pub at: std::time::SystemTime,
+    /// `New`, `Fixed` or `Updated`.
+    pub status: &'static str,
+    pub row: VulnerabilityRow,
+}
+
+impl Change {
+    /// The row as the delta export sends it: the full-export fields, plus `status`,
+    /// `eventTimestamp` (zoneless, seven fraction digits, as the exports write
+    /// times) and `isOnboarded`.
+    pub fn to_json(&self) -> Value {
+        let mut row = serde_json::to_value(&self.row).expect("a row serializes");
+        let at = chrono::DateTime::<chrono::Utc>::from(self.at);
+        row["status"] = json!(self.status);
+        row["eventTimestamp"] =
+            json!(format!("{}{:07}", at.format("%Y-%m-%d %H:%M:%S."), at.timestamp_subsec_nanos() / 100));
+        row["isOnboarded"] = json!(true);
+        row
+    }
 }
 
 impl Tenant {
@@ -124,6 +154,8 @@ impl Tenant {
             client_secret: format!("sim~{}.secret", hex(seed, "secret", 0, 24)),
             machines,
             live_rows: None,
+            added: Vec::new(),
+            changes: Vec::new(),
             spec,
         }
     }
@@ -147,11 +179,66 @@ impl Tenant {
     /// Stops serving the rows `remove` picks: the vulnerabilities they report were
     /// fixed (or the software removed).
     pub fn remove_rows(&mut self, remove: impl Fn(&VulnerabilityRow) -> bool) {
-        let live: Vec<u64> = (0..self.row_count())
-            .map(|offset| self.live_rows.as_ref().map_or(offset, |live| live[offset as usize]))
-            .filter(|index| !remove(&self.row(*index)))
-            .collect();
+        let now = std::time::SystemTime::now();
+        let mut live = Vec::new();
+        for offset in 0..self.row_count() {
+            let index = self.live_rows.as_ref().map_or(offset, |live| live[offset as usize]);
+            let row = self.row(index);
+            if remove(&row) {
+                self.changes.push(Change { at: now, status: "Fixed", row });
+            } else {
+                live.push(index);
+            }
+        }
         self.live_rows = Some(live);
+    }
+
+    /// Serves a new row: a vulnerability found since (`New` in the delta).
+    pub fn add_row(&mut self, row: VulnerabilityRow) {
+        let mut live: Vec<u64> = (0..self.row_count()).map(|o| self.index_at(o)).collect();
+        live.push(self.spec.rows + self.added.len() as u64);
+        self.live_rows = Some(live);
+        self.changes.push(Change { at: std::time::SystemTime::now(), status: "New", row: row.clone() });
+        self.added.push(row);
+    }
+
+    /// Upgrades the software of the row at `offset` to a version that still has the
+    /// vulnerability: `Fixed` on the old version, `New` on the new one, as Defender
+    /// reports an upgrade.
+    pub fn upgrade_row(&mut self, offset: u64) {
+        let old = self.row_at(offset);
+        self.remove_rows(|r| r.id == old.id);
+        let mut new = old.clone();
+        new.software_version = format!("{}-upgraded", old.software_version);
+        new.id = format!(
+            "{}_{}_{}_{}_{}",
+            new.device_id,
+            new.software_vendor,
+            new.software_name,
+            new.software_version,
+            new.cve_id.clone().unwrap_or_default()
+        );
+        self.add_row(new);
+    }
+
+    /// Moves a machine to another RBAC group: its rows show in the delta as `Fixed`
+    /// under the old group and `New` under the new one, at the same time.
+    pub fn move_machine(&mut self, machine_id: &str, group_id: u32, group: &'static str) {
+        let now = std::time::SystemTime::now();
+        for m in self.machines.iter_mut().filter(|m| m.id == machine_id) {
+            m.rbac_group_id = group_id;
+            m.rbac_group_name = Some(group);
+        }
+        let rows: Vec<VulnerabilityRow> = self.live_rows().filter(|r| r.device_id == machine_id).collect();
+        for row in rows {
+            self.changes.push(Change { at: now, status: "Fixed", row: row.clone() });
+            let moved = VulnerabilityRow { rbac_group_id: group_id, rbac_group_name: group, ..row };
+            self.changes.push(Change { at: now, status: "New", row: moved });
+        }
+    }
+
+    fn index_at(&self, offset: u64) -> u64 {
+        self.live_rows.as_ref().map_or(offset, |live| live[offset as usize])
     }
 
     /// Marks machines inactive (decommissioned, or no longer reporting).
@@ -177,9 +264,13 @@ impl Tenant {
         self.machines.iter().filter(|m| m.health_status == "Active")
     }
 
-    /// Row `index` (0-based) of the vulnerability export.
+    /// Row `index` (0-based) of the vulnerability export (rows added later follow
+    /// the generated ones).
     pub fn row(&self, index: u64) -> VulnerabilityRow {
-        row(self, index)
+        match index.checked_sub(self.spec.rows) {
+            Some(added) => self.added[added as usize].clone(),
+            None => row(self, index),
+        }
     }
 
     /// Every generated row, also those removed since.

@@ -11,6 +11,12 @@
 //! - `GET /api/machines/SoftwareVulnerabilitiesByMachine`: `pageSize` (default
 //!   50,000, at most 200,000) with an opaque `$skiptoken` nextLink; `$top` returns
 //!   that many rows and no nextLink.
+//! - `GET /api/machines/SoftwareVulnerabilityChangesByMachine`: the delta export.
+//!   `sinceTime` is required and may reach back at most 14 days (400 otherwise);
+//!   the tenant's changes are computed once per snapshot window
+//!   ([`SimOptions::snapshot_window`], 6 hours as Defender's, shorter in tests): an
+//!   event shows once its window has closed, and the answer holds every event from
+//!   the start of the window `sinceTime` falls in. `pageSize` pages with a nextLink.
 //! - `GET /api/machines/SoftwareVulnerabilitiesExport`: signed URLs of gzip JSON-lines
 //!   files with PascalCase keys, served by the storage listener, which refuses
 //!   requests that carry a bearer token and counts them.
@@ -61,6 +67,8 @@ pub struct SimOptions {
     /// a government tenant refuses the scopes of another cloud's app registration.
     /// `None`: the commercial ones.
     pub scopes: Option<Vec<String>>,
+    /// How often the delta export's changes are computed (Defender: 6 hours).
+    pub snapshot_window: Duration,
 }
 
 impl Default for SimOptions {
@@ -69,6 +77,7 @@ impl Default for SimOptions {
             roles: vec!["Machine.Read.All".into(), VULNERABILITY_ROLE.into()],
             faults: Faults::default(),
             scopes: None,
+            snapshot_window: Duration::from_secs(6 * 3600),
         }
     }
 }
@@ -137,6 +146,7 @@ impl DefenderSim {
             .route("/api/machines", get(machines))
             .route("/api/machines/SoftwareVulnerabilitiesByMachine", get(vulnerabilities))
             .route("/api/machines/SoftwareVulnerabilitiesExport", get(export_list))
+            .route("/api/machines/SoftwareVulnerabilityChangesByMachine", get(changes))
             .with_state(shared.clone());
         let storage_app = Router::new().route("/tvm-export/{file}", get(export_file)).with_state(shared.clone());
         let server = spawn("defender-sim", vec![(api, api_app), (storage, storage_app)])?;
@@ -601,6 +611,68 @@ async fn vulnerabilities(
         return truncated(bytes);
     }
     (StatusCode::OK, [("content-type", "application/json")], bytes).into_response()
+}
+
+/// The delta export (see the module's documentation).
+async fn changes(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    shared.count("changes");
+    if over_rate_limit(&shared) {
+        return throttled(&shared, RetryAfter::Seconds(1));
+    }
+    if let Err(e) = admit(&shared, &headers, &[VULNERABILITY_ROLE]).await {
+        return e;
+    }
+    let Some(since) = query.get("sinceTime") else {
+        return api_error(StatusCode::BAD_REQUEST, "InvalidInput", "The sinceTime parameter is required.");
+    };
+    let Ok(since) = chrono::DateTime::parse_from_rfc3339(since) else {
+        return api_error(StatusCode::BAD_REQUEST, "InvalidInput", "sinceTime is not a valid date and time.");
+    };
+    let since = SystemTime::from(since.with_timezone(&chrono::Utc));
+    let now = SystemTime::now();
+    if now.duration_since(since).unwrap_or_default() > Duration::from_secs(14 * 86_400) {
+        return api_error(StatusCode::BAD_REQUEST, "InvalidInput", "sinceTime can be at most 14 days ago.");
+    }
+    let page_size = match query.get("pageSize").or_else(|| query.get("pagesize")).map(|v| v.parse::<usize>()) {
+        None => 50_000,
+        Some(Ok(n)) if (1..=200_000).contains(&n) => n,
+        Some(_) => return api_error(StatusCode::BAD_REQUEST, "InvalidInput", "pageSize must be between 1 and 200000."),
+    };
+    let top = query.get("$top").and_then(|v| v.parse::<usize>().ok());
+    let offset = query.get("$skiptoken").and_then(|t| parse_skiptoken(t)).unwrap_or(0) as usize;
+    // Windows are counted from the epoch: the one `since` falls in starts at `from`,
+    // and only events of windows that have closed (before `until`) are computed.
+    let window = shared.options.snapshot_window.as_nanos().max(1);
+    let floor = |t: SystemTime| {
+        let nanos = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(((nanos / window) * window) as u64)
+    };
+    let (from, until) = (floor(since), floor(now));
+    let events: Vec<Value> = {
+        let tenant = shared.tenant.read().unwrap();
+        tenant.changes.iter().filter(|c| c.at >= from && c.at < until).map(|c| c.to_json()).collect()
+    };
+    let count = top.unwrap_or(page_size).min(events.len().saturating_sub(offset));
+    let page = &events[offset.min(events.len())..offset.min(events.len()) + count];
+    let mut body = json!({
+        "@odata.context": format!("{}/api/$metadata#Collection(microsoft.windowsDefenderATP.api.AssessmentVulnerabilityChange)", shared.base_url),
+        "value": page,
+    });
+    if top.is_none() && offset + count < events.len() {
+        let mut link =
+            url::Url::parse(&format!("{}/api/machines/SoftwareVulnerabilityChangesByMachine", shared.base_url))
+                .unwrap();
+        link.query_pairs_mut()
+            .append_pair("sinceTime", query.get("sinceTime").map(String::as_str).unwrap_or_default())
+            .append_pair("pageSize", &page_size.to_string())
+            .append_pair("$skiptoken", &skiptoken((offset + count) as u64));
+        body["@odata.nextLink"] = json!(link.to_string());
+    }
+    (StatusCode::OK, [("content-type", "application/json")], body.to_string()).into_response()
 }
 
 /// One page of `SoftwareVulnerabilitiesByMachine` as served: `top` rows (or

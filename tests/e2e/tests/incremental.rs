@@ -1,0 +1,207 @@
+//! Incremental runs (contract 0.4) end to end: the real CLI, a simulated Defender
+//! tenant that changes between runs and serves its delta export, and two simulated
+//! CVMs. One is fed a baseline and then runs of changes only; the other a full run
+//! each time. Their stores must agree: the same assets, the same open and the same
+//! closed vulnerabilities on each.
+
+use connector_e2e::artifacts::{self, run_cli, CliOutput};
+use connector_e2e::{kdi, oracle};
+use connector_simulators::cvm::{CvmOptions, CvmSim};
+use connector_simulators::defender::{DefenderSim, SimOptions, TenantSpec, VulnerabilityRow};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const SPEC: TenantSpec = TenantSpec { seed: 57, devices: 60, rows: 1_500 };
+/// The simulated tenant computes its changes this often (Defender: every 6 hours).
+const WINDOW: Duration = Duration::from_millis(400);
+
+/// One world: a CVM, where the runs keep their state, and how they run.
+struct World {
+    cvm: CvmSim,
+    dir: PathBuf,
+    incremental: bool,
+}
+
+impl World {
+    fn new(name: &str, incremental: bool) -> World {
+        World { cvm: CvmSim::start(CvmOptions::default()).unwrap(), dir: kdi::temp_dir(name), incremental }
+    }
+
+    fn run(&self, defender: &DefenderSim) -> CliOutput {
+        let config = self.dir.join("defender.toml");
+        let text =
+            format!("{}page_size = 400\nretry_delay_ms = 20\n{}", defender.config_toml(), self.cvm.config_toml());
+        std::fs::write(&config, text).unwrap();
+        let plugin = artifacts::plugin("plugin_defender");
+        let (out, state) = (self.dir.join("out"), self.dir.join("state"));
+        let mut args = vec![
+            "run",
+            "--plugin",
+            plugin.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--allow-insecure-loopback",
+            "--upload",
+            "--json",
+        ];
+        if !self.incremental {
+            args.push("--full");
+        }
+        let output = run_cli(&args, &[]);
+        assert!(output.success(), "{}\n{}", output.stderr(), output.stdout());
+        output
+    }
+
+    /// Each asset CVM holds, with its open and its closed vulnerabilities.
+    fn store(&self) -> BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> {
+        self.cvm
+            .assets()
+            .into_iter()
+            .map(|a| (a.clone(), (self.cvm.open_vulns(&a), self.cvm.closed_vulns(&a))))
+            .collect()
+    }
+
+    fn files(&self) -> Vec<serde_json::Value> {
+        kdi::read_dir(&self.dir.join("out")).into_iter().map(|(_, file)| file).collect()
+    }
+}
+
+fn summary(output: &CliOutput) -> serde_json::Value {
+    serde_json::from_str(&output.stdout()).unwrap()
+}
+
+/// A live row whose device and CVE no other live row shares: fixing it removes the
+/// vulnerability from the device. (When another product still carries the CVE, the
+/// delta cannot say so; docs/defender-api.md, "The delta export", says what then.)
+fn a_row_alone_on_its_device(defender: &DefenderSim, skip: usize) -> VulnerabilityRow {
+    let tenant = defender.tenant();
+    let active: BTreeSet<String> = tenant.active_machines().map(|m| m.id.clone()).collect();
+    let rows: Vec<VulnerabilityRow> = tenant.live_rows().collect();
+    let key = |r: &VulnerabilityRow| (r.device_id.clone(), r.cve_id.clone().unwrap_or_default().to_ascii_uppercase());
+    let mut count: BTreeMap<(String, String), usize> = BTreeMap::new();
+    rows.iter().for_each(|r| *count.entry(key(r)).or_default() += 1);
+    rows.into_iter()
+        .filter(|r| active.contains(&r.device_id) && r.cve_id.as_deref().is_some_and(|c| c.starts_with("CVE-")))
+        .filter(|r| count[&key(r)] == 1)
+        .nth(skip)
+        .expect("such a row")
+}
+
+fn assert_same_stores(incremental: &World, full: &World, defender: &DefenderSim) {
+    assert_eq!(incremental.store(), full.store(), "the stores after incremental and after full runs differ");
+    let expected = oracle::expected_live(&defender.tenant());
+    for (id, asset) in &expected.assets {
+        let open: BTreeSet<String> = asset.vulns.keys().cloned().collect();
+        assert_eq!(incremental.cvm.open_vulns(id), open, "open vulnerabilities of {id}");
+    }
+}
+
+#[test]
+fn a_baseline_and_runs_of_changes_leave_cvm_as_full_runs_do() {
+    let options = SimOptions { snapshot_window: WINDOW, ..SimOptions::default() };
+    let defender = DefenderSim::start(SPEC, options).unwrap();
+    let (a, b) = (World::new("incremental-a", true), World::new("incremental-b", false));
+
+    let first = summary(&a.run(&defender));
+    assert_eq!(first["mode"], "full", "a first run is a baseline");
+    b.run(&defender);
+    assert!(a.files().iter().all(|f| f["skip_autoclose"] == false));
+    assert_same_stores(&a, &b, &defender);
+
+    // Between the runs: a vulnerability fixed, one found, a version upgraded (still
+    // vulnerable), a device moved to another RBAC group, a device retired.
+    let fixed = a_row_alone_on_its_device(&defender, 0);
+    let upgraded = a_row_alone_on_its_device(&defender, 1);
+    let (moved, retired) = {
+        let t = defender.tenant();
+        let active: Vec<String> = t.active_machines().map(|m| m.id.clone()).collect();
+        (active[3].clone(), active[5].clone())
+    };
+    let found = VulnerabilityRow {
+        id: format!("{}_acme_tool_1.0_CVE-2026-55555", fixed.device_id),
+        cve_id: Some("CVE-2026-55555".into()),
+        software_vendor: "acme",
+        software_name: "tool",
+        software_version: "1.0".into(),
+        ..fixed.clone()
+    };
+    defender.update_tenant(|t| {
+        t.remove_rows(|r| r.id == fixed.id);
+        t.add_row(found.clone());
+        let offset = (0..t.row_count()).find(|o| t.row_at(*o).id == upgraded.id).unwrap();
+        t.upgrade_row(offset);
+        t.move_machine(&moved, 7, "Servers");
+        t.retire_machines(|m| m.id == retired);
+    });
+    std::thread::sleep(WINDOW * 3);
+
+    let second = a.run(&defender);
+    let second = summary(&second);
+    assert_eq!(second["mode"], "incremental", "{second}");
+    b.run(&defender);
+    assert!(a.files().iter().all(|f| f["skip_autoclose"] == true), "a run of changes never auto-closes");
+    assert_eq!(second["vulnerabilities_closed"], 1, "only the fixed one is written closed: {second}");
+    let changes: u64 = second["counters"]["vulnerability rows fetched"].as_u64().unwrap();
+    assert!(changes < 100, "an incremental run reads the changes, not the {} rows: {changes}", SPEC.rows);
+    assert!(a.cvm.closed_vulns(&fixed.device_id).contains(&fixed.cve_id.clone().unwrap()));
+    assert!(a.cvm.open_vulns(&fixed.device_id).contains("CVE-2026-55555"));
+    assert!(a.cvm.tags(&moved).contains("rbacGroup: Servers"), "every active device is sent, fresh tags and all");
+    assert_same_stores(&a, &b, &defender);
+
+    // A run with nothing new reads the same window again and changes nothing.
+    std::thread::sleep(WINDOW * 2);
+    let before = a.store();
+    let third = summary(&a.run(&defender));
+    assert_eq!(third["mode"], "incremental");
+    assert_eq!(a.store(), before, "re-reading events changes nothing");
+}
+
+#[test]
+fn run_full_forces_a_baseline_and_a_failed_run_keeps_the_old_state() {
+    let options = SimOptions { snapshot_window: WINDOW, ..SimOptions::default() };
+    let defender = DefenderSim::start(SPEC, options).unwrap();
+    let a = World::new("incremental-state", true);
+    assert_eq!(summary(&a.run(&defender))["mode"], "full");
+    let checkpoint = a.dir.join("state/checkpoints/defender-tvm--defender.state");
+    let saved = std::fs::read(&checkpoint).expect("the delivered run kept its state");
+    // The CVM refuses the next upload: nothing is delivered, so nothing is committed.
+    let broken = World { cvm: CvmSim::start(CvmOptions { fail_runs: 1, ..CvmOptions::default() }).unwrap(), ..a };
+    let config_dir = broken.dir.clone();
+    let failed = {
+        let config = config_dir.join("defender.toml");
+        let text =
+            format!("{}page_size = 400\nretry_delay_ms = 20\n{}", defender.config_toml(), broken.cvm.config_toml());
+        std::fs::write(&config, text).unwrap();
+        run_in(&config_dir, &config)
+    };
+    assert!(!failed.success(), "the CVM run failed: {}", failed.stdout());
+    assert_eq!(std::fs::read(&checkpoint).unwrap(), saved, "a run that was not delivered leaves the state");
+    let forced = World { incremental: false, ..broken };
+    assert_eq!(summary(&forced.run(&defender))["mode"], "full");
+}
+
+fn run_in(dir: &Path, config: &Path) -> CliOutput {
+    let plugin = artifacts::plugin("plugin_defender");
+    let (out, state) = (dir.join("out"), dir.join("state"));
+    run_cli(
+        &[
+            "run",
+            "--plugin",
+            plugin.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--allow-insecure-loopback",
+            "--upload",
+        ],
+        &[],
+    )
+}
