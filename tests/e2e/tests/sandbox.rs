@@ -359,3 +359,45 @@ fn the_text_a_run_emits_is_capped_too() {
     let error = misbehave("flood", "[limits]\noutput_mb = 1\n");
     assert!(error.contains("plugin `test-hostile` exceeded its output limit of 1 MiB"), "{error}");
 }
+
+/// The hostile plugin through the CLI, keeping its state under `state`.
+fn run_hostile_with_state(name: &str, config_text: &str, state: &std::path::Path) -> artifacts::CliOutput {
+    let dir = kdi::temp_dir(&format!("sandbox-state-{name}"));
+    let config = dir.join("hostile.toml");
+    std::fs::write(&config, config_text).unwrap();
+    let plugin = artifacts::plugin("test_plugin_hostile");
+    let (out, state) = (dir.join("out"), state.to_str().unwrap());
+    let args = ["run", "--plugin", plugin.to_str().unwrap(), "--config", config.to_str().unwrap()];
+    let args =
+        [&args[..], &["--out", out.to_str().unwrap(), "--state-dir", state, "--allow-insecure-loopback"]].concat();
+    run_cli(&args, &[("HOSTILE_SECRET", SECRET)])
+}
+
+#[test]
+fn a_plugins_state_is_masked_bounded_and_its_run_mode_is_held_to_the_contract() {
+    let echo = EchoServer::start().unwrap();
+    let state = kdi::temp_dir("sandbox-state-dir");
+    let checkpoint = state.join("checkpoints/test-hostile--hostile.state");
+    let config = |behavior: &str| {
+        format!(
+            "[connector]\nbehavior = \"{behavior}\"\ntarget = \"{}\"\nsecret = {{ env = \"HOSTILE_SECRET\" }}\nnote = \"n\"\n",
+            echo.base_url()
+        )
+    };
+    // What it decoded from the echoes goes into its state: masked, as everywhere.
+    let out = run_hostile_with_state("echo", &config("echo-escapes"), &state);
+    assert!(out.success(), "{}", out.stderr());
+    let kept = String::from_utf8_lossy(&std::fs::read(&checkpoint).unwrap()).into_owned();
+    assert!(kept.contains("decoded: stolen=[REDACTED]"), "{kept}");
+    assert!(!kept.contains(SECRET), "the secret reached the state file: {kept}");
+    // 65 MiB of state: refused, named, and the previous state stays.
+    let out = run_hostile_with_state("flood", &config("state-flood"), &state);
+    let line = out.error_lines().join("\n");
+    assert!(line.contains("above its limit of 64 MiB ([limits] state_mb); the previous state stays"), "{line}");
+    assert_eq!(String::from_utf8_lossy(&std::fs::read(&checkpoint).unwrap()), kept);
+    // Asked for a full run, it answers incremental: refused before anything is fetched.
+    let out = run_hostile_with_state("anyway", &config("incremental-anyway"), &kdi::temp_dir("sandbox-state-fresh"));
+    let line = out.error_lines().join("\n");
+    assert!(line.contains("answered a request for a full run with an incremental one"), "{line}");
+    assert_host_still_works();
+}
