@@ -49,6 +49,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/connectors/{id}/verify", post(verify_connector))
         .route("/api/connectors/{id}/runs", post(run_now))
         .route("/api/connectors/{id}/approve", post(approve_connector))
+        .route("/api/connectors/{id}/clear-state", post(clear_state))
         .route("/api/runs", get(list_runs))
         .route("/api/runs/{id}", get(get_run))
         .route("/api/runs/{id}/log", get(run_log))
@@ -231,7 +232,22 @@ async fn list_connectors(State(app): AppState, _caller: Caller) -> ApiResult<Jso
 
 async fn get_connector(State(app): AppState, _caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let row = load_connector(&app, &id).await?;
-    Ok(Json(connector_view(&app, &row).await?))
+    let mut view = connector_view(&app, &row).await?;
+    // Contract 0.4: the next run's mode, the watermark, the last baseline.
+    let checkpoint = super::incremental::from_row(app.db.checkpoint(&id).await?);
+    let plugin = app.catalogue.get(&row.plugin_id).map(|l| &l.plugin.info);
+    view["incremental"] = super::incremental::view(&row, plugin, &checkpoint);
+    Ok(Json(view))
+}
+
+/// Forgets the connector's checkpoint: its next run is a full baseline. Starts
+/// nothing.
+async fn clear_state(State(app): AppState, caller: Caller, Path(id): Path<String>) -> ApiResult {
+    caller.admin()?;
+    load_connector(&app, &id).await?;
+    app.db.clear_checkpoint(&id).await?;
+    tracing::info!(connector = %id, "state cleared: the next run is a baseline");
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Checks a draft against its plugin, off the runtime; with the origins a 0.2

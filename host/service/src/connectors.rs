@@ -210,17 +210,29 @@ pub struct Draft {
     pub values: Values,
     pub schedule: Option<String>,
     pub enabled: bool,
+    /// Days between full baselines (`None`: weekly).
+    pub baseline_days: Option<i64>,
 }
 
+/// The keys a connector's create or change may carry (besides `plugin` on create).
+const CHANGE_KEYS: [&str; 6] = ["name", "settings", "schedule", "enabled", "cvm", "baseline_days"];
+
 impl Draft {
-    /// A new connector from `{plugin, name, settings, schedule?, enabled?, cvm?}`.
+    /// A new connector from `{plugin, name, settings, schedule?, enabled?, cvm?, baseline_days?}`.
     pub fn create(body: &Map<String, Value>) -> Result<(String, Draft), Invalid> {
-        known_keys(body, &["plugin", "name", "settings", "schedule", "enabled", "cvm"])?;
+        let keys: Vec<&str> = std::iter::once("plugin").chain(CHANGE_KEYS).collect();
+        known_keys(body, &keys)?;
         let plugin = body.get("plugin").and_then(Value::as_str).unwrap_or_default().to_owned();
         if plugin.is_empty() {
             return Err(Invalid::one("plugin", "`plugin` is required: a plugin id from GET /api/plugins"));
         }
-        let empty = Draft { name: String::new(), values: Values::default(), schedule: None, enabled: true };
+        let empty = Draft {
+            name: String::new(),
+            values: Values::default(),
+            schedule: None,
+            enabled: true,
+            baseline_days: None,
+        };
         let mut changes = body.clone();
         changes.remove("plugin");
         if !changes.contains_key("name") {
@@ -236,13 +248,25 @@ impl Draft {
             values: Values::open(row, vault)?,
             schedule: row.schedule.clone(),
             enabled: row.enabled == 1,
+            baseline_days: row.baseline_days,
         })
     }
 
-    /// Applies a change `{name?, settings?, schedule?, enabled?, cvm?}`.
+    /// Applies a change `{name?, settings?, schedule?, enabled?, cvm?, baseline_days?}`.
     pub fn change(mut self, body: &Map<String, Value>) -> Result<Draft, Invalid> {
-        known_keys(body, &["name", "settings", "schedule", "enabled", "cvm"])?;
+        known_keys(body, &CHANGE_KEYS)?;
         let mut problems = Vec::new();
+        match body.get("baseline_days") {
+            None => {}
+            Some(Value::Null) => self.baseline_days = None,
+            Some(days) => match days.as_i64().filter(|d| (1..=365).contains(d)) {
+                Some(days) => self.baseline_days = Some(days),
+                None => problems.push(FieldProblem {
+                    field: "baseline_days".into(),
+                    message: "`baseline_days` must be a whole number of days from 1 to 365, or null (weekly)".into(),
+                }),
+            },
+        }
         if let Some(name) = body.get("name") {
             match name.as_str().map(str::trim) {
                 Some(name) if !name.is_empty() && name.chars().count() <= 200 => self.name = name.to_owned(),
@@ -373,6 +397,7 @@ impl Draft {
             paused_reason: None,
             created_at,
             updated_at: now_ms(),
+            baseline_days: self.baseline_days,
         })
     }
 }
@@ -495,6 +520,7 @@ pub fn view(row: &ConnectorRow, plugin: Option<&PluginRow>, last_run: Option<&Ru
         "settings": settings,
         "cvm": cvm,
         "schedule": row.schedule,
+        "baseline_days": row.baseline_days,
         "next_due": if row.enabled == 1 && row.paused_reason.is_none() { time(row.next_due_at) } else { Value::Null },
         "next_due_times": upcoming,
         "enabled": row.enabled == 1,
@@ -553,6 +579,7 @@ mod tests {
             paused_reason: None,
             created_at: 0,
             updated_at: 0,
+            baseline_days: None,
         }
     }
 

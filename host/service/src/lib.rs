@@ -23,6 +23,7 @@ mod catalogue;
 mod connectors;
 mod console;
 mod domain;
+mod incremental;
 mod metrics;
 pub mod run_log;
 mod schedule;

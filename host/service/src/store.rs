@@ -74,6 +74,16 @@ pub struct ConnectorRow {
     pub paused_reason: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Days between full baselines (`None`: weekly).
+    pub baseline_days: Option<i64>,
+}
+
+/// Where a connector's next run starts from (see `connector_host::checkpoint`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CheckpointRow {
+    pub state: Option<Vec<u8>>,
+    pub state_from: Option<i64>,
+    pub last_baseline: Option<i64>,
 }
 
 /// A stored run.
@@ -281,18 +291,18 @@ impl Db {
 
     // --- connectors ---
 
-    const CONNECTOR_COLUMNS: &'static str = "id, plugin_id, name, settings, secrets, cvm, schedule, next_due_at, enabled, trust, trusted_version, paused_reason, created_at, updated_at";
+    const CONNECTOR_COLUMNS: &'static str = "id, plugin_id, name, settings, secrets, cvm, schedule, next_due_at, enabled, trust, trusted_version, paused_reason, created_at, updated_at, baseline_days";
 
     /// Inserts a connector, or reports that its name is taken.
     pub async fn insert_connector(&self, c: &ConnectorRow) -> Result<Inserted> {
         let q = format!(
-            "INSERT INTO connectors ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            "INSERT INTO connectors ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
             Self::CONNECTOR_COLUMNS
         );
         let done = on_db!(self, p => sqlx::query(sqlx::AssertSqlSafe(q.as_str()))
             .bind(&c.id).bind(&c.plugin_id).bind(&c.name).bind(&c.settings).bind(&c.secrets).bind(&c.cvm)
             .bind(&c.schedule).bind(c.next_due_at).bind(c.enabled).bind(&c.trust).bind(&c.trusted_version)
-            .bind(&c.paused_reason).bind(c.created_at).bind(c.updated_at)
+            .bind(&c.paused_reason).bind(c.created_at).bind(c.updated_at).bind(c.baseline_days)
             .execute(p).await.map(|r| r.rows_affected()));
         match done {
             Ok(_) => Ok(Inserted::Yes),
@@ -303,12 +313,14 @@ impl Db {
 
     /// Replaces a connector's stored values, or reports that its new name is taken.
     pub async fn update_connector(&self, c: &ConnectorRow) -> Result<Inserted> {
-        let q = "UPDATE connectors SET name = $2, settings = $3, secrets = $4, cvm = $5, schedule = $6, next_due_at = $7,
-                   enabled = $8, trust = $9, trusted_version = $10, paused_reason = $11, updated_at = $12 WHERE id = $1";
+        let q =
+            "UPDATE connectors SET name = $2, settings = $3, secrets = $4, cvm = $5, schedule = $6, next_due_at = $7,
+                   enabled = $8, trust = $9, trusted_version = $10, paused_reason = $11, updated_at = $12,
+                   baseline_days = $13 WHERE id = $1";
         let done = on_db!(self, p => sqlx::query(q)
             .bind(&c.id).bind(&c.name).bind(&c.settings).bind(&c.secrets).bind(&c.cvm).bind(&c.schedule)
             .bind(c.next_due_at).bind(c.enabled).bind(&c.trust).bind(&c.trusted_version).bind(&c.paused_reason)
-            .bind(now_ms())
+            .bind(now_ms()).bind(c.baseline_days)
             .execute(p).await.map(|r| r.rows_affected()));
         match done {
             Ok(_) => Ok(Inserted::Yes),
@@ -552,6 +564,30 @@ impl Db {
         )
     }
 
+    // --- checkpoints ---
+
+    pub async fn checkpoint(&self, connector_id: &str) -> Result<Option<CheckpointRow>> {
+        let q = "SELECT state, state_from, last_baseline FROM checkpoints WHERE connector_id = $1";
+        Ok(on_db!(self, p => sqlx::query_as(q).bind(connector_id).fetch_optional(p).await)?)
+    }
+
+    /// Commits a delivered run's checkpoint.
+    pub async fn set_checkpoint(&self, connector_id: &str, c: &CheckpointRow) -> Result<()> {
+        let q = "INSERT INTO checkpoints (connector_id, state, state_from, last_baseline, updated_at) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (connector_id) DO UPDATE SET state = excluded.state, state_from = excluded.state_from,
+                   last_baseline = excluded.last_baseline, updated_at = excluded.updated_at";
+        on_db!(self, p => sqlx::query(q).bind(connector_id).bind(&c.state).bind(c.state_from).bind(c.last_baseline)
+            .bind(now_ms()).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Forgets a connector's checkpoint: its next run is a baseline.
+    pub async fn clear_checkpoint(&self, connector_id: &str) -> Result<()> {
+        on_db!(self, p => sqlx::query("DELETE FROM checkpoints WHERE connector_id = $1").bind(connector_id)
+            .execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
     // --- baselines ---
 
     pub async fn baseline(&self, key: &str) -> Result<Option<String>> {
@@ -618,6 +654,7 @@ mod tests {
             paused_reason: None,
             created_at: 0,
             updated_at: 0,
+            baseline_days: None,
         }
     }
 

@@ -13,6 +13,7 @@
 use super::catalogue::Catalogue;
 use super::connectors::Values;
 use super::domain::RunStatus;
+use super::incremental;
 use super::run_log;
 use super::store::{now_ms, ConnectorRow, Db, Outcome, RunRow};
 use super::trust;
@@ -21,6 +22,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use apalis::prelude::*;
 use apalis_postgres::PostgresStorage;
 use apalis_sqlite::SqliteStorage;
+use connector_host::checkpoint::Checkpoint;
 use connector_host::cvm::{DeliveryOptions, UploadGate};
 use connector_host::engine::{FailureKind, PluginFailure, PluginHost, SessionOptions, UnapprovedOrigin};
 use connector_host::events::{Event, EventSink};
@@ -192,7 +194,7 @@ async fn execute(shared: &Arc<WorkerShared>, run_id: &str) -> Result<()> {
         tracing::info!(attempt, triggered_by = %run2.triggered_by, "run started");
         let result = run_blocking(&shared2, &run2, connector, attempt, &handle);
         match &result {
-            Ok(summary) => {
+            Ok((summary, _)) => {
                 if let Some(run) = summary.delivery.as_ref().and_then(|d| d.run.as_ref()) {
                     tracing::info!("CVM connector run {} ended: {}", run.run_id, run.counts_text());
                 }
@@ -210,6 +212,10 @@ async fn execute(shared: &Arc<WorkerShared>, run_id: &str) -> Result<()> {
     })
     .await
     .unwrap_or_else(|e| Err(anyhow!("the run stopped unexpectedly: {e}")));
+    let (result, checkpoint) = match result {
+        Ok((summary, checkpoint)) => (Ok(summary), Some(checkpoint)),
+        Err(e) => (Err(e), None),
+    };
     let outcome = outcome_of(shared, run_id, result, started.elapsed()).await;
     tokio::fs::remove_dir_all(shared.scratch.join(run_id)).await.ok();
     let lines = run_log::end(run_id);
@@ -217,6 +223,10 @@ async fn execute(shared: &Arc<WorkerShared>, run_id: &str) -> Result<()> {
     let finished = db.finish_run(run_id, Some((&shared.name, attempt)), &outcome).await?;
     if !finished {
         tracing::warn!(run = %run_id, "another worker took this run over; its outcome here is not recorded");
+    } else if let Some(checkpoint) = checkpoint.filter(|_| outcome.status == RunStatus::Succeeded) {
+        // Delivered: its files are stored (and, with CVM, CVM ended its run well).
+        // Only now does the plugin's new state become where the next run starts.
+        db.set_checkpoint(&run.connector_id, &incremental::to_row(&checkpoint)).await?;
     } else if outcome.error_kind.as_deref() == Some(FailureKind::Throttled.as_str()) {
         // The source's quota will have room again: run it again then, without waiting
         // for the schedule (or for someone to press Run now).
@@ -325,7 +335,7 @@ fn run_blocking(
     connector: ConnectorRow,
     attempt: i64,
     rt: &Handle,
-) -> Result<RunSummary> {
+) -> Result<(RunSummary, Checkpoint)> {
     let db = &shared.db;
     if let Some(reason) = &connector.paused_reason {
         bail!("the connector is {reason}");
@@ -368,7 +378,13 @@ fn run_blocking(
         approved_derived,
         progress: None,
     };
-    let options = RunOptions { out_dir, events: Some(events), ..RunOptions::default() };
+    // Where this run starts from: the state of the connector's last delivered run.
+    let checkpoint = incremental::from_row(rt.block_on(db.checkpoint(&connector.id))?);
+    let started = chrono::Utc::now();
+    let next = incremental::next_run(&connector, &loaded.plugin.info, &checkpoint, started);
+    tracing::info!(mode = next.mode.as_str(), "{}", next.why);
+    let options =
+        RunOptions { out_dir, events: Some(events), resume: checkpoint.resume(next.mode), ..RunOptions::default() };
     let result = match &values.cvm {
         None => run::run(&shared.host, &loaded.plugin, &config, session, &options),
         Some(_) => {
@@ -397,7 +413,11 @@ fn run_blocking(
         let reason = trust::reason(&connector, &loaded.plugin, &[change]);
         rt.block_on(db.pause_connector(&connector.id, &reason))?;
     }
-    result
+    // Committed by the caller once the run's files are stored (delivered).
+    result.map(|summary| {
+        let after = checkpoint.after(&summary, started);
+        (summary, after)
+    })
 }
 
 /// Claims the upload for this worker and attempt, or refuses it.

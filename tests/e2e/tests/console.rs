@@ -209,6 +209,9 @@ async fn an_admin_adds_verifies_and_runs_a_connector_and_a_viewer_only_reads() {
     assert_eq!(b.find("#f-client_secret").await.attr("type").await.unwrap().as_deref(), Some("password"));
     assert_eq!(b.value("#f-host").await, "api.securitycenter.microsoft.com", "host prefilled with its default");
     assert_eq!(b.find("#f-page_size").await.attr("type").await.unwrap().as_deref(), Some("number"));
+    // Fields with choices (contract 0.4) are selects, the default chosen.
+    assert_eq!(b.find("#f-cloud").await.prop("tagName").await.unwrap().as_deref(), Some("SELECT"));
+    assert_eq!(b.value("#f-api_mode").await, "auto");
     let declared = tokio::task::block_in_place(|| Api::new(&url, Some(ADMIN_TOKEN)).get("/api/plugins").1);
     let declared = declared.as_array().unwrap().iter().find(|p| p["id"] == "defender-tvm").unwrap()["egress"]
         .as_array()
@@ -309,6 +312,15 @@ async fn an_admin_adds_verifies_and_runs_a_connector_and_a_viewer_only_reads() {
     b.click("#run-now").await;
     b.until("two runs succeeded", "return document.querySelectorAll('#runs .status.succeeded').length === 2").await;
     b.until("both runs in the chart", "return document.querySelectorAll('#chart circle').length === 4").await;
+    // Contract 0.4: after a delivered baseline the next run reads changes; clearing
+    // the state makes it a baseline again.
+    assert!(b.text("#next-mode").await.contains("Next run: incremental"), "{}", b.text("#incremental").await);
+    b.click("#clear-state").await;
+    b.until(
+        "the next run is a baseline",
+        "return /Next run: full/.test(document.querySelector('#next-mode').textContent)",
+    )
+    .await;
     b.shot("08-connector").await;
 
     // Edit: the secret reads as set and is kept when left empty; a schedule's next

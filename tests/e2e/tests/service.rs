@@ -416,3 +416,60 @@ fn a_throttled_run_runs_again_later_and_refused_credentials_read_as_a_settings_p
     assert!(connector["next_due"].is_null(), "a settings problem is not retried: {connector}");
     drop(serve);
 }
+
+#[test]
+fn a_connector_runs_a_baseline_then_changes_and_clearing_its_state_makes_the_next_a_baseline() {
+    let window = Duration::from_millis(300);
+    let defender = DefenderSim::start(SPEC, SimOptions { snapshot_window: window, ..SimOptions::default() }).unwrap();
+    let cvm = CvmSim::start(CvmOptions::default()).unwrap();
+    let dir = kdi::temp_dir("service-incremental");
+    let (_serve, api) = start(&dir.join("state"), &[]);
+    let body = json!({"plugin": "defender-tvm", "name": "Defender incremental", "settings": defender_settings(&defender),
+        "cvm": cvm_settings(&cvm), "baseline_days": 3});
+    let (status, connector) = api.post("/api/connectors", body);
+    assert_eq!(status, 201, "{connector}");
+    let id = connector["id"].as_str().unwrap().to_owned();
+    assert_eq!(connector["baseline_days"], 3);
+    let (_, view) = api.get(&format!("/api/connectors/{id}"));
+    assert_eq!(view["incremental"]["supported"], true, "{view}");
+    assert_eq!(view["incremental"]["next_mode"], "full", "no state yet: {view}");
+    let run = |api: &Api| {
+        let (status, queued) = api.post(&format!("/api/connectors/{id}/runs"), json!({}));
+        assert_eq!(status, 202, "{queued}");
+        let run = api.wait_for_run(queued["id"].as_str().unwrap(), Duration::from_secs(60));
+        assert_eq!(run["status"], "succeeded", "{run}");
+        run
+    };
+    assert_eq!(run(&api)["summary"]["mode"], "full");
+    let (_, view) = api.get(&format!("/api/connectors/{id}"));
+    let incremental = &view["incremental"];
+    assert_eq!(incremental["next_mode"], "incremental", "{view}");
+    assert!(incremental["changes_since"].is_string() && incremental["last_baseline"].is_string(), "{view}");
+    assert_eq!(incremental["baseline_days"], 3);
+
+    // A fix in the tenant: the next run reads it from the delta and closes it in CVM.
+    let expected = oracle::expected_live(&defender.tenant());
+    let (device, open) = expected.assets.iter().find(|(_, a)| !a.vulns.is_empty()).unwrap();
+    let fixed: BTreeSet<String> = open.vulns.keys().cloned().collect();
+    let device = device.clone();
+    defender.update_tenant(|t| t.remove_rows(|r| r.device_id == device));
+    std::thread::sleep(window * 3);
+    let second = run(&api);
+    assert_eq!(second["summary"]["mode"], "incremental", "{second}");
+    assert!(second["summary"]["vulnerabilities_closed"].as_u64().unwrap() >= 1, "{second}");
+    assert_eq!(cvm.open_vulns(&device), BTreeSet::new(), "the device's fixed vulnerabilities are closed");
+    assert_eq!(cvm.closed_vulns(&device), fixed);
+
+    // Clear state: the next run is a baseline, and nothing started.
+    let (status, _) = api.call("POST", &format!("/api/connectors/{id}/clear-state"), None);
+    assert_eq!(status, 204);
+    let (_, view) = api.get(&format!("/api/connectors/{id}"));
+    assert_eq!(view["incremental"]["next_mode"], "full", "{view}");
+    let (_, runs) = api.get(&format!("/api/runs?connector={id}"));
+    assert_eq!(runs.as_array().unwrap().len(), 2, "clearing the state starts no run");
+    assert_eq!(run(&api)["summary"]["mode"], "full");
+    assert_eq!(api.call("POST", &format!("/api/connectors/{id}"), None).0, 405);
+    let (status, refused) = api.call("PATCH", &format!("/api/connectors/{id}"), Some(json!({"baseline_days": 0})));
+    assert_eq!(status, 422, "{refused}");
+    assert!(refused.to_string().contains("from 1 to 365"), "{refused}");
+}

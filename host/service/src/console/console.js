@@ -241,6 +241,13 @@ function fieldInput(field, value, editing) {
       h("option", { value: "true", selected: current === "true" }, "Yes"),
       h("option", { value: "false", selected: current !== "true" }, "No"));
   }
+  // Contract 0.4: a field with choices takes one of them (the host checks it too).
+  if (field.choices && field.choices.length && field.kind !== "secret") {
+    const current = typeof value === "string" ? value : field.default || "";
+    const none = field.required || field.default ? [] : [h("option", { value: "", selected: current === "" }, "—")];
+    return h("select", common, none, field.choices.map((c) =>
+      h("option", { value: c.value, selected: current.toLowerCase() === c.value.toLowerCase() }, c.label)));
+  }
   if (field.kind === "secret") {
     const isSet = value && typeof value === "object" && value.set;
     return h("input", { ...common, type: "password", autocomplete: "new-password",
@@ -533,7 +540,8 @@ async function connectorPage(id) {
       h("section", { class: "card", "aria-labelledby": "schedule-title" },
         h("h2", { id: "schedule-title" }, "Schedule"),
         h("p", {}, c.schedule ? h("code", {}, c.schedule) : "Only when run by hand."),
-        c.next_due_times.length ? [h("p", {}, "Next runs (UTC):"), h("ul", { id: "next-runs" }, c.next_due_times.map((t) => h("li", {}, when(t))))] : null),
+        c.next_due_times.length ? [h("p", {}, "Next runs (UTC):"), h("ul", { id: "next-runs" }, c.next_due_times.map((t) => h("li", {}, when(t))))] : null,
+        incrementalFacts(c, id)),
       h("section", { class: "card", "aria-labelledby": "chart-heading" },
         h("h2", { id: "chart-heading" }, "Assets and open vulnerabilities"),
         chart(runs))),
@@ -554,6 +562,25 @@ async function connectorPage(id) {
   }, 1000);
 }
 
+// Where the next run starts from (contract 0.4): its mode and why, the time changes
+// are read from, the last baseline; an admin may clear the state (the next run is
+// then a baseline; nothing starts).
+function incrementalFacts(c, id) {
+  const inc = c.incremental;
+  if (!inc || !inc.supported) return h("p", { class: "muted", id: "next-mode" }, "Every run is a full one (the plugin does not run on changes).");
+  return h("div", { id: "incremental" },
+    h("p", { id: "next-mode" }, `Next run: ${inc.next_mode} (${inc.why}).`),
+    h("dl", { class: "settings" },
+      h("dt", {}, "Changes read since"), h("dd", {}, inc.changes_since ? when(inc.changes_since) : "—"),
+      h("dt", {}, "Last baseline"), h("dd", {}, inc.last_baseline ? when(inc.last_baseline) : "none yet"),
+      h("dt", {}, "Baseline every"), h("dd", {}, `${inc.baseline_days} days`)),
+    isAdmin() && inc.state_bytes !== null ? h("button", { type: "button", id: "clear-state", onclick: async () => {
+        const { status: s, data } = await api("POST", `/api/connectors/${id}/clear-state`);
+        banner(s === 204 ? "State cleared: the next run is a full baseline." : data.error, s !== 204);
+        go(location.hash);
+      } }, "Clear state") : null);
+}
+
 // --- a run's page ---
 
 async function download(url, name) {
@@ -572,7 +599,7 @@ async function runPage(id) {
   document.title = `Run ${id} · connector-host`;
   const s = r.summary || {};
   const facts = [
-    ["Status", statusBadge(r.status)], ["Triggered by", r.triggered_by], ["Queued", when(r.queued_at)], ["Started", when(r.started_at)],
+    ["Status", statusBadge(r.status)], ["Triggered by", r.triggered_by], ["Mode", s.mode ? `${s.mode}${s.mode_reason ? ` (${s.mode_reason})` : ""}` : "–"], ["Queued", when(r.queued_at)], ["Started", when(r.started_at)],
     ["Finished", when(r.finished_at)], ["Duration", duration(r.duration_ms)], ["Worker", r.worker || "–"],
     ...Object.entries(s.counters || {}).map(([k, v]) => [k, number(v)]),
     ["Assets written", number(s.assets_written)], ["Vulnerabilities written", number(s.vulnerabilities_written)],
