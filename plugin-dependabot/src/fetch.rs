@@ -2,6 +2,11 @@
 //! alerts, both by their `Link` headers. Every repository is listed (100 a call) so
 //! that a repository whose last alert was fixed is still sent, with no alerts: CVM
 //! then closes what was open there.
+//!
+//! An incremental run (contract 0.4) lists the repositories the same way, then the
+//! alerts of every state, most recently updated first, and stops after the page
+//! that reaches back before the time it reads changes from. GitHub's alert list has
+//! no `since` parameter; its order by `updated` is what makes the read short.
 
 use crate::client::{count_entries, get};
 use crate::settings::Settings;
@@ -20,18 +25,60 @@ pub struct Paging {
     sequence: u32,
     repositories_seen: u64,
     alerts_seen: u64,
+    /// An incremental run: alerts updated since this time (seconds since the epoch).
+    changes_since: Option<i64>,
 }
 
 impl Paging {
-    pub fn start(settings: &Settings) -> Self {
+    /// A full run, or with `changes_since` the changes since then.
+    pub fn start(settings: &Settings, changes_since: Option<i64>) -> Self {
+        let alerts = match changes_since {
+            None => first_page_url(settings, settings.page_size),
+            Some(_) => changes_url(settings, settings.page_size),
+        };
         Paging {
             repositories: Some(repositories_url(settings, 100)),
-            alerts: Some(first_page_url(settings, settings.page_size)),
+            alerts: Some(alerts),
             sequence: 0,
             repositories_seen: 0,
             alerts_seen: 0,
+            changes_since,
         }
     }
+}
+
+/// The first page of an incremental run: alerts of every state, most recently
+/// updated first.
+pub fn changes_url(settings: &Settings, page_size: u64) -> String {
+    format!(
+        "{}/orgs/{}/dependabot/alerts?state=open,fixed,dismissed,auto_dismissed&sort=updated&direction=desc&per_page={page_size}",
+        settings.api_base, settings.organization
+    )
+}
+
+/// Skip reason: an incremental run's page also holds alerts that did not change.
+pub const UNCHANGED: &str = "alert not updated since the last run";
+
+/// Of a page of alerts (newest first), those updated at or after `since` (and any
+/// whose time cannot be read, for the mapping to judge), as a page; how many were
+/// older; and whether the page reached back before `since`. A page that is not a
+/// list is returned whole, for the mapping to report.
+fn changed_since(body: Vec<u8>, since: i64) -> (Vec<u8>, u64, bool) {
+    #[derive(serde::Deserialize)]
+    struct Updated {
+        updated_at: Option<String>,
+    }
+    let Ok(alerts) = serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(&body) else {
+        return (body, 0, false);
+    };
+    let updated = |alert: &serde_json::value::RawValue| {
+        let alert: Updated = serde_json::from_str(alert.get()).ok()?;
+        alert.updated_at.as_deref().and_then(crate::mapping::datetime).map(|t| t.seconds)
+    };
+    let (kept, older): (Vec<&serde_json::value::RawValue>, Vec<_>) =
+        alerts.into_iter().partition(|a| updated(a).is_none_or(|t| t >= since));
+    let page = format!("[{}]", kept.iter().map(|a| a.get()).collect::<Vec<_>>().join(","));
+    (page.into_bytes(), older.len() as u64, !older.is_empty())
 }
 
 /// Every repository of the organization, `per_page` a page (GitHub allows 100).
@@ -57,7 +104,22 @@ pub fn next_page(settings: &Settings, paging: &mut Paging) -> Result<Option<Page
     let url = slot.take().expect("matched above");
     let response = get(settings, &url)?;
     *slot = checked_next_link(settings, &url, response.next_link())?;
-    let page = Page { kind: kind.into(), sequence: paging.sequence, body: response.body };
+    let mut body = response.body;
+    // Changes only: the alerts are newest first, so a page that reaches back before
+    // the time changes are read from is the last one needed, and its older alerts
+    // are counted and left out.
+    if let (ALERTS, Some(since)) = (kind, paging.changes_since) {
+        let (changed, older, reached_back) = changed_since(body, since);
+        body = changed;
+        if older > 0 {
+            output::count(crate::mapping::ALERTS_FETCHED, older);
+            output::skip(UNCHANGED, older);
+        }
+        if reached_back {
+            *slot = None;
+        }
+    }
+    let page = Page { kind: kind.into(), sequence: paging.sequence, body };
     paging.sequence += 1;
     let entries = count_entries(&page.body);
     if kind == REPOSITORIES {

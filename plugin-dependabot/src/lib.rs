@@ -18,7 +18,9 @@ pub mod settings; // the configuration fields and their validation
 pub mod verify; // "Save and Verify"
 
 use connector_sdk::config::counter;
-use connector_sdk::types::{Check, CounterRole, FieldError, Page, PluginError, PluginInfo};
+use connector_sdk::types::{
+    Check, CounterRole, FieldError, Page, PluginError, PluginInfo, RunMode, RunPlan, RunRequest,
+};
 use connector_sdk::{Config, Connector, Output};
 use std::collections::HashSet;
 
@@ -33,7 +35,21 @@ pub struct DependabotConnector {
     settings: settings::Settings,
     paging: fetch::Paging,
     repositories_emitted: HashSet<String>,
+    /// When this instance's run began (`start`): the state it saves.
+    started: Option<i64>,
 }
+
+/// What the plugin keeps between runs: when the last delivered run began.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct State {
+    version: u32,
+    /// Seconds since the epoch.
+    run_started: i64,
+}
+
+/// Alerts updated this long before the last run began are read again: GitHub's
+/// clock and the host's may disagree. Reading an alert twice changes nothing.
+const OVERLAP_SECONDS: i64 = 3600;
 
 impl Connector for DependabotConnector {
     fn info() -> PluginInfo {
@@ -53,14 +69,35 @@ impl Connector for DependabotConnector {
                 counter(mapping::ALERTS_FETCHED, "Alerts fetched", CounterRole::SourceRows),
                 counter(mapping::REPOSITORIES_FETCHED, "Repositories fetched", CounterRole::SourceAssets),
             ],
-            incremental: false,
+            incremental: true,
         }
     }
 
     fn configure(config: &mut Config) -> Result<Self, Vec<FieldError>> {
         let settings = settings::from_config(config)?;
-        let paging = fetch::Paging::start(&settings);
-        Ok(DependabotConnector { settings, paging, repositories_emitted: HashSet::new() })
+        let paging = fetch::Paging::start(&settings, None);
+        Ok(DependabotConnector { settings, paging, repositories_emitted: HashSet::new(), started: None })
+    }
+
+    fn start(&mut self, request: RunRequest) -> Result<RunPlan, PluginError> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        self.started = Some(now);
+        let last =
+            request.state.as_deref().and_then(|s| serde_json::from_slice::<State>(s).ok()).filter(|s| s.version == 1);
+        let (since, plan) = match (request.mode, last) {
+            (RunMode::Incremental, Some(last)) => {
+                (Some(last.run_started - OVERLAP_SECONDS), RunPlan::as_asked(&request))
+            }
+            (RunMode::Incremental, None) => (None, RunPlan::full("no readable state of an earlier run")),
+            (RunMode::Full, _) => (None, RunPlan::as_asked(&request)),
+        };
+        self.paging = fetch::Paging::start(&self.settings, since);
+        Ok(plan)
+    }
+
+    fn finish(&mut self) -> Result<Option<Vec<u8>>, PluginError> {
+        let state = self.started.map(|run_started| State { version: 1, run_started });
+        Ok(state.map(|s| serde_json::to_vec(&s).expect("a state serializes")))
     }
 
     fn verify(&mut self) -> Result<Vec<Check>, PluginError> {

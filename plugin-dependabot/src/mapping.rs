@@ -11,8 +11,10 @@
 //! - Definition: per advisory: its summary, CVE ids, description, and the upgrade
 //!   that fixes it.
 //!
-//! Alerts that are not open, of withdrawn advisories, or missing their repository
-//! or advisory id are skipped with a reason.
+//! An alert that is fixed, dismissed or auto-dismissed (incremental runs ask for
+//! them) is a vulnerability fixed at that time. Alerts in another state, of
+//! withdrawn advisories, or missing their repository or advisory id are skipped
+//! with a reason.
 //!
 //! Every repository of the organization is an asset, also one without open alerts:
 //! sent with an empty list, it lets CVM close the alerts that were fixed there.
@@ -25,7 +27,7 @@ pub const SCANNER_TYPE: &str = "GitHub Dependabot";
 pub const ALERTS_FETCHED: &str = "alerts fetched";
 pub const REPOSITORIES_FETCHED: &str = "repositories fetched";
 pub const SKIP_UNNAMED_REPOSITORY: &str = "repository without a full name";
-pub const SKIP_NOT_OPEN: &str = "alert not open (fixed or dismissed)";
+pub const SKIP_NOT_OPEN: &str = "alert neither open nor fixed or dismissed at a readable time";
 pub const SKIP_WITHDRAWN: &str = "advisory withdrawn by GitHub";
 pub const SKIP_NO_REPOSITORY: &str = "alert without a repository";
 pub const SKIP_NO_ADVISORY: &str = "alert without an advisory id";
@@ -120,10 +122,27 @@ fn repository_asset(repository: &Repository) -> Option<Asset> {
     })
 }
 
+/// Open, or fixed when the alert was fixed, dismissed or auto-dismissed (at that
+/// time, else when it was last updated).
+fn status(alert: &Alert) -> Result<VulnerabilityStatus, &'static str> {
+    let state = alert.state.as_deref().unwrap_or("open").trim().to_ascii_lowercase();
+    let closed_at = match state.as_str() {
+        "open" => return Ok(VulnerabilityStatus::Open),
+        "fixed" => &alert.fixed_at,
+        "dismissed" => &alert.dismissed_at,
+        "auto_dismissed" => &alert.auto_dismissed_at,
+        _ => return Err(SKIP_NOT_OPEN),
+    };
+    closed_at
+        .as_deref()
+        .or(alert.updated_at.as_deref())
+        .and_then(datetime)
+        .map(VulnerabilityStatus::Fixed)
+        .ok_or(SKIP_NOT_OPEN)
+}
+
 fn map_alert(alert: &Alert) -> Result<(Asset, Vulnerability, VulnerabilityDefinition), &'static str> {
-    if alert.state.as_deref().is_some_and(|s| !s.eq_ignore_ascii_case("open")) {
-        return Err(SKIP_NOT_OPEN);
-    }
+    let status = status(alert)?;
     let advisory = alert.security_advisory.as_ref().ok_or(SKIP_NO_ADVISORY)?;
     if advisory.withdrawn_at.is_some() {
         return Err(SKIP_WITHDRAWN);
@@ -148,7 +167,7 @@ fn map_alert(alert: &Alert) -> Result<(Asset, Vulnerability, VulnerabilityDefini
         found: alert.created_at.as_deref().and_then(datetime),
         last_seen: None,
         details: Some(details(alert, package, patched)),
-        status: VulnerabilityStatus::Open,
+        status,
     };
 
     let mut cve_ids: Vec<String> = advisory

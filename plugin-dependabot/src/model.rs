@@ -13,6 +13,10 @@ pub struct Alert {
     pub security_vulnerability: Option<SecurityVulnerability>,
     pub html_url: Option<String>,
     pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+    pub fixed_at: Option<String>,
+    pub dismissed_at: Option<String>,
+    pub auto_dismissed_at: Option<String>,
     pub repository: Option<Repository>,
 }
 

@@ -2,6 +2,7 @@
 //! GitHub's documented example.
 
 use connector_sdk::testing;
+use connector_sdk::types::{Datetime, VulnerabilityStatus};
 use plugin_dependabot::mapping::{SKIP_NOT_OPEN, SKIP_WITHDRAWN};
 use plugin_dependabot::{DependabotConnector, ALERTS};
 
@@ -28,10 +29,17 @@ fn repositories_become_assets_located_by_url_and_application() {
 fn open_alerts_become_vulnerabilities_and_the_rest_are_skipped_with_reasons() {
     let out = testing::map_file(&mut connector(), ALERTS, FIXTURE).unwrap();
     assert_eq!(out.counters["alerts fetched"], 6);
-    assert_eq!(out.skipped[SKIP_NOT_OPEN], 1);
+    assert_eq!(out.skipped.get(SKIP_NOT_OPEN), None);
     assert_eq!(out.skipped[SKIP_WITHDRAWN], 1);
+    // The dismissed alert (contract 0.4): fixed, at its last update (it has no
+    // `dismissed_at`), so that a run of changes closes it.
+    let (open, closed): (Vec<_>, Vec<_>) =
+        out.vulnerabilities.iter().partition(|v| v.status == VulnerabilityStatus::Open);
+    assert_eq!(closed.len(), 1);
+    let at = |seconds| VulnerabilityStatus::Fixed(Datetime { seconds, nanoseconds: 0 });
+    assert_eq!(closed[0].status, at(1_661_264_987), "2022-08-23T14:29:47Z");
     let ids: Vec<(&str, &str, u8)> =
-        out.vulnerabilities.iter().map(|v| (v.asset_key.as_str(), v.identifier.as_str(), v.score)).collect();
+        open.iter().map(|v| (v.asset_key.as_str(), v.identifier.as_str(), v.score)).collect();
     assert_eq!(
         ids,
         [
@@ -62,7 +70,7 @@ fn advisories_become_definitions_with_their_fix() {
     let nokogiri = out.definitions.iter().find(|d| d.identifier == "GHSA-2qc6-mcvw-92cw").unwrap();
     assert!(nokogiri.cve_ids.is_empty());
     assert!(nokogiri.solution.as_deref().unwrap().starts_with("No patched version of nokogiri"));
-    assert_eq!(out.definitions.len(), 3, "one per advisory of an open alert");
+    assert_eq!(out.definitions.len(), 4, "one per advisory of an open or a dismissed alert");
 }
 
 #[test]
@@ -73,5 +81,5 @@ fn a_repository_is_emitted_once_per_run_across_pages() {
     let second = testing::map_page(&mut c, &testing::page(ALERTS, 1, body)).unwrap();
     assert_eq!(first.assets.len(), 2);
     assert!(second.assets.is_empty());
-    assert_eq!(second.vulnerabilities.len(), 4);
+    assert_eq!(second.vulnerabilities.len(), 5, "four open, one dismissed");
 }

@@ -203,6 +203,8 @@ fn a_repository_whose_last_alert_was_fixed_is_sent_empty_so_cvm_closes_it() {
             state.to_str().unwrap(),
             "--allow-insecure-loopback",
             "--upload",
+            // About auto-close, which full runs do (incremental.rs has the others).
+            "--full",
         ];
         let result = run_cli(&args, &[]);
         assert!(result.success(), "{}", result.stderr());

@@ -1,6 +1,6 @@
 //! Incremental runs (contract 0.4) end to end: the real CLI, a simulated Defender
-//! tenant that changes between runs and serves its delta export, and two simulated
-//! CVMs. One is fed a baseline and then runs of changes only; the other a full run
+//! tenant that changes between runs and serves its delta export (and a GitHub
+//! organization whose alerts change), and two simulated CVMs. One is fed a baseline and then runs of changes only; the other a full run
 //! each time. Their stores must agree: the same assets, the same open and the same
 //! closed vulnerabilities on each.
 
@@ -29,11 +29,15 @@ impl World {
     }
 
     fn run(&self, defender: &DefenderSim) -> CliOutput {
-        let config = self.dir.join("defender.toml");
-        let text =
-            format!("{}page_size = 400\nretry_delay_ms = 20\n{}", defender.config_toml(), self.cvm.config_toml());
-        std::fs::write(&config, text).unwrap();
-        let plugin = artifacts::plugin("plugin_defender");
+        let text = format!("{}page_size = 400\nretry_delay_ms = 20\n", defender.config_toml());
+        self.run_plugin("plugin_defender", "defender", &text)
+    }
+
+    /// Runs `plugin` with its `[connector]` text and this world's `[cvm]`.
+    fn run_plugin(&self, plugin: &str, name: &str, connector: &str) -> CliOutput {
+        let config = self.dir.join(format!("{name}.toml"));
+        std::fs::write(&config, format!("{connector}{}", self.cvm.config_toml())).unwrap();
+        let plugin = artifacts::plugin(plugin);
         let (out, state) = (self.dir.join("out"), self.dir.join("state"));
         let mut args = vec![
             "run",
@@ -204,4 +208,45 @@ fn run_in(dir: &Path, config: &Path) -> CliOutput {
         ],
         &[],
     )
+}
+
+#[test]
+fn dependabot_runs_of_changes_leave_cvm_as_full_runs_do() {
+    use connector_simulators::github::{GithubSim, OrgSpec};
+    let spec = OrgSpec { seed: 21, repositories: 40, alerts: 300 };
+    let github = GithubSim::start(spec).unwrap();
+    let (a, b) = (World::new("dependabot-incremental-a", true), World::new("dependabot-incremental-b", false));
+    let connector = format!("{}page_size = \"20\"\n", github.config_toml());
+    let run = |w: &World| summary(&w.run_plugin("plugin_dependabot", "dependabot", &connector));
+    assert_eq!(run(&a)["mode"], "full");
+    run(&b);
+    assert_eq!(a.store(), b.store());
+
+    // Between the runs: an alert fixed, one dismissed, a new one, each the only
+    // alert of its advisory on its repository (see `a_row_alone_on_its_device`).
+    let org = github.org();
+    let alone: Vec<u64> = org
+        .alerts
+        .iter()
+        .filter(|x| x.state == "open" && !x.withdrawn)
+        .filter(|x| org.alerts.iter().filter(|y| y.repository == x.repository && y.advisory == x.advisory).count() == 1)
+        .map(|x| x.number)
+        .take(2)
+        .collect();
+    let taken: BTreeSet<(u64, u64)> = org.alerts.iter().map(|x| (x.repository, x.advisory)).collect();
+    let fresh = (0..spec.repositories).find(|r| !taken.contains(&(*r, 7))).expect("a repository without advisory 7");
+    github.update_org(|o| {
+        o.fix_alert(alone[0]);
+        o.dismiss_alert(alone[1]);
+        o.open_alert(spec.seed, fresh, 7);
+    });
+    let second = run(&a);
+    assert_eq!(second["mode"], "incremental", "{second}");
+    assert_eq!(second["vulnerabilities_closed"], 2, "{second}");
+    let read = second["counters"]["alerts fetched"].as_u64().unwrap();
+    assert_eq!(read, 20, "one page of the newest alerts, not all {}", spec.alerts);
+    assert_eq!(second["skipped"]["alert not updated since the last run"], 17, "{second}");
+    run(&b);
+    assert_eq!(a.store(), b.store(), "the stores after incremental and after full runs differ");
+    assert!(a.files().iter().all(|f| f["skip_autoclose"] == true));
 }

@@ -5,7 +5,9 @@
 //! without alerts.
 //!
 //! `GET /orgs/{org}/dependabot/alerts` with GitHub's behaviour: a bearer token,
-//! `state` filtering, `per_page` up to 100, opaque `after` cursors and a `Link`
+//! `state` filtering (a comma-separated list), `sort=created|updated` with
+//! `direction=asc|desc` (created, ascending by default), `per_page` up to 100,
+//! opaque `after` cursors and a `Link`
 //! header with `rel="next"` (and `rel="prev"`), JSON errors with a `message`, and
 //! both of GitHub's rate-limit signals (403 with `x-ratelimit-remaining: 0`, and
 //! 429 with `Retry-After`). The organization is generated deterministically from a
@@ -89,18 +91,46 @@ impl Org {
         }
     }
 
-    /// Marks an alert fixed, as GitHub does when the dependency is upgraded.
+    /// Marks an alert fixed, as GitHub does when the dependency is upgraded: its
+    /// `fixed_at` and `updated_at` are now.
     pub fn fix_alert(&mut self, number: u64) {
+        self.close_alert(number, "fixed", "fixed_at");
+    }
+
+    /// Marks an alert dismissed by a person, now.
+    pub fn dismiss_alert(&mut self, number: u64) {
+        self.close_alert(number, "dismissed", "dismissed_at");
+    }
+
+    fn close_alert(&mut self, number: u64, state: &'static str, at_field: &str) {
+        let now = now_text();
         let alert = self.alerts.iter_mut().find(|a| a.number == number).expect("an alert of this organization");
-        alert.state = "fixed";
-        alert.json["state"] = json!("fixed");
-        alert.json["fixed_at"] = json!("2026-11-28T00:00:00Z");
+        alert.state = state;
+        alert.json["state"] = json!(state);
+        alert.json[at_field] = json!(now);
+        alert.json["updated_at"] = json!(now);
+    }
+
+    /// A new open alert of `advisory` on `repository`, created and updated now;
+    /// returns its number.
+    pub fn open_alert(&mut self, seed: u64, repository: u64, advisory: u64) -> u64 {
+        let number = self.alerts.iter().map(|a| a.number).max().unwrap_or(0) + 1;
+        let mut json = alert_json(seed, number, repository, advisory, "open", false);
+        json["created_at"] = json!(now_text());
+        json["updated_at"] = json!(now_text());
+        self.alerts.push(SimAlert { number, repository, advisory, state: "open", withdrawn: false, json });
+        number
     }
 
     /// Full name of repository `r`.
     pub fn repository_name(&self, r: u64) -> String {
         format!("{}/repo-{r:04}", self.name)
     }
+}
+
+/// Now, as GitHub writes times.
+fn now_text() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// The GHSA id of generated advisory `a`.
@@ -423,8 +453,18 @@ fn answer(shared: &Shared, org: &str, query: &HashMap<String, String>) -> (Strin
     };
     let states: Vec<&str> = query.get("state").map(|s| s.split(',').collect()).unwrap_or_default();
     let org_now = shared.org.lock().unwrap();
-    let matching: Vec<&SimAlert> =
+    let mut matching: Vec<&SimAlert> =
         org_now.alerts.iter().filter(|a| states.is_empty() || states.contains(&a.state)).collect();
+    let sort = query.get("sort").map(String::as_str).unwrap_or("created");
+    let time = |a: &SimAlert, field: &str| a.json[field].as_str().unwrap_or_default().to_owned();
+    match sort {
+        "created" => matching.sort_by_key(|a| (time(a, "created_at"), a.number)),
+        "updated" => matching.sort_by_key(|a| (time(a, "updated_at"), a.number)),
+        _ => return ("422".into(), error(StatusCode::UNPROCESSABLE_ENTITY, "sort must be created or updated")),
+    }
+    if query.get("direction").is_some_and(|d| d == "desc") {
+        matching.reverse();
+    }
     let end = (start + per_page).min(matching.len());
     let page: Vec<&Value> = matching.get(start..end).unwrap_or(&[]).iter().map(|a| &a.json).collect();
     let mut response = axum::Json(page).into_response();
