@@ -25,7 +25,11 @@ struct World {
 
 impl World {
     fn new(name: &str, incremental: bool) -> World {
-        World { cvm: CvmSim::start(CvmOptions::default()).unwrap(), dir: kdi::temp_dir(name), incremental }
+        World::with(name, incremental, CvmOptions::default())
+    }
+
+    fn with(name: &str, incremental: bool, cvm: CvmOptions) -> World {
+        World { cvm: CvmSim::start(cvm).unwrap(), dir: kdi::temp_dir(name), incremental }
     }
 
     fn run(&self, defender: &DefenderSim) -> CliOutput {
@@ -35,30 +39,26 @@ impl World {
 
     /// Runs `plugin` with its `[connector]` text and this world's `[cvm]`.
     fn run_plugin(&self, plugin: &str, name: &str, connector: &str) -> CliOutput {
-        let config = self.dir.join(format!("{name}.toml"));
-        std::fs::write(&config, format!("{connector}{}", self.cvm.config_toml())).unwrap();
-        let plugin = artifacts::plugin(plugin);
-        let (out, state) = (self.dir.join("out"), self.dir.join("state"));
-        let mut args = vec![
-            "run",
-            "--plugin",
-            plugin.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--allow-insecure-loopback",
-            "--upload",
-            "--json",
-        ];
-        if !self.incremental {
-            args.push("--full");
-        }
-        let output = run_cli(&args, &[]);
+        let args = self.args(plugin, name, connector);
+        let output = run_cli(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
         assert!(output.success(), "{}\n{}", output.stderr(), output.stdout());
         output
+    }
+
+    /// The arguments of `run --upload` for `plugin`, its configuration written.
+    fn args(&self, plugin: &str, name: &str, connector: &str) -> Vec<String> {
+        let config = self.dir.join(format!("{name}.toml"));
+        std::fs::write(&config, format!("{connector}{}", self.cvm.config_toml())).unwrap();
+        let path = |p: PathBuf| p.to_str().unwrap().to_owned();
+        let mut args: Vec<String> = ["run", "--plugin"].map(String::from).to_vec();
+        args.push(path(artifacts::plugin(plugin)));
+        args.extend(["--config".into(), path(config), "--out".into(), path(self.dir.join("out"))]);
+        args.extend(["--state-dir".into(), path(self.dir.join("state"))]);
+        args.extend(["--allow-insecure-loopback", "--upload", "--json"].map(String::from));
+        if !self.incremental {
+            args.push("--full".into());
+        }
+        args
     }
 
     /// Each asset CVM holds, with its open and its closed vulnerabilities.
@@ -249,4 +249,48 @@ fn dependabot_runs_of_changes_leave_cvm_as_full_runs_do() {
     run(&b);
     assert_eq!(a.store(), b.store(), "the stores after incremental and after full runs differ");
     assert!(a.files().iter().all(|f| f["skip_autoclose"] == true));
+}
+
+#[test]
+fn a_run_killed_between_its_upload_and_the_end_of_the_cvm_run_loses_and_double_counts_nothing() {
+    let options = SimOptions { snapshot_window: WINDOW, ..SimOptions::default() };
+    let defender = DefenderSim::start(SPEC, options).unwrap();
+    // CVM takes its time over each run: long enough to kill the CLI while it waits.
+    let slow = CvmOptions { run_duration: Duration::from_secs(3), ..CvmOptions::default() };
+    let (a, b) = (World::with("incremental-killed-a", true, slow), World::new("incremental-killed-b", false));
+    a.run(&defender);
+    b.run(&defender);
+    let checkpoint = a.dir.join("state/checkpoints/defender-tvm--defender.state");
+    let before = std::fs::read(&checkpoint).unwrap();
+
+    let fixed = a_row_alone_on_its_device(&defender, 2);
+    defender.update_tenant(|t| t.remove_rows(|r| r.id == fixed.id));
+    std::thread::sleep(WINDOW * 3);
+    let connector = format!("{}page_size = 400\nretry_delay_ms = 20\n", defender.config_toml());
+    let args = a.args("plugin_defender", "defender", &connector);
+    let mut child = std::process::Command::new(artifacts::host_binary())
+        .args(&args)
+        .env("XDG_STATE_HOME", a.dir.join("xdg"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while a.cvm.runs().len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "the second run never reached CVM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(std::fs::read(&checkpoint).unwrap(), before, "a run that was not seen through keeps the old state");
+
+    // CVM finishes the orphaned run on its own; the next run reads the same changes
+    // again and applies them once more, to the same effect.
+    std::thread::sleep(Duration::from_secs(4));
+    let again = summary(&a.run(&defender));
+    assert_eq!(again["mode"], "incremental", "{again}");
+    assert_eq!(again["vulnerabilities_closed"], 1, "{again}");
+    b.run(&defender);
+    assert_same_stores(&a, &b, &defender);
+    assert!(a.cvm.closed_vulns(&fixed.device_id).contains(&fixed.cve_id.clone().unwrap()));
 }
