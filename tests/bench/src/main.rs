@@ -7,7 +7,9 @@
 //! - peak memory (RSS) of the `connector-host` process;
 //! - API calls made against the minimum the page sizes allow, and 429s provoked;
 //! - mapping the same vulnerability pages natively and inside the wasm plugin;
-//! - cold (compiling) and warm (cached) start to a ready plugin instance.
+//! - cold (compiling) and warm (cached) start to a ready plugin instance;
+//! - an incremental run (contract 0.4) after `--changed-percent` of the rows were
+//!   fixed, against the full run: bytes transferred and wall time.
 //!
 //! Build first: `cargo build-plugins && cargo build --release -p connector-host -p connector-bench`.
 
@@ -43,6 +45,9 @@ struct Args {
     /// Vulnerability rows mapped natively and in wasm for the mapping comparison.
     #[arg(long, default_value_t = 200_000)]
     mapping_rows: u64,
+    /// Percent of the rows fixed between the full run and the incremental one.
+    #[arg(long, default_value_t = 1.0)]
+    changed_percent: f64,
 }
 
 fn target_release() -> Result<PathBuf> {
@@ -67,7 +72,8 @@ fn main() -> Result<()> {
     let started = Instant::now();
     let sim = DefenderSim::start(
         TenantSpec { seed: args.seed, devices: args.devices, rows: args.rows },
-        SimOptions::default(),
+        // Changes show in the delta export a second after they happen.
+        SimOptions { snapshot_window: Duration::from_secs(1), ..SimOptions::default() },
     )?;
     let active = sim.tenant().active_machines().count() as u64;
     println!("Simulated tenant ready in {:.1} s ({} active devices)", started.elapsed().as_secs_f64(), active);
@@ -85,7 +91,7 @@ fn main() -> Result<()> {
     }
 
     // Baseline: a plain download of the same pages.
-    let download = plain_download(&sim, args.page_size)?;
+    let (download, machine_bytes) = plain_download(&sim, args.page_size)?;
 
     // End to end: the real CLI, in its own process so its peak RSS is its own.
     let dir = std::env::temp_dir().join(format!("connector-bench-{}", std::process::id()));
@@ -110,9 +116,14 @@ fn main() -> Result<()> {
     // The Defender plugin declares independent pages: the same run mapping on one
     // instance, then on two (this machine's cores).
     let mut first = None;
+    let state = dir.join("state");
+    let mut last_full = Duration::ZERO;
     for instances in [1, 2] {
         let calls_before: u64 = sim.calls().values().sum();
-        let run = end_to_end(&host_bin, &plugin, &config, &dir.join("out"), instances)?;
+        // Full runs, keeping their state for the incremental run at the end.
+        let extra = ["--full".to_owned(), "--state-dir".to_owned(), state.display().to_string()];
+        let run = end_to_end(&host_bin, &plugin, &config, &dir.join("out"), instances, &extra)?;
+        last_full = run.wall;
         let calls: u64 = sim.calls().values().sum::<u64>() - calls_before;
         let throttled = sim.calls().get("429").copied().unwrap_or(0);
         let seconds = run.wall.as_secs_f64();
@@ -150,6 +161,7 @@ fn main() -> Result<()> {
         }
     }
 
+    incremental(&sim, &args, &host_bin, &plugin, &config, &dir, (last_full, page_bytes, machine_bytes))?;
     mapping_comparison(&sim, &plugin, args.page_size, args.mapping_rows)?;
     start_times(&plugin, &dir)?;
     std::fs::remove_dir_all(&dir).ok();
@@ -164,6 +176,89 @@ struct Measured {
     peak_rss: u64,
     /// CPU seconds of each stage, in the order the run reports them.
     stages: Vec<(String, f64)>,
+    /// `full` or `incremental`.
+    mode: String,
+}
+
+/// After `--changed-percent` of the rows were fixed, an incremental run from the
+/// state the last full run kept, against that full run (`full`: its wall time, the
+/// vulnerability pages' bytes, the machine pages' bytes).
+fn incremental(
+    sim: &DefenderSim,
+    args: &Args,
+    host_bin: &std::path::Path,
+    plugin: &std::path::Path,
+    config: &std::path::Path,
+    dir: &std::path::Path,
+    full: (Duration, Option<u64>, u64),
+) -> Result<()> {
+    let (full_wall, page_bytes, machine_bytes) = full;
+    let every = (100.0 / args.changed_percent.max(0.001)).round().max(1.0) as u64;
+    let started = Instant::now();
+    sim.update_tenant(|t| {
+        t.remove_rows(|r| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            r.id.hash(&mut h);
+            h.finish() % every == 0
+        })
+    });
+    let changes = sim.tenant().changes.len();
+    println!();
+    println!(
+        "Incremental run after {changes} rows ({:.2}%) were fixed (changed in {:.1} s):",
+        changes as f64 * 100.0 / args.rows as f64,
+        started.elapsed().as_secs_f64()
+    );
+    // The delta export shows changes once their snapshot window (a second) closed.
+    std::thread::sleep(Duration::from_millis(1500));
+    let extra = ["--state-dir".to_owned(), dir.join("state").display().to_string()];
+    let run = end_to_end(host_bin, plugin, config, &dir.join("out-incremental"), 2, &extra)?;
+    if run.mode != "incremental" {
+        bail!("the run after the full one was {}, not incremental", run.mode);
+    }
+    let delta_bytes = delta_download(sim)?;
+    let seconds = run.wall.as_secs_f64();
+    println!(
+        "  Wall time                        {:>10.2} s   ({:.1}% of the full run's {:.2} s)",
+        seconds,
+        seconds * 100.0 / full_wall.as_secs_f64(),
+        full_wall.as_secs_f64()
+    );
+    if let Some(pages) = page_bytes {
+        let (incremental, full) = (machine_bytes + delta_bytes, machine_bytes + pages);
+        println!(
+            "  Bytes transferred                {:>9.1} MB   ({:.1}% of the full run's {:.0} MB: machines {:.1} MB, changes {:.1} MB)",
+            incremental as f64 / 1e6,
+            incremental as f64 * 100.0 / full as f64,
+            full as f64 / 1e6,
+            machine_bytes as f64 / 1e6,
+            delta_bytes as f64 / 1e6
+        );
+    }
+    println!("  CPU time of connector-host       {:>10.2} s", run.cpu.as_secs_f64());
+    println!("  Peak RSS of connector-host       {:>10.1} MiB", run.peak_rss as f64 / (1 << 20) as f64);
+    Ok(())
+}
+
+/// The bytes of the delta export's pages since a day ago (every change), as the
+/// plugin reads them.
+fn delta_download(sim: &DefenderSim) -> Result<u64> {
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(900)).build()?;
+    let bearer = bearer(sim, &client)?;
+    let since = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut next = Some(format!(
+        "{}/api/machines/SoftwareVulnerabilityChangesByMachine?sinceTime={}&pageSize=50000",
+        sim.base_url(),
+        since.replace(':', "%3A")
+    ));
+    let mut bytes = 0;
+    while let Some(url) = next.take() {
+        let body = client.get(url).header("authorization", &bearer).send()?.bytes()?;
+        bytes += body.len() as u64;
+        next = find_next_link(&body);
+    }
+    Ok(bytes)
 }
 
 /// Runs `connector-host run` in its own process, so its peak RSS is its own.
@@ -173,6 +268,7 @@ fn end_to_end(
     config: &std::path::Path,
     out: &std::path::Path,
     mapping_instances: usize,
+    extra: &[String],
 ) -> Result<Measured> {
     let started = Instant::now();
     let mut child = Command::new(host_bin)
@@ -186,6 +282,7 @@ fn end_to_end(
         .arg("--mapping-instances")
         .arg(mapping_instances.to_string())
         .arg("--json")
+        .args(extra)
         .stdout(std::process::Stdio::piped())
         .spawn()?;
     // The child's own high-water mark, read from /proc while it runs. (getrusage's
@@ -218,18 +315,22 @@ fn end_to_end(
         .as_object()
         .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(0.0))).collect())
         .unwrap_or_default();
-    Ok(Measured { wall, cpu, peak_rss, stages })
+    let mode = summary["mode"].as_str().unwrap_or_default().to_owned();
+    Ok(Measured { wall, cpu, peak_rss, stages, mode })
 }
 
-fn plain_download(sim: &DefenderSim, page_size: u64) -> Result<Duration> {
+/// The time to download every page, and the machine pages' bytes.
+fn plain_download(sim: &DefenderSim, page_size: u64) -> Result<(Duration, u64)> {
     let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(900)).build()?;
     let started = Instant::now();
     let bearer = bearer(sim, &client)?;
-    let mut skip = 0;
+    let (mut skip, mut machine_bytes) = (0, 0);
     loop {
         let url =
             format!("{}/api/machines?$filter=healthStatus%20eq%20%27Active%27&$top=10000&$skip={skip}", sim.base_url());
-        let body: serde_json::Value = client.get(url).header("authorization", &bearer).send()?.json()?;
+        let bytes = client.get(url).header("authorization", &bearer).send()?.bytes()?;
+        machine_bytes += bytes.len() as u64;
+        let body: serde_json::Value = serde_json::from_slice(&bytes)?;
         let n = body["value"].as_array().map_or(0, Vec::len);
         skip += n;
         if n < 10_000 {
@@ -243,7 +344,7 @@ fn plain_download(sim: &DefenderSim, page_size: u64) -> Result<Duration> {
         // Only the link is read: a plain download does not parse rows.
         next = find_next_link(&bytes);
     }
-    Ok(started.elapsed())
+    Ok((started.elapsed(), machine_bytes))
 }
 
 /// A bearer token from the simulated login host.
