@@ -200,7 +200,7 @@ fn incremental(
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
             r.id.hash(&mut h);
-            h.finish() % every == 0
+            h.finish().is_multiple_of(every)
         })
     });
     let changes = sim.tenant().changes.len();
