@@ -91,7 +91,7 @@ fn main() -> Result<()> {
     }
 
     // Baseline: a plain download of the same pages.
-    let (download, machine_bytes) = plain_download(&sim, args.page_size)?;
+    let (download, machines) = plain_download(&sim, args.page_size)?;
 
     // End to end: the real CLI, in its own process so its peak RSS is its own.
     let dir = std::env::temp_dir().join(format!("connector-bench-{}", std::process::id()));
@@ -161,7 +161,7 @@ fn main() -> Result<()> {
         }
     }
 
-    incremental(&sim, &args, &host_bin, &plugin, &config, &dir, (last_full, page_bytes, machine_bytes))?;
+    incremental(&sim, &args, &host_bin, &plugin, &config, &dir, (last_full, page_bytes, machines))?;
     mapping_comparison(&sim, &plugin, args.page_size, args.mapping_rows)?;
     start_times(&plugin, &dir)?;
     std::fs::remove_dir_all(&dir).ok();
@@ -190,9 +190,9 @@ fn incremental(
     plugin: &std::path::Path,
     config: &std::path::Path,
     dir: &std::path::Path,
-    full: (Duration, Option<u64>, u64),
+    full: (Duration, Option<u64>, (u64, Duration)),
 ) -> Result<()> {
-    let (full_wall, page_bytes, machine_bytes) = full;
+    let (full_wall, page_bytes, (machine_bytes, machines_time)) = full;
     let every = (100.0 / args.changed_percent.max(0.001)).round().max(1.0) as u64;
     let started = Instant::now();
     sim.update_tenant(|t| {
@@ -217,8 +217,16 @@ fn incremental(
     if run.mode != "incremental" {
         bail!("the run after the full one was {}, not incremental", run.mode);
     }
-    let delta_bytes = delta_download(sim)?;
+    let (delta_bytes, delta_time) = delta_download(sim)?;
     let seconds = run.wall.as_secs_f64();
+    let download = (machines_time + delta_time).as_secs_f64();
+    println!(
+        "  Plain download of the same pages {:>10.2} s   (token and machines {:.2} s, changes {:.2} s); ratio {:.2}",
+        download,
+        machines_time.as_secs_f64(),
+        delta_time.as_secs_f64(),
+        seconds / download
+    );
     println!(
         "  Wall time                        {:>10.2} s   ({:.1}% of the full run's {:.2} s)",
         seconds,
@@ -237,15 +245,18 @@ fn incremental(
         );
     }
     println!("  CPU time of connector-host       {:>10.2} s", run.cpu.as_secs_f64());
+    let stages: Vec<String> = run.stages.iter().map(|(stage, cpu)| format!("{stage} {cpu:.2} s")).collect();
+    println!("  CPU by stage                     {}", stages.join(", "));
     println!("  Peak RSS of connector-host       {:>10.1} MiB", run.peak_rss as f64 / (1 << 20) as f64);
     Ok(())
 }
 
 /// The bytes of the delta export's pages since a day ago (every change), as the
-/// plugin reads them.
-fn delta_download(sim: &DefenderSim) -> Result<u64> {
+/// plugin reads them, and the time they took.
+fn delta_download(sim: &DefenderSim) -> Result<(u64, Duration)> {
     let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(900)).build()?;
     let bearer = bearer(sim, &client)?;
+    let started = Instant::now();
     let since = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut next = Some(format!(
         "{}/api/machines/SoftwareVulnerabilityChangesByMachine?sinceTime={}&pageSize=50000",
@@ -258,7 +269,7 @@ fn delta_download(sim: &DefenderSim) -> Result<u64> {
         bytes += body.len() as u64;
         next = find_next_link(&body);
     }
-    Ok(bytes)
+    Ok((bytes, started.elapsed()))
 }
 
 /// Runs `connector-host run` in its own process, so its peak RSS is its own.
@@ -319,8 +330,8 @@ fn end_to_end(
     Ok(Measured { wall, cpu, peak_rss, stages, mode })
 }
 
-/// The time to download every page, and the machine pages' bytes.
-fn plain_download(sim: &DefenderSim, page_size: u64) -> Result<(Duration, u64)> {
+/// The time to download every page, and the machine pages' bytes and time.
+fn plain_download(sim: &DefenderSim, page_size: u64) -> Result<(Duration, (u64, Duration))> {
     let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(900)).build()?;
     let started = Instant::now();
     let bearer = bearer(sim, &client)?;
@@ -337,6 +348,7 @@ fn plain_download(sim: &DefenderSim, page_size: u64) -> Result<(Duration, u64)> 
             break;
         }
     }
+    let machines_time = started.elapsed();
     let mut next =
         Some(format!("{}/api/machines/SoftwareVulnerabilitiesByMachine?pageSize={page_size}", sim.base_url()));
     while let Some(url) = next.take() {
@@ -344,7 +356,7 @@ fn plain_download(sim: &DefenderSim, page_size: u64) -> Result<(Duration, u64)> 
         // Only the link is read: a plain download does not parse rows.
         next = find_next_link(&bytes);
     }
-    Ok((started.elapsed(), machine_bytes))
+    Ok((started.elapsed(), (machine_bytes, machines_time)))
 }
 
 /// A bearer token from the simulated login host.
