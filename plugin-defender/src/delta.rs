@@ -13,6 +13,13 @@
 //!
 //! The run is full instead when there is no state, or when the time asked for would
 //! reach back beyond the 14 days Defender keeps.
+//!
+//! One CVE on one device through two products is two rows; when one product is
+//! updated, the delta says `Fixed` for its row and nothing of the other, which still
+//! carries the CVE. Before a fixed CVE is reported, the plugin asks Defender which
+//! devices it is still on (`GET /api/vulnerabilities/{cveId}/machineReferences`,
+//! one call per CVE, only for CVEs fixed and not reopened in the delta) and keeps a
+//! device's CVE open while it is listed there.
 
 use crate::client::Client;
 use crate::fetch::{check_next_link, parse, SeenLinks, PART_BYTES};
@@ -34,6 +41,8 @@ pub const SNAPSHOT_WINDOW: chrono::Duration = chrono::Duration::hours(6);
 
 /// Skip reason for events that a later event of the same row replaced.
 pub const SUPERSEDED: &str = "change event superseded by a later one of the same row Id";
+/// Skip reason for a `Fixed` row whose CVE the device still has through another product.
+pub const STILL_PRESENT: &str = "fixed in one product, still on the device through another";
 
 /// What the plugin keeps between runs.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -102,8 +111,8 @@ pub struct Changes {
     sequence: u32,
     seen: SeenLinks,
     /// The latest event of each row `Id` (its hash): its time, whether it opens,
-    /// and the row's bytes.
-    latest: HashMap<u64, (Event, Box<[u8]>)>,
+    /// the device and identifier it is about, and the row's bytes.
+    latest: HashMap<u64, (Event, Pair, Box<[u8]>)>,
     rows: u64,
     /// Once every page is read: the rows to hand out, and how many were.
     out: Option<(Vec<Box<[u8]>>, usize)>,
@@ -119,8 +128,15 @@ struct Event {
     opens: bool,
 }
 
+/// A row's device and vulnerability identifier (as the mapping writes it).
+type Pair = Option<(Box<str>, String)>;
+
 #[derive(Deserialize)]
 struct Head<'a> {
+    #[serde(alias = "DeviceId", rename = "deviceId", borrow)]
+    device_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(alias = "CveId", rename = "cveId", borrow)]
+    cve_id: Option<std::borrow::Cow<'a, str>>,
     #[serde(alias = "Id", borrow)]
     id: Option<std::borrow::Cow<'a, str>>,
     #[serde(alias = "EventTimestamp", rename = "eventTimestamp", borrow)]
@@ -148,6 +164,13 @@ impl Changes {
             let body = api.get(&url, pacing::VULNERABILITIES, "Vulnerability.Read.All", api.settings.page_timeout)?;
             self.read(&body, &api.settings.api_bases)?;
         }
+        if self.out.is_none() {
+            let still = self.keep_open_where_still_present(api)?;
+            if still > 0 {
+                output::count(crate::mapping::ROWS_FETCHED, still);
+                output::skip(STILL_PRESENT, still);
+            }
+        }
         let (rows, at) = self.out.get_or_insert_with(|| {
             let superseded = self.rows - self.latest.len() as u64;
             if superseded > 0 {
@@ -155,7 +178,7 @@ impl Changes {
                 output::skip(SUPERSEDED, superseded);
             }
             let mut rows: Vec<(u64, Box<[u8]>)> =
-                std::mem::take(&mut self.latest).into_iter().map(|(id, (_, row))| (id, row)).collect();
+                std::mem::take(&mut self.latest).into_iter().map(|(id, (_, _, row))| (id, row)).collect();
             // In a stable order, so that a run's pages do not depend on hashing.
             rows.sort_unstable_by_key(|(id, _)| *id);
             (rows.into_iter().map(|(_, row)| row).collect(), 0)
@@ -179,6 +202,32 @@ impl Changes {
         Ok(Some(page))
     }
 
+    /// Drops the `Fixed` rows whose CVE Defender still lists on their device (through
+    /// another product), so the device's CVE stays open; returns how many. One call
+    /// per CVE fixed and not reopened on the same device in this delta.
+    fn keep_open_where_still_present(&mut self, api: &mut Client) -> Result<u64, PluginError> {
+        let open: std::collections::HashSet<&(Box<str>, String)> =
+            self.latest.values().filter(|(e, _, _)| e.opens).filter_map(|(_, pair, _)| pair.as_ref()).collect();
+        let mut fixed: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+        for (key, (event, pair, _)) in &self.latest {
+            if let Some(pair) = pair.as_ref().filter(|p| !event.opens && !open.contains(p) && !p.1.is_empty()) {
+                fixed.entry(pair.1.clone()).or_default().push(*key);
+            }
+        }
+        let mut still = 0;
+        for (cve, keys) in fixed {
+            let devices = devices_with(api, &cve)?;
+            for key in keys {
+                let on_device = self.latest[&key].1.as_ref().is_some_and(|(device, _)| devices.contains(&**device));
+                if on_device {
+                    self.latest.remove(&key);
+                    still += 1;
+                }
+            }
+        }
+        Ok(still)
+    }
+
     /// Reads one page of the delta: keeps the latest event of each row, notes the
     /// next link.
     fn read(&mut self, body: &[u8], api_bases: &[String]) -> Result<(), PluginError> {
@@ -188,7 +237,7 @@ impl Changes {
             let head: Head = match serde_json::from_str(row.get()) {
                 Ok(head) => head,
                 // The mapping skips it with its reason.
-                Err(_) => Head { id: None, event_timestamp: None, status: None },
+                Err(_) => Head { device_id: None, cve_id: None, id: None, event_timestamp: None, status: None },
             };
             let event = Event {
                 at: head
@@ -202,10 +251,15 @@ impl Changes {
             // on its own (under the hash of its bytes), for the mapping to judge.
             let key = crate::fetch::hash64(head.id.as_deref().map_or(row.get(), str::trim));
             let bytes: Box<[u8]> = row.get().as_bytes().into();
+            let pair = head
+                .device_id
+                .as_deref()
+                .zip(head.cve_id.as_deref())
+                .map(|(device, cve)| (device.trim().into(), crate::mapping::identifier(cve)));
             match self.latest.get(&key) {
-                Some((kept, _)) if *kept >= event => {}
+                Some((kept, _, _)) if *kept >= event => {}
                 _ => {
-                    self.latest.insert(key, (event, bytes));
+                    self.latest.insert(key, (event, pair, bytes));
                 }
             }
         }
@@ -270,7 +324,7 @@ mod tests {
         );
         changes.read(page.as_bytes(), &["https://api.example.com".into()]).unwrap();
         let kept: Vec<String> =
-            changes.latest.values().map(|(_, row)| String::from_utf8(row.to_vec()).unwrap()).collect();
+            changes.latest.values().map(|(_, _, row)| String::from_utf8(row.to_vec()).unwrap()).collect();
         assert_eq!(kept.len(), 3);
         assert!(kept.iter().any(|r| r.contains(r#""id":"a""#) && r.contains("Fixed")), "later by 100 ns: {kept:?}");
         assert!(kept.iter().any(|r| r.contains(r#""id":"b""#) && r.contains("New")), "a tie keeps it open: {kept:?}");
@@ -281,4 +335,30 @@ mod tests {
         let url = changes_url("https://h", at("2026-12-03T00:00:00.123456789Z"), 5);
         assert_eq!(url, "https://h/api/machines/SoftwareVulnerabilityChangesByMachine?sinceTime=2026-12-03T00%3A00%3A00.123456Z&pageSize=5");
     }
+}
+
+/// The devices Defender lists as still exposed to `cve` (every page); none when it
+/// does not know the id.
+fn devices_with(api: &mut Client, cve: &str) -> Result<std::collections::HashSet<String>, PluginError> {
+    let endpoint = "/api/vulnerabilities/{cveId}/machineReferences";
+    let encoded: String = form_urlencoded::byte_serialize(cve.as_bytes()).collect();
+    let mut next = Some(format!("{}/api/vulnerabilities/{encoded}/machineReferences", api.settings.api_base));
+    let (mut devices, mut seen, mut sequence) = (std::collections::HashSet::new(), SeenLinks::default(), 0);
+    while let Some(url) = next.take() {
+        // A listing of machines: paced with the machines listing (100 calls a minute).
+        let timeout = api.settings.request_timeout;
+        let body = match api.get_found(&url, pacing::MACHINES, "Vulnerability.Read.All", timeout)? {
+            crate::client::Found::Body(body) => body,
+            crate::client::Found::NotFound(_) => break,
+        };
+        let page: crate::model::MachinesEnvelope = parse(&body, endpoint, sequence)?;
+        devices.extend(page.value.iter().filter_map(|m| m.id.as_deref()).map(|id| id.trim().to_owned()));
+        if let Some(link) = page.next_link {
+            check_next_link(&api.settings.api_bases, &link, &seen, endpoint, sequence)?;
+            seen.insert(&link);
+            next = Some(link);
+            sequence += 1;
+        }
+    }
+    Ok(devices)
 }

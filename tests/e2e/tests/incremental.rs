@@ -75,14 +75,18 @@ impl World {
     }
 }
 
+/// The Defender plugin's skip reason for a fix in one product of several.
+fn delta_still_present() -> &'static str {
+    "fixed in one product, still on the device through another"
+}
+
 fn summary(output: &CliOutput) -> serde_json::Value {
     serde_json::from_str(&output.stdout()).unwrap()
 }
 
-/// A live row whose device and CVE no other live row shares: fixing it removes the
-/// vulnerability from the device. (When another product still carries the CVE, the
-/// delta cannot say so; docs/defender-api.md, "The delta export", says what then.)
-fn a_row_alone_on_its_device(defender: &DefenderSim, skip: usize) -> VulnerabilityRow {
+/// A live row whose device and CVE `shared` other live rows share (other products
+/// with the same CVE), or none; `skip` picks another such row.
+fn a_row_with_others_on_its_device(defender: &DefenderSim, others: usize, skip: usize) -> VulnerabilityRow {
     let tenant = defender.tenant();
     let active: BTreeSet<String> = tenant.active_machines().map(|m| m.id.clone()).collect();
     let rows: Vec<VulnerabilityRow> = tenant.live_rows().collect();
@@ -91,9 +95,15 @@ fn a_row_alone_on_its_device(defender: &DefenderSim, skip: usize) -> Vulnerabili
     rows.iter().for_each(|r| *count.entry(key(r)).or_default() += 1);
     rows.into_iter()
         .filter(|r| active.contains(&r.device_id) && r.cve_id.as_deref().is_some_and(|c| c.starts_with("CVE-")))
-        .filter(|r| count[&key(r)] == 1)
+        .filter(|r| count[&key(r)] == others + 1)
         .nth(skip)
         .expect("such a row")
+}
+
+/// A live row whose device and CVE no other live row shares: fixing it removes the
+/// vulnerability from the device.
+fn a_row_alone_on_its_device(defender: &DefenderSim, skip: usize) -> VulnerabilityRow {
+    a_row_with_others_on_its_device(defender, 0, skip)
 }
 
 fn assert_same_stores(incremental: &World, full: &World, defender: &DefenderSim) {
@@ -118,8 +128,10 @@ fn a_baseline_and_runs_of_changes_leave_cvm_as_full_runs_do() {
     assert_same_stores(&a, &b, &defender);
 
     // Between the runs: a vulnerability fixed, one found, a version upgraded (still
-    // vulnerable), a device moved to another RBAC group, a device retired.
+    // vulnerable), a device moved to another RBAC group, a device retired, and one
+    // product of two with the same CVE on a device updated (the CVE stays there).
     let fixed = a_row_alone_on_its_device(&defender, 0);
+    let one_of_two = a_row_with_others_on_its_device(&defender, 1, 0);
     let upgraded = a_row_alone_on_its_device(&defender, 1);
     let (moved, retired) = {
         let t = defender.tenant();
@@ -135,7 +147,7 @@ fn a_baseline_and_runs_of_changes_leave_cvm_as_full_runs_do() {
         ..fixed.clone()
     };
     defender.update_tenant(|t| {
-        t.remove_rows(|r| r.id == fixed.id);
+        t.remove_rows(|r| r.id == fixed.id || r.id == one_of_two.id);
         t.add_row(found.clone());
         let offset = (0..t.row_count()).find(|o| t.row_at(*o).id == upgraded.id).unwrap();
         t.upgrade_row(offset);
@@ -155,6 +167,9 @@ fn a_baseline_and_runs_of_changes_leave_cvm_as_full_runs_do() {
     assert!(a.cvm.closed_vulns(&fixed.device_id).contains(&fixed.cve_id.clone().unwrap()));
     assert!(a.cvm.open_vulns(&fixed.device_id).contains("CVE-2026-55555"));
     assert!(a.cvm.tags(&moved).contains("rbacGroup: Servers"), "every active device is sent, fresh tags and all");
+    let still = one_of_two.cve_id.clone().unwrap().to_ascii_uppercase();
+    assert!(a.cvm.open_vulns(&one_of_two.device_id).contains(&still), "another product still carries {still}");
+    assert_eq!(second["skipped"][delta_still_present()], 1, "{second}");
     assert_same_stores(&a, &b, &defender);
 
     // A run with nothing new reads the same window again and changes nothing.
@@ -223,7 +238,8 @@ fn dependabot_runs_of_changes_leave_cvm_as_full_runs_do() {
     assert_eq!(a.store(), b.store());
 
     // Between the runs: an alert fixed, one dismissed, a new one, each the only
-    // alert of its advisory on its repository (see `a_row_alone_on_its_device`).
+    // alert of its advisory on its repository: the alert list cannot say that another
+    // manifest still has the advisory (the Dependabot plugin's known limit, in the README).
     let org = github.org();
     let alone: Vec<u64> = org
         .alerts

@@ -17,6 +17,9 @@
 //!   ([`SimOptions::snapshot_window`], 6 hours as Defender's, shorter in tests): an
 //!   event shows once its window has closed, and the answer holds every event from
 //!   the start of the window `sinceTime` falls in. `pageSize` pages with a nextLink.
+//! - `GET /api/vulnerabilities/{cveId}/machineReferences`: the devices whose live
+//!   rows carry the CVE (any case), as `id`, `computerDnsName`, `osPlatform` and
+//!   `rbacGroupName`; an empty list for an id no row carries.
 //! - `GET /api/machines/SoftwareVulnerabilitiesExport`: signed URLs of gzip JSON-lines
 //!   files with PascalCase keys, served by the storage listener, which refuses
 //!   requests that carry a bearer token and counts them.
@@ -102,6 +105,9 @@ struct Shared {
     /// Vulnerability pages rendered ahead by
     /// [`DefenderSim::prerender_vulnerability_pages`], by (offset, page size).
     rendered_pages: RwLock<HashMap<(u64, u64), bytes::Bytes>>,
+    /// The devices of each CVE (upper case) in the live rows, built on the first
+    /// `machineReferences` call after the tenant changed.
+    references: RwLock<Option<HashMap<String, Vec<Value>>>>,
 }
 
 impl Shared {
@@ -139,6 +145,7 @@ impl DefenderSim {
             storage_url: format!("http://localhost:{}", storage.local_addr()?.port()),
             counters: Mutex::default(),
             rendered_pages: RwLock::default(),
+            references: RwLock::default(),
         });
         let api_app = Router::new()
             .route("/{tenant}/oauth2/v2.0/token", post(token_v2))
@@ -147,6 +154,7 @@ impl DefenderSim {
             .route("/api/machines/SoftwareVulnerabilitiesByMachine", get(vulnerabilities))
             .route("/api/machines/SoftwareVulnerabilitiesExport", get(export_list))
             .route("/api/machines/SoftwareVulnerabilityChangesByMachine", get(changes))
+            .route("/api/vulnerabilities/{cve}/machineReferences", get(machine_references))
             .with_state(shared.clone());
         let storage_app = Router::new().route("/tvm-export/{file}", get(export_file)).with_state(shared.clone());
         let server = spawn("defender-sim", vec![(api, api_app), (storage, storage_app)])?;
@@ -171,6 +179,7 @@ impl DefenderSim {
     pub fn update_tenant(&self, change: impl FnOnce(&mut Tenant)) {
         change(&mut self.shared.tenant.write().unwrap());
         self.shared.rendered_pages.write().unwrap().clear();
+        *self.shared.references.write().unwrap() = None;
     }
 
     /// Renders every vulnerability page of `page_size` rows ahead, on every core,
@@ -611,6 +620,38 @@ async fn vulnerabilities(
         return truncated(bytes);
     }
     (StatusCode::OK, [("content-type", "application/json")], bytes).into_response()
+}
+
+/// The devices a CVE is on (see the module's documentation).
+async fn machine_references(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(cve): Path<String>,
+) -> Response {
+    shared.count("machine references");
+    if let Err(e) = admit(&shared, &headers, &[VULNERABILITY_ROLE]).await {
+        return e;
+    }
+    if shared.references.read().unwrap().is_none() {
+        let tenant = shared.tenant.read().unwrap();
+        let machines: HashMap<&str, &super::generator::Machine> =
+            tenant.machines().iter().map(|m| (m.id.as_str(), m)).collect();
+        let mut index: HashMap<String, BTreeMap<String, Value>> = HashMap::new();
+        for row in tenant.live_rows() {
+            let Some(id) = row.cve_id.as_deref().map(|c| c.trim().to_ascii_uppercase()) else { continue };
+            let machine = machines.get(row.device_id.as_str());
+            let device = json!({"id": row.device_id, "computerDnsName": machine.and_then(|m| m.computer_dns_name.clone()),
+                "osPlatform": machine.map(|m| m.os_platform.clone()), "rbacGroupName": machine.and_then(|m| m.rbac_group_name)});
+            index.entry(id).or_default().insert(row.device_id.clone(), device);
+        }
+        let index = index.into_iter().map(|(cve, devices)| (cve, devices.into_values().collect())).collect();
+        *shared.references.write().unwrap() = Some(index);
+    }
+    let references = shared.references.read().unwrap();
+    let devices =
+        references.as_ref().and_then(|r| r.get(&cve.trim().to_ascii_uppercase())).cloned().unwrap_or_default();
+    let body = json!({"@odata.context": format!("{}/api/$metadata#Collection(microsoft.windowsDefenderATP.api.MachineReference)", shared.base_url), "value": devices});
+    (StatusCode::OK, [("content-type", "application/json")], body.to_string()).into_response()
 }
 
 /// The delta export (see the module's documentation).
