@@ -274,6 +274,32 @@ impl Changes {
     }
 }
 
+/// The devices Defender lists as still exposed to `cve` (every page); none when it
+/// does not know the id.
+fn devices_with(api: &mut Client, cve: &str) -> Result<std::collections::HashSet<String>, PluginError> {
+    let endpoint = "/api/vulnerabilities/{cveId}/machineReferences";
+    let encoded: String = form_urlencoded::byte_serialize(cve.as_bytes()).collect();
+    let mut next = Some(format!("{}/api/vulnerabilities/{encoded}/machineReferences", api.settings.api_base));
+    let (mut devices, mut seen, mut sequence) = (std::collections::HashSet::new(), SeenLinks::default(), 0);
+    while let Some(url) = next.take() {
+        // A listing of machines: paced with the machines listing (100 calls a minute).
+        let timeout = api.settings.request_timeout;
+        let body = match api.get_found(&url, pacing::MACHINES, "Vulnerability.Read.All", timeout)? {
+            crate::client::Found::Body(body) => body,
+            crate::client::Found::NotFound(_) => break,
+        };
+        let page: crate::model::MachinesEnvelope = parse(&body, endpoint, sequence)?;
+        devices.extend(page.value.iter().filter_map(|m| m.id.as_deref()).map(|id| id.trim().to_owned()));
+        if let Some(link) = page.next_link {
+            check_next_link(&api.settings.api_bases, &link, &seen, endpoint, sequence)?;
+            seen.insert(&link);
+            next = Some(link);
+            sequence += 1;
+        }
+    }
+    Ok(devices)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,30 +361,4 @@ mod tests {
         let url = changes_url("https://h", at("2026-12-03T00:00:00.123456789Z"), 5);
         assert_eq!(url, "https://h/api/machines/SoftwareVulnerabilityChangesByMachine?sinceTime=2026-12-03T00%3A00%3A00.123456Z&pageSize=5");
     }
-}
-
-/// The devices Defender lists as still exposed to `cve` (every page); none when it
-/// does not know the id.
-fn devices_with(api: &mut Client, cve: &str) -> Result<std::collections::HashSet<String>, PluginError> {
-    let endpoint = "/api/vulnerabilities/{cveId}/machineReferences";
-    let encoded: String = form_urlencoded::byte_serialize(cve.as_bytes()).collect();
-    let mut next = Some(format!("{}/api/vulnerabilities/{encoded}/machineReferences", api.settings.api_base));
-    let (mut devices, mut seen, mut sequence) = (std::collections::HashSet::new(), SeenLinks::default(), 0);
-    while let Some(url) = next.take() {
-        // A listing of machines: paced with the machines listing (100 calls a minute).
-        let timeout = api.settings.request_timeout;
-        let body = match api.get_found(&url, pacing::MACHINES, "Vulnerability.Read.All", timeout)? {
-            crate::client::Found::Body(body) => body,
-            crate::client::Found::NotFound(_) => break,
-        };
-        let page: crate::model::MachinesEnvelope = parse(&body, endpoint, sequence)?;
-        devices.extend(page.value.iter().filter_map(|m| m.id.as_deref()).map(|id| id.trim().to_owned()));
-        if let Some(link) = page.next_link {
-            check_next_link(&api.settings.api_bases, &link, &seen, endpoint, sequence)?;
-            seen.insert(&link);
-            next = Some(link);
-            sequence += 1;
-        }
-    }
-    Ok(devices)
 }

@@ -27,6 +27,11 @@ pub struct Paging {
     alerts_seen: u64,
     /// An incremental run: alerts updated since this time (seconds since the epoch).
     changes_since: Option<i64>,
+    /// Repositories where an alert was fixed or dismissed among the changes, still
+    /// to recheck: another manifest may still have the same advisory open.
+    closed_in: std::collections::BTreeSet<String>,
+    /// The next page of open alerts of the repository being rechecked.
+    recheck: Option<String>,
 }
 
 impl Paging {
@@ -43,6 +48,8 @@ impl Paging {
             repositories_seen: 0,
             alerts_seen: 0,
             changes_since,
+            closed_in: Default::default(),
+            recheck: None,
         }
     }
 }
@@ -61,12 +68,22 @@ pub const UNCHANGED: &str = "alert not updated since the last run";
 
 /// Of a page of alerts (newest first), those updated at or after `since` (and any
 /// whose time cannot be read, for the mapping to judge), as a page; how many were
-/// older; and whether the page reached back before `since`. A page that is not a
+/// older; and whether the page reached back before `since`. The repositories of the
+/// kept alerts that are no longer open go into `closed_in`. A page that is not a
 /// list is returned whole, for the mapping to report.
-fn changed_since(body: Vec<u8>, since: i64) -> (Vec<u8>, u64, bool) {
+fn changed_since(
+    body: Vec<u8>,
+    since: i64,
+    closed_in: &mut std::collections::BTreeSet<String>,
+) -> (Vec<u8>, u64, bool) {
     #[derive(serde::Deserialize)]
     struct Updated {
         updated_at: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Closed {
+        state: Option<String>,
+        repository: Option<crate::model::Repository>,
     }
     let Ok(alerts) = serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(&body) else {
         return (body, 0, false);
@@ -77,6 +94,12 @@ fn changed_since(body: Vec<u8>, since: i64) -> (Vec<u8>, u64, bool) {
     };
     let (kept, older): (Vec<&serde_json::value::RawValue>, Vec<_>) =
         alerts.into_iter().partition(|a| updated(a).is_none_or(|t| t >= since));
+    for alert in &kept {
+        let Ok(alert) = serde_json::from_str::<Closed>(alert.get()) else { continue };
+        if alert.state.as_deref().is_some_and(|s| !s.eq_ignore_ascii_case("open")) {
+            closed_in.extend(alert.repository.and_then(|r| r.full_name));
+        }
+    }
     let page = format!("[{}]", kept.iter().map(|a| a.get()).collect::<Vec<_>>().join(","));
     (page.into_bytes(), older.len() as u64, !older.is_empty())
 }
@@ -94,29 +117,44 @@ pub fn first_page_url(settings: &Settings, page_size: u64) -> String {
     )
 }
 
-/// The next page, repositories then alerts, or `None` after the last one.
+/// The next page, repositories then alerts (in an incremental run, then the open
+/// alerts of each repository where one was closed), or `None` after the last one.
 pub fn next_page(settings: &Settings, paging: &mut Paging) -> Result<Option<Page>, PluginError> {
-    let (kind, slot) = match (&paging.repositories, &paging.alerts) {
-        (Some(_), _) => (REPOSITORIES, &mut paging.repositories),
-        (None, Some(_)) => (ALERTS, &mut paging.alerts),
-        (None, None) => return Ok(None),
+    if paging.repositories.is_none() && paging.alerts.is_none() && paging.recheck.is_none() {
+        // One advisory in two manifests is two alerts: when one is fixed, the other
+        // may still be open, and only a look at the repository tells.
+        match paging.closed_in.pop_first() {
+            Some(repository) => {
+                let url = format!("{}/repos/{repository}/dependabot/alerts?state=open&per_page=100", settings.api_base);
+                paging.recheck = Some(url);
+            }
+            None => return Ok(None),
+        }
+    }
+    // `changes`: a page of the organization's alerts (not a recheck).
+    let (kind, changes, slot) = if paging.repositories.is_some() {
+        (REPOSITORIES, false, &mut paging.repositories)
+    } else if paging.alerts.is_some() {
+        (ALERTS, true, &mut paging.alerts)
+    } else {
+        (ALERTS, false, &mut paging.recheck)
     };
-    let url = slot.take().expect("matched above");
+    let url = slot.take().expect("chosen above");
     let response = get(settings, &url)?;
     *slot = checked_next_link(settings, &url, response.next_link())?;
     let mut body = response.body;
     // Changes only: the alerts are newest first, so a page that reaches back before
     // the time changes are read from is the last one needed, and its older alerts
     // are counted and left out.
-    if let (ALERTS, Some(since)) = (kind, paging.changes_since) {
-        let (changed, older, reached_back) = changed_since(body, since);
+    if let (true, Some(since)) = (changes, paging.changes_since) {
+        let (changed, older, reached_back) = changed_since(body, since, &mut paging.closed_in);
         body = changed;
         if older > 0 {
             output::count(crate::mapping::ALERTS_FETCHED, older);
             output::skip(UNCHANGED, older);
         }
         if reached_back {
-            *slot = None;
+            paging.alerts = None;
         }
     }
     let page = Page { kind: kind.into(), sequence: paging.sequence, body };

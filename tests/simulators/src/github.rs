@@ -4,7 +4,8 @@
 //! `page`s, a `Link` header with `next`, `last`, `first` and `prev`), also those
 //! without alerts.
 //!
-//! `GET /orgs/{org}/dependabot/alerts` with GitHub's behaviour: a bearer token,
+//! `GET /orgs/{org}/dependabot/alerts`, and `GET /repos/{owner}/{repo}/dependabot/alerts`
+//! for one repository, with GitHub's behaviour: a bearer token,
 //! `state` filtering (a comma-separated list), `sort=created|updated` with
 //! `direction=asc|desc` (created, ascending by default), `per_page` up to 100,
 //! opaque `after` cursors and a `Link`
@@ -260,6 +261,7 @@ impl GithubSim {
         });
         let app = Router::new()
             .route("/orgs/{org}/dependabot/alerts", get(alerts))
+            .route("/repos/{owner}/{repo}/dependabot/alerts", get(repository_alerts))
             .route("/orgs/{org}/repos", get(repositories))
             .with_state(shared.clone());
         let server = spawn("github-sim", vec![(listener, app)])?;
@@ -318,7 +320,21 @@ async fn alerts(
     counted(&shared, "", || {
         admit(&shared, &org, &headers)?;
         once_faults(&shared)?;
-        Ok(answer(&shared, &org, &query))
+        Ok(answer(&shared, &org, None, &query))
+    })
+}
+
+/// One repository's alerts: the organization's, filtered, paged the same way.
+async fn repository_alerts(
+    State(shared): State<Arc<Shared>>,
+    Path((owner, repo)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    counted(&shared, "repo ", || {
+        admit(&shared, &owner, &headers)?;
+        once_faults(&shared)?;
+        Ok(answer(&shared, &owner, Some(&repo), &query))
     })
 }
 
@@ -432,7 +448,7 @@ fn once_faults(shared: &Shared) -> Result<(), (String, Response)> {
     Ok(())
 }
 
-fn answer(shared: &Shared, org: &str, query: &HashMap<String, String>) -> (String, Response) {
+fn answer(shared: &Shared, org: &str, repo: Option<&str>, query: &HashMap<String, String>) -> (String, Response) {
     if query.contains_key("page") {
         return (
             "422".into(),
@@ -453,8 +469,13 @@ fn answer(shared: &Shared, org: &str, query: &HashMap<String, String>) -> (Strin
     };
     let states: Vec<&str> = query.get("state").map(|s| s.split(',').collect()).unwrap_or_default();
     let org_now = shared.org.lock().unwrap();
-    let mut matching: Vec<&SimAlert> =
-        org_now.alerts.iter().filter(|a| states.is_empty() || states.contains(&a.state)).collect();
+    let full_name = repo.map(|r| format!("{org}/{r}"));
+    let mut matching: Vec<&SimAlert> = org_now
+        .alerts
+        .iter()
+        .filter(|a| states.is_empty() || states.contains(&a.state))
+        .filter(|a| full_name.as_deref().is_none_or(|n| a.json["repository"]["full_name"] == n))
+        .collect();
     let sort = query.get("sort").map(String::as_str).unwrap_or("created");
     let time = |a: &SimAlert, field: &str| a.json[field].as_str().unwrap_or_default().to_owned();
     match sort {
@@ -473,7 +494,11 @@ fn answer(shared: &Shared, org: &str, query: &HashMap<String, String>) -> (Strin
             query.iter().filter(|(k, _)| *k != "after").map(|(k, v)| format!("{k}={v}")).collect();
         params.sort();
         params.push(format!("after={}", cursor(index)));
-        format!("<{}/orgs/{org}/dependabot/alerts?{}>; rel=\"{rel}\"", shared.base_url, params.join("&"))
+        let path = match repo {
+            Some(repo) => format!("repos/{org}/{repo}"),
+            None => format!("orgs/{org}"),
+        };
+        format!("<{}/{path}/dependabot/alerts?{}>; rel=\"{rel}\"", shared.base_url, params.join("&"))
     };
     let mut links = Vec::new();
     if start > 0 {
