@@ -12,7 +12,8 @@
 //!   plugin's fields; [`types`]: the contract's records and plugin info.
 //! - [`verify`]: "Save and Verify", the plugin's checks and CVM's.
 //! - [`run`]: a run end to end: fetch, map, collect, join, KDI files, delivery.
-//! - [`cvm`]: delivery to Cisco Vulnerability Management, guarded against mass closing.
+//! - [`cvm`] (the crate connector-cvm): delivery to Cisco Vulnerability Management,
+//!   guarded against mass closing.
 //! - [`platform`]: many connector instances in one run (`run-all`).
 //! - [`events`]: what a run reports while it goes; [`summary`]: what it reports at the end.
 //!
@@ -21,7 +22,7 @@
 //! policy, secret placeholders and masking, the sandbox's limits, and the
 //! compiled-component cache. Where a new piece goes: a capability under
 //! `host/runtime/src/capability/`, a step of the data path under `run/`, a CVM option
-//! in `cvm/config.rs`, a plugin in its own `plugin-*` crate.
+//! in the crate connector-cvm (`host/cvm/src/config.rs`), a plugin in its own `plugin-*` crate.
 //!
 //! ```no_run
 //! use connector_host::{config::ConnectorConfig, engine::{PluginHost, SessionOptions}, run};
@@ -38,7 +39,7 @@
 // the pipeline's from here.
 pub use connector_runtime::{config, engine, types};
 pub mod checkpoint;
-pub mod cvm;
+pub use connector_cvm as cvm;
 pub mod events;
 pub mod platform;
 pub mod run;
@@ -47,7 +48,7 @@ pub mod verify;
 
 // The sandbox's interface to the pipeline (connector-runtime), under the names the
 // pipeline's modules use.
-use connector_runtime::{bindings, capability, limits, policy, redact};
+use connector_runtime::{bindings, capability, limits, redact};
 
 /// One bound for every log line the host writes or keeps: the run log's, and the
 /// CLI's lines on stderr.

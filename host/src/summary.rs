@@ -120,47 +120,6 @@ impl fmt::Display for RunSummary {
     }
 }
 
-impl fmt::Display for DeliveryReport {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        let title = if self.dry_run { "Dry run: nothing was uploaded" } else { "Delivered to CVM" };
-        writeln!(f, "{title} (connector {})", self.connector_id)?;
-        let mut line = |label: &str, value: String| writeln!(f, "  {label:<34} {value}");
-        line("Files", self.files.to_string())?;
-        line("Assets", self.assets.to_string())?;
-        line("Open vulnerabilities", self.open_vulnerabilities.to_string())?;
-        match (self.last_assets, self.last_open_vulnerabilities, &self.delta) {
-            (Some(a), Some(v), Some(d)) => {
-                line("Last upload", format!("{a} assets, {v} open vulnerabilities"))?;
-                line(
-                    "Assets vs last upload",
-                    format!("{} appear, {} disappear, {} stay", d.assets.appear, d.assets.disappear, d.assets.stay),
-                )?;
-                line(
-                    "Vulnerabilities vs last upload",
-                    format!(
-                        "{} appear, {} disappear (CVM closes them), {} stay",
-                        d.vulnerabilities.appear, d.vulnerabilities.disappear, d.vulnerabilities.stay
-                    ),
-                )?;
-            }
-            _ => line("Last upload", "none recorded for this connector".into())?,
-        }
-        if let Some(refusal) = &self.would_refuse {
-            line("An upload would be refused", refusal.clone())?;
-        }
-        if !self.data_files.is_empty() {
-            line("Data files", self.data_files.iter().map(u64::to_string).collect::<Vec<_>>().join(", "))?;
-        }
-        if let Some(run) = &self.run {
-            line("Connector run", format!("{} ({:.1} s waiting)", run.run_id, self.waited.as_secs_f64()))?;
-            for (name, value) in &run.counts {
-                writeln!(f, "    {value:>10}  {name}")?;
-            }
-        }
-        Ok(())
-    }
-}
-
 fn capitalize(text: &str) -> String {
     let mut chars = text.chars();
     match chars.next() {

@@ -23,15 +23,18 @@ use apalis::prelude::*;
 use apalis_postgres::PostgresStorage;
 use apalis_sqlite::SqliteStorage;
 use connector_host::checkpoint::Checkpoint;
-use connector_host::cvm::{DeliveryOptions, UploadGate};
-use connector_host::engine::{FailureKind, PluginFailure, PluginHost, SessionOptions, UnapprovedOrigin};
+use connector_host::cvm::baseline::PARTS;
+use connector_host::cvm::{BaselineStore, DeliveryOptions, LastUpload, UploadGate};
+use connector_host::engine::{FailureKind, Plugin, PluginFailure, PluginHost, SessionOptions, UnapprovedOrigin};
 use connector_host::events::{Event, EventSink};
 use connector_host::run::{self, RunOptions};
 use connector_host::summary::RunSummary;
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
+use tracing::Instrument;
 
 /// The job: which run to execute.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -187,31 +190,46 @@ async fn execute(shared: &Arc<WorkerShared>, run_id: &str) -> Result<()> {
     let span = tracing::info_span!("service_run", run = %run_id, connector = %run.connector_id, plugin = %connector.plugin_id, worker = %shared.name);
     run_log::begin(run_id);
     let started = Instant::now();
-    let (shared2, run2) = (shared.clone(), run.clone());
-    let handle = Handle::current();
-    let result = tokio::task::spawn_blocking(move || {
-        let _entered = span.entered();
-        tracing::info!(attempt, triggered_by = %run2.triggered_by, "run started");
-        let result = run_blocking(&shared2, &run2, connector, attempt, &handle);
-        match &result {
-            Ok((summary, _)) => {
-                if let Some(run) = summary.delivery.as_ref().and_then(|d| d.run.as_ref()) {
-                    tracing::info!("CVM connector run {} ended: {}", run.run_id, run.counts_text());
-                }
-                tracing::info!(
-                    assets = summary.assets_written,
-                    vulnerabilities = summary.vulnerabilities_written,
-                    files = summary.files_written.len(),
-                    api_calls = summary.api_calls,
-                    "run succeeded"
-                )
-            }
-            Err(e) => tracing::warn!("run failed: {e:#}"),
+    let prepared = async {
+        tracing::info!(attempt, triggered_by = %run.triggered_by, "run started");
+        let prepared = prepare(shared, connector).await;
+        if let Err(e) = &prepared {
+            tracing::warn!("run failed: {e:#}");
         }
-        result
-    })
-    .await
-    .unwrap_or_else(|e| Err(anyhow!("the run stopped unexpectedly: {e}")));
+        prepared
+    }
+    .instrument(span.clone())
+    .await;
+    let (shared2, run2, connector_id) = (shared.clone(), run.clone(), run.connector_id.clone());
+    let handle = Handle::current();
+    let (result, pause) = match prepared {
+        Err(e) => (Err(e), None),
+        Ok(prepared) => tokio::task::spawn_blocking(move || {
+            let _entered = span.entered();
+            let ran = run_blocking(&shared2, &run2, prepared, attempt, &handle);
+            match &ran.0 {
+                Ok((summary, _)) => {
+                    if let Some(run) = summary.delivery.as_ref().and_then(|d| d.run.as_ref()) {
+                        tracing::info!("CVM connector run {} ended: {}", run.run_id, run.counts_text());
+                    }
+                    tracing::info!(
+                        assets = summary.assets_written,
+                        vulnerabilities = summary.vulnerabilities_written,
+                        files = summary.files_written.len(),
+                        api_calls = summary.api_calls,
+                        "run succeeded"
+                    )
+                }
+                Err(e) => tracing::warn!("run failed: {e:#}"),
+            }
+            ran
+        })
+        .await
+        .unwrap_or_else(|e| (Err(anyhow!("the run stopped unexpectedly: {e}")), None)),
+    };
+    if let Some(reason) = pause {
+        db.pause_connector(&connector_id, &reason).await?;
+    }
     let (result, checkpoint) = match result {
         Ok((summary, checkpoint)) => (Ok(summary), Some(checkpoint)),
         Err(e) => (Err(e), None),
@@ -327,16 +345,18 @@ async fn outcome_of(shared: &WorkerShared, run_id: &str, result: Result<RunSumma
     }
 }
 
-/// The run itself, on a blocking thread: the connector's values opened, the plugin
-/// checked against what was approved, then `run::run_and_deliver` (or `run::run`).
-fn run_blocking(
-    shared: &WorkerShared,
-    run: &RunRow,
+/// What a run needs from the database, read before it starts (asynchronously, so
+/// the blocking run itself reaches the database only through its hooks: the
+/// upload gate, its progress and the mass-close baseline).
+struct Prepared {
     connector: ConnectorRow,
-    attempt: i64,
-    rt: &Handle,
-) -> Result<(RunSummary, Checkpoint)> {
-    let db = &shared.db;
+    plugin: Arc<Plugin>,
+    checkpoint: Checkpoint,
+}
+
+/// The connector must not be paused, and this worker must have the plugin the
+/// service records.
+async fn prepare(shared: &WorkerShared, connector: ConnectorRow) -> Result<Prepared> {
     if let Some(reason) = &connector.paused_reason {
         bail!("the connector is {reason}");
     }
@@ -348,7 +368,7 @@ fn run_blocking(
             shared.catalogue.dir.display()
         )
     })?;
-    let recorded = rt.block_on(db.plugin(&connector.plugin_id))?;
+    let recorded = shared.db.plugin(&connector.plugin_id).await?;
     if let Some(recorded) = recorded.filter(|r| r.content_hash != loaded.row.content_hash) {
         bail!(
             "worker {} has plugin `{}` {} but the service records {} (another build); install the same plugin files on every worker",
@@ -358,18 +378,50 @@ fn run_blocking(
             recorded.version
         );
     }
+    // Where this run starts from: the state of the connector's last delivered run.
+    let checkpoint = incremental::from_row(shared.db.checkpoint(&connector.id).await?);
+    Ok(Prepared { connector, plugin: loaded.plugin.clone(), checkpoint })
+}
+
+/// How a run ended on its blocking thread: its result, and the reason to pause
+/// the connector when the plugin is not the one approved.
+type Ran = (Result<(RunSummary, Checkpoint)>, Option<String>);
+
+/// The run itself, on a blocking thread: the plugin checked against what was
+/// approved, the connector's values opened, then `run::run_and_deliver` (or `run::run`).
+fn run_blocking(shared: &WorkerShared, run: &RunRow, prepared: Prepared, attempt: i64, rt: &Handle) -> Ran {
+    let Prepared { connector, plugin, checkpoint } = prepared;
     // Nothing of a plugin other than the one approved runs with the secrets.
-    if let Some(reason) = trust::pause_reason(&connector, &loaded.plugin)? {
-        rt.block_on(db.pause_connector(&connector.id, &reason))?;
-        bail!("the connector is {reason}");
+    match trust::pause_reason(&connector, &plugin) {
+        Ok(Some(reason)) => return (Err(anyhow!("the connector is {reason}")), Some(reason)),
+        Ok(None) => {}
+        Err(e) => return (Err(e), None),
     }
-    let approved_derived = Some(trust::approved(&connector)?.derived.into_iter().collect());
-    let values = Values::open(&connector, &shared.vault)?;
+    let result = run_approved(shared, run, &connector, &plugin, &checkpoint, attempt, rt);
+    // A 0.2 plugin that derived an origin nobody approved waits for an admin.
+    let unapproved = result.as_ref().err().and_then(|e| e.downcast_ref::<UnapprovedOrigin>());
+    let pause = unapproved.map(|unapproved| {
+        let change = format!("derived origin {} was added", unapproved.origin);
+        trust::reason(&connector, &plugin, &[change])
+    });
+    (result, pause)
+}
+
+fn run_approved(
+    shared: &WorkerShared,
+    run: &RunRow,
+    connector: &ConnectorRow,
+    plugin: &Plugin,
+    checkpoint: &Checkpoint,
+    attempt: i64,
+    rt: &Handle,
+) -> Result<(RunSummary, Checkpoint)> {
+    let db = &shared.db;
+    let approved_derived = Some(trust::approved(connector)?.derived.into_iter().collect());
+    let values = Values::open(connector, &shared.vault)?;
     let config = values.config();
 
-    let scratch = shared.scratch.join(&run.id);
-    let out_dir = scratch.join("out");
-    let state_dir = scratch.join("state");
+    let out_dir = shared.scratch.join(&run.id).join("out");
     std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
     let events = progress_sink(db.clone(), run.id.clone(), rt.clone());
     let session = SessionOptions {
@@ -378,41 +430,22 @@ fn run_blocking(
         approved_derived,
         progress: None,
     };
-    // Where this run starts from: the state of the connector's last delivered run.
-    let checkpoint = incremental::from_row(rt.block_on(db.checkpoint(&connector.id))?);
     let started = chrono::Utc::now();
-    let next = incremental::next_run(&connector, &loaded.plugin.info, &checkpoint, started);
+    let next = incremental::next_run(connector, &plugin.info, checkpoint, started);
     tracing::info!(mode = next.mode.as_str(), "{}", next.why);
     let options =
         RunOptions { out_dir, events: Some(events), resume: checkpoint.resume(next.mode), ..RunOptions::default() };
     let result = match &values.cvm {
-        None => run::run(&shared.host, &loaded.plugin, &config, session, &options),
+        None => run::run(&shared.host, plugin, &config, session, &options),
         Some(_) => {
-            let mut delivery = DeliveryOptions::from_config(
-                &config,
-                shared.allow_insecure_loopback,
-                Some(state_dir.clone()),
-                false,
-                false,
-            )?;
-            let key = delivery.cvm.instance_key();
-            restore_baseline(db, rt, &state_dir, &key)?;
+            let mut delivery =
+                DeliveryOptions::from_config(&config, shared.allow_insecure_loopback, None, false, false)?;
+            delivery.baselines = Arc::new(DatabaseBaselines { db: db.clone(), rt: rt.clone() });
             delivery.upload_gate =
                 Some(upload_gate(db.clone(), rt.clone(), run.id.clone(), shared.name.clone(), attempt));
-            let result = run::run_and_deliver(&shared.host, &loaded.plugin, &config, session, &options, &delivery);
-            if result.as_ref().is_ok_and(|s| s.delivery.as_ref().is_some_and(|d| !d.dry_run)) {
-                save_baseline(db, rt, &state_dir, &key)?;
-            }
-            result
+            run::run_and_deliver(&shared.host, plugin, &config, session, &options, &delivery)
         }
     };
-    // A 0.2 plugin that derived an origin nobody approved waits for an admin.
-    let unapproved = result.as_ref().err().and_then(|e| e.downcast_ref::<UnapprovedOrigin>());
-    if let Some(unapproved) = unapproved {
-        let change = format!("derived origin {} was added", unapproved.origin);
-        let reason = trust::reason(&connector, &loaded.plugin, &[change]);
-        rt.block_on(db.pause_connector(&connector.id, &reason))?;
-    }
     // Committed by the caller once the run's files are stored (delivered).
     result.map(|summary| {
         let after = checkpoint.after(&summary, started);
@@ -431,35 +464,38 @@ fn upload_gate(db: Db, rt: Handle, run_id: String, worker: String, attempt: i64)
     }))
 }
 
-/// The last upload's baseline (the mass-close guard) is kept in the database, so any
-/// worker sees it: written into the run's state directory before, read back after.
-fn restore_baseline(db: &Db, rt: &Handle, state_dir: &Path, key: &str) -> Result<()> {
-    let Some(body) = rt.block_on(db.baseline(key))? else { return Ok(()) };
-    let files: std::collections::BTreeMap<String, String> =
-        serde_json::from_str(&body).context("a stored CVM baseline is damaged")?;
-    let dir = state_dir.join(key);
-    std::fs::create_dir_all(&dir)?;
-    for (name, content) in files {
-        use base64::Engine as _;
-        let bytes =
-            base64::engine::general_purpose::STANDARD.decode(content).context("a stored CVM baseline is damaged")?;
-        std::fs::write(dir.join(name), bytes)?;
-    }
-    Ok(())
+/// The mass-close guard's baselines in the service's database, so every worker
+/// sees the last upload of every connector. A baseline is kept as one JSON text:
+/// each of its parts (`connector_cvm::baseline::PARTS`) by name, base64-encoded.
+#[derive(Debug)]
+struct DatabaseBaselines {
+    db: Db,
+    rt: Handle,
 }
 
-fn save_baseline(db: &Db, rt: &Handle, state_dir: &Path, key: &str) -> Result<()> {
-    use base64::Engine as _;
-    let mut files = std::collections::BTreeMap::new();
-    for entry in std::fs::read_dir(state_dir.join(key))? {
-        let entry = entry?;
-        let bytes = std::fs::read(entry.path())?;
-        files.insert(
-            entry.file_name().to_string_lossy().into_owned(),
-            base64::engine::general_purpose::STANDARD.encode(bytes),
-        );
+impl BaselineStore for DatabaseBaselines {
+    fn load(&self, instance_key: &str) -> Result<Option<LastUpload>> {
+        use base64::Engine as _;
+        let Some(body) = self.rt.block_on(self.db.baseline(instance_key))? else { return Ok(None) };
+        let place = format!("the database (instance {instance_key})");
+        let damaged = || format!("the CVM baseline in {place} is damaged");
+        let parts: BTreeMap<String, String> = serde_json::from_str(&body).with_context(damaged)?;
+        let [meta, keys] = PARTS.map(|name| {
+            let part = parts.get(name).ok_or_else(|| anyhow!("{}: {name} is missing", damaged()))?;
+            base64::engine::general_purpose::STANDARD.decode(part).with_context(damaged)
+        });
+        LastUpload::decode(&meta?, &keys?, &place).map(Some)
     }
-    rt.block_on(db.set_baseline(key, &serde_json::to_string(&files)?))
+
+    fn save(&self, instance_key: &str, last: &LastUpload) -> Result<()> {
+        use base64::Engine as _;
+        let parts: BTreeMap<&str, String> = PARTS
+            .into_iter()
+            .zip(last.encode()?)
+            .map(|(name, bytes)| (name, base64::engine::general_purpose::STANDARD.encode(bytes)))
+            .collect();
+        self.rt.block_on(self.db.set_baseline(instance_key, &serde_json::to_string(&parts)?))
+    }
 }
 
 /// Progress for the API and the console, written at most twice a second.

@@ -473,3 +473,35 @@ fn a_connector_runs_a_baseline_then_changes_and_clearing_its_state_makes_the_nex
     assert_eq!(status, 422, "{refused}");
     assert!(refused.to_string().contains("from 1 to 365"), "{refused}");
 }
+
+#[test]
+fn the_mass_close_guard_reads_its_baseline_from_the_database_after_a_restart() {
+    let defender = DefenderSim::start(SPEC, SimOptions::default()).unwrap();
+    let cvm = CvmSim::start(CvmOptions::default()).unwrap();
+    let dir = kdi::temp_dir("service-guard");
+    let state = dir.join("state");
+    let (serve, api) = start(&state, &[]);
+    let body = json!({"plugin": "defender-tvm", "name": "Defender guarded", "settings": defender_settings(&defender),
+        "cvm": cvm_settings(&cvm)});
+    let (status, connector) = api.post("/api/connectors", body);
+    assert_eq!(status, 201, "{connector}");
+    let id = connector["id"].as_str().unwrap().to_owned();
+    let run = |api: &Api| {
+        let (status, queued) = api.post(&format!("/api/connectors/{id}/runs"), json!({}));
+        assert_eq!(status, 202, "{queued}");
+        api.wait_for_run(queued["id"].as_str().unwrap(), Duration::from_secs(60))
+    };
+    assert_eq!(run(&api)["status"], "succeeded");
+    let uploads = cvm.uploaded_files();
+    drop(serve);
+
+    // Most devices retired: a baseline now would make CVM close most of what it holds.
+    defender.update_tenant(|t| t.retire_machines(|m| !m.id.ends_with('0')));
+    let (_serve, api) = start(&state, &[]);
+    assert_eq!(api.call("POST", &format!("/api/connectors/{id}/clear-state"), None).0, 204);
+    let refused = run(&api);
+    assert_eq!(refused["status"], "failed", "{refused}");
+    let error = refused["error"].as_str().unwrap();
+    assert!(error.contains("refusing to upload") && error.contains("the last upload to connector"), "{error}");
+    assert_eq!(cvm.uploaded_files(), uploads, "nothing was uploaded");
+}

@@ -12,9 +12,9 @@
 //! only then reads `success` and the counts (docs/cvm.md, "Runs are asynchronous").
 
 use super::config::CvmConfig;
-use crate::capability::http::error_chain;
-use crate::redact::Redactor;
 use anyhow::{anyhow, bail, Context, Result};
+use connector_runtime::capability::http::error_chain;
+use connector_runtime::redact::Redactor;
 use reqwest::blocking::{multipart, Client, RequestBuilder, Response};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -78,7 +78,7 @@ impl CvmClient {
         if let Ok(url) = url::Url::parse(&config.base_url) {
             let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
             if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-                if !crate::policy::address_allowed(ip, network.allow_loopback, network.allow_private_ips) {
+                if !connector_runtime::policy::address_allowed(ip, network.allow_loopback, network.allow_private_ips) {
                     bail!(
                         "[cvm] api_host {} is a non-public address; set `allow_private_ips = true` in the [network] table to allow it",
                         config.base_url
@@ -90,7 +90,7 @@ impl CvmClient {
             Some(proxy) => Client::builder().proxy(reqwest::Proxy::all(proxy)?),
             None => Client::builder().no_proxy(),
         };
-        let resolver = crate::policy::GuardedResolver {
+        let resolver = connector_runtime::policy::GuardedResolver {
             allow_loopback: network.allow_loopback,
             allow_private: network.allow_private_ips,
         };

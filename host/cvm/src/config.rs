@@ -7,8 +7,8 @@
 //! connector_id = 123456
 //! ```
 
-use crate::policy::{NetworkPolicy, Origin};
 use anyhow::{anyhow, bail, Result};
+use connector_runtime::policy::{NetworkPolicy, Origin};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -58,7 +58,7 @@ pub struct CvmNetwork {
 
 impl CvmConfig {
     /// Applies the operator's `[network]` grants (proxy, private addresses).
-    pub fn with_grants(mut self, grants: &crate::policy::OperatorGrants) -> Self {
+    pub fn with_grants(mut self, grants: &connector_runtime::policy::OperatorGrants) -> Self {
         self.network.allow_private_ips = grants.allow_private_ips;
         self.network.proxy = grants.proxy.clone();
         self
@@ -180,7 +180,7 @@ impl CvmConfig {
     /// Checks the `[cvm]` values (already read from the environment where asked).
     pub fn from_values(values: &BTreeMap<String, String>, allow_insecure_loopback: bool) -> Result<CvmConfig> {
         let written: toml::Table = values.iter().map(|(k, v)| (k.clone(), toml::Value::String(v.clone()))).collect();
-        let (table, mut problems) = crate::config::table::read::<CvmTable>(&written, |key, keys| {
+        let (table, mut problems) = connector_runtime::config::table::read::<CvmTable>(&written, |key, keys| {
             format!("`{key}` is not a [cvm] key (keys: {})", keys.join(", "))
         });
         // A blank value counts as none.
@@ -281,7 +281,7 @@ mod field_tests {
     #[test]
     fn the_served_fields_are_the_tables_keys() {
         let served: Vec<&str> = super::FIELDS.iter().map(|f| f.key).collect();
-        assert_eq!(served, crate::config::table::fields_of::<super::CvmTable>());
+        assert_eq!(served, connector_runtime::config::table::fields_of::<super::CvmTable>());
         assert_eq!(super::FIELDS[0].default, Some(super::DEFAULT_API_HOST));
         let deadline = super::DEFAULT_RUN_DEADLINE_MINUTES.to_string();
         assert_eq!(super::FIELDS[4].default, Some(deadline.as_str()));

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Delivery to Cisco Vulnerability Management (CVM): the `[cvm]` configuration, the
 //! connector API client, and the state that guards against mass closing.
 //!
@@ -14,7 +15,7 @@ pub mod client;
 pub mod config;
 pub mod deliver;
 
-pub use baseline::{Delta, LastUpload, Snapshot};
+pub use baseline::{BaselineDir, BaselineStore, Delta, LastUpload, Snapshot};
 pub use client::CvmClient;
 pub use config::{CvmConfig, CvmField, FIELDS};
 pub use deliver::{deliver, DeliveryOptions, DeliveryReport, UploadGate};

@@ -1,12 +1,14 @@
 //! Delivering a finished run's files to CVM, guarded by the last upload's state.
 
-use super::baseline::{Delta, LastUpload, Snapshot, StateStore};
+use super::baseline::{BaselineDir, BaselineStore, Delta, LastUpload, Snapshot};
 use super::client::{CvmClient, RunResult};
 use super::config::CvmConfig;
-use crate::config::ConnectorConfig;
 use anyhow::{bail, Result};
+use connector_runtime::config::ConnectorConfig;
 use serde::Serialize;
+use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How to deliver.
@@ -15,7 +17,7 @@ pub struct DeliveryOptions {
     /// Where, and with which key.
     pub cvm: CvmConfig,
     /// Where the last successful upload of each connector is kept (the baseline).
-    pub state_dir: PathBuf,
+    pub baselines: Arc<dyn BaselineStore>,
     /// Show what would be uploaded and how it compares with the last upload; send nothing.
     pub dry_run: bool,
     /// Upload even when the run would send fewer than half of the last upload.
@@ -50,7 +52,7 @@ impl DeliveryOptions {
             .with_grants(&config.network);
         Ok(DeliveryOptions {
             cvm,
-            state_dir: state_dir.unwrap_or_else(super::baseline::default_state_dir),
+            baselines: Arc::new(BaselineDir::new(&state_dir.unwrap_or_else(super::baseline::default_state_dir))),
             dry_run,
             allow_mass_close,
             upload_gate: None,
@@ -86,6 +88,48 @@ pub struct DeliveryReport {
     #[serde(skip)]
     /// How long the host waited for that run to end.
     pub waited: Duration,
+}
+
+/// The delivery as `run` prints it.
+impl fmt::Display for DeliveryReport {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let title = if self.dry_run { "Dry run: nothing was uploaded" } else { "Delivered to CVM" };
+        writeln!(f, "{title} (connector {})", self.connector_id)?;
+        let mut line = |label: &str, value: String| writeln!(f, "  {label:<34} {value}");
+        line("Files", self.files.to_string())?;
+        line("Assets", self.assets.to_string())?;
+        line("Open vulnerabilities", self.open_vulnerabilities.to_string())?;
+        match (self.last_assets, self.last_open_vulnerabilities, &self.delta) {
+            (Some(a), Some(v), Some(d)) => {
+                line("Last upload", format!("{a} assets, {v} open vulnerabilities"))?;
+                line(
+                    "Assets vs last upload",
+                    format!("{} appear, {} disappear, {} stay", d.assets.appear, d.assets.disappear, d.assets.stay),
+                )?;
+                line(
+                    "Vulnerabilities vs last upload",
+                    format!(
+                        "{} appear, {} disappear (CVM closes them), {} stay",
+                        d.vulnerabilities.appear, d.vulnerabilities.disappear, d.vulnerabilities.stay
+                    ),
+                )?;
+            }
+            _ => line("Last upload", "none recorded for this connector".into())?,
+        }
+        if let Some(refusal) = &self.would_refuse {
+            line("An upload would be refused", refusal.clone())?;
+        }
+        if !self.data_files.is_empty() {
+            line("Data files", self.data_files.iter().map(u64::to_string).collect::<Vec<_>>().join(", "))?;
+        }
+        if let Some(run) = &self.run {
+            line("Connector run", format!("{} ({:.1} s waiting)", run.run_id, self.waited.as_secs_f64()))?;
+            for (name, value) in &run.counts {
+                writeln!(f, "    {value:>10}  {name}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A run that ended is judged before the upload becomes the new baseline: it must
@@ -127,8 +171,8 @@ fn judge(run: &RunResult, uploaded: usize) -> Result<()> {
 /// the upload as the instance's new state.
 pub fn deliver(files: &[PathBuf], snapshot: &Snapshot, options: &DeliveryOptions) -> Result<DeliveryReport> {
     let cvm = &options.cvm;
-    let store = StateStore::new(&options.state_dir, &cvm.instance_key());
-    let last = store.load()?;
+    let key = cvm.instance_key();
+    let last = options.baselines.load(&key)?;
     let refusal = last.as_ref().and_then(|l| l.guard(snapshot).err());
     // What CVM will hold once this run is processed (a run of changes, applied).
     let snapshot = &snapshot.applied_to(last.as_ref());
@@ -168,13 +212,16 @@ pub fn deliver(files: &[PathBuf], snapshot: &Snapshot, options: &DeliveryOptions
     report.waited = waited;
     judge(&run, report.data_files.len())?;
     report.run = Some(run);
-    store.save(&LastUpload {
-        uploaded_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        connector_id: cvm.connector_id,
-        run_id,
-        assets: snapshot.assets.len(),
-        open_vulnerabilities: snapshot.vulnerabilities.len(),
-        snapshot: snapshot.clone(),
-    })?;
+    options.baselines.save(
+        &key,
+        &LastUpload {
+            uploaded_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            connector_id: cvm.connector_id,
+            run_id,
+            assets: snapshot.assets.len(),
+            open_vulnerabilities: snapshot.vulnerabilities.len(),
+            snapshot: snapshot.clone(),
+        },
+    )?;
     Ok(report)
 }

@@ -199,62 +199,92 @@ impl LastUpload {
     }
 }
 
-/// The state directory of one connector instance.
-pub struct StateStore {
-    dir: PathBuf,
+/// Where the last upload of each connector instance is kept, by its instance key
+/// ([`crate::CvmConfig::instance_key`]). The CLI keeps it in files
+/// ([`BaselineDir`]); a platform with many workers keeps it where every worker
+/// sees it (the service's database).
+pub trait BaselineStore: std::fmt::Debug + Send + Sync {
+    /// The last successful upload, if there was one.
+    fn load(&self, instance_key: &str) -> Result<Option<LastUpload>>;
+    /// Records a successful upload, replacing the last one whole or not at all.
+    fn save(&self, instance_key: &str, last: &LastUpload) -> Result<()>;
 }
 
+/// The two parts a baseline is kept in, by name: [`LastUpload`]'s counts as JSON,
+/// and its fingerprints as little-endian `u64`s, assets first.
+pub const PARTS: [&str; 2] = [META, KEYS];
 const META: &str = "last-upload.json";
 const KEYS: &str = "last-upload.keys";
 
-impl StateStore {
-    /// The state of the connector instance `instance_key` under `state_dir`.
-    pub fn new(state_dir: &Path, instance_key: &str) -> Self {
-        StateStore { dir: state_dir.join(instance_key) }
+impl LastUpload {
+    /// The baseline as its two [`PARTS`].
+    pub fn encode(&self) -> Result<[Vec<u8>; 2]> {
+        let mut keys = Vec::with_capacity(8 * (self.snapshot.assets.len() + self.snapshot.vulnerabilities.len()));
+        for n in self.snapshot.assets.iter().chain(&self.snapshot.vulnerabilities) {
+            keys.extend_from_slice(&n.to_le_bytes());
+        }
+        Ok([serde_json::to_vec_pretty(self)?, keys])
     }
 
-    /// The last successful upload, if there was one.
-    pub fn load(&self) -> Result<Option<LastUpload>> {
-        let meta = self.dir.join(META);
-        if !meta.exists() {
-            return Ok(None);
-        }
-        let text = fs::read_to_string(&meta).with_context(|| format!("cannot read {}", meta.display()))?;
-        let mut last: LastUpload = serde_json::from_str(&text)
-            .with_context(|| format!("{} is damaged; remove it to start afresh", meta.display()))?;
-        let keys_path = self.dir.join(KEYS);
-        let bytes = fs::read(&keys_path).with_context(|| format!("cannot read {}", keys_path.display()))?;
-        let numbers: Vec<u64> = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
-        if numbers.len() != last.assets + last.open_vulnerabilities || bytes.len() % 8 != 0 {
-            bail!("{} does not match {}; remove both to start afresh", keys_path.display(), meta.display());
+    /// The baseline from its two [`PARTS`]; `place` names where they were kept, for
+    /// the error of a damaged one.
+    pub fn decode(meta: &[u8], keys: &[u8], place: &str) -> Result<LastUpload> {
+        let mut last: LastUpload = serde_json::from_slice(meta)
+            .with_context(|| format!("the CVM baseline in {place} is damaged; remove it to start afresh"))?;
+        let numbers: Vec<u64> = keys.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
+        if numbers.len() != last.assets + last.open_vulnerabilities || !keys.len().is_multiple_of(8) {
+            bail!("the CVM baseline in {place} has keys that do not match its counts; remove it to start afresh");
         }
         last.snapshot = Snapshot {
             assets: numbers[..last.assets].to_vec(),
             vulnerabilities: numbers[last.assets..].to_vec(),
             ..Snapshot::default()
         };
-        Ok(Some(last))
+        Ok(last)
+    }
+}
+
+/// Baselines in a state directory: `<dir>/<instance key>/last-upload.{json,keys}`.
+#[derive(Debug, Clone)]
+pub struct BaselineDir {
+    dir: PathBuf,
+}
+
+impl BaselineDir {
+    /// The baselines under `state_dir`.
+    pub fn new(state_dir: &Path) -> Self {
+        BaselineDir { dir: state_dir.to_owned() }
     }
 
-    /// Records a successful upload (each file written whole, then renamed).
-    pub fn save(&self, last: &LastUpload) -> Result<()> {
-        fs::create_dir_all(&self.dir)
-            .with_context(|| format!("cannot create state directory {}", self.dir.display()))?;
-        let mut keys = Vec::with_capacity(8 * (last.snapshot.assets.len() + last.snapshot.vulnerabilities.len()));
-        for n in last.snapshot.assets.iter().chain(&last.snapshot.vulnerabilities) {
-            keys.extend_from_slice(&n.to_le_bytes());
-        }
-        self.write_atomically(KEYS, &keys)?;
-        self.write_atomically(META, serde_json::to_string_pretty(last)?.as_bytes())
-    }
-
-    fn write_atomically(&self, name: &str, bytes: &[u8]) -> Result<()> {
-        let path = self.dir.join(name);
-        let tmp = self.dir.join(format!(".{name}.tmp"));
+    fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+        let path = dir.join(name);
+        let tmp = dir.join(format!(".{name}.tmp"));
         let mut f = fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
         f.write_all(bytes)?;
         f.sync_all()?;
         fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
+    }
+}
+
+impl BaselineStore for BaselineDir {
+    fn load(&self, instance_key: &str) -> Result<Option<LastUpload>> {
+        let dir = self.dir.join(instance_key);
+        let meta = dir.join(META);
+        if !meta.exists() {
+            return Ok(None);
+        }
+        let read = |path: PathBuf| fs::read(&path).with_context(|| format!("cannot read {}", path.display()));
+        LastUpload::decode(&read(meta)?, &read(dir.join(KEYS))?, &dir.display().to_string()).map(Some)
+    }
+
+    /// Each file written whole, then renamed; the keys before the counts, so the
+    /// counts never describe keys that are not there.
+    fn save(&self, instance_key: &str, last: &LastUpload) -> Result<()> {
+        let dir = self.dir.join(instance_key);
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create state directory {}", dir.display()))?;
+        let [meta, keys] = last.encode()?;
+        Self::write_atomically(&dir, KEYS, &keys)?;
+        Self::write_atomically(&dir, META, &meta)
     }
 }
 
@@ -338,11 +368,15 @@ mod tests {
     fn state_round_trips_and_fingerprints_are_stable() {
         let dir = std::env::temp_dir().join(format!("state-unit-{}", std::process::id()));
         fs::remove_dir_all(&dir).ok();
-        let store = StateStore::new(&dir, "api.example.com-connector-7");
-        assert_eq!(store.load().unwrap(), None);
+        let (store, key) = (BaselineDir::new(&dir), "api.example.com-connector-7");
+        assert_eq!(store.load(key).unwrap(), None);
         let saved = last(snapshot(&["a", "b"], &[("a", "CVE-1")]));
-        store.save(&saved).unwrap();
-        assert_eq!(store.load().unwrap(), Some(saved));
+        store.save(key, &saved).unwrap();
+        assert_eq!(store.load(key).unwrap(), Some(saved.clone()));
+        // Keys that do not match the counts are refused, naming where they are.
+        fs::write(dir.join(key).join(KEYS), [0u8; 8]).unwrap();
+        let err = store.load(key).unwrap_err().to_string();
+        assert!(err.contains("do not match its counts") && err.contains(key), "{err}");
         // Known FNV-1a values: the state must read the same in every build.
         assert_eq!(fingerprint(&[""]), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fingerprint(&["a"]), 0xaf63_dc4c_8601_ec8c);
