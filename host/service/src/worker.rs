@@ -192,44 +192,44 @@ async fn execute(shared: &Arc<WorkerShared>, run_id: &str) -> Result<()> {
     let started = Instant::now();
     let prepared = async {
         tracing::info!(attempt, triggered_by = %run.triggered_by, "run started");
-        let prepared = prepare(shared, connector).await;
-        if let Err(e) = &prepared {
-            tracing::warn!("run failed: {e:#}");
-        }
-        prepared
+        prepare(shared, connector).await
     }
     .instrument(span.clone())
     .await;
-    let (shared2, run2, connector_id) = (shared.clone(), run.clone(), run.connector_id.clone());
-    let handle = Handle::current();
-    let (result, pause) = match prepared {
-        Err(e) => (Err(e), None),
-        Ok(prepared) => tokio::task::spawn_blocking(move || {
-            let _entered = span.entered();
-            let ran = run_blocking(&shared2, &run2, prepared, attempt, &handle);
-            match &ran.0 {
-                Ok((summary, _)) => {
-                    if let Some(run) = summary.delivery.as_ref().and_then(|d| d.run.as_ref()) {
-                        tracing::info!("CVM connector run {} ended: {}", run.run_id, run.counts_text());
-                    }
-                    tracing::info!(
-                        assets = summary.assets_written,
-                        vulnerabilities = summary.vulnerabilities_written,
-                        files = summary.files_written.len(),
-                        api_calls = summary.api_calls,
-                        "run succeeded"
-                    )
-                }
-                Err(e) => tracing::warn!("run failed: {e:#}"),
+    let result = match prepared {
+        Err(e) => Err(e),
+        Ok(prepared) => {
+            let (shared2, run2, handle) = (shared.clone(), run.clone(), Handle::current());
+            let (connector, plugin) = (prepared.connector.clone(), prepared.plugin.clone());
+            let span2 = span.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                span2.in_scope(|| run_blocking(&shared2, &run2, &prepared, attempt, &handle))
+            })
+            .await
+            .unwrap_or_else(|e| Err(anyhow!("the run stopped unexpectedly: {e}")));
+            // A 0.2 plugin that derived an origin nobody approved waits for an admin.
+            if let Some(unapproved) = result.as_ref().err().and_then(|e| e.downcast_ref::<UnapprovedOrigin>()) {
+                let change = format!("derived origin {} was added", unapproved.origin);
+                db.pause_connector(&connector.id, &trust::reason(&connector, &plugin, &[change])).await?;
             }
-            ran
-        })
-        .await
-        .unwrap_or_else(|e| (Err(anyhow!("the run stopped unexpectedly: {e}")), None)),
+            result
+        }
     };
-    if let Some(reason) = pause {
-        db.pause_connector(&connector_id, &reason).await?;
-    }
+    span.in_scope(|| match &result {
+        Ok((summary, _)) => {
+            if let Some(run) = summary.delivery.as_ref().and_then(|d| d.run.as_ref()) {
+                tracing::info!("CVM connector run {} ended: {}", run.run_id, run.counts_text());
+            }
+            tracing::info!(
+                assets = summary.assets_written,
+                vulnerabilities = summary.vulnerabilities_written,
+                files = summary.files_written.len(),
+                api_calls = summary.api_calls,
+                "run succeeded"
+            )
+        }
+        Err(e) => tracing::warn!("run failed: {e:#}"),
+    });
     let (result, checkpoint) = match result {
         Ok((summary, checkpoint)) => (Ok(summary), Some(checkpoint)),
         Err(e) => (Err(e), None),
@@ -354,8 +354,8 @@ struct Prepared {
     checkpoint: Checkpoint,
 }
 
-/// The connector must not be paused, and this worker must have the plugin the
-/// service records.
+/// The connector must not be paused, this worker must have the plugin the service
+/// records, and that plugin must be the one an admin approved.
 async fn prepare(shared: &WorkerShared, connector: ConnectorRow) -> Result<Prepared> {
     if let Some(reason) = &connector.paused_reason {
         bail!("the connector is {reason}");
@@ -378,44 +378,26 @@ async fn prepare(shared: &WorkerShared, connector: ConnectorRow) -> Result<Prepa
             recorded.version
         );
     }
+    // Nothing of a plugin other than the one approved runs with the secrets.
+    if let Some(reason) = trust::pause_reason(&connector, &loaded.plugin)? {
+        shared.db.pause_connector(&connector.id, &reason).await?;
+        bail!("the connector is {reason}");
+    }
     // Where this run starts from: the state of the connector's last delivered run.
     let checkpoint = incremental::from_row(shared.db.checkpoint(&connector.id).await?);
     Ok(Prepared { connector, plugin: loaded.plugin.clone(), checkpoint })
 }
 
-/// How a run ended on its blocking thread: its result, and the reason to pause
-/// the connector when the plugin is not the one approved.
-type Ran = (Result<(RunSummary, Checkpoint)>, Option<String>);
-
-/// The run itself, on a blocking thread: the plugin checked against what was
-/// approved, the connector's values opened, then `run::run_and_deliver` (or `run::run`).
-fn run_blocking(shared: &WorkerShared, run: &RunRow, prepared: Prepared, attempt: i64, rt: &Handle) -> Ran {
-    let Prepared { connector, plugin, checkpoint } = prepared;
-    // Nothing of a plugin other than the one approved runs with the secrets.
-    match trust::pause_reason(&connector, &plugin) {
-        Ok(Some(reason)) => return (Err(anyhow!("the connector is {reason}")), Some(reason)),
-        Ok(None) => {}
-        Err(e) => return (Err(e), None),
-    }
-    let result = run_approved(shared, run, &connector, &plugin, &checkpoint, attempt, rt);
-    // A 0.2 plugin that derived an origin nobody approved waits for an admin.
-    let unapproved = result.as_ref().err().and_then(|e| e.downcast_ref::<UnapprovedOrigin>());
-    let pause = unapproved.map(|unapproved| {
-        let change = format!("derived origin {} was added", unapproved.origin);
-        trust::reason(&connector, &plugin, &[change])
-    });
-    (result, pause)
-}
-
-fn run_approved(
+/// The run itself, on a blocking thread: the connector's values opened, then
+/// `run::run_and_deliver` (or `run::run`).
+fn run_blocking(
     shared: &WorkerShared,
     run: &RunRow,
-    connector: &ConnectorRow,
-    plugin: &Plugin,
-    checkpoint: &Checkpoint,
+    prepared: &Prepared,
     attempt: i64,
     rt: &Handle,
 ) -> Result<(RunSummary, Checkpoint)> {
+    let Prepared { connector, plugin, checkpoint } = prepared;
     let db = &shared.db;
     let approved_derived = Some(trust::approved(connector)?.derived.into_iter().collect());
     let values = Values::open(connector, &shared.vault)?;
