@@ -3,13 +3,11 @@
 //! spans an event happened in (`instance`, `plugin`, `stage`) at the top level, so
 //! that `jq 'select(.instance == "defender-prod")'` finds an instance's lines.
 
-use connector_service::run_log::RunLogLayer;
 use serde_json::{Map, Value};
 use std::io::Write;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
 use tracing::{Event, Subscriber};
-use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -34,22 +32,13 @@ pub fn init(verbose: u8, format: LogFormat, service: bool) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    // A service run's lines are kept with the run (info and above), whatever the
-    // terminal shows.
-
     match format {
         LogFormat::Text => {
             let text =
                 tracing_subscriber::fmt::layer().with_writer(|| CappedLines(std::io::stderr())).with_target(false);
-            tracing_subscriber::registry()
-                .with(text.with_filter(filter))
-                .with(RunLogLayer.with_filter(LevelFilter::INFO))
-                .init()
+            tracing_subscriber::registry().with(text.with_filter(filter)).init()
         }
-        LogFormat::Json => tracing_subscriber::registry()
-            .with(JsonLines.with_filter(filter))
-            .with(RunLogLayer.with_filter(LevelFilter::INFO))
-            .init(),
+        LogFormat::Json => tracing_subscriber::registry().with(JsonLines.with_filter(filter)).init(),
     }
 }
 

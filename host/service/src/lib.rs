@@ -13,9 +13,9 @@
 //! delivery with the mass-close guard); the service adds where settings come from
 //! and where results go.
 //!
-//! A run's log lines are caught from `tracing`: a program that embeds [`serve`] or
-//! [`worker`] adds [`run_log::RunLogLayer`] to its subscriber (as the
-//! `connector-host` command does), or its runs keep no log.
+//! A run's log lines are caught from `tracing` by a dispatcher of the run's own,
+//! which passes them on to whatever subscriber the embedding program installed, so
+//! a program that embeds [`serve`] or [`worker`] gets run logs with nothing to add.
 
 mod api;
 mod auth;
@@ -25,7 +25,7 @@ mod console;
 mod domain;
 mod incremental;
 mod metrics;
-pub mod run_log;
+mod run_log;
 mod schedule;
 mod store;
 mod trust;

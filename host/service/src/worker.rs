@@ -14,7 +14,7 @@ use super::catalogue::Catalogue;
 use super::connectors::Values;
 use super::domain::RunStatus;
 use super::incremental;
-use super::run_log;
+use super::run_log::RunLog;
 use super::store::{now_ms, ConnectorRow, Db, Outcome, RunRow};
 use super::trust;
 use super::vault::Vault;
@@ -34,7 +34,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
-use tracing::Instrument;
+use tracing::instrument::WithSubscriber;
+use tracing::{Dispatch, Instrument};
 
 /// The job: which run to execute.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -186,24 +187,31 @@ async fn execute(shared: &Arc<WorkerShared>, run_id: &str) -> Result<()> {
         _ => None, // already ended: the job was handed out again, and is done
     };
     let Some(attempt) = attempt else { return Ok(()) };
-    // `run` marks the span whose lines the run log keeps (run_log::RUN_FIELD).
-    let span = tracing::info_span!("service_run", run = %run_id, connector = %run.connector_id, plugin = %connector.plugin_id, worker = %shared.name);
-    run_log::begin(run_id);
+    // The run logs through a dispatcher that keeps its lines (and passes them on).
+    let run_log = RunLog::default();
+    let dispatch = run_log.dispatch(tracing::dispatcher::get_default(Dispatch::clone));
+    let span = tracing::dispatcher::with_default(
+        &dispatch,
+        || tracing::info_span!("service_run", run = %run_id, connector = %run.connector_id, plugin = %connector.plugin_id, worker = %shared.name),
+    );
     let started = Instant::now();
     let prepared = async {
         tracing::info!(attempt, triggered_by = %run.triggered_by, "run started");
         prepare(shared, connector).await
     }
     .instrument(span.clone())
+    .with_subscriber(dispatch.clone())
     .await;
     let result = match prepared {
         Err(e) => Err(e),
         Ok(prepared) => {
             let (shared2, run2, handle) = (shared.clone(), run.clone(), Handle::current());
             let (connector, plugin) = (prepared.connector.clone(), prepared.plugin.clone());
-            let span2 = span.clone();
+            let (span2, dispatch2) = (span.clone(), dispatch.clone());
             let result = tokio::task::spawn_blocking(move || {
-                span2.in_scope(|| run_blocking(&shared2, &run2, &prepared, attempt, &handle))
+                tracing::dispatcher::with_default(&dispatch2, || {
+                    span2.in_scope(|| run_blocking(&shared2, &run2, &prepared, attempt, &handle))
+                })
             })
             .await
             .unwrap_or_else(|e| Err(anyhow!("the run stopped unexpectedly: {e}")));
@@ -215,20 +223,22 @@ async fn execute(shared: &Arc<WorkerShared>, run_id: &str) -> Result<()> {
             result
         }
     };
-    span.in_scope(|| match &result {
-        Ok((summary, _)) => {
-            if let Some(run) = summary.delivery.as_ref().and_then(|d| d.run.as_ref()) {
-                tracing::info!("CVM connector run {} ended: {}", run.run_id, run.counts_text());
+    tracing::dispatcher::with_default(&dispatch, || {
+        span.in_scope(|| match &result {
+            Ok((summary, _)) => {
+                if let Some(run) = summary.delivery.as_ref().and_then(|d| d.run.as_ref()) {
+                    tracing::info!("CVM connector run {} ended: {}", run.run_id, run.counts_text());
+                }
+                tracing::info!(
+                    assets = summary.assets_written,
+                    vulnerabilities = summary.vulnerabilities_written,
+                    files = summary.files_written.len(),
+                    api_calls = summary.api_calls,
+                    "run succeeded"
+                )
             }
-            tracing::info!(
-                assets = summary.assets_written,
-                vulnerabilities = summary.vulnerabilities_written,
-                files = summary.files_written.len(),
-                api_calls = summary.api_calls,
-                "run succeeded"
-            )
-        }
-        Err(e) => tracing::warn!("run failed: {e:#}"),
+            Err(e) => tracing::warn!("run failed: {e:#}"),
+        })
     });
     let (result, checkpoint) = match result {
         Ok((summary, checkpoint)) => (Ok(summary), Some(checkpoint)),
@@ -236,7 +246,7 @@ async fn execute(shared: &Arc<WorkerShared>, run_id: &str) -> Result<()> {
     };
     let outcome = outcome_of(shared, run_id, result, started.elapsed()).await;
     tokio::fs::remove_dir_all(shared.scratch.join(run_id)).await.ok();
-    let lines = run_log::end(run_id);
+    let lines = run_log.take();
     let stored = db.append_logs(run_id, &lines).await;
     let finished = db.finish_run(run_id, Some((&shared.name, attempt)), &outcome).await?;
     if !finished {

@@ -353,29 +353,28 @@ fn mapping_instances(plugin: &Plugin, options: &RunOptions) -> usize {
 fn fetch_and_map(fetcher: &mut Session, mappers: &mut [Session]) -> Result<(u64, Duration, Duration)> {
     let queue = PageQueue::new(QUEUED_BYTES);
     let instances = mappers.len();
-    // Every thread logs within the same spans (plugin, stage) as this one.
-    let span = tracing::Span::current();
+    let logging = LoggingContext::here();
     std::thread::scope(|scope| {
-        let queue = &queue;
-        let fetch_span = span.clone();
+        let (queue, logging) = (&queue, &logging);
         let fetching = scope.spawn(move || {
-            let _span = fetch_span.enter();
-            let fetched = fetch_into(fetcher, queue);
-            queue.finish();
-            fetched
+            logging.enter(|| {
+                let fetched = fetch_into(fetcher, queue);
+                queue.finish();
+                fetched
+            })
         });
         let mapping: Vec<_> = mappers
             .iter_mut()
             .map(|mapper| {
-                let span = span.clone();
                 scope.spawn(move || {
-                    let _span = span.enter();
-                    let outcome = map_from(mapper, queue);
-                    if outcome.is_err() {
-                        // The first error stops the fetcher and the other mappers.
-                        queue.abandon();
-                    }
-                    outcome
+                    logging.enter(|| {
+                        let outcome = map_from(mapper, queue);
+                        if outcome.is_err() {
+                            // The first error stops the fetcher and the other mappers.
+                            queue.abandon();
+                        }
+                        outcome
+                    })
                 })
             })
             .collect();
@@ -406,6 +405,27 @@ fn fetch_and_map(fetcher: &mut Session, mappers: &mut [Session]) -> Result<(u64,
         );
         Ok((count, fetch_cpu, map_cpu))
     })
+}
+
+/// Where a thread's log lines go: the dispatcher (an embedder's may be a run's own)
+/// and the spans (plugin, stage) of the thread that started it.
+struct LoggingContext {
+    dispatch: tracing::Dispatch,
+    span: tracing::Span,
+}
+
+impl LoggingContext {
+    fn here() -> Self {
+        LoggingContext {
+            dispatch: tracing::dispatcher::get_default(tracing::Dispatch::clone),
+            span: tracing::Span::current(),
+        }
+    }
+
+    /// Runs `work` logging as the thread that took this context did.
+    fn enter<T>(&self, work: impl FnOnce() -> T) -> T {
+        tracing::dispatcher::with_default(&self.dispatch, || self.span.in_scope(work))
+    }
 }
 
 /// Maps pages from the queue until it is empty and finished; returns the time spent
