@@ -30,14 +30,14 @@ pub enum Event {
 pub type EventSink = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// A plugin's progress reports as [`Event::Progress`] events of `events`.
-pub fn progress_to(events: EventSink) -> crate::engine::ProgressSink {
+pub(crate) fn progress_to(events: EventSink) -> crate::engine::ProgressSink {
     Arc::new(move |p: &crate::engine::Progress| {
         events(&Event::Progress { stage: p.stage.clone(), done: p.done, total: p.total })
     })
 }
 
 /// Calls the sink, if there is one.
-pub fn emit(sink: Option<&EventSink>, event: Event) {
+pub(crate) fn emit(sink: Option<&EventSink>, event: Event) {
     if let Some(sink) = sink {
         sink(&event);
     }

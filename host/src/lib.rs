@@ -1,4 +1,5 @@
 #![warn(missing_docs)]
+#![deny(dead_code)]
 //! The connector host: runs sandboxed WebAssembly connector plugins (the
 //! `vulnbridge:connector` contract in `wit/`) and writes what they find as KDI files.
 //! The sandbox itself is the crate `connector-runtime` (`host/runtime/`); this crate

@@ -47,9 +47,9 @@ use std::time::{Duration, Instant};
 
 /// How long past its time limit an instance may take to stop before it is
 /// abandoned (wasm stops at the limit; a plugin asleep in a host call wakes later).
-pub const ABANDON_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const ABANDON_GRACE: Duration = Duration::from_secs(5);
 /// An instance's time limit when the platform file sets none.
-pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(3600);
+pub(crate) const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(3600);
 
 /// The platform file.
 #[derive(Debug, Clone)]
@@ -64,22 +64,22 @@ pub struct InstanceConfig {
     /// The instance's unique name (it names its output directory and CVM state).
     pub name: String,
     /// The plugin component.
-    pub plugin: PathBuf,
+    pub(crate) plugin: PathBuf,
     /// Its settings (`[connector]`, `[cvm]`, `[limits]`, `[network]`).
-    pub connector: ConnectorConfig,
+    pub(crate) connector: ConnectorConfig,
     /// Where its KDI files go.
-    pub out: PathBuf,
+    pub(crate) out: PathBuf,
     /// When it is meant to run, as the platform file says (reported, not enforced).
-    pub schedule: Option<String>,
+    pub(crate) schedule: Option<String>,
     /// How long it may run before it is stopped.
-    pub time_limit: Duration,
+    pub(crate) time_limit: Duration,
     /// Deliver to CVM after a complete run (needs a `[cvm]` table).
-    pub upload: bool,
+    pub(crate) upload: bool,
     /// With `upload`: compare with the last upload and send nothing.
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
     /// With `upload`: deliver even when the run would send fewer than half of the
     /// last upload's assets or open vulnerabilities.
-    pub allow_mass_close: bool,
+    pub(crate) allow_mass_close: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -109,7 +109,7 @@ impl PlatformConfig {
     }
 
     /// Parses a platform file; relative paths are resolved against `base`.
-    pub fn parse(text: &str, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+    pub(crate) fn parse(text: &str, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
         let raw: RawPlatform =
             toml::from_str(text).map_err(|e| anyhow!("not a valid platform file: {}", e.message()))?;
         if raw.instances.is_empty() {
@@ -215,7 +215,7 @@ fn parse_instance(
 }
 
 /// Receives every instance's events, with the instance's name.
-pub type PlatformEventSink = Arc<dyn Fn(&str, &Event) + Send + Sync>;
+pub(crate) type PlatformEventSink = Arc<dyn Fn(&str, &Event) + Send + Sync>;
 
 /// How a platform run behaves.
 #[derive(Clone, Default)]
@@ -233,13 +233,13 @@ pub struct PlatformOptions {
 #[derive(Debug)]
 pub struct InstanceOutcome {
     /// The instance's name.
-    pub name: String,
+    pub(crate) name: String,
     /// Its schedule hint.
-    pub schedule: Option<String>,
+    pub(crate) schedule: Option<String>,
     /// Its summary, or why it failed.
-    pub result: Result<RunSummary, String>,
+    pub(crate) result: Result<RunSummary, String>,
     /// How long it took.
-    pub duration: Duration,
+    pub(crate) duration: Duration,
 }
 
 /// Every instance's outcome, in the order of the platform file.
@@ -248,7 +248,7 @@ pub struct PlatformReport {
     /// Every instance's outcome, in the order of the file.
     pub outcomes: Vec<InstanceOutcome>,
     /// How long the whole platform run took.
-    pub duration: Duration,
+    pub(crate) duration: Duration,
 }
 
 impl PlatformReport {

@@ -11,34 +11,34 @@ use std::time::Duration;
 /// What a run did: what a person checks against the source's portal.
 pub struct RunSummary {
     /// The plugin's id.
-    pub plugin: String,
+    pub(crate) plugin: String,
     /// The plugin's version.
-    pub plugin_version: String,
+    pub(crate) plugin_version: String,
     /// What the run covered: `full` (the complete picture) or `incremental`.
-    pub mode: crate::run::Mode,
+    pub(crate) mode: crate::run::Mode,
     /// Why the plugin ran another mode than the one asked, in its words.
-    pub mode_reason: Option<String>,
+    pub(crate) mode_reason: Option<String>,
     /// The plugin's own counters, e.g. `devices fetched`, `vulnerability rows fetched`.
     pub counters: BTreeMap<String, u64>,
     /// The labels the plugin declared for its counters (contract 0.4), by name.
-    pub counter_labels: BTreeMap<String, String>,
+    pub(crate) counter_labels: BTreeMap<String, String>,
     /// Rows read from the source, from the counters the plugin declared as such.
     pub source_rows: Option<u64>,
     /// Assets read from the source, from the counters the plugin declared as such.
-    pub source_assets: Option<u64>,
+    pub(crate) source_assets: Option<u64>,
     /// Source rows skipped, by reason.
     pub skipped: BTreeMap<String, u64>,
     /// Pages the plugin's `fetch` returned: a plugin may hand one source page out in
     /// several parts (Defender does, at about 4 MiB), so API calls are `api_calls`.
-    pub pages_fetched: u64,
+    pub(crate) pages_fetched: u64,
     /// Assets in the files (each asset once).
     pub assets_written: usize,
     /// Vulnerabilities in the files, after merging.
     pub vulnerabilities_written: usize,
     /// Of those, the ones written closed (fixed, in a run of changes).
-    pub vulnerabilities_closed: usize,
+    pub(crate) vulnerabilities_closed: usize,
     /// Definitions in the files, counting each file's own.
-    pub definitions_written: usize,
+    pub(crate) definitions_written: usize,
     /// The KDI files written.
     pub files_written: Vec<PathBuf>,
     /// HTTP requests the plugin made.
@@ -47,22 +47,22 @@ pub struct RunSummary {
     pub throttled_responses: u64,
     /// The origins the run could reach (its plugin's egress as configured, with the
     /// operator's grants): what an operator reviews.
-    pub egress: Vec<String>,
+    pub(crate) egress: Vec<String>,
     /// CPU time of each stage of the run (`fetch`, `map`, `collect`, `join`,
     /// `write`), in the order they run: where the time goes, without a profiler.
     #[serde(serialize_with = "stage_seconds")]
-    pub stage_cpu: Vec<(String, Duration)>,
+    pub(crate) stage_cpu: Vec<(String, Duration)>,
     #[serde(serialize_with = "seconds")]
     /// How long the run took.
-    pub duration: Duration,
+    pub(crate) duration: Duration,
     /// What was delivered to CVM, with `--upload`.
     pub delivery: Option<DeliveryReport>,
     /// Bytes of state the plugin returned for the next run (none: it keeps none).
-    pub state_bytes: Option<usize>,
+    pub(crate) state_bytes: Option<usize>,
     /// The state itself, to commit once the run is delivered ([`crate::checkpoint`]);
     /// never printed.
     #[serde(skip)]
-    pub new_state: Option<Vec<u8>>,
+    pub(crate) new_state: Option<Vec<u8>>,
 }
 
 fn stage_seconds<S: serde::Serializer>(stages: &[(String, Duration)], s: S) -> Result<S::Ok, S::Error> {

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 const PLUGIN_RELATIVE: &str = "wasm32-wasip2/release/plugin_defender.wasm";
 
 #[derive(Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Directory for the KDI files.
     #[arg(long, default_value = "out")]
     out: PathBuf,
@@ -50,7 +50,7 @@ fn find_plugin() -> Result<PathBuf> {
     }
 }
 
-pub fn run(args: DemoArgs) -> Result<()> {
+pub(crate) fn run(args: DemoArgs) -> Result<()> {
     let plugin_path = match args.plugin {
         Some(p) => p,
         None => find_plugin()?,

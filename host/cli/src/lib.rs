@@ -1,5 +1,7 @@
 //! The command line, built on the library's API.
 
+#![deny(dead_code)]
+
 #[cfg(feature = "demo")]
 mod demo;
 mod logging;

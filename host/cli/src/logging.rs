@@ -15,7 +15,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Lines of text.
     Text,
     /// One JSON object a line: `time`, `level`, `message`, the event's fields and its spans' fields.
@@ -24,7 +24,7 @@ pub enum LogFormat {
 
 /// Installs the process's logger. `verbose` raises the default level; `RUST_LOG`
 /// overrides it.
-pub fn init(verbose: u8, format: LogFormat, service: bool) {
+pub(crate) fn init(verbose: u8, format: LogFormat, service: bool) {
     let default = match verbose {
         0 if service => "info",
         0 => "warn",

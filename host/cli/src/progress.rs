@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
-pub struct Progress {
+pub(crate) struct Progress {
     bar: ProgressBar,
 }
 
 impl Progress {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let bar = ProgressBar::new_spinner();
         bar.set_style(ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").expect("valid template"));
         bar.enable_steady_tick(Duration::from_millis(120));
@@ -20,12 +20,12 @@ impl Progress {
     }
 
     /// An event sink that updates this progress line.
-    pub fn events(&self) -> EventSink {
+    pub(crate) fn events(&self) -> EventSink {
         let bar = self.bar.clone();
         Arc::new(move |event| show(&bar, event))
     }
 
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         self.bar.finish_and_clear();
     }
 }
@@ -48,13 +48,13 @@ fn show(bar: &ProgressBar, event: &Event) {
 }
 
 /// One progress line per platform instance.
-pub struct Instances {
+pub(crate) struct Instances {
     multi: MultiProgress,
     bars: Mutex<BTreeMap<String, ProgressBar>>,
 }
 
 impl Instances {
-    pub fn new(names: &[String]) -> Arc<Self> {
+    pub(crate) fn new(names: &[String]) -> Arc<Self> {
         let multi = MultiProgress::new();
         let width = names.iter().map(String::len).max().unwrap_or(0);
         let bars = names
@@ -70,13 +70,13 @@ impl Instances {
         Arc::new(Instances { multi, bars: Mutex::new(bars) })
     }
 
-    pub fn show(&self, instance: &str, event: &Event) {
+    pub(crate) fn show(&self, instance: &str, event: &Event) {
         if let Some(bar) = self.bars.lock().unwrap().get(instance) {
             show(bar, event);
         }
     }
 
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         for bar in self.bars.lock().unwrap().values() {
             bar.finish_and_clear();
         }

@@ -69,7 +69,7 @@ impl Snapshot {
     /// What CVM holds after this run is applied to what `last` left: for a full
     /// run, the run itself; for a run of changes, the last upload's assets and open
     /// vulnerabilities with the run's added and its fixed ones removed.
-    pub fn applied_to(&self, last: Option<&LastUpload>) -> Snapshot {
+    pub(crate) fn applied_to(&self, last: Option<&LastUpload>) -> Snapshot {
         let Some(last) = last.filter(|_| self.changes_only) else {
             return Snapshot { fixed: Vec::new(), changes_only: false, ..self.clone() };
         };
@@ -91,25 +91,17 @@ impl Snapshot {
             changes_only: false,
         }
     }
-
-    /// The snapshot of assets held in memory, each its key and its vulnerabilities'
-    /// identifiers (tests and small runs).
-    pub fn of<'a>(assets: impl IntoIterator<Item = (&'a str, Vec<&'a str>)>) -> Snapshot {
-        let mut snapshot = Snapshot::default();
-        assets.into_iter().for_each(|(key, identifiers)| snapshot.add(key, identifiers));
-        snapshot.seal()
-    }
 }
 
 /// How one set changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct Change {
+pub(crate) struct Change {
     /// In this run and not in the last upload.
-    pub appear: usize,
+    pub(crate) appear: usize,
     /// In the last upload and not in this run.
-    pub disappear: usize,
+    pub(crate) disappear: usize,
     /// In both.
-    pub stay: usize,
+    pub(crate) stay: usize,
 }
 
 fn change(before: &[u64], after: &[u64]) -> Change {
@@ -141,32 +133,32 @@ fn change(before: &[u64], after: &[u64]) -> Change {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Delta {
     /// Assets against the last upload.
-    pub assets: Change,
+    pub(crate) assets: Change,
     /// Open vulnerabilities (asset and identifier pairs) against the last upload.
-    pub vulnerabilities: Change,
+    pub(crate) vulnerabilities: Change,
 }
 
 /// The last successful upload of a connector instance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LastUpload {
     /// When the upload happened (RFC 3339, UTC).
-    pub uploaded_at: String,
+    pub(crate) uploaded_at: String,
     /// The CVM connector it went to.
-    pub connector_id: u64,
+    pub(crate) connector_id: u64,
     /// The CVM connector run that processed it.
-    pub run_id: u64,
+    pub(crate) run_id: u64,
     /// Assets sent.
-    pub assets: usize,
+    pub(crate) assets: usize,
     /// Open vulnerabilities sent.
-    pub open_vulnerabilities: usize,
+    pub(crate) open_vulnerabilities: usize,
     #[serde(skip)]
     /// Fingerprints of what was sent.
-    pub snapshot: Snapshot,
+    pub(crate) snapshot: Snapshot,
 }
 
 impl LastUpload {
     /// How `now` differs from this upload.
-    pub fn delta(&self, now: &Snapshot) -> Delta {
+    pub(crate) fn delta(&self, now: &Snapshot) -> Delta {
         Delta {
             assets: change(&self.snapshot.assets, &now.assets),
             vulnerabilities: change(&self.snapshot.vulnerabilities, &now.vulnerabilities),
@@ -177,7 +169,7 @@ impl LastUpload {
     /// vulnerabilities of the last upload: CVM would close the rest. A run of
     /// changes is held to the same share: it may not close more than half of the
     /// open vulnerabilities the last upload left.
-    pub fn guard(&self, now: &Snapshot) -> Result<(), String> {
+    pub(crate) fn guard(&self, now: &Snapshot) -> Result<(), String> {
         if now.changes_only {
             let closes = now.fixed.iter().filter(|v| self.snapshot.vulnerabilities.binary_search(v).is_ok()).count();
             if closes * 2 > self.open_vulnerabilities {
@@ -252,7 +244,7 @@ pub struct BaselineDir {
 
 impl BaselineDir {
     /// The baselines under `state_dir`.
-    pub fn new(state_dir: &Path) -> Self {
+    pub(crate) fn new(state_dir: &Path) -> Self {
         BaselineDir { dir: state_dir.to_owned() }
     }
 

@@ -27,12 +27,12 @@ pub struct RunResult {
     /// The connector run's id in CVM.
     pub run_id: u64,
     /// Whether the run has ended (`end_time` is set); until then `success` means nothing.
-    pub ended: bool,
+    pub(crate) ended: bool,
     /// Whether the run succeeded, as CVM says (meaningless until `ended`).
-    pub success: Option<bool>,
+    pub(crate) success: Option<bool>,
     /// Numeric fields of the run (`total_payload_count`, `processed_assets_count`,
     /// `autoclosed_scanner_vuln_count`, ...).
-    pub counts: BTreeMap<String, i64>,
+    pub(crate) counts: BTreeMap<String, i64>,
 }
 
 impl RunResult {
@@ -194,7 +194,7 @@ impl CvmClient {
     }
 
     /// Uploads one KDI file; returns its data file id.
-    pub fn upload(&self, path: &Path) -> Result<u64> {
+    pub(crate) fn upload(&self, path: &Path) -> Result<u64> {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "kdi.json".into());
         let what = format!("upload {name}");
@@ -215,7 +215,7 @@ impl CvmClient {
     /// files go as form parameters `data_files[]=1&data_files[]=2`, the way known
     /// clients send them: without them a file-based connector processes only the
     /// most recent upload.
-    pub fn start_run(&self, data_files: &[u64]) -> Result<u64> {
+    pub(crate) fn start_run(&self, data_files: &[u64]) -> Result<u64> {
         let what = "start the connector run";
         let form: Vec<(&str, u64)> = data_files.iter().map(|id| ("data_files[]", *id)).collect();
         let response = self.send(what, Retry::NotSent, || Ok(self.http.post(self.url("/run")).form(&form)))?;
@@ -232,7 +232,7 @@ impl CvmClient {
     /// reported. Like the toolkit, it waits one poll interval before the first look
     /// (a run is seldom done at once); then it reads the run every interval until
     /// its `end_time` is set. A queued run and a running one look the same here.
-    pub fn wait_for_run(&self, run_id: u64) -> Result<(RunResult, Duration)> {
+    pub(crate) fn wait_for_run(&self, run_id: u64) -> Result<(RunResult, Duration)> {
         let started = Instant::now();
         loop {
             let left = self.config.run_deadline.saturating_sub(started.elapsed());
@@ -252,7 +252,7 @@ impl CvmClient {
     }
 
     /// What a run reports now (`GET /connectors/{id}/connector_runs/{run_id}`).
-    pub fn run_result(&self, run_id: u64) -> Result<RunResult> {
+    pub(crate) fn run_result(&self, run_id: u64) -> Result<RunResult> {
         let what = "read the connector run";
         let response =
             self.send(what, Retry::Transient, || Ok(self.http.get(self.url(&format!("/connector_runs/{run_id}")))))?;

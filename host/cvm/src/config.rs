@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// CVM's global API host.
-pub const DEFAULT_API_HOST: &str = "api.kennasecurity.com";
+pub(crate) const DEFAULT_API_HOST: &str = "api.kennasecurity.com";
 /// How long a CVM run is awaited unless `run_deadline_minutes` says otherwise.
 pub const DEFAULT_RUN_DEADLINE_MINUTES: u64 = 120;
 
@@ -23,23 +23,23 @@ pub struct CvmConfig {
     /// `https://api.kennasecurity.com` (or a loopback URL in tests).
     pub base_url: String,
     /// The API key, sent only as `X-Risk-Token`.
-    pub api_key: String,
+    pub(crate) api_key: String,
     /// The file-based connector the files go to.
     pub connector_id: u64,
     /// Between two status polls of a running connector (the toolkit uses 20 s).
-    pub poll_interval: Duration,
+    pub(crate) poll_interval: Duration,
     /// How long a connector run may take before the host gives up waiting.
-    pub run_deadline: Duration,
+    pub(crate) run_deadline: Duration,
     /// Retries of an upload or a read that failed transiently.
-    pub max_retries: u32,
+    pub(crate) max_retries: u32,
     /// The first retry's delay; each later one waits twice as long.
-    pub retry_delay: Duration,
+    pub(crate) retry_delay: Duration,
     /// Files set `reset_tags`: CVM replaces each sent asset's tags with the file's
     /// instead of adding them. Off by default, because CVM then also removes tags
     /// that other connectors or people put on the asset.
     pub reset_tags: bool,
     /// The address rules and proxy of requests to CVM: the same as a plugin's.
-    pub network: CvmNetwork,
+    pub(crate) network: CvmNetwork,
 }
 
 /// Where the CVM client may connect: as plugin requests, no proxy from the
@@ -47,13 +47,13 @@ pub struct CvmConfig {
 /// unless allowed (loopback with `--allow-insecure-loopback`, private addresses with
 /// `[network] allow_private_ips`), checked after DNS too.
 #[derive(Clone, Debug, Default)]
-pub struct CvmNetwork {
+pub(crate) struct CvmNetwork {
     /// Loopback addresses allowed (`--allow-insecure-loopback`: simulators, tests).
-    pub allow_loopback: bool,
+    pub(crate) allow_loopback: bool,
     /// Private and other non-public addresses allowed (`[network] allow_private_ips`).
-    pub allow_private_ips: bool,
+    pub(crate) allow_private_ips: bool,
     /// The operator's proxy (`[network] proxy`).
-    pub proxy: Option<String>,
+    pub(crate) proxy: Option<String>,
 }
 
 impl CvmConfig {
@@ -80,17 +80,17 @@ impl std::fmt::Debug for CvmConfig {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CvmField {
     /// The key (`api_host`).
-    pub key: &'static str,
+    pub(crate) key: &'static str,
     /// What a form calls it.
-    pub label: &'static str,
+    pub(crate) label: &'static str,
     /// `host`, `secret`, `integer`, `boolean`: as a plugin's fields.
-    pub kind: &'static str,
+    pub(crate) kind: &'static str,
     /// The value used when none is given.
-    pub default: Option<&'static str>,
+    pub(crate) default: Option<&'static str>,
     /// What to enter.
-    pub help: &'static str,
+    pub(crate) help: &'static str,
     /// Rarely changed: a form may keep it out of sight.
-    pub advanced: bool,
+    pub(crate) advanced: bool,
 }
 
 /// Every key of the `[cvm]` table (a test keeps the list and the table alike).
@@ -249,7 +249,7 @@ impl CvmConfig {
     }
 
     /// The state key of this connector instance, safe as a directory name.
-    pub fn instance_key(&self) -> String {
+    pub(crate) fn instance_key(&self) -> String {
         let host = self.base_url.split_once("://").map(|(_, h)| h).unwrap_or(&self.base_url);
         let safe: String =
             host.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
@@ -271,7 +271,7 @@ fn flag(key: &str, value: Option<&str>) -> Result<bool> {
 }
 
 /// An error if no `[cvm]` table was given.
-pub fn require(config: Option<&BTreeMap<String, String>>) -> Result<&BTreeMap<String, String>> {
+pub(crate) fn require(config: Option<&BTreeMap<String, String>>) -> Result<&BTreeMap<String, String>> {
     config
         .ok_or_else(|| anyhow!("--upload needs a [cvm] table with api_key and connector_id in the configuration file"))
 }

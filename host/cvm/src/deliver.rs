@@ -64,30 +64,30 @@ impl DeliveryOptions {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DeliveryReport {
     /// Whether nothing was sent (a dry run).
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
     /// The CVM connector.
-    pub connector_id: u64,
+    pub(crate) connector_id: u64,
     /// KDI files of the run.
-    pub files: usize,
+    pub(crate) files: usize,
     /// Assets in the files.
-    pub assets: usize,
+    pub(crate) assets: usize,
     /// Open vulnerabilities in the files.
-    pub open_vulnerabilities: usize,
+    pub(crate) open_vulnerabilities: usize,
     /// The last upload's counts, when there was one.
-    pub last_assets: Option<usize>,
+    pub(crate) last_assets: Option<usize>,
     /// Open vulnerabilities of the last upload, when there was one.
-    pub last_open_vulnerabilities: Option<usize>,
+    pub(crate) last_open_vulnerabilities: Option<usize>,
     /// Against the last upload.
-    pub delta: Option<Delta>,
+    pub(crate) delta: Option<Delta>,
     /// In a dry run: the guard's refusal, if it would refuse.
-    pub would_refuse: Option<String>,
+    pub(crate) would_refuse: Option<String>,
     /// The data file ids CVM gave the uploads.
-    pub data_files: Vec<u64>,
+    pub(crate) data_files: Vec<u64>,
     /// The connector run that processed them, once it ended.
     pub run: Option<RunResult>,
     #[serde(skip)]
     /// How long the host waited for that run to end.
-    pub waited: Duration,
+    pub(crate) waited: Duration,
 }
 
 /// The delivery as `run` prints it.

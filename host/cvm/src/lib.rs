@@ -1,4 +1,5 @@
 #![warn(missing_docs)]
+#![deny(dead_code)]
 //! Delivery to Cisco Vulnerability Management (CVM): the `[cvm]` configuration, the
 //! connector API client, and the state that guards against mass closing.
 //!

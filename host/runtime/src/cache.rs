@@ -21,7 +21,7 @@ use wasmtime::component::Component;
 use wasmtime::Engine;
 
 /// `$XDG_CACHE_HOME/connector-host/components`, else `~/.cache/connector-host/components`.
-pub fn default_dir() -> Option<PathBuf> {
+pub(crate) fn default_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
@@ -42,7 +42,7 @@ fn entry(dir: &Path, engine: &Engine, bytes: &[u8]) -> PathBuf {
 }
 
 /// SHA-256 of `bytes`, in hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
@@ -75,7 +75,7 @@ fn private_dir(dir: &Path) -> anyhow::Result<()> {
 
 /// The component, from the cache when a valid entry exists, else compiled (and cached).
 /// Returns whether it came from the cache.
-pub fn load(engine: &Engine, dir: Option<&Path>, bytes: &[u8]) -> wasmtime::Result<(Component, bool)> {
+pub(crate) fn load(engine: &Engine, dir: Option<&Path>, bytes: &[u8]) -> wasmtime::Result<(Component, bool)> {
     let Some(dir) = dir else { return Ok((Component::new(engine, bytes)?, false)) };
     if let Err(e) = private_dir(dir) {
         tracing::warn!("{e:#}");

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 /// A plugin's declared egress, filled in for one configuration.
 #[derive(Clone, Debug, Default)]
-pub struct Egress {
+pub(crate) struct Egress {
     /// Each declared origin as written (`{host}`, `https://*.example.com`), and what
     /// it stands for here; a `{key}` whose field is unset is not here.
     declared: Vec<(String, Origin)>,
@@ -23,7 +23,7 @@ pub struct Egress {
 
 impl Egress {
     /// Fills in the declaration of `info` with the values of `config`.
-    pub fn expand(info: &PluginInfo, config: &ResolvedConfig) -> Result<Egress> {
+    pub(crate) fn expand(info: &PluginInfo, config: &ResolvedConfig) -> Result<Egress> {
         let hosts: BTreeMap<&str, &str> = config.hosts.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let mut declared = Vec::new();
         for entry in &info.egress {
@@ -51,14 +51,18 @@ impl Egress {
     }
 
     /// Every declared origin, filled in.
-    pub fn origins(&self) -> impl Iterator<Item = &Origin> {
+    pub(crate) fn origins(&self) -> impl Iterator<Item = &Origin> {
         self.declared.iter().map(|(_, origin)| origin)
     }
 
     /// For each secret field of `config`, the origins its value may be sent to: the
     /// declared origins its `sent-to` names. Naming an undeclared origin is the
     /// plugin's error, refused before it runs.
-    pub fn secret_bindings(&self, info: &PluginInfo, config: &ResolvedConfig) -> Result<Vec<(String, Vec<Origin>)>> {
+    pub(crate) fn secret_bindings(
+        &self,
+        info: &PluginInfo,
+        config: &ResolvedConfig,
+    ) -> Result<Vec<(String, Vec<Origin>)>> {
         let mut bindings = Vec::new();
         for (key, _) in &config.secrets {
             let sent_to = info.fields.iter().find(|f| &f.key == key).map(|f| f.sent_to.as_slice()).unwrap_or(&[]);

@@ -189,7 +189,7 @@ pub struct SessionOptions {
 pub struct Plugin {
     pre: Pre,
     /// Where the plugin was loaded from.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// What the plugin says about itself (`info`).
     pub info: PluginInfo,
     /// The contract version the plugin was built against (within this host's range).

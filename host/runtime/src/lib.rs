@@ -1,4 +1,5 @@
 #![warn(missing_docs)]
+#![deny(dead_code)]
 //! The connector runtime: the sandbox that runs WebAssembly connector plugins (the
 //! `vulnbridge:connector` contract in `wit/`). It loads and checks plugins, lends
 //! them their capabilities (`http` through the network policy and secret bindings,

@@ -18,23 +18,23 @@ use std::time::Duration;
 #[derive(Clone, Debug, PartialEq)]
 pub struct SandboxLimits {
     /// Bytes of every linear memory and table of the plugin together.
-    pub memory_bytes: usize,
+    pub(crate) memory_bytes: usize,
     /// CPU time one export call may use.
-    pub cpu_per_call: Duration,
+    pub(crate) cpu_per_call: Duration,
     /// The longest timeout a plugin may ask for on one HTTP call (and the default).
-    pub http_timeout: Duration,
+    pub(crate) http_timeout: Duration,
     /// The largest response body one HTTP call may return.
-    pub response_bytes: u64,
+    pub(crate) response_bytes: u64,
     /// Records (assets, vulnerabilities, definitions) one instance may emit.
-    pub output_records: u64,
+    pub(crate) output_records: u64,
     /// Bytes of text in the records a run's instances may emit together.
-    pub output_bytes: u64,
+    pub(crate) output_bytes: u64,
     /// Bytes a run may keep of its records, in memory and in temporary files.
     pub temp_disk_bytes: u64,
     /// Log lines one instance may write.
-    pub log_lines: u64,
+    pub(crate) log_lines: u64,
     /// Bytes of state a plugin may keep between runs (contract 0.4, `finish`).
-    pub state_bytes: u64,
+    pub(crate) state_bytes: u64,
     /// Wall-clock time a whole run may take (`connector-host run`, a library run).
     pub run_time: Duration,
     /// Wall-clock time `verify` may take.
@@ -64,7 +64,7 @@ impl SandboxLimits {
     /// `http_timeout_seconds`, `response_mb`, `output_records`, `output_mb`,
     /// `temp_disk_mb`, `log_lines`, `state_mb`,
     /// `run_minutes`, `verify_seconds`.
-    pub fn from_values(values: &std::collections::BTreeMap<String, String>) -> anyhow::Result<SandboxLimits> {
+    pub(crate) fn from_values(values: &std::collections::BTreeMap<String, String>) -> anyhow::Result<SandboxLimits> {
         let written: toml::Table = values.iter().map(|(k, v)| (k.clone(), toml::Value::String(v.clone()))).collect();
         let (table, mut problems) = crate::config::table::read::<LimitsTable>(&written, |key, keys| {
             format!("`{key}` is not a limit (limits: {})", keys.join(", "))
@@ -140,11 +140,11 @@ struct LimitsTable {
 
 /// Which limit a plugin exceeded, with what it tried.
 #[derive(Clone, Debug, PartialEq)]
-pub struct LimitExceeded {
+pub(crate) struct LimitExceeded {
     /// e.g. `memory limit of 64 MiB`.
-    pub limit: String,
+    pub(crate) limit: String,
     /// e.g. `tried to grow its memory to 80 MiB`.
-    pub detail: String,
+    pub(crate) detail: String,
 }
 
 impl fmt::Display for LimitExceeded {
@@ -177,32 +177,32 @@ pub fn thread_cpu_time() -> Duration {
 
 /// CPU accounting of the export call in progress.
 #[derive(Debug, Default)]
-pub struct CpuMeter {
-    pub limit: Duration,
+pub(crate) struct CpuMeter {
+    pub(crate) limit: Duration,
     started_at: Duration,
     host: Duration,
-    pub export: &'static str,
+    pub(crate) export: &'static str,
 }
 
 impl CpuMeter {
-    pub fn new(limit: Duration) -> Self {
+    pub(crate) fn new(limit: Duration) -> Self {
         CpuMeter { limit, ..Default::default() }
     }
 
     /// Starts accounting for a call to `export`.
-    pub fn start(&mut self, export: &'static str) {
+    pub(crate) fn start(&mut self, export: &'static str) {
         self.started_at = thread_cpu_time();
         self.host = Duration::ZERO;
         self.export = export;
     }
 
     /// Excludes host work done on the plugin's behalf (joining its records).
-    pub fn add_host_time(&mut self, spent: Duration) {
+    pub(crate) fn add_host_time(&mut self, spent: Duration) {
         self.host += spent;
     }
 
     /// The plugin's CPU time in this call so far.
-    pub fn used(&self) -> Duration {
+    pub(crate) fn used(&self) -> Duration {
         thread_cpu_time().saturating_sub(self.started_at).saturating_sub(self.host)
     }
 }
@@ -213,25 +213,25 @@ impl CpuMeter {
 /// alone under the limit would prove nothing. Table elements count as
 /// [`TABLE_ELEMENT_BYTES`] each.
 #[derive(Debug)]
-pub struct MemoryLimiter {
+pub(crate) struct MemoryLimiter {
     /// The most bytes of memories and tables together.
-    pub max_bytes: usize,
+    pub(crate) max_bytes: usize,
     /// What the plugin's memories and tables take now.
-    pub used_bytes: usize,
+    pub(crate) used_bytes: usize,
     /// The first growth refused.
-    pub breach: Option<LimitExceeded>,
+    pub(crate) breach: Option<LimitExceeded>,
 }
 
 /// What one table element is counted as: a function reference and its metadata.
-pub const TABLE_ELEMENT_BYTES: usize = 16;
+pub(crate) const TABLE_ELEMENT_BYTES: usize = 16;
 /// The most linear memories a plugin may have (a Rust component has one or two).
-pub const MAX_MEMORIES: usize = 8;
+pub(crate) const MAX_MEMORIES: usize = 8;
 /// The most tables a plugin may have.
-pub const MAX_TABLES: usize = 64;
+pub(crate) const MAX_TABLES: usize = 64;
 
 impl MemoryLimiter {
     /// A limiter of `max_bytes`, nothing used yet.
-    pub fn new(max_bytes: usize) -> Self {
+    pub(crate) fn new(max_bytes: usize) -> Self {
         MemoryLimiter { max_bytes, used_bytes: 0, breach: None }
     }
 

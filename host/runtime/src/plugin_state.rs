@@ -16,27 +16,27 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 const STDERR_CAPACITY: usize = 64 * 1024;
 
 /// Everything a plugin instance can reach.
-pub struct PluginState {
+pub(crate) struct PluginState {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub memory: MemoryLimiter,
-    pub cpu: CpuMeter,
+    pub(crate) memory: MemoryLimiter,
+    pub(crate) cpu: CpuMeter,
     /// The first limit the plugin exceeded (other than memory, which the limiter keeps).
-    pub breach: Option<LimitExceeded>,
+    pub(crate) breach: Option<LimitExceeded>,
     /// When the whole session must end (a platform's per-instance time limit), and
     /// that limit, for the message.
-    pub deadline: Option<(Instant, Duration)>,
-    pub http: HttpCapability,
-    pub log: LogCapability,
-    pub output: OutputCapability,
+    pub(crate) deadline: Option<(Instant, Duration)>,
+    pub(crate) http: HttpCapability,
+    pub(crate) log: LogCapability,
+    pub(crate) output: OutputCapability,
     stderr: MemoryOutputPipe,
-    pub redactor: Arc<Redactor>,
+    pub(crate) redactor: Arc<Redactor>,
     /// The most bytes of state `finish` may return.
-    pub state_limit: u64,
+    pub(crate) state_limit: u64,
 }
 
 impl PluginState {
-    pub fn new(
+    pub(crate) fn new(
         limits: &SandboxLimits,
         http: HttpCapability,
         log: LogCapability,
@@ -64,19 +64,19 @@ impl PluginState {
     }
 
     /// Records a breached limit and returns the trap that ends the call.
-    pub fn exceed(&mut self, breach: LimitExceeded) -> wasmtime::Error {
+    pub(crate) fn exceed(&mut self, breach: LimitExceeded) -> wasmtime::Error {
         let error = wasmtime::Error::msg(breach.to_string());
         self.breach.get_or_insert(breach);
         error
     }
 
     /// The limit the plugin exceeded, if any.
-    pub fn limit_breach(&self) -> Option<&LimitExceeded> {
+    pub(crate) fn limit_breach(&self) -> Option<&LimitExceeded> {
         self.breach.as_ref().or(self.memory.breach.as_ref())
     }
 
     /// What the plugin wrote to stderr, secrets masked.
-    pub fn stderr_text(&self) -> String {
+    pub(crate) fn stderr_text(&self) -> String {
         self.redactor.redact(&String::from_utf8_lossy(&self.stderr.contents()))
     }
 }

@@ -22,9 +22,9 @@ use url::Url;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct OperatorGrants {
     /// Origins allowed beyond what the plugin declares.
-    pub allow: Vec<String>,
+    pub(crate) allow: Vec<String>,
     /// When not empty, a request must also match one of these.
-    pub only: Vec<String>,
+    pub(crate) only: Vec<String>,
     /// Allow private, link-local and other non-public addresses.
     pub allow_private_ips: bool,
     /// An HTTP(S) proxy every plugin request goes through, when the operator's
@@ -35,7 +35,7 @@ pub struct OperatorGrants {
 impl OperatorGrants {
     /// Reads `[network]`: `allow` and `only` (lists of origins), `allow_private_ips`
     /// and `proxy`.
-    pub fn from_table(table: &toml::Table) -> Result<OperatorGrants> {
+    pub(crate) fn from_table(table: &toml::Table) -> Result<OperatorGrants> {
         let (network, problems) = crate::config::table::read::<NetworkTable>(table, |key, keys| {
             format!("has no key `{key}` (keys: {})", keys.join(", "))
         });
@@ -170,9 +170,9 @@ fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
 
 /// A host name that resolves only to addresses the policy refuses.
 #[derive(Debug)]
-pub struct NonPublicAddress {
-    pub host: String,
-    pub addresses: Vec<IpAddr>,
+pub(crate) struct NonPublicAddress {
+    pub(crate) host: String,
+    pub(crate) addresses: Vec<IpAddr>,
 }
 
 impl fmt::Display for NonPublicAddress {
@@ -189,7 +189,7 @@ impl fmt::Display for NonPublicAddress {
 
 impl NonPublicAddress {
     /// The refusal with the addresses the name resolved to, for the host's log.
-    pub fn detail(&self) -> String {
+    pub(crate) fn detail(&self) -> String {
         let list: Vec<String> = self.addresses.iter().map(ToString::to_string).collect();
         format!("{self} (it resolved to {})", list.join(", "))
     }
@@ -237,7 +237,7 @@ impl fmt::Display for Origin {
 
 impl Origin {
     /// The origin of a URL.
-    pub fn of(url: &Url) -> Result<Origin> {
+    pub(crate) fn of(url: &Url) -> Result<Origin> {
         let host = url.host_str().context("the URL has no host")?.to_ascii_lowercase();
         let port = url.port_or_known_default().context("the URL has no port and no default one")?;
         Ok(Origin { scheme: url.scheme().to_owned(), host, port })
@@ -274,7 +274,7 @@ impl Origin {
     }
 
     /// Whether this origin (possibly a `*.` pattern) admits `other`.
-    pub fn admits(&self, other: &Origin) -> bool {
+    pub(crate) fn admits(&self, other: &Origin) -> bool {
         if self.scheme != other.scheme || self.port != other.port {
             return false;
         }
@@ -288,7 +288,7 @@ impl Origin {
         }
     }
 
-    pub fn is_loopback(&self) -> bool {
+    pub(crate) fn is_loopback(&self) -> bool {
         let host = self.host.trim_start_matches('[').trim_end_matches(']');
         host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
     }
@@ -322,7 +322,7 @@ impl NetworkPolicy {
     }
 
     /// The plugin's declared origins, filled in, under the scheme rules.
-    pub fn from_origins<'a>(
+    pub(crate) fn from_origins<'a>(
         origins: impl IntoIterator<Item = &'a Origin>,
         allow_insecure_loopback: bool,
     ) -> Result<Self> {
@@ -338,7 +338,7 @@ impl NetworkPolicy {
 
     /// Adds an origin (a configured value, or one a contract 0.2 plugin derived at
     /// configure), under the same scheme rules.
-    pub fn allow(&mut self, value: &str) -> Result<()> {
+    pub(crate) fn allow(&mut self, value: &str) -> Result<()> {
         let origin = Origin::parse_config_value(value)?;
         self.check_scheme(&origin)?;
         if !self.allowed.contains(&origin) {
@@ -362,7 +362,7 @@ impl NetworkPolicy {
     /// Keeps of the plugin's declared origins only those in `keep`, each of which a
     /// declared origin must cover: a plugin's `configure` can narrow its egress,
     /// never widen it. The operator's grants stay.
-    pub fn narrow(&mut self, keep: &[String]) -> Result<()> {
+    pub(crate) fn narrow(&mut self, keep: &[String]) -> Result<()> {
         let mut narrowed = Vec::new();
         for value in keep {
             let origin = Origin::parse_config_value(value)?;
@@ -380,14 +380,14 @@ impl NetworkPolicy {
 
     /// The origins an instance may reach, for the operator to review: the plugin's
     /// (as narrowed) and the operator's grants, within `only` when it is set.
-    pub fn effective(&self) -> Vec<String> {
+    pub(crate) fn effective(&self) -> Vec<String> {
         let within_only =
             |o: &&Origin| self.only.is_empty() || self.only.iter().any(|only| only.admits(o) || only == *o);
         self.allowed.iter().chain(&self.granted).filter(within_only).map(ToString::to_string).collect()
     }
 
     /// Applies the operator's gate: extends with `allow`, narrows with `only`.
-    pub fn apply(&mut self, grants: &OperatorGrants) -> Result<()> {
+    pub(crate) fn apply(&mut self, grants: &OperatorGrants) -> Result<()> {
         for value in &grants.allow {
             let origin = Origin::parse_config_value(value).with_context(|| format!("[network] allow `{value}`"))?;
             self.check_scheme(&origin).with_context(|| format!("[network] allow `{value}`"))?;
@@ -404,18 +404,18 @@ impl NetworkPolicy {
     }
 
     /// The operator's proxy, if the `[network]` table names one.
-    pub fn proxy(&self) -> Option<&str> {
+    pub(crate) fn proxy(&self) -> Option<&str> {
         self.proxy.as_deref()
     }
 
     /// The resolver that enforces this policy's address rules after DNS.
-    pub fn resolver(&self) -> GuardedResolver {
+    pub(crate) fn resolver(&self) -> GuardedResolver {
         GuardedResolver { allow_loopback: self.allow_insecure_loopback, allow_private: self.allow_private_ips }
     }
 
     /// Whether a request to `url` may be sent; the error says why not and what
     /// would allow it.
-    pub fn check(&self, url: &Url) -> Result<(), String> {
+    pub(crate) fn check(&self, url: &Url) -> Result<(), String> {
         let origin = Origin::of(url).map_err(|e| format!("{url}: {e}"))?;
         self.check_scheme(&origin).map_err(|e| e.to_string())?;
         let literal = origin.host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok();

@@ -10,7 +10,7 @@
 use memchr::memchr3_iter;
 
 /// What replaces a secret.
-pub const MASK: &str = "[REDACTED]";
+pub(crate) const MASK: &str = "[REDACTED]";
 
 /// The secret values of one run.
 #[derive(Default, Clone, Debug)]
@@ -30,7 +30,7 @@ impl Redactor {
     }
 
     /// Whether there is nothing to mask.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.secrets.is_empty()
     }
 
@@ -40,7 +40,7 @@ impl Redactor {
     }
 
     /// The text with every secret masked, borrowed as it is when it holds none.
-    pub fn redact_cow<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+    pub(crate) fn redact_cow<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
         match self.mask(text.as_bytes()) {
             Some(masked) => std::borrow::Cow::Owned(String::from_utf8_lossy(&masked).into_owned()),
             None => std::borrow::Cow::Borrowed(text),
@@ -48,14 +48,14 @@ impl Redactor {
     }
 
     /// Masks a string in place; most strings hold no secret and stay as they are.
-    pub fn redact_in_place(&self, text: &mut String) {
+    pub(crate) fn redact_in_place(&self, text: &mut String) {
         if let std::borrow::Cow::Owned(masked) = self.redact_cow(text) {
             *text = masked;
         }
     }
 
     /// The bytes with every secret masked; the same bytes, uncopied, when none occurs.
-    pub fn redact_bytes(&self, bytes: Vec<u8>) -> Vec<u8> {
+    pub(crate) fn redact_bytes(&self, bytes: Vec<u8>) -> Vec<u8> {
         self.mask(&bytes).unwrap_or(bytes)
     }
 
@@ -88,18 +88,18 @@ pub fn cap_line(text: &mut String) {
 }
 
 /// The longest name a plugin may give a counter, a skip reason or a progress stage.
-pub const MAX_NAME_CHARS: usize = 200;
+pub(crate) const MAX_NAME_CHARS: usize = 200;
 
 /// Text a plugin wrote, made safe to show on one line of a terminal or a log: line
 /// breaks and other control characters (terminal escapes start with one) become
 /// spaces, so a plugin cannot forge log lines or rewrite the screen.
-pub fn one_line(text: &str) -> String {
+pub(crate) fn one_line(text: &str) -> String {
     text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 /// A plugin's name for a counter, skip reason or stage: masked, on one line, at most
 /// [`MAX_NAME_CHARS`] characters.
-pub fn plugin_name(redactor: &Redactor, name: &str) -> String {
+pub(crate) fn plugin_name(redactor: &Redactor, name: &str) -> String {
     let mut clean = one_line(&redactor.redact(name));
     if let Some((cut, _)) = clean.char_indices().nth(MAX_NAME_CHARS) {
         clean.truncate(cut);

@@ -32,14 +32,14 @@ const MARKER: &[u8] = b"__secret_";
 
 /// A placeholder found in a text: where it starts, and whose it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Found {
+pub(crate) struct Found {
     /// Its first byte.
-    pub at: usize,
+    pub(crate) at: usize,
     secret: usize,
 }
 
 #[derive(Clone, Debug, Default)]
-pub struct Secrets {
+pub(crate) struct Secrets {
     secrets: Vec<Secret>,
     /// Masks the values in responses.
     redactor: Redactor,
@@ -48,7 +48,7 @@ pub struct Secrets {
 impl Secrets {
     /// Placeholders for `(key, value)` pairs, unique to this session; `bindings` says
     /// where each key's value may be sent (none: nowhere).
-    pub fn new(pairs: &[(String, String)], bindings: &[(String, Vec<Origin>)]) -> Secrets {
+    pub(crate) fn new(pairs: &[(String, String)], bindings: &[(String, Vec<Origin>)]) -> Secrets {
         let nonce = session_nonce();
         let secrets: Vec<Secret> = pairs
             .iter()
@@ -74,7 +74,7 @@ impl Secrets {
     /// and as issued: a split, partial, nested or re-cased placeholder is refused
     /// rather than guessed at, since a parser or server further on may join or fold
     /// it into the real thing.
-    pub fn scan(&self, text: &[u8]) -> Result<Vec<Found>, String> {
+    pub(crate) fn scan(&self, text: &[u8]) -> Result<Vec<Found>, String> {
         if self.secrets.is_empty() {
             return Ok(Vec::new());
         }
@@ -105,7 +105,7 @@ impl Secrets {
 
     /// Why a request to `origin` carrying the placeholders `found` must not be sent:
     /// one of them is of a secret not bound to that origin.
-    pub fn refusal(&self, origin: &Origin, found: &[Found]) -> Option<String> {
+    pub(crate) fn refusal(&self, origin: &Origin, found: &[Found]) -> Option<String> {
         let secret =
             found.iter().map(|f| &self.secrets[f.secret]).find(|s| !s.sent_to.iter().any(|o| o.admits(origin)))?;
         let allowed: Vec<String> = secret.sent_to.iter().map(ToString::to_string).collect();
@@ -117,18 +117,18 @@ impl Secrets {
     }
 
     /// The key of the secret a placeholder found in a text stands for.
-    pub fn key_of(&self, found: &Found) -> &str {
+    pub(crate) fn key_of(&self, found: &Found) -> &str {
         &self.secrets[found.secret].key
     }
 
     /// The placeholder the plugin receives for a secret field.
-    pub fn placeholder(&self, value: &str) -> Option<&str> {
+    pub(crate) fn placeholder(&self, value: &str) -> Option<&str> {
         self.secrets.iter().find(|s| s.value == value).map(|s| s.placeholder.as_str())
     }
 
     /// `text` with each placeholder `found` in it replaced by its secret, written by
     /// `encode`: exactly the places the checks saw, nothing found anew.
-    pub fn substitute(&self, text: &[u8], found: &[Found], encode: Encoding) -> Vec<u8> {
+    pub(crate) fn substitute(&self, text: &[u8], found: &[Found], encode: Encoding) -> Vec<u8> {
         let mut out = Vec::with_capacity(text.len() + found.len() * 32);
         let mut copied = 0;
         for f in found {
@@ -143,14 +143,14 @@ impl Secrets {
 
     /// Masks every secret, however encoded, in response bytes; most bodies hold
     /// none and stay as they are, uncopied (pages run to tens of megabytes).
-    pub fn mask(&self, bytes: Vec<u8>) -> Vec<u8> {
+    pub(crate) fn mask(&self, bytes: Vec<u8>) -> Vec<u8> {
         self.redactor.redact_bytes(bytes)
     }
 }
 
 /// How a secret is written where its placeholder stood.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Encoding {
+pub(crate) enum Encoding {
     /// Every byte but ASCII letters and digits percent-encoded: a URL's path or query.
     Url,
     /// `application/x-www-form-urlencoded`.
@@ -163,7 +163,7 @@ pub enum Encoding {
 
 impl Encoding {
     /// The encoding of a body of this content type.
-    pub fn of_body(content_type: Option<&str>) -> Encoding {
+    pub(crate) fn of_body(content_type: Option<&str>) -> Encoding {
         let content_type = content_type.unwrap_or("").to_ascii_lowercase();
         if content_type.contains("x-www-form-urlencoded") {
             Encoding::Form
@@ -175,7 +175,7 @@ impl Encoding {
     }
 
     /// The value written this way.
-    pub fn apply(self, value: &str) -> String {
+    pub(crate) fn apply(self, value: &str) -> String {
         match self {
             Encoding::Url => utf8_percent_encode(value, NON_ALPHANUMERIC).to_string(),
             Encoding::Form => url::form_urlencoded::byte_serialize(value.as_bytes()).collect(),

@@ -73,13 +73,13 @@ impl FailureKind {
 #[derive(Debug)]
 pub struct PluginFailure {
     /// The plugin.
-    pub plugin: String,
+    pub(crate) plugin: String,
     /// The call (`verify`, `fetch`, `map`).
-    pub export: &'static str,
+    pub(crate) export: &'static str,
     /// The kind the plugin gave.
     pub kind: FailureKind,
     /// The plugin's message.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl std::fmt::Display for PluginFailure {
@@ -95,7 +95,7 @@ impl std::error::Error for PluginFailure {}
 #[derive(Debug)]
 pub struct UnapprovedOrigin {
     /// The plugin.
-    pub plugin: String,
+    pub(crate) plugin: String,
     /// The origin it derived.
     pub origin: String,
 }

@@ -34,7 +34,7 @@ pub fn fields_json(info: &PluginInfo) -> serde_json::Value {
 }
 
 /// A counter role's name, as summaries and the service's API write it.
-pub fn counter_role_name(role: CounterRole) -> &'static str {
+pub(crate) fn counter_role_name(role: CounterRole) -> &'static str {
     match role {
         CounterRole::SourceRows => "source_rows",
         CounterRole::SourceAssets => "source_assets",
@@ -48,14 +48,6 @@ pub fn counters_json(info: &PluginInfo) -> serde_json::Value {
         .iter()
         .map(|c| serde_json::json!({"name": c.name, "label": c.label, "role": counter_role_name(c.role)}))
         .collect()
-}
-
-/// A run mode's name: `full` or `incremental`.
-pub fn run_mode_name(mode: RunMode) -> &'static str {
-    match mode {
-        RunMode::Full => "full",
-        RunMode::Incremental => "incremental",
-    }
 }
 
 /// A plugin's declared egress as JSON: origin and purpose of each.

@@ -21,22 +21,22 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
 /// The OpenAPI document of this API.
-pub const OPENAPI: &str = include_str!("../openapi.json");
+pub(crate) const OPENAPI: &str = include_str!("../openapi.json");
 
 /// What every request handler shares.
-pub struct App {
-    pub db: Db,
-    pub vault: Vault,
-    pub host: Arc<PluginHost>,
-    pub catalogue: Arc<Catalogue>,
-    pub queue: Queue,
-    pub allow_insecure_loopback: bool,
+pub(crate) struct App {
+    pub(crate) db: Db,
+    pub(crate) vault: Vault,
+    pub(crate) host: Arc<PluginHost>,
+    pub(crate) catalogue: Arc<Catalogue>,
+    pub(crate) queue: Queue,
+    pub(crate) allow_insecure_loopback: bool,
 }
 
 type AppState = State<Arc<App>>;
 
 /// The routes.
-pub fn router(app: Arc<App>) -> Router {
+pub(crate) fn router(app: Arc<App>) -> Router {
     super::console::routes()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
@@ -60,7 +60,7 @@ pub fn router(app: Arc<App>) -> Router {
 }
 
 /// An error answer: a status and `{"error": ..., ...}`.
-pub struct ApiError(StatusCode, Value);
+pub(crate) struct ApiError(StatusCode, Value);
 
 impl ApiError {
     fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
@@ -94,7 +94,7 @@ impl IntoResponse for ApiError {
 type ApiResult<T = Response> = Result<T, ApiError>;
 
 /// Who is calling: the role of a valid bearer token (401 without one).
-pub struct Caller(Role);
+pub(crate) struct Caller(Role);
 
 impl FromRequestParts<Arc<App>> for Caller {
     type Rejection = ApiError;
@@ -444,7 +444,7 @@ async fn run_now(State(app): AppState, caller: Caller, Path(id): Path<String>) -
 }
 
 /// Queues a run of a connector: its id, or the id of the run already queued or running.
-pub async fn queue_run(
+pub(crate) async fn queue_run(
     db: &Db,
     queue: &Queue,
     connector: &str,

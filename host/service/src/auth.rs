@@ -14,7 +14,7 @@ pub const ADMIN_TOKEN_ENV: &str = "CONNECTOR_HOST_ADMIN_TOKEN";
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Role {
+pub(crate) enum Role {
     /// Reads everything but secrets; changes nothing.
     Viewer,
     /// Adds, changes, verifies, runs and deletes connectors; manages tokens.
@@ -22,14 +22,14 @@ pub enum Role {
 }
 
 impl Role {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Role::Viewer => "viewer",
             Role::Admin => "admin",
         }
     }
 
-    pub fn parse(text: &str) -> Option<Role> {
+    pub(crate) fn parse(text: &str) -> Option<Role> {
         match text {
             "viewer" => Some(Role::Viewer),
             "admin" => Some(Role::Admin),
@@ -39,19 +39,19 @@ impl Role {
 }
 
 /// A new random token (`cht_` and 43 characters).
-pub fn generate() -> Result<String> {
+pub(crate) fn generate() -> Result<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| anyhow!("no randomness for a token: {e}"))?;
     Ok(format!("cht_{}", B64URL.encode(bytes)))
 }
 
 /// How a token is stored.
-pub fn hash(token: &str) -> String {
+pub(crate) fn hash(token: &str) -> String {
     Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Stores a token with its role; returns its id.
-pub async fn add(db: &Db, name: &str, role: Role, token: &str) -> Result<String> {
+pub(crate) async fn add(db: &Db, name: &str, role: Role, token: &str) -> Result<String> {
     let id = new_id("t_");
     db.insert_token(&id, name, role.as_str(), &hash(token)).await?;
     Ok(id)
@@ -61,7 +61,7 @@ pub async fn add(db: &Db, name: &str, role: Role, token: &str) -> Result<String>
 /// environment's when set, or a generated one, returned to be printed once. The
 /// environment gives the first token only: once revoked it stays revoked, whatever
 /// the environment still says at the next start.
-pub async fn bootstrap(db: &Db, from_env: Option<String>) -> Result<Option<String>> {
+pub(crate) async fn bootstrap(db: &Db, from_env: Option<String>) -> Result<Option<String>> {
     let has_admin = db.count_admin_tokens().await? > 0;
     if let Some(token) = from_env {
         if token.len() < 16 {
@@ -85,6 +85,6 @@ pub async fn bootstrap(db: &Db, from_env: Option<String>) -> Result<Option<Strin
 }
 
 /// The role of a presented token, if it is one.
-pub async fn role_of(db: &Db, token: &str) -> Result<Option<Role>> {
+pub(crate) async fn role_of(db: &Db, token: &str) -> Result<Option<Role>> {
     Ok(db.token_by_hash(&hash(token)).await?.and_then(|row| Role::parse(&row.role)))
 }

@@ -11,24 +11,24 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A loaded plugin and its identity in the database.
-pub struct Loaded {
+pub(crate) struct Loaded {
     /// The compiled plugin.
-    pub plugin: Arc<Plugin>,
+    pub(crate) plugin: Arc<Plugin>,
     /// Its row: id, version, contract, fields, egress, content hash.
-    pub row: PluginRow,
+    pub(crate) row: PluginRow,
 }
 
 /// The plugins of one directory.
-pub struct Catalogue {
+pub(crate) struct Catalogue {
     /// Where they were found.
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
     plugins: BTreeMap<String, Loaded>,
 }
 
 /// Where plugins are looked for when `--plugins` is not given: `<state-dir>/plugins`
 /// when it exists, else the plugins this repository builds (beside the executable's
 /// target directory, as `cargo build-plugins` leaves them), only `plugin_*.wasm`.
-pub fn default_dir(state_dir: &Path) -> (PathBuf, bool) {
+pub(crate) fn default_dir(state_dir: &Path) -> (PathBuf, bool) {
     let own = state_dir.join("plugins");
     if own.is_dir() {
         return (own, false);
@@ -44,7 +44,7 @@ pub fn default_dir(state_dir: &Path) -> (PathBuf, bool) {
 impl Catalogue {
     /// Loads every `.wasm` component of `dir` (with `built_only`, only `plugin_*.wasm`).
     /// A file that is not a usable plugin is logged and left out.
-    pub fn load(host: &PluginHost, dir: &Path, built_only: bool) -> Result<Catalogue> {
+    pub(crate) fn load(host: &PluginHost, dir: &Path, built_only: bool) -> Result<Catalogue> {
         let entries =
             std::fs::read_dir(dir).with_context(|| format!("cannot read the plugins directory {}", dir.display()))?;
         let mut paths: Vec<PathBuf> = entries
@@ -79,7 +79,7 @@ impl Catalogue {
     }
 
     /// A plugin by id.
-    pub fn get(&self, id: &str) -> Option<&Loaded> {
+    pub(crate) fn get(&self, id: &str) -> Option<&Loaded> {
         self.plugins.get(id)
     }
 
@@ -87,7 +87,7 @@ impl Catalogue {
     /// differs from what an admin approved (see `trust`).
     /// Values sealed before they were bound to their connector and field are sealed
     /// again, bound.
-    pub async fn record(&self, db: &Db, vault: &super::vault::Vault) -> Result<()> {
+    pub(crate) async fn record(&self, db: &Db, vault: &super::vault::Vault) -> Result<()> {
         for loaded in self.plugins.values() {
             db.upsert_plugin(&loaded.row).await?;
         }
@@ -131,4 +131,4 @@ fn load_one(host: &PluginHost, path: &Path) -> Result<Loaded> {
 }
 
 /// The section of a plugin that names none (before contract 0.4) or is gone.
-pub const OTHER_SECTION: &str = "Other";
+pub(crate) const OTHER_SECTION: &str = "Other";

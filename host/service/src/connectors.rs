@@ -20,15 +20,15 @@ const CVM_API_KEY: &str = "cvm.api_key";
 
 /// A connector's values, in the clear, as a run or a check needs them.
 #[derive(Clone, Default)]
-pub struct Values {
+pub(crate) struct Values {
     /// Every plugin setting, secrets included.
-    pub settings: BTreeMap<String, String>,
+    pub(crate) settings: BTreeMap<String, String>,
     /// The settings kept sealed: the fields that were secrets when they were saved.
     /// They stay sealed, and reach a plugin only as secrets, whatever a later
     /// version of the plugin declares.
-    pub sealed: BTreeSet<String>,
+    pub(crate) sealed: BTreeSet<String>,
     /// The `[cvm]` part, API key included; `None` when the connector does not upload.
-    pub cvm: Option<BTreeMap<String, String>>,
+    pub(crate) cvm: Option<BTreeMap<String, String>>,
 }
 
 /// What a sealed value is bound to: its connector and its field.
@@ -38,7 +38,7 @@ fn seal_context(connector: &str, key: &str) -> String {
 
 impl Values {
     /// Opens a stored connector's values.
-    pub fn open(row: &ConnectorRow, vault: &Vault) -> Result<Values> {
+    pub(crate) fn open(row: &ConnectorRow, vault: &Vault) -> Result<Values> {
         let mut settings: BTreeMap<String, String> =
             serde_json::from_str(&row.settings).context("a connector's settings are damaged")?;
         let mut secrets = open_secrets(row, vault)?;
@@ -60,7 +60,7 @@ impl Values {
 
     /// The library's configuration of these values: sealed values are secrets, so
     /// a plugin that now declares such a field otherwise is refused its value.
-    pub fn config(&self) -> ConnectorConfig {
+    pub(crate) fn config(&self) -> ConnectorConfig {
         let mut config = ConnectorConfig::from_pairs(self.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .with_stored_secrets(self.sealed.iter().cloned());
         config.cvm = self.cvm.clone();
@@ -134,7 +134,7 @@ fn sealed_keys(row: &ConnectorRow, vault: &Vault) -> Vec<String> {
 
 /// Seals again, bound to their connector and field, the values of a connector
 /// stored before values were bound; `None` when it needs nothing.
-pub fn reseal_legacy(
+pub(crate) fn reseal_legacy(
     row: &ConnectorRow,
     info: &connector_host::types::PluginInfo,
     vault: &Vault,
@@ -148,7 +148,7 @@ pub fn reseal_legacy(
 
 /// An input problem: 422 with every field's problem.
 #[derive(Debug)]
-pub struct Invalid(pub Vec<FieldProblem>);
+pub(crate) struct Invalid(pub Vec<FieldProblem>);
 
 impl Invalid {
     fn one(field: &str, message: impl Into<String>) -> Invalid {
@@ -205,13 +205,13 @@ fn merge(
 }
 
 /// What a create or change asks for, checked.
-pub struct Draft {
-    pub name: String,
-    pub values: Values,
-    pub schedule: Option<String>,
-    pub enabled: bool,
+pub(crate) struct Draft {
+    pub(crate) name: String,
+    pub(crate) values: Values,
+    pub(crate) schedule: Option<String>,
+    pub(crate) enabled: bool,
     /// Days between full baselines (`None`: weekly).
-    pub baseline_days: Option<i64>,
+    pub(crate) baseline_days: Option<i64>,
 }
 
 /// The keys a connector's create or change may carry (besides `plugin` on create).
@@ -219,7 +219,7 @@ const CHANGE_KEYS: [&str; 6] = ["name", "settings", "schedule", "enabled", "cvm"
 
 impl Draft {
     /// A new connector from `{plugin, name, settings, schedule?, enabled?, cvm?, baseline_days?}`.
-    pub fn create(body: &Map<String, Value>) -> Result<(String, Draft), Invalid> {
+    pub(crate) fn create(body: &Map<String, Value>) -> Result<(String, Draft), Invalid> {
         let keys: Vec<&str> = std::iter::once("plugin").chain(CHANGE_KEYS).collect();
         known_keys(body, &keys)?;
         let plugin = body.get("plugin").and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -242,7 +242,7 @@ impl Draft {
     }
 
     /// A connector's draft as stored.
-    pub fn of(row: &ConnectorRow, vault: &Vault) -> Result<Draft> {
+    pub(crate) fn of(row: &ConnectorRow, vault: &Vault) -> Result<Draft> {
         Ok(Draft {
             name: row.name.clone(),
             values: Values::open(row, vault)?,
@@ -253,7 +253,7 @@ impl Draft {
     }
 
     /// Applies a change `{name?, settings?, schedule?, enabled?, cvm?, baseline_days?}`.
-    pub fn change(mut self, body: &Map<String, Value>) -> Result<Draft, Invalid> {
+    pub(crate) fn change(mut self, body: &Map<String, Value>) -> Result<Draft, Invalid> {
         known_keys(body, &CHANGE_KEYS)?;
         let mut problems = Vec::new();
         match body.get("baseline_days") {
@@ -333,7 +333,7 @@ impl Draft {
     /// Checks the settings against the plugin: its fields, then its own `configure`,
     /// and the CVM part; the origins a contract 0.2 plugin derives, for the approval
     /// to pin. Runs wasm: call it off the async runtime.
-    pub fn check(
+    pub(crate) fn check(
         &self,
         host: &PluginHost,
         loaded: &Loaded,
@@ -369,7 +369,7 @@ impl Draft {
     /// The row to store: secrets sealed, the schedule's next due time, the approval
     /// an admin gives by saving (pinned: see `trust`), with the origins a 0.2
     /// plugin derived.
-    pub fn into_row(
+    pub(crate) fn into_row(
         self,
         id: &str,
         loaded: &Loaded,
@@ -406,7 +406,7 @@ impl Draft {
 /// API token is not enough to send every stored secret to a host of one's choosing.
 /// A secret is moved when a host field its `sent-to` names (`{key}`) now means
 /// another origin (its default counted), and the CVM API key when `api_host` changes.
-pub fn moved_secrets(
+pub(crate) fn moved_secrets(
     before: &Values,
     after: &Values,
     body: &Map<String, Value>,
@@ -475,14 +475,14 @@ fn known_keys(body: &Map<String, Value>, known: &[&str]) -> Result<(), Invalid> 
 }
 
 /// The next due time after `now` (ms), for a schedule already checked.
-pub fn next_due(schedule: Option<&str>, now: i64) -> Option<i64> {
+pub(crate) fn next_due(schedule: Option<&str>, now: i64) -> Option<i64> {
     let schedule: Schedule = schedule?.parse().ok()?;
     let now = chrono::DateTime::from_timestamp_millis(now)?;
     schedule.next_after(now).map(|t| t.timestamp_millis())
 }
 
 /// A time for JSON: RFC 3339 in UTC.
-pub fn time(ms: Option<i64>) -> Value {
+pub(crate) fn time(ms: Option<i64>) -> Value {
     ms.and_then(chrono::DateTime::from_timestamp_millis)
         .map(|t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
         .unwrap_or(Value::Null)
@@ -490,7 +490,7 @@ pub fn time(ms: Option<i64>) -> Value {
 
 /// A connector as the API shows it: every value but secrets, which read
 /// `{"set": true}` or `{"set": false}`.
-pub fn view(row: &ConnectorRow, plugin: Option<&PluginRow>, last_run: Option<&RunRow>, vault: &Vault) -> Value {
+pub(crate) fn view(row: &ConnectorRow, plugin: Option<&PluginRow>, last_run: Option<&RunRow>, vault: &Vault) -> Value {
     let mut settings: Map<String, Value> = serde_json::from_str(&row.settings).unwrap_or_default();
     let fields: Vec<Value> = plugin.and_then(|p| serde_json::from_str(&p.fields).ok()).unwrap_or_default();
     // Which secrets are set is read from the sealed map's keys; no value leaves it.

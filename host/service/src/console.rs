@@ -27,7 +27,7 @@ fn file(content_type: &'static str, body: &'static str) -> impl IntoResponse {
 }
 
 /// The console's routes.
-pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", get(|| async { file("text/html; charset=utf-8", INDEX) }))
         .route("/console.js", get(|| async { file("text/javascript; charset=utf-8", SCRIPT) }))

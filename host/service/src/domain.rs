@@ -3,7 +3,7 @@
 
 /// Where a run is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum RunStatus {
+pub(crate) enum RunStatus {
     /// Waiting for a worker.
     Queued,
     /// A worker has it.
@@ -18,7 +18,7 @@ pub enum RunStatus {
 
 impl RunStatus {
     /// As the database and the API write it.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             RunStatus::Queued => "queued",
             RunStatus::Running => "running",
@@ -28,14 +28,14 @@ impl RunStatus {
     }
 
     /// A stored status; `None` for text that is none.
-    pub fn parse(text: &str) -> Option<RunStatus> {
+    pub(crate) fn parse(text: &str) -> Option<RunStatus> {
         [RunStatus::Queued, RunStatus::Running, RunStatus::Succeeded, RunStatus::Failed]
             .into_iter()
             .find(|s| s.as_str() == text)
     }
 
     /// Whether the run has ended (it will not change again).
-    pub fn has_ended(self) -> bool {
+    pub(crate) fn has_ended(self) -> bool {
         matches!(self, RunStatus::Succeeded | RunStatus::Failed)
     }
 }

@@ -10,7 +10,7 @@ use connector_host::types::PluginInfo;
 use serde_json::{json, Value};
 
 /// A stored checkpoint as the library reads it; none stored: an empty one.
-pub fn from_row(row: Option<CheckpointRow>) -> Checkpoint {
+pub(crate) fn from_row(row: Option<CheckpointRow>) -> Checkpoint {
     let at = |ms: Option<i64>| ms.and_then(|ms| Utc.timestamp_millis_opt(ms).single());
     match row {
         None => Checkpoint::default(),
@@ -21,7 +21,7 @@ pub fn from_row(row: Option<CheckpointRow>) -> Checkpoint {
 }
 
 /// A checkpoint as the database keeps it.
-pub fn to_row(checkpoint: &Checkpoint) -> CheckpointRow {
+pub(crate) fn to_row(checkpoint: &Checkpoint) -> CheckpointRow {
     CheckpointRow {
         state: checkpoint.state.clone(),
         state_from: checkpoint.state_from.map(|t| t.timestamp_millis()),
@@ -30,19 +30,24 @@ pub fn to_row(checkpoint: &Checkpoint) -> CheckpointRow {
 }
 
 /// How often the connector's runs are a baseline.
-pub fn baseline_every(connector: &ConnectorRow) -> chrono::Duration {
+pub(crate) fn baseline_every(connector: &ConnectorRow) -> chrono::Duration {
     connector.baseline_days.map_or(DEFAULT_BASELINE_EVERY, chrono::Duration::days)
 }
 
 /// The mode of the connector's next run.
-pub fn next_run(connector: &ConnectorRow, plugin: &PluginInfo, checkpoint: &Checkpoint, now: DateTime<Utc>) -> NextRun {
+pub(crate) fn next_run(
+    connector: &ConnectorRow,
+    plugin: &PluginInfo,
+    checkpoint: &Checkpoint,
+    now: DateTime<Utc>,
+) -> NextRun {
     checkpoint.next_run(plugin.incremental, false, baseline_every(connector), now)
 }
 
 /// What `GET /api/connectors/{id}` shows: the next run's mode and why, the time
 /// the changes are read from (the watermark), when the last baseline began, and
 /// the interval between baselines.
-pub fn view(connector: &ConnectorRow, plugin: Option<&PluginInfo>, checkpoint: &Checkpoint) -> Value {
+pub(crate) fn view(connector: &ConnectorRow, plugin: Option<&PluginInfo>, checkpoint: &Checkpoint) -> Value {
     let time = |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
     let next = plugin.map(|p| next_run(connector, p, checkpoint, Utc::now()));
     json!({

@@ -17,6 +17,8 @@
 //! which passes them on to whatever subscriber the embedding program installed, so
 //! a program that embeds [`serve`] or [`worker`] gets run logs with nothing to add.
 
+#![deny(dead_code)]
+
 mod api;
 mod auth;
 mod catalogue;

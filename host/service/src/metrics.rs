@@ -7,7 +7,7 @@ use anyhow::Result;
 use std::fmt::Write;
 
 /// The metrics text.
-pub async fn render(db: &Db) -> Result<String> {
+pub(crate) async fn render(db: &Db) -> Result<String> {
     let totals = db.run_totals().await?;
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, i64)>| {

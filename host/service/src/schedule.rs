@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 /// A parsed schedule.
 #[derive(Debug, Clone)]
-pub enum Schedule {
+pub(crate) enum Schedule {
     /// A cron expression (stored with a leading seconds field of 0).
     Cron(Box<cron::Schedule>),
     /// Every so often, counted from the Unix epoch (so every 6 h is 00:00, 06:00, ... UTC).
@@ -57,7 +57,7 @@ fn parse_interval(text: &str) -> Result<TimeDelta> {
 
 impl Schedule {
     /// The first time strictly after `now` the schedule comes due.
-    pub fn next_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    pub(crate) fn next_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
             Schedule::Cron(schedule) => schedule.after(&now).next(),
             Schedule::Every(interval) => {
@@ -69,7 +69,7 @@ impl Schedule {
     }
 
     /// The next `n` due times after `now`.
-    pub fn upcoming(&self, now: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
+    pub(crate) fn upcoming(&self, now: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
         let mut times = Vec::with_capacity(n);
         let mut at = now;
         while times.len() < n {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 /// The database, whichever it is.
 #[derive(Clone, Debug)]
-pub enum Db {
+pub(crate) enum Db {
     /// An embedded SQLite file.
     Sqlite(SqlitePool),
     /// A PostgreSQL server.
@@ -30,12 +30,12 @@ macro_rules! on_db {
 }
 
 /// Milliseconds since the Unix epoch, UTC: how every time is kept.
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
 /// A random identifier with a prefix that says what it names (`c_` connector, `r_` run).
-pub fn new_id(prefix: &str) -> String {
+pub(crate) fn new_id(prefix: &str) -> String {
     let mut bytes = [0u8; 10];
     getrandom::fill(&mut bytes).expect("randomness for an identifier");
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -44,131 +44,131 @@ pub fn new_id(prefix: &str) -> String {
 
 /// A stored plugin.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct PluginRow {
-    pub id: String,
-    pub name: String,
-    pub version: String,
-    pub contract: String,
-    pub description: String,
-    pub scanner_type: String,
-    pub fields: String,
-    pub egress: String,
-    pub content_hash: String,
-    pub file_name: String,
+pub(crate) struct PluginRow {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) version: String,
+    pub(crate) contract: String,
+    pub(crate) description: String,
+    pub(crate) scanner_type: String,
+    pub(crate) fields: String,
+    pub(crate) egress: String,
+    pub(crate) content_hash: String,
+    pub(crate) file_name: String,
 }
 
 /// A stored connector (secrets sealed).
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct ConnectorRow {
-    pub id: String,
-    pub plugin_id: String,
-    pub name: String,
-    pub settings: String,
-    pub secrets: String,
-    pub cvm: Option<String>,
-    pub schedule: Option<String>,
-    pub next_due_at: Option<i64>,
-    pub enabled: i64,
-    pub trust: String,
-    pub trusted_version: String,
-    pub paused_reason: Option<String>,
-    pub created_at: i64,
-    pub updated_at: i64,
+pub(crate) struct ConnectorRow {
+    pub(crate) id: String,
+    pub(crate) plugin_id: String,
+    pub(crate) name: String,
+    pub(crate) settings: String,
+    pub(crate) secrets: String,
+    pub(crate) cvm: Option<String>,
+    pub(crate) schedule: Option<String>,
+    pub(crate) next_due_at: Option<i64>,
+    pub(crate) enabled: i64,
+    pub(crate) trust: String,
+    pub(crate) trusted_version: String,
+    pub(crate) paused_reason: Option<String>,
+    pub(crate) created_at: i64,
+    pub(crate) updated_at: i64,
     /// Days between full baselines (`None`: weekly).
-    pub baseline_days: Option<i64>,
+    pub(crate) baseline_days: Option<i64>,
 }
 
 /// Where a connector's next run starts from (see `connector_host::checkpoint`).
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct CheckpointRow {
-    pub state: Option<Vec<u8>>,
-    pub state_from: Option<i64>,
-    pub last_baseline: Option<i64>,
+pub(crate) struct CheckpointRow {
+    pub(crate) state: Option<Vec<u8>>,
+    pub(crate) state_from: Option<i64>,
+    pub(crate) last_baseline: Option<i64>,
 }
 
 /// A stored run.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct RunRow {
-    pub id: String,
-    pub connector_id: String,
-    pub triggered_by: String,
-    pub status: String,
-    pub queued_at: i64,
-    pub started_at: Option<i64>,
-    pub finished_at: Option<i64>,
-    pub worker: Option<String>,
-    pub attempt: i64,
-    pub delivery_started: i64,
-    pub progress: Option<String>,
-    pub summary: Option<String>,
-    pub error: Option<String>,
+pub(crate) struct RunRow {
+    pub(crate) id: String,
+    pub(crate) connector_id: String,
+    pub(crate) triggered_by: String,
+    pub(crate) status: String,
+    pub(crate) queued_at: i64,
+    pub(crate) started_at: Option<i64>,
+    pub(crate) finished_at: Option<i64>,
+    pub(crate) worker: Option<String>,
+    pub(crate) attempt: i64,
+    pub(crate) delivery_started: i64,
+    pub(crate) progress: Option<String>,
+    pub(crate) summary: Option<String>,
+    pub(crate) error: Option<String>,
     /// The kind of a failure the plugin reported (`FailureKind::as_str`).
-    pub error_kind: Option<String>,
-    pub cvm_result: Option<String>,
-    pub duration_ms: Option<i64>,
-    pub assets: Option<i64>,
-    pub open_vulnerabilities: Option<i64>,
+    pub(crate) error_kind: Option<String>,
+    pub(crate) cvm_result: Option<String>,
+    pub(crate) duration_ms: Option<i64>,
+    pub(crate) assets: Option<i64>,
+    pub(crate) open_vulnerabilities: Option<i64>,
 }
 
 impl RunRow {
     /// Its status; `None` for a value no version of the service writes.
-    pub fn status(&self) -> Option<RunStatus> {
+    pub(crate) fn status(&self) -> Option<RunStatus> {
         RunStatus::parse(&self.status)
     }
 }
 
 /// A run's outcome, with the figures metrics add up.
 #[derive(Debug, Clone, Default)]
-pub struct Outcome {
-    pub status: RunStatus,
-    pub summary: Option<String>,
-    pub error: Option<String>,
-    pub error_kind: Option<String>,
-    pub cvm_result: Option<String>,
-    pub duration_ms: i64,
-    pub assets: i64,
-    pub open_vulnerabilities: i64,
-    pub rows_read: i64,
-    pub api_calls: i64,
-    pub throttled: i64,
+pub(crate) struct Outcome {
+    pub(crate) status: RunStatus,
+    pub(crate) summary: Option<String>,
+    pub(crate) error: Option<String>,
+    pub(crate) error_kind: Option<String>,
+    pub(crate) cvm_result: Option<String>,
+    pub(crate) duration_ms: i64,
+    pub(crate) assets: i64,
+    pub(crate) open_vulnerabilities: i64,
+    pub(crate) rows_read: i64,
+    pub(crate) api_calls: i64,
+    pub(crate) throttled: i64,
 }
 
 /// A log line of a run.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
-pub struct LogRow {
-    pub at: i64,
-    pub level: String,
-    pub message: String,
+pub(crate) struct LogRow {
+    pub(crate) at: i64,
+    pub(crate) level: String,
+    pub(crate) message: String,
 }
 
 /// A KDI file of a run, without its content.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct FileRow {
-    pub run_id: String,
-    pub name: String,
-    pub bytes: i64,
+pub(crate) struct FileRow {
+    pub(crate) run_id: String,
+    pub(crate) name: String,
+    pub(crate) bytes: i64,
 }
 
 /// A stored API token (its hash).
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct TokenRow {
-    pub id: String,
-    pub name: String,
-    pub role: String,
-    pub created_at: i64,
+pub(crate) struct TokenRow {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) role: String,
+    pub(crate) created_at: i64,
 }
 
 /// Per connector and status: how many runs, and what they added up to.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct RunTotals {
-    pub connector_id: String,
-    pub connector_name: String,
-    pub status: String,
-    pub runs: i64,
-    pub duration_ms: Option<i64>,
-    pub rows_read: Option<i64>,
-    pub api_calls: Option<i64>,
-    pub throttled: Option<i64>,
+pub(crate) struct RunTotals {
+    pub(crate) connector_id: String,
+    pub(crate) connector_name: String,
+    pub(crate) status: String,
+    pub(crate) runs: i64,
+    pub(crate) duration_ms: Option<i64>,
+    pub(crate) rows_read: Option<i64>,
+    pub(crate) api_calls: Option<i64>,
+    pub(crate) throttled: Option<i64>,
 }
 
 /// Whether a statement failed on a uniqueness rule (a second active run, a name taken).
@@ -177,7 +177,7 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 }
 
 /// An insert that may meet a uniqueness rule.
-pub enum Inserted {
+pub(crate) enum Inserted {
     /// Inserted.
     Yes,
     /// A row with the same unique value exists.
@@ -186,7 +186,7 @@ pub enum Inserted {
 
 impl Db {
     /// Connects: `sqlite://PATH` (created if missing) or `postgres://...`.
-    pub async fn connect(url: &str) -> Result<Db> {
+    pub(crate) async fn connect(url: &str) -> Result<Db> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
                 .max_connections(10)
@@ -215,7 +215,7 @@ impl Db {
 
     /// Creates or updates the schema (the same migrations for both databases; their
     /// table is named for this service, apart from the job engine's).
-    pub async fn migrate(&self) -> Result<()> {
+    pub(crate) async fn migrate(&self) -> Result<()> {
         let mut migrator = sqlx::migrate!("./migrations");
         migrator.dangerous_set_table_name("connector_host_migrations");
         on_db!(self, pool => migrator.run(pool).await).context("cannot create or update the database schema")
@@ -223,12 +223,12 @@ impl Db {
 
     // --- meta ---
 
-    pub async fn meta(&self, key: &str) -> Result<Option<String>> {
+    pub(crate) async fn meta(&self, key: &str) -> Result<Option<String>> {
         let q = "SELECT value FROM meta WHERE key = $1";
         Ok(on_db!(self, p => sqlx::query_scalar(q).bind(key).fetch_optional(p).await)?)
     }
 
-    pub async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+    pub(crate) async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
         let q = "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value";
         on_db!(self, p => sqlx::query(q).bind(key).bind(value).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(())
@@ -236,35 +236,35 @@ impl Db {
 
     // --- tokens ---
 
-    pub async fn insert_token(&self, id: &str, name: &str, role: &str, hash: &str) -> Result<()> {
+    pub(crate) async fn insert_token(&self, id: &str, name: &str, role: &str, hash: &str) -> Result<()> {
         let q = "INSERT INTO tokens (id, name, role, hash, created_at) VALUES ($1, $2, $3, $4, $5)";
         on_db!(self, p => sqlx::query(q).bind(id).bind(name).bind(role).bind(hash).bind(now_ms()).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
-    pub async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>> {
+    pub(crate) async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>> {
         let q = "SELECT id, name, role, created_at FROM tokens WHERE hash = $1";
         Ok(on_db!(self, p => sqlx::query_as(q).bind(hash).fetch_optional(p).await)?)
     }
 
-    pub async fn tokens(&self) -> Result<Vec<TokenRow>> {
+    pub(crate) async fn tokens(&self) -> Result<Vec<TokenRow>> {
         let q = "SELECT id, name, role, created_at FROM tokens ORDER BY created_at";
         Ok(on_db!(self, p => sqlx::query_as(q).fetch_all(p).await)?)
     }
 
-    pub async fn count_admin_tokens(&self) -> Result<i64> {
+    pub(crate) async fn count_admin_tokens(&self) -> Result<i64> {
         let q = "SELECT COUNT(*) FROM tokens WHERE role = 'admin'";
         Ok(on_db!(self, p => sqlx::query_scalar(q).fetch_one(p).await)?)
     }
 
-    pub async fn delete_token(&self, id: &str) -> Result<bool> {
+    pub(crate) async fn delete_token(&self, id: &str) -> Result<bool> {
         let done = on_db!(self, p => sqlx::query("DELETE FROM tokens WHERE id = $1").bind(id).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(done > 0)
     }
 
     // --- plugins ---
 
-    pub async fn upsert_plugin(&self, row: &PluginRow) -> Result<()> {
+    pub(crate) async fn upsert_plugin(&self, row: &PluginRow) -> Result<()> {
         let q = "INSERT INTO plugins (id, name, version, contract, description, scanner_type, fields, egress, content_hash, file_name, loaded_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                  ON CONFLICT (id) DO UPDATE SET name = excluded.name, version = excluded.version, contract = excluded.contract,
@@ -279,12 +279,12 @@ impl Db {
         Ok(())
     }
 
-    pub async fn plugins(&self) -> Result<Vec<PluginRow>> {
+    pub(crate) async fn plugins(&self) -> Result<Vec<PluginRow>> {
         let q = "SELECT id, name, version, contract, description, scanner_type, fields, egress, content_hash, file_name FROM plugins ORDER BY name";
         Ok(on_db!(self, p => sqlx::query_as(q).fetch_all(p).await)?)
     }
 
-    pub async fn plugin(&self, id: &str) -> Result<Option<PluginRow>> {
+    pub(crate) async fn plugin(&self, id: &str) -> Result<Option<PluginRow>> {
         let q = "SELECT id, name, version, contract, description, scanner_type, fields, egress, content_hash, file_name FROM plugins WHERE id = $1";
         Ok(on_db!(self, p => sqlx::query_as(q).bind(id).fetch_optional(p).await)?)
     }
@@ -294,7 +294,7 @@ impl Db {
     const CONNECTOR_COLUMNS: &'static str = "id, plugin_id, name, settings, secrets, cvm, schedule, next_due_at, enabled, trust, trusted_version, paused_reason, created_at, updated_at, baseline_days";
 
     /// Inserts a connector, or reports that its name is taken.
-    pub async fn insert_connector(&self, c: &ConnectorRow) -> Result<Inserted> {
+    pub(crate) async fn insert_connector(&self, c: &ConnectorRow) -> Result<Inserted> {
         let q = format!(
             "INSERT INTO connectors ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
             Self::CONNECTOR_COLUMNS
@@ -312,7 +312,7 @@ impl Db {
     }
 
     /// Replaces a connector's stored values, or reports that its new name is taken.
-    pub async fn update_connector(&self, c: &ConnectorRow) -> Result<Inserted> {
+    pub(crate) async fn update_connector(&self, c: &ConnectorRow) -> Result<Inserted> {
         let q =
             "UPDATE connectors SET name = $2, settings = $3, secrets = $4, cvm = $5, schedule = $6, next_due_at = $7,
                    enabled = $8, trust = $9, trusted_version = $10, paused_reason = $11, updated_at = $12,
@@ -329,30 +329,30 @@ impl Db {
         }
     }
 
-    pub async fn connectors(&self) -> Result<Vec<ConnectorRow>> {
+    pub(crate) async fn connectors(&self) -> Result<Vec<ConnectorRow>> {
         let q = format!("SELECT {} FROM connectors ORDER BY name", Self::CONNECTOR_COLUMNS);
         Ok(on_db!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(q.as_str())).fetch_all(p).await)?)
     }
 
-    pub async fn connector(&self, id: &str) -> Result<Option<ConnectorRow>> {
+    pub(crate) async fn connector(&self, id: &str) -> Result<Option<ConnectorRow>> {
         let q = format!("SELECT {} FROM connectors WHERE id = $1", Self::CONNECTOR_COLUMNS);
         Ok(on_db!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(q.as_str())).bind(id).fetch_optional(p).await)?)
     }
 
-    pub async fn delete_connector(&self, id: &str) -> Result<bool> {
+    pub(crate) async fn delete_connector(&self, id: &str) -> Result<bool> {
         let done = on_db!(self, p => sqlx::query("DELETE FROM connectors WHERE id = $1").bind(id).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(done > 0)
     }
 
     /// Pauses a connector until an admin approves what its plugin now asks for.
-    pub async fn pause_connector(&self, id: &str, reason: &str) -> Result<()> {
+    pub(crate) async fn pause_connector(&self, id: &str, reason: &str) -> Result<()> {
         let q = "UPDATE connectors SET paused_reason = $2, updated_at = $3 WHERE id = $1";
         on_db!(self, p => sqlx::query(q).bind(id).bind(reason).bind(now_ms()).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
     /// Enabled, unpaused, scheduled connectors due at `now`.
-    pub async fn due_connectors(&self, now: i64) -> Result<Vec<ConnectorRow>> {
+    pub(crate) async fn due_connectors(&self, now: i64) -> Result<Vec<ConnectorRow>> {
         let q = format!(
             "SELECT {} FROM connectors WHERE enabled = 1 AND paused_reason IS NULL AND next_due_at IS NOT NULL AND next_due_at <= $1",
             Self::CONNECTOR_COLUMNS
@@ -362,7 +362,7 @@ impl Db {
 
     /// Brings a connector's next run forward to `at` (a retry), unless it is due
     /// sooner already.
-    pub async fn due_by(&self, id: &str, at: i64) -> Result<()> {
+    pub(crate) async fn due_by(&self, id: &str, at: i64) -> Result<()> {
         let q = "UPDATE connectors SET next_due_at = $2 WHERE id = $1 AND (next_due_at IS NULL OR next_due_at > $2)";
         on_db!(self, p => sqlx::query(q).bind(id).bind(at).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(())
@@ -370,7 +370,7 @@ impl Db {
 
     /// Moves a connector's next due time from `old` to `new`; false when another
     /// scheduler moved it first (that one starts the run).
-    pub async fn advance_schedule(&self, id: &str, old: i64, new: Option<i64>) -> Result<bool> {
+    pub(crate) async fn advance_schedule(&self, id: &str, old: i64, new: Option<i64>) -> Result<bool> {
         let q = "UPDATE connectors SET next_due_at = $3 WHERE id = $1 AND next_due_at = $2";
         let done =
             on_db!(self, p => sqlx::query(q).bind(id).bind(old).bind(new).execute(p).await.map(|r| r.rows_affected()))?;
@@ -382,7 +382,7 @@ impl Db {
     const RUN_COLUMNS: &'static str = "id, connector_id, triggered_by, status, queued_at, started_at, finished_at, worker, attempt, delivery_started, progress, summary, error, error_kind, cvm_result, duration_ms, assets, open_vulnerabilities";
 
     /// Queues a run, or reports that the connector has one queued or running.
-    pub async fn insert_run(&self, id: &str, connector_id: &str, triggered_by: &str) -> Result<Inserted> {
+    pub(crate) async fn insert_run(&self, id: &str, connector_id: &str, triggered_by: &str) -> Result<Inserted> {
         let q =
             "INSERT INTO runs (id, connector_id, triggered_by, status, queued_at, attempt, delivery_started, enqueued)
                  VALUES ($1, $2, $3, 'queued', $4, 0, 0, 0)";
@@ -394,20 +394,20 @@ impl Db {
         }
     }
 
-    pub async fn mark_enqueued(&self, id: &str) -> Result<()> {
+    pub(crate) async fn mark_enqueued(&self, id: &str) -> Result<()> {
         on_db!(self, p => sqlx::query("UPDATE runs SET enqueued = 1 WHERE id = $1").bind(id).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
     /// Queued runs whose job was never handed to the job engine (the process stopped
     /// in between), older than `before`.
-    pub async fn runs_not_enqueued(&self, before: i64) -> Result<Vec<String>> {
+    pub(crate) async fn runs_not_enqueued(&self, before: i64) -> Result<Vec<String>> {
         let q = "SELECT id FROM runs WHERE status = 'queued' AND enqueued = 0 AND queued_at < $1";
         Ok(on_db!(self, p => sqlx::query_scalar(q).bind(before).fetch_all(p).await)?)
     }
 
     /// Runs running since before `started_before`, or queued since before `queued_before`.
-    pub async fn old_active_runs(&self, started_before: i64, queued_before: i64) -> Result<Vec<RunRow>> {
+    pub(crate) async fn old_active_runs(&self, started_before: i64, queued_before: i64) -> Result<Vec<RunRow>> {
         let q = format!(
             "SELECT {} FROM runs WHERE (status = 'running' AND started_at < $1) OR (status = 'queued' AND queued_at < $2)",
             Self::RUN_COLUMNS
@@ -417,18 +417,18 @@ impl Db {
         )
     }
 
-    pub async fn active_run(&self, connector_id: &str) -> Result<Option<String>> {
+    pub(crate) async fn active_run(&self, connector_id: &str) -> Result<Option<String>> {
         let q = "SELECT id FROM runs WHERE connector_id = $1 AND status IN ('queued', 'running')";
         Ok(on_db!(self, p => sqlx::query_scalar(q).bind(connector_id).fetch_optional(p).await)?)
     }
 
-    pub async fn run(&self, id: &str) -> Result<Option<RunRow>> {
+    pub(crate) async fn run(&self, id: &str) -> Result<Option<RunRow>> {
         let q = format!("SELECT {} FROM runs WHERE id = $1", Self::RUN_COLUMNS);
         Ok(on_db!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(q.as_str())).bind(id).fetch_optional(p).await)?)
     }
 
     /// Runs, newest first; of one connector when given.
-    pub async fn runs(&self, connector_id: Option<&str>, limit: i64) -> Result<Vec<RunRow>> {
+    pub(crate) async fn runs(&self, connector_id: Option<&str>, limit: i64) -> Result<Vec<RunRow>> {
         let q = format!(
             // The CAST tells PostgreSQL the type of a parameter compared with NULL;
             // SQLite reads it the same.
@@ -441,7 +441,7 @@ impl Db {
     }
 
     /// The latest run of every connector that has one, in one query.
-    pub async fn last_runs(&self) -> Result<Vec<RunRow>> {
+    pub(crate) async fn last_runs(&self) -> Result<Vec<RunRow>> {
         let q = format!(
             "SELECT {} FROM runs r WHERE queued_at = (SELECT MAX(l.queued_at) FROM runs l WHERE l.connector_id = r.connector_id)
              ORDER BY queued_at DESC, id DESC",
@@ -452,7 +452,7 @@ impl Db {
 
     /// Claims a queued run for `worker`; returns the attempt number, or `None` when
     /// the run is not queued (another worker has it, or it ended).
-    pub async fn claim_run(&self, id: &str, worker: &str) -> Result<Option<i64>> {
+    pub(crate) async fn claim_run(&self, id: &str, worker: &str) -> Result<Option<i64>> {
         let q = "UPDATE runs SET status = 'running', worker = $2, started_at = $3, attempt = attempt + 1
                  WHERE id = $1 AND status = 'queued' RETURNING attempt";
         Ok(on_db!(self, p => sqlx::query_scalar(q).bind(id).bind(worker).bind(now_ms()).fetch_optional(p).await)?)
@@ -460,7 +460,7 @@ impl Db {
 
     /// Takes over a run whose worker was declared lost by the job engine, if it is
     /// still as that worker left it.
-    pub async fn take_over_run(
+    pub(crate) async fn take_over_run(
         &self,
         id: &str,
         worker: &str,
@@ -475,19 +475,19 @@ impl Db {
     }
 
     /// Records that delivery to CVM begins: from here on, the run is never repeated.
-    pub async fn mark_delivery_started(&self, id: &str, worker: &str, attempt: i64) -> Result<bool> {
+    pub(crate) async fn mark_delivery_started(&self, id: &str, worker: &str, attempt: i64) -> Result<bool> {
         let q = "UPDATE runs SET delivery_started = 1 WHERE id = $1 AND worker = $2 AND attempt = $3 AND status = 'running'";
         let done = on_db!(self, p => sqlx::query(q).bind(id).bind(worker).bind(attempt).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(done == 1)
     }
 
-    pub async fn set_progress(&self, id: &str, progress: &str) -> Result<()> {
+    pub(crate) async fn set_progress(&self, id: &str, progress: &str) -> Result<()> {
         on_db!(self, p => sqlx::query("UPDATE runs SET progress = $2 WHERE id = $1 AND status = 'running'").bind(id).bind(progress).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
     /// Ends a run held by `worker` in `attempt`; false when it no longer holds it.
-    pub async fn finish_run(&self, id: &str, worker: Option<(&str, i64)>, o: &Outcome) -> Result<bool> {
+    pub(crate) async fn finish_run(&self, id: &str, worker: Option<(&str, i64)>, o: &Outcome) -> Result<bool> {
         let q = "UPDATE runs SET status = $2, finished_at = $3, summary = $4, error = $5, cvm_result = $6, duration_ms = $7,
                    assets = $8, open_vulnerabilities = $9, rows_read = $10, api_calls = $11, throttled = $12, error_kind = $15
                  WHERE id = $1 AND status IN ('queued', 'running') AND ($13 = '' OR (worker = $13 AND attempt = $14))";
@@ -503,7 +503,7 @@ impl Db {
     // --- logs and files ---
 
     /// Appends lines after those stored, in one transaction.
-    pub async fn append_logs(&self, run_id: &str, lines: &[LogRow]) -> Result<()> {
+    pub(crate) async fn append_logs(&self, run_id: &str, lines: &[LogRow]) -> Result<()> {
         let next = "SELECT COALESCE(MAX(seq) + 1, 0) FROM run_logs WHERE run_id = $1";
         let insert = "INSERT INTO run_logs (run_id, seq, at, level, message) VALUES ($1, $2, $3, $4, $5)";
         on_db!(self, p => {
@@ -518,13 +518,13 @@ impl Db {
         Ok(())
     }
 
-    pub async fn logs(&self, run_id: &str) -> Result<Vec<LogRow>> {
+    pub(crate) async fn logs(&self, run_id: &str) -> Result<Vec<LogRow>> {
         let q = "SELECT at, level, message FROM run_logs WHERE run_id = $1 ORDER BY seq";
         Ok(on_db!(self, p => sqlx::query_as(q).bind(run_id).fetch_all(p).await)?)
     }
 
     /// Stores a KDI file, gzipped by [`pack`]; `bytes` is its unpacked size.
-    pub async fn insert_file(
+    pub(crate) async fn insert_file(
         &self,
         run_id: &str,
         name: &str,
@@ -537,13 +537,13 @@ impl Db {
         Ok(())
     }
 
-    pub async fn files(&self, run_id: &str) -> Result<Vec<FileRow>> {
+    pub(crate) async fn files(&self, run_id: &str) -> Result<Vec<FileRow>> {
         let q = "SELECT run_id, name, bytes FROM run_files WHERE run_id = $1 ORDER BY name";
         Ok(on_db!(self, p => sqlx::query_as(q).bind(run_id).fetch_all(p).await)?)
     }
 
     /// The files of the runs [`Db::runs`] lists for the same arguments, in one query.
-    pub async fn files_of_runs(&self, connector_id: Option<&str>, limit: i64) -> Result<Vec<FileRow>> {
+    pub(crate) async fn files_of_runs(&self, connector_id: Option<&str>, limit: i64) -> Result<Vec<FileRow>> {
         let q = "SELECT f.run_id, f.name, f.bytes FROM run_files f
                  JOIN (SELECT id FROM runs WHERE (CAST($1 AS TEXT) IS NULL OR connector_id = $1)
                        ORDER BY queued_at DESC, id DESC LIMIT $2) r ON f.run_id = r.id
@@ -552,13 +552,13 @@ impl Db {
     }
 
     /// A run's file as stored: gzipped (a tenth of its size or less).
-    pub async fn file_gzipped(&self, run_id: &str, name: &str) -> Result<Option<Vec<u8>>> {
+    pub(crate) async fn file_gzipped(&self, run_id: &str, name: &str) -> Result<Option<Vec<u8>>> {
         let q = "SELECT content FROM run_files WHERE run_id = $1 AND name = $2";
         Ok(on_db!(self, p => sqlx::query_scalar(q).bind(run_id).bind(name).fetch_optional(p).await)?)
     }
 
     /// Deletes files past their retention; how many.
-    pub async fn expire_files(&self, now: i64) -> Result<u64> {
+    pub(crate) async fn expire_files(&self, now: i64) -> Result<u64> {
         Ok(
             on_db!(self, p => sqlx::query("DELETE FROM run_files WHERE expires_at < $1").bind(now).execute(p).await.map(|r| r.rows_affected()))?,
         )
@@ -566,13 +566,13 @@ impl Db {
 
     // --- checkpoints ---
 
-    pub async fn checkpoint(&self, connector_id: &str) -> Result<Option<CheckpointRow>> {
+    pub(crate) async fn checkpoint(&self, connector_id: &str) -> Result<Option<CheckpointRow>> {
         let q = "SELECT state, state_from, last_baseline FROM checkpoints WHERE connector_id = $1";
         Ok(on_db!(self, p => sqlx::query_as(q).bind(connector_id).fetch_optional(p).await)?)
     }
 
     /// Commits a delivered run's checkpoint.
-    pub async fn set_checkpoint(&self, connector_id: &str, c: &CheckpointRow) -> Result<()> {
+    pub(crate) async fn set_checkpoint(&self, connector_id: &str, c: &CheckpointRow) -> Result<()> {
         let q = "INSERT INTO checkpoints (connector_id, state, state_from, last_baseline, updated_at) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (connector_id) DO UPDATE SET state = excluded.state, state_from = excluded.state_from,
                    last_baseline = excluded.last_baseline, updated_at = excluded.updated_at";
@@ -582,7 +582,7 @@ impl Db {
     }
 
     /// Forgets a connector's checkpoint: its next run is a baseline.
-    pub async fn clear_checkpoint(&self, connector_id: &str) -> Result<()> {
+    pub(crate) async fn clear_checkpoint(&self, connector_id: &str) -> Result<()> {
         on_db!(self, p => sqlx::query("DELETE FROM checkpoints WHERE connector_id = $1").bind(connector_id)
             .execute(p).await.map(|r| r.rows_affected()))?;
         Ok(())
@@ -590,12 +590,12 @@ impl Db {
 
     // --- baselines ---
 
-    pub async fn baseline(&self, key: &str) -> Result<Option<String>> {
+    pub(crate) async fn baseline(&self, key: &str) -> Result<Option<String>> {
         let q = "SELECT body FROM baselines WHERE instance_key = $1";
         Ok(on_db!(self, p => sqlx::query_scalar(q).bind(key).fetch_optional(p).await)?)
     }
 
-    pub async fn set_baseline(&self, key: &str, body: &str) -> Result<()> {
+    pub(crate) async fn set_baseline(&self, key: &str, body: &str) -> Result<()> {
         let q = "INSERT INTO baselines (instance_key, body, updated_at) VALUES ($1, $2, $3)
                  ON CONFLICT (instance_key) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at";
         on_db!(self, p => sqlx::query(q).bind(key).bind(body).bind(now_ms()).execute(p).await.map(|r| r.rows_affected()))?;
@@ -604,7 +604,7 @@ impl Db {
 
     // --- metrics ---
 
-    pub async fn run_totals(&self) -> Result<Vec<RunTotals>> {
+    pub(crate) async fn run_totals(&self) -> Result<Vec<RunTotals>> {
         let q = "SELECT r.connector_id, c.name AS connector_name, r.status, COUNT(*) AS runs,
                    CAST(SUM(r.duration_ms) AS BIGINT) AS duration_ms, CAST(SUM(r.rows_read) AS BIGINT) AS rows_read,
                    CAST(SUM(r.api_calls) AS BIGINT) AS api_calls, CAST(SUM(r.throttled) AS BIGINT) AS throttled
@@ -616,7 +616,7 @@ impl Db {
 
 /// A file as the database keeps it: gzipped (a demo KDI file of 12.4 MB packs into 1.8 MB). CPU
 /// work: call it off the async runtime.
-pub fn pack(content: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn pack(content: &[u8]) -> Result<Vec<u8>> {
     use std::io::Write;
     let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(content.len() / 8), flate2::Compression::fast());
     gz.write_all(content)?;
@@ -624,7 +624,7 @@ pub fn pack(content: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// A database URL without its password, for messages.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) if parsed.password().is_some() => {
             parsed.set_password(Some("****")).ok();

@@ -14,28 +14,28 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// A connector's pinned approval.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Trust {
+pub(crate) struct Trust {
     /// SHA-256 of the plugin file approved; empty in an approval from before pinning.
     #[serde(default)]
-    pub plugin_hash: String,
+    pub(crate) plugin_hash: String,
     /// Each field's kind (`secret`, `host`, `text`...).
     #[serde(default)]
-    pub fields: BTreeMap<String, String>,
+    pub(crate) fields: BTreeMap<String, String>,
     /// Each host field's effective value: the connector's, else the plugin's default.
     #[serde(default)]
-    pub hosts: BTreeMap<String, String>,
+    pub(crate) hosts: BTreeMap<String, String>,
     /// Declared egress origins (patterns as declared, `{host}` placeholders included).
-    pub egress: BTreeSet<String>,
+    pub(crate) egress: BTreeSet<String>,
     /// For each secret field, the origins it may be sent to.
-    pub secrets: BTreeMap<String, BTreeSet<String>>,
+    pub(crate) secrets: BTreeMap<String, BTreeSet<String>>,
     /// The origins a contract 0.2 plugin derived at `configure`.
     #[serde(default)]
-    pub derived: BTreeSet<String>,
+    pub(crate) derived: BTreeSet<String>,
 }
 
 impl Trust {
     /// What saving or approving a connector of `plugin` with `settings` agrees to.
-    pub fn pin(plugin: &Plugin, settings: &BTreeMap<String, String>, derived: &[String]) -> Trust {
+    pub(crate) fn pin(plugin: &Plugin, settings: &BTreeMap<String, String>, derived: &[String]) -> Trust {
         let info = &plugin.info;
         Trust {
             plugin_hash: plugin.sha256.clone(),
@@ -58,7 +58,7 @@ impl Trust {
     }
 
     /// How `now` differs from this approval, one line each; empty when it does not.
-    pub fn changes_to(&self, now: &Trust) -> Vec<String> {
+    pub(crate) fn changes_to(&self, now: &Trust) -> Vec<String> {
         let mut changes = Vec::new();
         if self.plugin_hash.is_empty() {
             changes.push(format!(
@@ -112,7 +112,7 @@ impl Trust {
 }
 
 /// A field's value as a run uses it: the connector's, else the plugin's default.
-pub fn effective_value(
+pub(crate) fn effective_value(
     field: &connector_host::types::ConfigField,
     settings: &BTreeMap<String, String>,
 ) -> Option<String> {
@@ -124,14 +124,14 @@ fn short(hash: &str) -> &str {
 }
 
 /// The approval a connector keeps.
-pub fn approved(connector: &ConnectorRow) -> Result<Trust> {
+pub(crate) fn approved(connector: &ConnectorRow) -> Result<Trust> {
     serde_json::from_str(&connector.trust).context("a connector's approval record is damaged")
 }
 
 /// How the installed `plugin`, with the connector's stored settings, differs from
 /// what an admin approved. The derived origins of a 0.2 plugin are checked when it
 /// derives them (`SessionOptions::approved_derived`), so the approved ones count here.
-pub fn changes(connector: &ConnectorRow, plugin: &Plugin) -> Result<Vec<String>> {
+pub(crate) fn changes(connector: &ConnectorRow, plugin: &Plugin) -> Result<Vec<String>> {
     let approved = approved(connector)?;
     let settings: BTreeMap<String, String> =
         serde_json::from_str(&connector.settings).context("a connector's settings are damaged")?;
@@ -141,7 +141,7 @@ pub fn changes(connector: &ConnectorRow, plugin: &Plugin) -> Result<Vec<String>>
 
 /// Why a connector must wait for an admin, naming each change; `None` when the
 /// installed plugin is what was approved.
-pub fn pause_reason(connector: &ConnectorRow, plugin: &Plugin) -> Result<Option<String>> {
+pub(crate) fn pause_reason(connector: &ConnectorRow, plugin: &Plugin) -> Result<Option<String>> {
     let changes = changes(connector, plugin)?;
     if changes.is_empty() {
         return Ok(None);
@@ -150,7 +150,7 @@ pub fn pause_reason(connector: &ConnectorRow, plugin: &Plugin) -> Result<Option<
 }
 
 /// The text of a pause: what changed, and what to do.
-pub fn reason(connector: &ConnectorRow, plugin: &Plugin, changes: &[String]) -> String {
+pub(crate) fn reason(connector: &ConnectorRow, plugin: &Plugin, changes: &[String]) -> String {
     format!(
         "paused: plugin {} {} differs from what an admin approved ({}): {}; an admin must approve it (POST /api/connectors/{}/approve)",
         plugin.info.id,

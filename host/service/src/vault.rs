@@ -14,13 +14,13 @@ use std::path::{Path, PathBuf};
 /// The environment variable that holds the key (base64 of 32 bytes).
 pub const KEY_ENV: &str = "CONNECTOR_HOST_SECRET_KEY";
 /// The key file's name in the state directory.
-pub const KEY_FILE: &str = "secret.key";
+pub(crate) const KEY_FILE: &str = "secret.key";
 /// What the database keeps sealed to recognise its key.
 const CANARY: &str = "connector-host secret key check";
 
 /// Seals and opens secret values.
 #[derive(Clone)]
-pub struct Vault {
+pub(crate) struct Vault {
     cipher: XChaCha20Poly1305,
     /// Where the key came from, for messages (never the key).
     source: String,
@@ -33,7 +33,7 @@ impl std::fmt::Debug for Vault {
 }
 
 /// Where a key is looked for.
-pub enum KeySource {
+pub(crate) enum KeySource {
     /// The environment variable's value.
     Env(String),
     /// The key file (created when missing and `create` is true).
@@ -47,7 +47,7 @@ pub enum KeySource {
 
 impl KeySource {
     /// The key from the environment when set, else the state directory's key file.
-    pub fn find(state_dir: &Path, env: Option<String>, database_has_secrets: bool) -> KeySource {
+    pub(crate) fn find(state_dir: &Path, env: Option<String>, database_has_secrets: bool) -> KeySource {
         match env {
             Some(value) => KeySource::Env(value),
             None => KeySource::File { path: state_dir.join(KEY_FILE), create: !database_has_secrets },
@@ -57,7 +57,7 @@ impl KeySource {
 
 impl Vault {
     /// Opens the key: the environment's, the key file's, or a new key file.
-    pub fn open(source: KeySource) -> Result<Vault> {
+    pub(crate) fn open(source: KeySource) -> Result<Vault> {
         let (text, source) = match source {
             KeySource::Env(value) => (value, format!("the environment variable {KEY_ENV}")),
             KeySource::File { path, create } => {
@@ -86,14 +86,14 @@ impl Vault {
     }
 
     /// Seals a value: base64 of a random 24-byte nonce and the ciphertext.
-    pub fn seal(&self, plain: &str) -> Result<String> {
+    pub(crate) fn seal(&self, plain: &str) -> Result<String> {
         self.seal_for(plain, "")
     }
 
     /// Seals a value bound to `context` (associated data, such as a connector's id
     /// and a field's key): it opens only for the same context, so a sealed value
     /// copied to another connector or field in the database does not open there.
-    pub fn seal_for(&self, plain: &str, context: &str) -> Result<String> {
+    pub(crate) fn seal_for(&self, plain: &str, context: &str) -> Result<String> {
         let mut nonce = [0u8; 24];
         getrandom::fill(&mut nonce).map_err(|e| anyhow!("no randomness for a nonce: {e}"))?;
         let payload = Payload { msg: plain.as_bytes(), aad: context.as_bytes() };
@@ -105,12 +105,12 @@ impl Vault {
     }
 
     /// Opens a sealed value.
-    pub fn open_sealed(&self, sealed: &str) -> Result<String> {
+    pub(crate) fn open_sealed(&self, sealed: &str) -> Result<String> {
         self.open_for(sealed, "")
     }
 
     /// Opens a value sealed for `context`.
-    pub fn open_for(&self, sealed: &str, context: &str) -> Result<String> {
+    pub(crate) fn open_for(&self, sealed: &str, context: &str) -> Result<String> {
         let bytes = B64.decode(sealed).context("a sealed secret is not base64")?;
         if bytes.len() < 24 {
             bail!("a sealed secret is too short");
@@ -124,12 +124,12 @@ impl Vault {
     }
 
     /// A value to keep in the database to recognise this key later.
-    pub fn canary(&self) -> Result<String> {
+    pub(crate) fn canary(&self) -> Result<String> {
         self.seal(CANARY)
     }
 
     /// Refuses a key that did not seal the database's canary.
-    pub fn check_canary(&self, sealed: &str) -> Result<()> {
+    pub(crate) fn check_canary(&self, sealed: &str) -> Result<()> {
         match self.open_sealed(sealed) {
             Ok(text) if text == CANARY => Ok(()),
             _ => bail!(

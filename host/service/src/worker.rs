@@ -39,9 +39,9 @@ use tracing::{Dispatch, Instrument};
 
 /// The job: which run to execute.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct RunJob {
+pub(crate) struct RunJob {
     /// The run's id.
-    pub run: String,
+    pub(crate) run: String,
 }
 
 /// The job engine's queue name.
@@ -53,7 +53,7 @@ const POLL: Duration = Duration::from_millis(500);
 
 /// The queue on whichever database the service uses.
 #[derive(Clone)]
-pub enum Queue {
+pub(crate) enum Queue {
     /// apalis-sqlite, in a file beside the service's SQLite database.
     Sqlite(SqliteStorage<RunJob>),
     /// apalis-postgres, in the `apalis` schema of the service's database.
@@ -63,7 +63,7 @@ pub enum Queue {
 impl Queue {
     /// Opens the queue (creating its tables), with `lease`: how long a silent worker
     /// keeps its jobs before they go to another.
-    pub async fn open(db: &Db, sqlite_queue_url: Option<&str>, lease: Duration) -> Result<Queue> {
+    pub(crate) async fn open(db: &Db, sqlite_queue_url: Option<&str>, lease: Duration) -> Result<Queue> {
         // Heartbeat four times a lease: a worker is declared lost after four missed beats.
         let beat = (lease / 4).max(Duration::from_millis(250));
         match db {
@@ -96,7 +96,7 @@ impl Queue {
     }
 
     /// Hands a run to the workers.
-    pub async fn push(&self, run_id: &str) -> Result<()> {
+    pub(crate) async fn push(&self, run_id: &str) -> Result<()> {
         let job = RunJob { run: run_id.to_owned() };
         match self.clone() {
             Queue::Sqlite(mut storage) => storage.push(job).await.map_err(|e| anyhow!("{e}")),
@@ -107,22 +107,22 @@ impl Queue {
 }
 
 /// What every run of a worker shares.
-pub struct WorkerShared {
-    pub db: Db,
-    pub vault: Vault,
-    pub host: Arc<PluginHost>,
-    pub catalogue: Arc<Catalogue>,
+pub(crate) struct WorkerShared {
+    pub(crate) db: Db,
+    pub(crate) vault: Vault,
+    pub(crate) host: Arc<PluginHost>,
+    pub(crate) catalogue: Arc<Catalogue>,
     /// This worker's name (unique: host, process, random).
-    pub name: String,
-    pub allow_insecure_loopback: bool,
+    pub(crate) name: String,
+    pub(crate) allow_insecure_loopback: bool,
     /// How long KDI files are kept.
-    pub retention: Duration,
+    pub(crate) retention: Duration,
     /// Where runs write before their files go to the database.
-    pub scratch: PathBuf,
+    pub(crate) scratch: PathBuf,
 }
 
 /// A name for this worker process: host, process id and a random part.
-pub fn worker_name() -> String {
+pub(crate) fn worker_name() -> String {
     let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "host".into());
     let mut random = [0u8; 3];
     getrandom::fill(&mut random).ok();
@@ -131,7 +131,7 @@ pub fn worker_name() -> String {
 
 /// Runs a worker until `stop` resolves, at most `concurrency` runs at once. On stop
 /// it takes no new job, finishes the runs it holds, and returns.
-pub async fn run_worker(
+pub(crate) async fn run_worker(
     shared: Arc<WorkerShared>,
     queue: Queue,
     concurrency: usize,
@@ -530,7 +530,7 @@ fn progress_sink(db: Db, run_id: String, rt: Handle) -> EventSink {
 
 /// Queued runs whose job never reached the queue are queued again (the process
 /// stopped between the two); old files are deleted. Called now and then by `serve`.
-pub async fn reconcile(db: &Db, queue: &Queue) -> Result<()> {
+pub(crate) async fn reconcile(db: &Db, queue: &Queue) -> Result<()> {
     for run in db.runs_not_enqueued(now_ms() - 30_000).await? {
         queue.push(&run).await?;
         db.mark_enqueued(&run).await?;
@@ -553,7 +553,7 @@ const MARGIN: Duration = Duration::from_secs(30 * 60);
 /// a margin), or queued for a day. Otherwise such a run (its job lost or given up by
 /// the job engine) would hold its connector's one active slot, and no schedule would
 /// start it again. How many it ended.
-pub async fn reap(db: &Db, now: i64) -> Result<usize> {
+pub(crate) async fn reap(db: &Db, now: i64) -> Result<usize> {
     let run_limit = connector_host::config::SandboxLimits::default().run_time;
     let shortest = (run_limit + MARGIN).as_millis() as i64;
     let mut ended = 0;

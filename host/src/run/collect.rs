@@ -21,13 +21,13 @@ use std::thread::JoinHandle;
 
 /// The counter of asset reports merged into an earlier, different report of the same
 /// key (an identical report changes nothing and is not counted).
-pub const DUPLICATE_ASSETS: &str = "duplicate asset reports merged (latest last seen kept)";
+pub(crate) const DUPLICATE_ASSETS: &str = "duplicate asset reports merged (latest last seen kept)";
 
 /// The skip reason for assets CVM could not match: no locator at all.
-pub const NO_LOCATOR: &str = "asset without any locator (CVM cannot match it)";
+pub(crate) const NO_LOCATOR: &str = "asset without any locator (CVM cannot match it)";
 
 /// The skip reason for assets located by URL alone: CVM needs `application` with `url`.
-pub const URL_WITHOUT_APPLICATION: &str = "asset located by url without an application (CVM needs both)";
+pub(crate) const URL_WITHOUT_APPLICATION: &str = "asset located by url without an application (CVM needs both)";
 
 /// Why CVM would reject an asset's locators, if it would. Blank values count as absent.
 fn locator_problem(asset: &Asset) -> Option<&'static str> {
@@ -45,10 +45,10 @@ fn locator_problem(asset: &Asset) -> Option<&'static str> {
 
 /// The most distinct counter names (and as many skip reasons) a run keeps; a
 /// plugin that makes up more has the rest added under [`OTHER_NAMES`].
-pub const MAX_NAMES: usize = 1_000;
+pub(crate) const MAX_NAMES: usize = 1_000;
 
 /// Where counts under names past [`MAX_NAMES`] go.
-pub const OTHER_NAMES: &str = "other (the plugin used more names than the host keeps)";
+pub(crate) const OTHER_NAMES: &str = "other (the plugin used more names than the host keeps)";
 
 /// Adds to a named count: saturating (a plugin cannot wrap it around), and within
 /// [`MAX_NAMES`] names.
@@ -164,7 +164,7 @@ impl RunOutput {
 
     /// Takes the records collected so far: waits for the collector thread to take
     /// in everything sent to it. A later record starts a new collector.
-    pub fn take_collector(&self) -> Collector {
+    pub(crate) fn take_collector(&self) -> Collector {
         let Some(Worker { messages, thread }) = self.lock().worker.take() else {
             return Collector::default();
         };
@@ -219,7 +219,7 @@ impl Collector {
 
     /// A collector that keeps at most `bytes` of records (its temporary disk and
     /// memory together); past it, the run fails with the limit named. 0: no limit.
-    pub fn with_limit(mut self, bytes: u64) -> Self {
+    pub(crate) fn with_limit(mut self, bytes: u64) -> Self {
         self.limit_bytes = bytes;
         self
     }
@@ -306,19 +306,19 @@ impl Collector {
     }
 
     /// The first definition of an identifier is kept.
-    pub fn add_definitions(&mut self, definitions: Vec<VulnerabilityDefinition>) {
+    pub(crate) fn add_definitions(&mut self, definitions: Vec<VulnerabilityDefinition>) {
         for d in definitions {
             self.definitions.entry(d.identifier.clone()).or_insert(d);
         }
     }
 
     /// Adds to a counter of the plugin's.
-    pub fn count(&mut self, counter: String, delta: u64) {
+    pub(crate) fn count(&mut self, counter: String, delta: u64) {
         bump(&mut self.counters, counter, delta);
     }
 
     /// Counts records skipped for a reason.
-    pub fn skip(&mut self, reason: String, count: u64) {
+    pub(crate) fn skip(&mut self, reason: String, count: u64) {
         bump(&mut self.skipped, reason, count);
     }
 

@@ -31,19 +31,19 @@ pub const UNKNOWN_ASSET: &str = "vulnerability of an asset not in this run (e.g.
 
 /// One vulnerability after merging every report of it on an asset.
 #[derive(Clone, Debug, PartialEq)]
-pub struct MergedVulnerability {
-    pub identifier: String,
+pub(crate) struct MergedVulnerability {
+    pub(crate) identifier: String,
     /// The identifier's number in this run, for [`Catalog`] lookups without hashing.
-    pub identifier_id: u32,
-    pub score: u8,
-    pub found: Option<Datetime>,
-    pub last_seen: Option<Datetime>,
-    pub details: BTreeSet<String>,
+    pub(crate) identifier_id: u32,
+    pub(crate) score: u8,
+    pub(crate) found: Option<Datetime>,
+    pub(crate) last_seen: Option<Datetime>,
+    pub(crate) details: BTreeSet<String>,
     /// How many source reports were merged into this one.
-    pub reports: u64,
+    pub(crate) reports: u64,
     /// When it was fixed, if every report of it says fixed (the latest such time);
     /// `None`: open (one open report keeps it open, e.g. one product of two updated).
-    pub fixed: Option<Datetime>,
+    pub(crate) fixed: Option<Datetime>,
 }
 
 impl MergedVulnerability {
@@ -94,16 +94,16 @@ fn latest(a: Option<Datetime>, b: Option<Datetime>) -> Option<Datetime> {
 
 /// An asset and everything found on it, ready to write.
 #[derive(Clone, Debug)]
-pub struct JoinedAsset {
-    pub asset: Asset,
+pub(crate) struct JoinedAsset {
+    pub(crate) asset: Asset,
     /// Sorted by identifier.
-    pub vulnerabilities: Vec<MergedVulnerability>,
+    pub(crate) vulnerabilities: Vec<MergedVulnerability>,
 }
 
 /// What a run knows about each vulnerability identifier, by its number
 /// ([`MergedVulnerability::identifier_id`]): a writer looks definitions up per
 /// vulnerability, so these are vectors, not hash tables of strings.
-pub struct Catalog {
+pub(crate) struct Catalog {
     pub(super) identifiers: Interner,
     /// Each identifier's place in the sorted order of identifiers.
     pub(super) ranks: Vec<u32>,
@@ -113,22 +113,18 @@ pub struct Catalog {
 
 impl Catalog {
     /// How many identifiers the run has (numbers are below this).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.ranks.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.ranks.is_empty()
-    }
-
     /// The identifier's place in the sorted order of identifiers.
-    pub fn rank(&self, id: u32) -> u32 {
+    pub(crate) fn rank(&self, id: u32) -> u32 {
         self.ranks[id as usize]
     }
 
     /// The definition of an identifier; one is made up from the identifier when the
     /// plugin emitted none (a vulnerability still needs one).
-    pub fn definition(&self, id: u32) -> Cow<'_, VulnerabilityDefinition> {
+    pub(crate) fn definition(&self, id: u32) -> Cow<'_, VulnerabilityDefinition> {
         match &self.definitions[id as usize] {
             Some(d) => Cow::Borrowed(d),
             None => {
@@ -145,7 +141,7 @@ impl Catalog {
     }
 
     /// The name of an identifier's definition (the identifier when there is none).
-    pub fn definition_name(&self, id: u32) -> &str {
+    pub(crate) fn definition_name(&self, id: u32) -> &str {
         match &self.definitions[id as usize] {
             Some(d) => &d.name,
             None => self.identifiers.get(id),
@@ -219,19 +215,20 @@ const READ_AHEAD_ASSETS: usize = 64;
 pub struct Joined {
     pub(super) stream: AssetStream,
     /// Every identifier of the run, with its definition.
-    pub catalog: Arc<Catalog>,
+    pub(crate) catalog: Arc<Catalog>,
     /// The plugin's counters.
-    pub counters: BTreeMap<String, u64>,
+    pub(crate) counters: BTreeMap<String, u64>,
     /// Records skipped, by reason; complete once every asset was read (orphans are
     /// counted as they are passed).
-    pub skipped: BTreeMap<String, u64>,
+    pub(crate) skipped: BTreeMap<String, u64>,
     /// Vulnerability reports that went through a file on disk.
-    pub spilled: u64,
+    pub(crate) spilled: u64,
 }
 
 impl Joined {
     /// The next asset with its merged vulnerabilities, or `None` after the last.
-    pub fn next_asset(&mut self) -> Result<Option<JoinedAsset>> {
+    #[cfg(test)]
+    fn next_asset(&mut self) -> Result<Option<JoinedAsset>> {
         let next = self.stream.next_asset(&self.catalog)?;
         add_orphans(&mut self.skipped, std::mem::take(&mut self.stream.orphans));
         Ok(next)
@@ -239,8 +236,14 @@ impl Joined {
 
     /// The assets, merged on a `join` thread ahead of whoever reads them: the merge
     /// (reading sorted runs, decoding) and the writing then use both cores.
-    pub fn read_ahead(self) -> Result<JoinedAssets> {
+    pub(crate) fn read_ahead(self) -> Result<JoinedAssets> {
         let Joined { mut stream, catalog, counters, skipped, spilled } = self;
+        if spilled > 0 {
+            tracing::info!(
+                spilled,
+                "the run's vulnerability reports exceeded the memory buffer; {spilled} went through a file on disk"
+            );
+        }
         let (sender, assets) = sync_channel::<Result<JoinedAsset>>(READ_AHEAD_ASSETS);
         let shared = catalog.clone();
         let thread = std::thread::Builder::new()
@@ -257,11 +260,12 @@ impl Joined {
                 (stream.orphans, crate::limits::thread_cpu_time().saturating_sub(started))
             })
             .map_err(|e| anyhow::Error::from(e).context("cannot start the thread that joins the run's records"))?;
-        Ok(JoinedAssets { assets: Some(assets), thread: Some(thread), catalog, counters, skipped, spilled })
+        Ok(JoinedAssets { assets: Some(assets), thread: Some(thread), catalog, counters, skipped })
     }
 
-    /// Reads everything into memory (small runs and tests).
-    pub fn collect(mut self) -> Result<JoinedInMemory> {
+    /// Reads everything into memory (tests).
+    #[cfg(test)]
+    fn collect(mut self) -> Result<JoinedInMemory> {
         let mut assets = Vec::new();
         while let Some(asset) = self.next_asset()? {
             assets.push(asset);
@@ -283,31 +287,29 @@ fn add_orphans(skipped: &mut BTreeMap<String, u64>, orphans: u64) {
 }
 
 /// The joined assets of a run as a join thread hands them over ([`Joined::read_ahead`]).
-pub struct JoinedAssets {
+pub(crate) struct JoinedAssets {
     assets: Option<Receiver<Result<JoinedAsset>>>,
     thread: Option<JoinHandle<(u64, std::time::Duration)>>,
     /// Every identifier of the run, with its definition.
-    pub catalog: Arc<Catalog>,
+    pub(crate) catalog: Arc<Catalog>,
     counters: BTreeMap<String, u64>,
     skipped: BTreeMap<String, u64>,
-    /// Vulnerability reports that went through a file on disk.
-    pub spilled: u64,
 }
 
 /// What the join counted, once every asset was read.
 #[derive(Debug, Default)]
-pub struct JoinCounts {
+pub(crate) struct JoinCounts {
     /// The plugin's counters.
-    pub counters: BTreeMap<String, u64>,
+    pub(crate) counters: BTreeMap<String, u64>,
     /// Records skipped, by reason (vulnerabilities of assets not in the run included).
-    pub skipped: BTreeMap<String, u64>,
+    pub(crate) skipped: BTreeMap<String, u64>,
     /// CPU time the join thread spent merging.
-    pub cpu: std::time::Duration,
+    pub(crate) cpu: std::time::Duration,
 }
 
 impl JoinedAssets {
     /// The next asset with its merged vulnerabilities, or `None` after the last.
-    pub fn next(&mut self) -> Result<Option<JoinedAsset>> {
+    pub(crate) fn next(&mut self) -> Result<Option<JoinedAsset>> {
         match self.assets.as_ref().map(Receiver::recv) {
             Some(Ok(next)) => next.map(Some),
             _ => Ok(None),
@@ -315,7 +317,7 @@ impl JoinedAssets {
     }
 
     /// Stops the join thread and returns what it counted.
-    pub fn finish(mut self) -> Result<JoinCounts> {
+    pub(crate) fn finish(mut self) -> Result<JoinCounts> {
         let (orphans, cpu) = self.stop();
         let mut skipped = std::mem::take(&mut self.skipped);
         add_orphans(&mut skipped, orphans);
@@ -342,15 +344,16 @@ impl Drop for JoinedAssets {
     }
 }
 
-/// A joined run held in memory.
+/// A joined run held in memory (tests).
+#[cfg(test)]
 #[derive(Debug, Default)]
-pub struct JoinedInMemory {
+struct JoinedInMemory {
     /// Sorted by asset key.
-    pub assets: Vec<JoinedAsset>,
+    pub(crate) assets: Vec<JoinedAsset>,
     /// The definition of every identifier a vulnerability uses.
-    pub definitions: BTreeMap<String, VulnerabilityDefinition>,
-    pub counters: BTreeMap<String, u64>,
-    pub skipped: BTreeMap<String, u64>,
+    pub(crate) definitions: BTreeMap<String, VulnerabilityDefinition>,
+    pub(crate) counters: BTreeMap<String, u64>,
+    pub(crate) skipped: BTreeMap<String, u64>,
 }
 
 #[cfg(test)]

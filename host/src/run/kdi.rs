@@ -172,7 +172,7 @@ struct KdiVulnDef<'a> {
 }
 
 /// ISO 8601 UTC, e.g. `2024-05-01T10:00:00Z` (fractions kept when present).
-pub fn iso(t: &Datetime) -> String {
+pub(crate) fn iso(t: &Datetime) -> String {
     DateTime::<Utc>::from_timestamp(t.seconds, t.nanoseconds)
         .map(|d| d.to_rfc3339_opts(SecondsFormat::AutoSi, true))
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
@@ -182,15 +182,15 @@ pub fn iso(t: &Datetime) -> String {
 #[derive(Debug, Default, Clone)]
 pub struct Written {
     /// The files, in order, where they are now.
-    pub files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
     /// Assets written.
-    pub assets: usize,
+    pub(crate) assets: usize,
     /// Vulnerabilities written.
-    pub vulnerabilities: usize,
+    pub(crate) vulnerabilities: usize,
     /// Definitions written, counting each file's own.
-    pub definitions: usize,
+    pub(crate) definitions: usize,
     /// Files over the byte cap because a single asset is larger than the cap.
-    pub oversized_files: usize,
+    pub(crate) oversized_files: usize,
 }
 
 /// How to write.
@@ -227,7 +227,7 @@ pub const SCHEMA: &str = include_str!("../../schema/kdi-v2.schema.json");
 /// [`KdiWriter::finish`] moves them into place and then removes files of an earlier
 /// run. A writer dropped before `finish` (a failed run) removes its staging
 /// directory and leaves the earlier run's files untouched.
-pub struct KdiWriter {
+pub(crate) struct KdiWriter {
     dir: PathBuf,
     staging: PathBuf,
     options: WriteOptions,
@@ -247,7 +247,7 @@ pub struct KdiWriter {
 impl KdiWriter {
     /// Starts writing into `dir` (created if needed); `catalog` has the run's
     /// identifiers and their definitions.
-    pub fn create(dir: &Path, options: WriteOptions, catalog: Arc<Catalog>) -> Result<KdiWriter> {
+    pub(crate) fn create(dir: &Path, options: WriteOptions, catalog: Arc<Catalog>) -> Result<KdiWriter> {
         fs::create_dir_all(dir).with_context(|| format!("cannot create output directory {}", dir.display()))?;
         let staging = dir.join(format!(".staging-{}", std::process::id()));
         if staging.exists() {
@@ -286,7 +286,7 @@ impl KdiWriter {
 
     /// Adds an asset: to the open file if it has room for it and the definitions it
     /// adds; otherwise the file is closed and the asset starts the next one.
-    pub fn add(&mut self, asset: &JoinedAsset) -> Result<()> {
+    pub(crate) fn add(&mut self, asset: &JoinedAsset) -> Result<()> {
         self.asset_bytes.clear();
         let kdi = kdi_asset(asset, &self.definitions.catalog, &self.options.scanner_type, &self.run_started);
         serde_json::to_writer(&mut self.asset_bytes, &kdi)?;
@@ -312,7 +312,7 @@ impl KdiWriter {
 
     /// Closes the last file, waits until every file is on disk, moves them into
     /// place and removes the files of an earlier run.
-    pub fn finish(mut self) -> Result<Written> {
+    pub(crate) fn finish(mut self) -> Result<Written> {
         self.close_file()?;
         self.to_sync = None;
         if let Some(syncing) = self.syncing.take() {

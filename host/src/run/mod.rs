@@ -59,9 +59,9 @@ pub struct RunOptions {
 #[derive(Clone, Default)]
 pub struct Resume {
     /// `Incremental` asks for changes since `state`; the plugin may still run full.
-    pub mode: Mode,
+    pub(crate) mode: Mode,
     /// What the plugin's `finish` returned at the end of the last delivered run.
-    pub state: Option<Vec<u8>>,
+    pub(crate) state: Option<Vec<u8>>,
 }
 
 /// What a run covers: everything, or changes since the plugin's state.

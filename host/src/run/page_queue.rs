@@ -9,9 +9,9 @@ use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 /// How many bytes of pages may wait for the mapping (at least one page always may).
-pub const QUEUED_BYTES: usize = 16 << 20;
+pub(crate) const QUEUED_BYTES: usize = 16 << 20;
 
-pub struct PageQueue {
+pub(crate) struct PageQueue {
     state: Mutex<State>,
     changed: Condvar,
     limit: usize,
@@ -29,10 +29,10 @@ struct State {
 
 /// The mapper stopped taking pages.
 #[derive(Debug, PartialEq)]
-pub struct Abandoned;
+pub(crate) struct Abandoned;
 
 impl PageQueue {
-    pub fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize) -> Self {
         PageQueue { state: Mutex::default(), changed: Condvar::new(), limit }
     }
 
@@ -41,7 +41,7 @@ impl PageQueue {
     }
 
     /// Queues a page, waiting while the queue is full.
-    pub fn push(&self, page: Page) -> Result<(), Abandoned> {
+    pub(crate) fn push(&self, page: Page) -> Result<(), Abandoned> {
         let size = page.body.len();
         let mut state = self.lock();
         while !state.abandoned && !state.pages.is_empty() && state.bytes + size > self.limit {
@@ -58,7 +58,7 @@ impl PageQueue {
 
     /// The next page, waiting for one; `None` once the fetcher finished and every
     /// page was taken.
-    pub fn pop(&self) -> Option<Page> {
+    pub(crate) fn pop(&self) -> Option<Page> {
         let mut state = self.lock();
         loop {
             if let Some(page) = state.pages.pop_front() {
@@ -74,13 +74,13 @@ impl PageQueue {
     }
 
     /// The fetcher is done: `pop` returns what is left, then `None`.
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         self.lock().finished = true;
         self.changed.notify_all();
     }
 
     /// The mapper is done early: pending and future pushes fail, queued pages go.
-    pub fn abandon(&self) {
+    pub(crate) fn abandon(&self) {
         let mut state = self.lock();
         state.abandoned = true;
         state.pages.clear();

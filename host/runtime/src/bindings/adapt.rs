@@ -4,7 +4,7 @@
 //! what changed is written out in the line's own module.
 
 /// A value of one contract's type as the same value of another's.
-pub trait Adapt<T> {
+pub(crate) trait Adapt<T> {
     /// The converted value.
     fn adapt(self) -> T;
 }
@@ -33,7 +33,7 @@ impl Adapt<(String, String)> for (String, String) {
 }
 
 /// A record built from another line's record with the same fields.
-pub trait FromFields<T> {
+pub(crate) trait FromFields<T> {
     /// The record, field by field.
     fn from_fields(v: T) -> Self;
 }
@@ -75,7 +75,7 @@ macro_rules! cases {
 pub(crate) use cases;
 
 /// An older line's call result as the current types.
-pub trait AdaptResult<T> {
+pub(crate) trait AdaptResult<T> {
     /// The result, converted.
     fn adapt_result(self) -> T;
 }

@@ -34,7 +34,7 @@ pub(crate) enum Pre {
 
 impl Pre {
     /// The plugin's exports typed for its line.
-    pub fn new(line: Line, pre: InstancePre<PluginState>) -> wasmtime::Result<Pre> {
+    pub(crate) fn new(line: Line, pre: InstancePre<PluginState>) -> wasmtime::Result<Pre> {
         Ok(match line {
             Line::V0_4 => Pre::V0_4(since_v0_4::ConnectorPluginPre::new(pre)?),
             Line::V0_3 => Pre::V0_3(since_v0_3::ConnectorPluginPre::new(pre)?),
@@ -43,7 +43,7 @@ impl Pre {
     }
 
     /// A fresh instance in `store`.
-    pub fn instantiate(&self, store: &mut Store<PluginState>) -> wasmtime::Result<Instance> {
+    pub(crate) fn instantiate(&self, store: &mut Store<PluginState>) -> wasmtime::Result<Instance> {
         Ok(match self {
             Pre::V0_4(pre) => Instance::V0_4(pre.instantiate(store)?),
             Pre::V0_3(pre) => Instance::V0_3(pre.instantiate(store)?),
@@ -63,7 +63,7 @@ type PluginStore = Store<PluginState>;
 
 impl Instance {
     /// The contract line it runs through.
-    pub fn line(&self) -> Line {
+    pub(crate) fn line(&self) -> Line {
         match self {
             Instance::V0_4(_) => Line::V0_4,
             Instance::V0_3(_) => Line::V0_3,
@@ -72,7 +72,7 @@ impl Instance {
     }
 
     /// `info`, read as the current contract's.
-    pub fn info(&self, store: &mut PluginStore) -> wasmtime::Result<PluginInfo> {
+    pub(crate) fn info(&self, store: &mut PluginStore) -> wasmtime::Result<PluginInfo> {
         match self {
             Instance::V0_4(b) => b.vulnbridge_connector_connector().call_info(store),
             Instance::V0_3(b) => b.vulnbridge_connector_connector().call_info(store).map(since_v0_3::adapt_info),
@@ -82,7 +82,7 @@ impl Instance {
 
     /// `configure`: the origins the plugin uses (0.3 on: within what it declared;
     /// 0.2: what it derived), or its field errors.
-    pub fn configure(
+    pub(crate) fn configure(
         &self,
         store: &mut PluginStore,
         settings: &[Setting],
@@ -101,7 +101,7 @@ impl Instance {
     }
 
     /// `verify`.
-    pub fn verify(&self, store: &mut PluginStore) -> wasmtime::Result<Result<Vec<Check>, PluginError>> {
+    pub(crate) fn verify(&self, store: &mut PluginStore) -> wasmtime::Result<Result<Vec<Check>, PluginError>> {
         match self {
             Instance::V0_4(b) => b.vulnbridge_connector_connector().call_verify(store),
             Instance::V0_3(b) => b.vulnbridge_connector_connector().call_verify(store).map(|r| r.adapt_result()),
@@ -110,7 +110,7 @@ impl Instance {
     }
 
     /// `start` (0.4 on). Before 0.4 a plugin had no state and every run was full.
-    pub fn start(
+    pub(crate) fn start(
         &self,
         store: &mut PluginStore,
         request: &RunRequest,
@@ -122,7 +122,7 @@ impl Instance {
     }
 
     /// `fetch`.
-    pub fn fetch(&self, store: &mut PluginStore) -> wasmtime::Result<Result<Option<Page>, PluginError>> {
+    pub(crate) fn fetch(&self, store: &mut PluginStore) -> wasmtime::Result<Result<Option<Page>, PluginError>> {
         match self {
             Instance::V0_4(b) => b.vulnbridge_connector_connector().call_fetch(store),
             Instance::V0_3(b) => b.vulnbridge_connector_connector().call_fetch(store).map(|r| r.adapt_result()),
@@ -131,7 +131,7 @@ impl Instance {
     }
 
     /// `finish` (0.4 on): the state to keep. Before 0.4, none.
-    pub fn finish(&self, store: &mut PluginStore) -> wasmtime::Result<Result<Option<Vec<u8>>, PluginError>> {
+    pub(crate) fn finish(&self, store: &mut PluginStore) -> wasmtime::Result<Result<Option<Vec<u8>>, PluginError>> {
         match self {
             Instance::V0_4(b) => b.vulnbridge_connector_connector().call_finish(store),
             Instance::V0_3(_) | Instance::V0_2(_) => Ok(Ok(None)),
@@ -139,7 +139,7 @@ impl Instance {
     }
 
     /// `map`.
-    pub fn map(&self, store: &mut PluginStore, page: &Page) -> wasmtime::Result<Result<(), PluginError>> {
+    pub(crate) fn map(&self, store: &mut PluginStore, page: &Page) -> wasmtime::Result<Result<(), PluginError>> {
         match self {
             Instance::V0_4(b) => b.vulnbridge_connector_connector().call_map(store, page),
             Instance::V0_3(b) => b

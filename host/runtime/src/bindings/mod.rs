@@ -21,9 +21,9 @@
 
 pub(crate) mod adapt;
 pub(crate) mod instance;
-pub mod since_v0_2;
-pub mod since_v0_3;
-pub mod since_v0_4;
+pub(crate) mod since_v0_2;
+pub(crate) mod since_v0_3;
+pub(crate) mod since_v0_4;
 
 // Every WIT folder's version, read by build.rs (some, such as 0.1, no longer run).
 #[allow(dead_code)]
@@ -32,7 +32,7 @@ mod versions {
 }
 
 /// wasmtime's own error type into `anyhow`, so that `.context()` can be used.
-pub trait IntoAnyhow<T> {
+pub(crate) trait IntoAnyhow<T> {
     fn into_anyhow(self) -> anyhow::Result<T>;
 }
 
@@ -46,7 +46,7 @@ pub(crate) use instance::{Instance, Pre};
 pub use since_v0_4::vulnbridge::connector::{http, log, output, types};
 
 /// The catalogue section of a plugin whose contract line cannot name one (before 0.4).
-pub const OTHER_SECTION: &str = "Other";
+pub(crate) const OTHER_SECTION: &str = "Other";
 
 /// The contract version this host implements (the version of `wit/`).
 pub const CONTRACT_VERSION: &str = versions::CURRENT;
@@ -57,7 +57,7 @@ const LINES: [(&str, Line); 3] =
     [(versions::V0_2, Line::V0_2), (versions::V0_3, Line::V0_3), (versions::V0_4, Line::V0_4)];
 
 /// The prefix every version of the contract's export shares.
-pub const CONTRACT_EXPORT_PREFIX: &str = "vulnbridge:connector/connector@";
+pub(crate) const CONTRACT_EXPORT_PREFIX: &str = "vulnbridge:connector/connector@";
 
 /// The range of contract versions this host runs, from its binding modules:
 /// `>=0.2.0, <=0.4.0`.
@@ -67,7 +67,7 @@ pub fn supported_contracts() -> String {
 
 /// A contract line this host runs, with its binding module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Line {
+pub(crate) enum Line {
     /// 0.2.x, through the adapter in [`since_v0_2`].
     V0_2,
     /// 0.3.x, through the adapter in [`since_v0_3`].
@@ -79,14 +79,14 @@ pub enum Line {
 impl Line {
     /// Whether plugins of this line declare their egress in `info` (0.3 on): their
     /// `configure` may only narrow it. Before, `configure` derived origins.
-    pub fn declares_egress(self) -> bool {
+    pub(crate) fn declares_egress(self) -> bool {
         self != Line::V0_2
     }
 }
 
 /// Which binding runs a plugin built against contract `version`, or, if none does,
 /// what the plugin's author or operator should do.
-pub fn line_for(version: &str) -> Result<Line, String> {
+pub(crate) fn line_for(version: &str) -> Result<Line, String> {
     let parse = |v: &str| -> Option<(u64, u64, u64)> {
         let mut parts = v.split('.').map(|p| p.parse::<u64>().ok());
         let version = (parts.next()??, parts.next()??, parts.next()??);

@@ -74,7 +74,7 @@ forward_imports!();
 
 /// A 0.2 plugin's info, read as the current line's: its `host` fields are its declared egress and
 /// the only origins its secrets may go to (see the module's documentation).
-pub fn adapt_info(info: types::PluginInfo) -> current::types::PluginInfo {
+pub(crate) fn adapt_info(info: types::PluginInfo) -> current::types::PluginInfo {
     use current::types::{ConfigField, Egress};
     let hosts: Vec<String> =
         info.fields.iter().filter(|f| f.kind == FieldKind::Host).map(|f| format!("{{{}}}", f.key)).collect();

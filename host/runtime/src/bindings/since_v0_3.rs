@@ -69,7 +69,7 @@ impl Adapt<Vulnerability4> for types::Vulnerability {
 forward_imports!();
 
 /// A 0.3 plugin's info, read as 0.4 (see the module's documentation).
-pub fn adapt_info(info: types::PluginInfo) -> current::types::PluginInfo {
+pub(crate) fn adapt_info(info: types::PluginInfo) -> current::types::PluginInfo {
     use current::types::{ConfigField, Egress};
     current::types::PluginInfo {
         id: info.id,

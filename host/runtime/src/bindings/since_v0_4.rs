@@ -55,7 +55,7 @@ impl types::Locators {
     }
 
     /// [`Self::all`], to change in place (masking).
-    pub fn all_mut(&mut self) -> [&mut Option<String>; 8] {
+    pub(crate) fn all_mut(&mut self) -> [&mut Option<String>; 8] {
         [
             &mut self.external_id,
             &mut self.hostname,
@@ -77,7 +77,7 @@ impl types::Locators {
 
 impl types::Asset {
     /// Every text of the asset: its key, locators, OS and version, tags.
-    pub fn texts_mut(&mut self) -> impl Iterator<Item = &mut String> {
+    pub(crate) fn texts_mut(&mut self) -> impl Iterator<Item = &mut String> {
         std::iter::once(&mut self.key)
             .chain(self.locators.all_mut().into_iter().flatten())
             .chain([&mut self.os, &mut self.os_version].into_iter().flatten())
@@ -85,7 +85,7 @@ impl types::Asset {
     }
 
     /// Bytes of text in the asset (for the output limit).
-    pub fn text_len(&self) -> usize {
+    pub(crate) fn text_len(&self) -> usize {
         let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
         self.key.len()
             + self.locators.all().into_iter().map(opt).sum::<usize>()

@@ -18,17 +18,17 @@ use std::time::Duration;
 
 /// Limits on each call.
 #[derive(Clone, Debug)]
-pub struct HttpLimits {
+pub(crate) struct HttpLimits {
     /// Used when the plugin gives no timeout.
-    pub default_timeout: Duration,
+    pub(crate) default_timeout: Duration,
     /// The longest timeout a plugin may ask for.
-    pub max_timeout: Duration,
+    pub(crate) max_timeout: Duration,
     /// The largest response body accepted.
-    pub max_response_bytes: u64,
+    pub(crate) max_response_bytes: u64,
 }
 
 impl HttpLimits {
-    pub fn from_sandbox(limits: &SandboxLimits) -> Self {
+    pub(crate) fn from_sandbox(limits: &SandboxLimits) -> Self {
         HttpLimits {
             // A 50,000-row vulnerability page is about 50 MB: give it time.
             default_timeout: Duration::from_secs(300).min(limits.http_timeout),
@@ -40,21 +40,21 @@ impl HttpLimits {
 
 /// Counts for the run summary.
 #[derive(Default, Debug)]
-pub struct HttpStats {
-    pub calls: AtomicU64,
-    pub throttled: AtomicU64,
-    pub denied: AtomicU64,
+pub(crate) struct HttpStats {
+    pub(crate) calls: AtomicU64,
+    pub(crate) throttled: AtomicU64,
+    pub(crate) denied: AtomicU64,
 }
 
 /// The HTTP capability of one plugin instance.
-pub struct HttpCapability {
+pub(crate) struct HttpCapability {
     client: reqwest::blocking::Client,
     policy: NetworkPolicy,
     limits: HttpLimits,
-    pub stats: Arc<HttpStats>,
+    pub(crate) stats: Arc<HttpStats>,
     plugin_id: String,
     redactor: Arc<Redactor>,
-    pub secrets: Secrets,
+    pub(crate) secrets: Secrets,
 }
 
 /// The session's client: redirects are never followed (each hop must be a request
@@ -79,7 +79,7 @@ fn client(policy: &NetworkPolicy) -> anyhow::Result<reqwest::blocking::Client> {
 }
 
 impl HttpCapability {
-    pub fn new(
+    pub(crate) fn new(
         policy: NetworkPolicy,
         limits: &SandboxLimits,
         plugin_id: String,
@@ -99,22 +99,22 @@ impl HttpCapability {
 
     /// Allows an origin a contract 0.2 plugin derived at `configure` (the client's
     /// resolver depends only on the address rules, so the client stays as it is).
-    pub fn allow_derived(&mut self, origin: &str) -> anyhow::Result<()> {
+    pub(crate) fn allow_derived(&mut self, origin: &str) -> anyhow::Result<()> {
         self.policy.allow(origin)
     }
 
     /// Narrows the declared origins to those the plugin's `configure` says it uses.
-    pub fn narrow(&mut self, origins: &[String]) -> anyhow::Result<()> {
+    pub(crate) fn narrow(&mut self, origins: &[String]) -> anyhow::Result<()> {
         self.policy.narrow(origins)
     }
 
     /// The origins this instance may reach, for the operator to review.
-    pub fn effective_egress(&self) -> Vec<String> {
+    pub(crate) fn effective_egress(&self) -> Vec<String> {
         self.policy.effective()
     }
 
     /// Sends one request, or says why not, as a value.
-    pub fn send(&self, request: Request) -> Result<Response, HttpError> {
+    pub(crate) fn send(&self, request: Request) -> Result<Response, HttpError> {
         let timeout = request
             .timeout_ms
             .map(|ms| Duration::from_millis(u64::from(ms)).min(self.limits.max_timeout))

@@ -6,20 +6,20 @@ use crate::plugin_state::PluginState;
 use crate::redact::Redactor;
 use std::sync::Arc;
 
-pub struct LogCapability {
+pub(crate) struct LogCapability {
     plugin_id: String,
     redactor: Arc<Redactor>,
     max_lines: u64,
-    pub lines: u64,
+    pub(crate) lines: u64,
 }
 
 impl LogCapability {
-    pub fn new(plugin_id: String, redactor: Arc<Redactor>, max_lines: u64) -> Self {
+    pub(crate) fn new(plugin_id: String, redactor: Arc<Redactor>, max_lines: u64) -> Self {
         LogCapability { plugin_id, redactor, max_lines, lines: 0 }
     }
 
     /// Writes a line, or says which limit it would exceed.
-    pub fn write(&mut self, level: Level, message: &str) -> Result<(), LimitExceeded> {
+    pub(crate) fn write(&mut self, level: Level, message: &str) -> Result<(), LimitExceeded> {
         self.lines += 1;
         if self.lines > self.max_lines {
             return Err(LimitExceeded {

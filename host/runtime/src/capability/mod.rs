@@ -1,10 +1,10 @@
 //! The capabilities the host lends to plugins, one module per imported interface.
 
 pub mod http;
-pub mod log;
-pub mod output;
+pub(crate) mod log;
+pub(crate) mod output;
 pub mod records;
-pub mod wire;
+pub(crate) mod wire;
 #[cfg(test)]
 mod wire_properties;
 

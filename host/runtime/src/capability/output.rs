@@ -19,7 +19,7 @@ use wasmtime::component::{ComponentType, Lift, WasmList, WasmStr};
 use wasmtime::StoreContextMut;
 
 /// The `output` capability of one session: where its records go, and the limit on them.
-pub struct OutputCapability {
+pub(crate) struct OutputCapability {
     output: Arc<dyn RecordSink>,
     /// Where the plugin's progress reports go.
     progress: Option<ProgressSink>,

@@ -18,7 +18,7 @@ pub trait RecordSink: Send + Sync {
 /// A sink that counts and keeps nothing: the sessions that only check a plugin
 /// (info, configure, verify) write no files.
 #[derive(Default)]
-pub struct Discard(std::sync::Mutex<(u64, u64)>);
+pub(crate) struct Discard(std::sync::Mutex<(u64, u64)>);
 
 impl RecordSink for Discard {
     fn count_emitted(&self, count: u64, bytes: u64) -> (u64, u64) {
@@ -45,7 +45,7 @@ pub enum Message {
 
 impl Message {
     /// About how many bytes of text the message carries (for the output limit).
-    pub fn text_bytes(&self) -> u64 {
+    pub(crate) fn text_bytes(&self) -> u64 {
         let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
         let bytes: usize = match self {
             Message::Assets(assets) => assets.iter().map(Asset::text_len).sum(),

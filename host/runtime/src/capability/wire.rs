@@ -17,21 +17,21 @@ use url::{Position, Url};
 
 /// A request ready to send: secrets in place, every check passed.
 #[derive(Debug)]
-pub struct Outgoing {
-    pub method: reqwest::Method,
+pub(crate) struct Outgoing {
+    pub(crate) method: reqwest::Method,
     /// The URL as it is sent, secrets in.
-    pub url: Url,
+    pub(crate) url: Url,
     /// The headers as they are sent (without `Accept-Encoding` and `TE`).
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
     /// The body as it is sent.
-    pub body: Option<Vec<u8>>,
+    pub(crate) body: Option<Vec<u8>>,
     /// Header names the host dropped, for its log.
-    pub dropped: Vec<String>,
+    pub(crate) dropped: Vec<String>,
 }
 
 /// Why a request is not sent.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The request cannot be sent unambiguously.
     Invalid(String),
     /// The policy or a secret's binding refuses its destination.
@@ -59,7 +59,7 @@ const HOST_OWNED_HEADERS: [&str; 9] = [
 const SHOWN_URL_CHARS: usize = 200;
 
 /// A plugin's URL as messages show it: without control characters, cut to length.
-pub fn shown(url: &str) -> String {
+pub(crate) fn shown(url: &str) -> String {
     let head: String = url.chars().take(SHOWN_URL_CHARS).collect();
     let mut text = crate::redact::one_line(&head);
     if url.chars().count() > SHOWN_URL_CHARS {
@@ -80,7 +80,7 @@ fn method_of(method: &Method) -> reqwest::Method {
 }
 
 /// Checks a plugin's request and fills in its secrets.
-pub fn prepare(request: Request, policy: &NetworkPolicy, secrets: &Secrets) -> Result<Outgoing, Refusal> {
+pub(crate) fn prepare(request: Request, policy: &NetworkPolicy, secrets: &Secrets) -> Result<Outgoing, Refusal> {
     let invalid = Refusal::Invalid;
     if request.url.chars().any(char::is_control) {
         return Err(invalid(format!("the URL `{}` holds a control character; encode it", shown(&request.url))));

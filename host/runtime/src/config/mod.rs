@@ -38,7 +38,7 @@ pub struct ConnectorConfig {
     /// The `[cvm]` table, if any, as text (see `connector_host::cvm::CvmConfig`).
     pub cvm: Option<BTreeMap<String, String>>,
     /// The `[limits]` table: the sandbox's limits for this connector's plugin.
-    pub limits: SandboxLimits,
+    pub(crate) limits: SandboxLimits,
     /// The `[network]` table: the operator's gate on the plugin's network access.
     pub network: OperatorGrants,
 }
@@ -46,7 +46,7 @@ pub struct ConnectorConfig {
 /// A TOML value as text: a literal, or a reference read through `env`:
 /// `{ env = "VAR" }` or `{ file = "/path" }` (the file's text, trailing line break
 /// dropped), either with `secret = false` to say the value is not a secret.
-pub fn value_text(key: &str, value: &toml::Value, env: &dyn Fn(&str) -> Option<String>) -> Result<String> {
+pub(crate) fn value_text(key: &str, value: &toml::Value, env: &dyn Fn(&str) -> Option<String>) -> Result<String> {
     Ok(read_value(key, value, env)?.0)
 }
 
@@ -65,7 +65,7 @@ enum Given {
 /// loads, `{ env = "VARIABLE" }` or `{ file = "/path" }`, with `secret = false` when
 /// the value is not a secret.
 #[derive(Clone, Debug, PartialEq)]
-pub enum ConfigValue {
+pub(crate) enum ConfigValue {
     /// The value as written.
     Literal(String),
     /// An environment variable's value.
@@ -161,7 +161,10 @@ fn read_value(key: &str, value: &toml::Value, env: &dyn Fn(&str) -> Option<Strin
 }
 
 /// A table's values as text, environment references resolved (`[cvm]`, `[limits]`).
-pub fn table_values(table: &toml::Table, env: &dyn Fn(&str) -> Option<String>) -> Result<BTreeMap<String, String>> {
+pub(crate) fn table_values(
+    table: &toml::Table,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<BTreeMap<String, String>> {
     table.iter().map(|(key, value)| Ok((key.clone(), value_text(key, value, env)?))).collect()
 }
 
@@ -358,16 +361,16 @@ impl std::error::Error for FieldErrors {}
 #[derive(Debug, Clone, Default)]
 pub struct ResolvedConfig {
     /// Every field with a value, in the plugin's field order.
-    pub settings: Vec<(String, String)>,
+    pub(crate) settings: Vec<(String, String)>,
     /// `(key, value)` of fields of kind secret: the plugin gets placeholders, and the
     /// values are masked wherever text leaves the host.
-    pub secrets: Vec<(String, String)>,
+    pub(crate) secrets: Vec<(String, String)>,
     /// `(key, value)` of fields of kind host: the origins the run may reach.
-    pub hosts: Vec<(String, String)>,
+    pub(crate) hosts: Vec<(String, String)>,
     /// The `[limits]` table: the sandbox limits of this connector's plugin.
     pub limits: SandboxLimits,
     /// The `[network]` table: what the operator adds to or removes from the plugin's egress.
-    pub network: OperatorGrants,
+    pub(crate) network: OperatorGrants,
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::bindings::types::{Asset, Datetime, Locators};
 const NONE: u32 = u32::MAX;
 
 /// An asset as bytes.
-pub fn encode(asset: &Asset) -> Box<[u8]> {
+pub(crate) fn encode(asset: &Asset) -> Box<[u8]> {
     let l = &asset.locators;
     let mut out = Vec::with_capacity(256);
     text(&mut out, Some(&asset.key));
@@ -46,7 +46,7 @@ fn text(out: &mut Vec<u8>, value: Option<&str>) {
 }
 
 /// The asset `encode` wrote.
-pub fn decode(bytes: &[u8]) -> Asset {
+pub(crate) fn decode(bytes: &[u8]) -> Asset {
     let mut reader = Reader { bytes, at: 0 };
     let key = reader.text().unwrap_or_default();
     let mut next = || reader.text();

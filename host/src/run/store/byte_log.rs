@@ -9,7 +9,7 @@ use std::io::{BufWriter, Read, Seek, Write};
 /// then in an anonymous temporary file, so that what a run keeps per record is a
 /// position, not the record.
 #[derive(Debug)]
-pub struct ByteLog {
+pub(crate) struct ByteLog {
     memory: Vec<u8>,
     budget: usize,
     file: Option<BufWriter<File>>,
@@ -19,7 +19,7 @@ pub struct ByteLog {
 
 /// Where [`ByteLog::append`] put a record.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Span {
+pub(crate) struct Span {
     at: u64,
     len: u32,
 }
@@ -31,14 +31,14 @@ impl Default for ByteLog {
 }
 
 /// What a [`ByteLog`] keeps in memory before it moves to disk.
-pub const DEFAULT_LOG_BYTES: usize = 8 << 20;
+pub(crate) const DEFAULT_LOG_BYTES: usize = 8 << 20;
 
 impl ByteLog {
-    pub fn with_budget(budget: usize) -> Self {
+    pub(crate) fn with_budget(budget: usize) -> Self {
         ByteLog { memory: Vec::new(), budget, file: None, len: 0 }
     }
 
-    pub fn append(&mut self, bytes: &[u8]) -> Result<Span> {
+    pub(crate) fn append(&mut self, bytes: &[u8]) -> Result<Span> {
         let span = Span { at: self.len, len: u32::try_from(bytes.len()).context("a record over 4 GiB")? };
         match &mut self.file {
             Some(file) => file.write_all(bytes).context("cannot write to a temporary file")?,
@@ -58,12 +58,12 @@ impl ByteLog {
 
     /// Whether the records went to disk.
     #[cfg(test)]
-    pub fn on_disk(&self) -> bool {
+    pub(crate) fn on_disk(&self) -> bool {
         self.file.is_some()
     }
 
     /// Done appending: the log, ready to read.
-    pub fn into_reader(self) -> Result<LogReader> {
+    pub(crate) fn into_reader(self) -> Result<LogReader> {
         Ok(match self.file {
             Some(file) => LogReader::File(
                 file.into_inner().map_err(|e| e.into_error()).context("cannot write to a temporary file")?,
@@ -74,14 +74,14 @@ impl ByteLog {
 }
 
 /// Reads the records of a [`ByteLog`].
-pub enum LogReader {
+pub(crate) enum LogReader {
     Memory(Vec<u8>),
     File(File),
 }
 
 impl LogReader {
     /// The record at `span`, into `buffer` (replacing its contents).
-    pub fn read(&mut self, span: Span, buffer: &mut Vec<u8>) -> Result<()> {
+    pub(crate) fn read(&mut self, span: Span, buffer: &mut Vec<u8>) -> Result<()> {
         buffer.clear();
         match self {
             LogReader::Memory(bytes) => {

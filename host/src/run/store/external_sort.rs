@@ -17,18 +17,18 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, Write};
 
 /// The default buffer budget before a sorted run is written to disk.
-pub const DEFAULT_BUFFER_BYTES: usize = 16 << 20;
+pub(crate) const DEFAULT_BUFFER_BYTES: usize = 16 << 20;
 /// One vulnerability report, as kept by the sorter.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Report {
-    pub asset: u32,
-    pub identifier: u32,
-    pub score: u8,
-    pub found: Option<Datetime>,
-    pub last_seen: Option<Datetime>,
-    pub details: Option<String>,
+pub(crate) struct Report {
+    pub(crate) asset: u32,
+    pub(crate) identifier: u32,
+    pub(crate) score: u8,
+    pub(crate) found: Option<Datetime>,
+    pub(crate) last_seen: Option<Datetime>,
+    pub(crate) details: Option<String>,
     /// When the source saw it fixed; `None`: open.
-    pub fixed: Option<Datetime>,
+    pub(crate) fixed: Option<Datetime>,
 }
 
 impl Report {
@@ -41,13 +41,13 @@ impl Report {
 /// Orders reports by asset key, then identifier (the strings, not the numbers, so
 /// that output order does not depend on arrival order).
 #[derive(Clone, Copy)]
-pub struct ReportOrder<'a> {
-    pub assets: &'a Interner,
-    pub identifiers: &'a Interner,
+pub(crate) struct ReportOrder<'a> {
+    pub(crate) assets: &'a Interner,
+    pub(crate) identifiers: &'a Interner,
 }
 
 impl ReportOrder<'_> {
-    pub fn cmp(&self, a: &Report, b: &Report) -> Ordering {
+    pub(crate) fn cmp(&self, a: &Report, b: &Report) -> Ordering {
         let asset =
             if a.asset == b.asset { Ordering::Equal } else { self.assets.get(a.asset).cmp(self.assets.get(b.asset)) };
         asset.then_with(|| {
@@ -65,41 +65,41 @@ impl ReportOrder<'_> {
 /// instead of two strings. Consistent with [`ReportOrder`], so runs sorted by it
 /// merge correctly by rank.
 #[derive(Debug)]
-pub struct Ranks {
+pub(crate) struct Ranks {
     assets: Vec<u32>,
     identifiers: Vec<u32>,
 }
 
 impl Ranks {
-    pub fn new(assets: &Interner, identifiers: &Interner) -> Ranks {
+    pub(crate) fn new(assets: &Interner, identifiers: &Interner) -> Ranks {
         Ranks { assets: assets.ranks(), identifiers: identifiers.ranks() }
     }
 
     /// The rank of an interned asset key.
-    pub fn asset(&self, id: u32) -> u32 {
+    pub(crate) fn asset(&self, id: u32) -> u32 {
         self.assets[id as usize]
     }
 
     /// Each interned identifier's rank, by identifier number.
-    pub fn identifiers(&self) -> &[u32] {
+    pub(crate) fn identifiers(&self) -> &[u32] {
         &self.identifiers
     }
 
     /// A report's place in the order: asset key, then identifier.
-    pub fn key(&self, report: &Report) -> u64 {
+    pub(crate) fn key(&self, report: &Report) -> u64 {
         (u64::from(self.assets[report.asset as usize]) << 32) | u64::from(self.identifiers[report.identifier as usize])
     }
 }
 
 /// Reports buffered in memory and spilled to sorted runs on disk.
 #[derive(Debug)]
-pub struct Sorter {
+pub(crate) struct Sorter {
     buffer: Vec<Report>,
     buffered_bytes: usize,
     budget: usize,
     runs: Vec<File>,
     /// Reports written to disk, for the run summary and tests.
-    pub spilled: u64,
+    pub(crate) spilled: u64,
 }
 
 impl Default for Sorter {
@@ -109,12 +109,12 @@ impl Default for Sorter {
 }
 
 impl Sorter {
-    pub fn with_budget(budget: usize) -> Self {
+    pub(crate) fn with_budget(budget: usize) -> Self {
         Sorter { buffer: Vec::new(), buffered_bytes: 0, budget: budget.max(1), runs: Vec::new(), spilled: 0 }
     }
 
     /// Adds a report; writes a sorted run when the buffer is over its budget.
-    pub fn push(&mut self, report: Report, order: ReportOrder) -> Result<()> {
+    pub(crate) fn push(&mut self, report: Report, order: ReportOrder) -> Result<()> {
         self.buffered_bytes += report.weight();
         self.buffer.push(report);
         if self.buffered_bytes >= self.budget {
@@ -140,7 +140,7 @@ impl Sorter {
 
     /// Every report, merged into one stream in the order of `ranks` (which must
     /// know every key pushed).
-    pub fn into_sorted(mut self, ranks: Ranks) -> Result<Merged> {
+    pub(crate) fn into_sorted(mut self, ranks: Ranks) -> Result<Merged> {
         self.buffer.sort_unstable_by_key(|r| ranks.key(r));
         let mut sources: Vec<Source> = Vec::with_capacity(self.runs.len() + 1);
         for file in self.runs {
@@ -174,7 +174,7 @@ impl Source {
 }
 
 /// The merged stream of every report, in order.
-pub struct Merged {
+pub(crate) struct Merged {
     sources: Vec<Source>,
     /// The next report of each source, while it has one.
     heads: Vec<Option<Report>>,
@@ -186,7 +186,7 @@ pub struct Merged {
 
 impl Merged {
     /// The next report, or `None` after the last.
-    pub fn next_report(&mut self) -> Result<Option<Report>> {
+    pub(crate) fn next_report(&mut self) -> Result<Option<Report>> {
         let Some(Reverse((_, source))) = self.queue.pop() else { return Ok(None) };
         let report = self.heads[source].take().expect("a queued source has a head");
         self.refill(source)?;
@@ -194,7 +194,7 @@ impl Merged {
     }
 
     /// The order the stream is in.
-    pub fn ranks(&self) -> &Ranks {
+    pub(crate) fn ranks(&self) -> &Ranks {
         &self.ranks
     }
 

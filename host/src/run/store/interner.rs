@@ -10,7 +10,7 @@ use std::hash::BuildHasher;
 /// about 50 bytes a 40-character key, against about 110 as separately allocated
 /// strings in a `HashMap<Arc<str>, u32>`.
 #[derive(Default)]
-pub struct Interner {
+pub(crate) struct Interner {
     /// Every string, one after another.
     text: String,
     /// Where each string ends in `text`, by number (it starts where the last ends).
@@ -34,7 +34,7 @@ fn nth<'a>(text: &'a str, ends: &[usize], id: u32) -> &'a str {
 }
 
 impl Interner {
-    pub fn intern(&mut self, text: &str) -> u32 {
+    pub(crate) fn intern(&mut self, text: &str) -> u32 {
         let hash = self.hasher.hash_one(text);
         if let Some(id) = self.find_hashed(hash, text) {
             return id;
@@ -47,12 +47,12 @@ impl Interner {
         id
     }
 
-    pub fn get(&self, id: u32) -> &str {
+    pub(crate) fn get(&self, id: u32) -> &str {
         nth(&self.text, &self.ends, id)
     }
 
     /// The number of a string interned before, if it was.
-    pub fn find(&self, text: &str) -> Option<u32> {
+    pub(crate) fn find(&self, text: &str) -> Option<u32> {
         self.find_hashed(self.hasher.hash_one(text), text)
     }
 
@@ -61,7 +61,7 @@ impl Interner {
     }
 
     /// How many strings are interned.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.ends.len()
     }
 

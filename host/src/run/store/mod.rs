@@ -3,7 +3,7 @@
 //! on-disk sort ([`external_sort`]), and assets encoded ([`asset_codec`]) in a log
 //! that moves to disk as it grows ([`byte_log`]).
 
-pub mod asset_codec;
-pub mod byte_log;
-pub mod external_sort;
-pub mod interner;
+pub(crate) mod asset_codec;
+pub(crate) mod byte_log;
+pub(crate) mod external_sort;
+pub(crate) mod interner;
