@@ -29,6 +29,11 @@ macro_rules! on_db {
     };
 }
 
+const UPSERT_CHECKPOINT: &str = "INSERT INTO checkpoints (connector_id, state, state_from, last_baseline, updated_at)
+    VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (connector_id) DO UPDATE SET state = excluded.state, state_from = excluded.state_from,
+      last_baseline = excluded.last_baseline, updated_at = excluded.updated_at";
+
 /// Milliseconds since the Unix epoch, UTC: how every time is kept.
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -488,15 +493,37 @@ impl Db {
 
     /// Ends a run held by `worker` in `attempt`; false when it no longer holds it.
     pub(crate) async fn finish_run(&self, id: &str, worker: Option<(&str, i64)>, o: &Outcome) -> Result<bool> {
+        self.finish_run_committing(id, worker, o, None).await
+    }
+
+    /// Ends a run, and, with `checkpoint` (a delivered run's), makes it where the
+    /// connector's next run starts, in the same transaction: whoever sees the run
+    /// succeeded also sees its state.
+    pub(crate) async fn finish_run_committing(
+        &self,
+        id: &str,
+        worker: Option<(&str, i64)>,
+        o: &Outcome,
+        checkpoint: Option<(&str, &CheckpointRow)>,
+    ) -> Result<bool> {
         let q = "UPDATE runs SET status = $2, finished_at = $3, summary = $4, error = $5, cvm_result = $6, duration_ms = $7,
                    assets = $8, open_vulnerabilities = $9, rows_read = $10, api_calls = $11, throttled = $12, error_kind = $15
                  WHERE id = $1 AND status IN ('queued', 'running') AND ($13 = '' OR (worker = $13 AND attempt = $14))";
         let (w, a) = worker.unwrap_or(("", 0));
-        let done = on_db!(self, p => sqlx::query(q)
-            .bind(id).bind(o.status.as_str()).bind(now_ms()).bind(&o.summary).bind(&o.error).bind(&o.cvm_result)
-            .bind(o.duration_ms).bind(o.assets).bind(o.open_vulnerabilities).bind(o.rows_read).bind(o.api_calls)
-            .bind(o.throttled).bind(w).bind(a).bind(&o.error_kind)
-            .execute(p).await.map(|r| r.rows_affected()))?;
+        let done = on_db!(self, p => {
+            let mut tx = p.begin().await?;
+            let done = sqlx::query(q)
+                .bind(id).bind(o.status.as_str()).bind(now_ms()).bind(&o.summary).bind(&o.error).bind(&o.cvm_result)
+                .bind(o.duration_ms).bind(o.assets).bind(o.open_vulnerabilities).bind(o.rows_read).bind(o.api_calls)
+                .bind(o.throttled).bind(w).bind(a).bind(&o.error_kind)
+                .execute(&mut *tx).await?.rows_affected();
+            if let (1, Some((connector_id, c))) = (done, checkpoint) {
+                sqlx::query(UPSERT_CHECKPOINT).bind(connector_id).bind(&c.state).bind(c.state_from).bind(c.last_baseline)
+                    .bind(now_ms()).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            done
+        });
         Ok(done == 1)
     }
 
@@ -569,16 +596,6 @@ impl Db {
     pub(crate) async fn checkpoint(&self, connector_id: &str) -> Result<Option<CheckpointRow>> {
         let q = "SELECT state, state_from, last_baseline FROM checkpoints WHERE connector_id = $1";
         Ok(on_db!(self, p => sqlx::query_as(q).bind(connector_id).fetch_optional(p).await)?)
-    }
-
-    /// Commits a delivered run's checkpoint.
-    pub(crate) async fn set_checkpoint(&self, connector_id: &str, c: &CheckpointRow) -> Result<()> {
-        let q = "INSERT INTO checkpoints (connector_id, state, state_from, last_baseline, updated_at) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (connector_id) DO UPDATE SET state = excluded.state, state_from = excluded.state_from,
-                   last_baseline = excluded.last_baseline, updated_at = excluded.updated_at";
-        on_db!(self, p => sqlx::query(q).bind(connector_id).bind(&c.state).bind(c.state_from).bind(c.last_baseline)
-            .bind(now_ms()).execute(p).await.map(|r| r.rows_affected()))?;
-        Ok(())
     }
 
     /// Forgets a connector's checkpoint: its next run is a baseline.

@@ -248,13 +248,19 @@ async fn execute(shared: &Arc<WorkerShared>, run_id: &str) -> Result<()> {
     tokio::fs::remove_dir_all(shared.scratch.join(run_id)).await.ok();
     let lines = run_log.take();
     let stored = db.append_logs(run_id, &lines).await;
-    let finished = db.finish_run(run_id, Some((&shared.name, attempt)), &outcome).await?;
+    // Delivered (its files stored and, with CVM, CVM's run ended well): only now does
+    // the plugin's new state become where the next run starts, with the run's end.
+    let commit = checkpoint.filter(|_| outcome.status == RunStatus::Succeeded).map(|c| incremental::to_row(&c));
+    let finished = db
+        .finish_run_committing(
+            run_id,
+            Some((&shared.name, attempt)),
+            &outcome,
+            commit.as_ref().map(|c| (run.connector_id.as_str(), c)),
+        )
+        .await?;
     if !finished {
         tracing::warn!(run = %run_id, "another worker took this run over; its outcome here is not recorded");
-    } else if let Some(checkpoint) = checkpoint.filter(|_| outcome.status == RunStatus::Succeeded) {
-        // Delivered: its files are stored (and, with CVM, CVM ended its run well).
-        // Only now does the plugin's new state become where the next run starts.
-        db.set_checkpoint(&run.connector_id, &incremental::to_row(&checkpoint)).await?;
     } else if outcome.error_kind.as_deref() == Some(FailureKind::Throttled.as_str()) {
         // The source's quota will have room again: run it again then, without waiting
         // for the schedule (or for someone to press Run now).
