@@ -52,6 +52,10 @@ pub struct RunSummary {
     /// `write`), in the order they run: where the time goes, without a profiler.
     #[serde(serialize_with = "stage_seconds")]
     pub(crate) stage_cpu: Vec<(String, Duration)>,
+    /// What the plugin warned of (its warning and error log lines, masked): a run
+    /// that went on without something, such as Defender's catalogue.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) warnings: Vec<String>,
     #[serde(serialize_with = "seconds")]
     /// How long the run took.
     pub(crate) duration: Duration,
@@ -108,6 +112,12 @@ impl fmt::Display for RunSummary {
             let stages: Vec<String> =
                 self.stage_cpu.iter().map(|(stage, cpu)| format!("{stage} {:.1} s", cpu.as_secs_f64())).collect();
             line("CPU time by stage", stages.join(", "))?;
+        }
+        if !self.warnings.is_empty() {
+            line("Warnings", self.warnings.len().to_string())?;
+            for warning in &self.warnings {
+                line("", warning.clone())?;
+            }
         }
         line("Origins it could reach", self.egress.len().to_string())?;
         for origin in &self.egress {

@@ -52,19 +52,22 @@ pub struct State {
     /// When the run that saved it began: the next run reads changes since then
     /// (less one snapshot window). RFC 3339, nanoseconds.
     pub run_started: String,
+    /// The vulnerability catalogue as far as it was read (older states have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalogue: Option<crate::catalogue::Kept>,
 }
 
 impl State {
     /// The state a run that began at `started` saves.
     pub fn at(started: DateTime<Utc>) -> State {
-        State { version: 1, run_started: started.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true) }
+        State { version: 1, run_started: started.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true), catalogue: None }
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a state serializes")
     }
 
-    fn parse(bytes: &[u8]) -> Option<State> {
+    pub fn parse(bytes: &[u8]) -> Option<State> {
         serde_json::from_slice::<State>(bytes).ok().filter(|s| s.version == 1)
     }
 }

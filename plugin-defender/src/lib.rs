@@ -16,6 +16,7 @@ pub mod verify; // "Save and Verify"
 
 // What the client and the mapping are built from.
 pub mod auth;
+pub mod catalogue;
 pub mod cloud;
 pub mod delta;
 pub mod lenient;
@@ -36,6 +37,8 @@ pub struct DefenderConnector {
     /// Identifiers whose definitions this instance's `map` already emitted: pages
     /// come in parts of a few thousand rows, and each would define them again.
     defined: std::collections::HashSet<String>,
+    /// Defender's vulnerability catalogue, read after the tenant's rows.
+    catalogue: catalogue::Catalogue,
 }
 
 impl Connector for DefenderConnector {
@@ -59,6 +62,8 @@ impl Connector for DefenderConnector {
                 counter(client::RETRIES, "Requests retried", CounterRole::Other),
                 counter(client::PACING_SECONDS, "Seconds waited to respect rate limits", CounterRole::Other),
                 counter(fetch::EXPORT_LISTS, "Export file lists requested", CounterRole::Other),
+                counter(catalogue::RECORDS_READ, "Catalogue records read", CounterRole::Other),
+                counter(catalogue::UNREADABLE, "Catalogue reads failed (definitions without Defender's text)", CounterRole::Other),
             ],
             incremental: true,
         }
@@ -71,6 +76,7 @@ impl Connector for DefenderConnector {
             stage: fetch::Stage::start(None),
             started: None,
             defined: Default::default(),
+            catalogue: catalogue::Catalogue::start(None, false),
         })
     }
 
@@ -97,16 +103,25 @@ impl Connector for DefenderConnector {
         let (changes_since, plan) = delta::plan(&request, now);
         self.stage = fetch::Stage::start(changes_since);
         self.started = Some(now);
+        // The catalogue read so far is kept whatever the mode: it does not depend on
+        // the tenant's rows.
+        let kept = request.state.as_deref().and_then(delta::State::parse).and_then(|s| s.catalogue);
+        self.catalogue = catalogue::Catalogue::start(kept, self.api.settings.catalogue);
         Ok(plan)
     }
 
     fn finish(&mut self) -> Result<Option<Vec<u8>>, PluginError> {
         // Full or incremental, the next run reads the changes since this one began.
-        Ok(self.started.map(|started| delta::State::at(started).to_bytes()))
+        Ok(self
+            .started
+            .map(|started| delta::State { catalogue: self.catalogue.kept(), ..delta::State::at(started) }.to_bytes()))
     }
 
     fn fetch(&mut self) -> Result<Option<Page>, PluginError> {
-        fetch::next_page(&mut self.api, &mut self.stage)
+        match fetch::next_page(&mut self.api, &mut self.stage)? {
+            Some(page) => Ok(Some(page)),
+            None => self.catalogue.next_page(&mut self.api),
+        }
     }
 
     fn map(&mut self, page: &Page, out: &mut Output) -> Result<(), PluginError> {
@@ -121,6 +136,12 @@ impl Connector for DefenderConnector {
             }
             delta::CHANGES => {
                 (mapping::map_changes_page_defining(&page.body, &mut self.defined), mapping::ROWS_FETCHED)
+            }
+            catalogue::DEFINITIONS => {
+                let definitions = catalogue::map_definitions(&page.body)
+                    .map_err(|e| PluginError::BadResponse(format!("{} page {}: {e}", page.kind, page.sequence + 1)))?;
+                out.definitions(definitions);
+                return Ok(());
             }
             other => return Err(PluginError::Other(format!("unknown page kind `{other}`"))),
         };

@@ -71,6 +71,8 @@ pub struct Settings {
     pub page_timeout: Duration,
     pub max_retries: u32,
     pub retry_delay: Duration,
+    /// Whether definitions get the text of Defender's vulnerability catalogue.
+    pub catalogue: bool,
 }
 
 impl Settings {
@@ -128,6 +130,7 @@ pub fn fields() -> Vec<ConfigField> {
         field("request_timeout_seconds", "Request timeout", "Seconds allowed for a token, machines or export request.", Integer, false, Some("60")),
         field("page_timeout_seconds", "Page timeout", "Seconds allowed for one vulnerability page or export file (a 50,000-row page is about 50 MB).", Integer, false, Some("600")),
         field("max_retries", "Retries", "Retries of a call that failed on a connection error, a timeout, a 5xx or a 429, before the run stops.", Integer, false, Some("5")),
+        field("catalogue", "Enrich from the catalogue", "Give each vulnerability definition the name, description, CVSS v3, EPSS and exploit facts of Defender's vulnerability catalogue (GET /api/vulnerabilities, permission Vulnerability.Read.All). Read whole once, then only what changed.", Boolean, false, Some("true")),
         field("retry_delay_ms", "First retry delay", "Milliseconds before the first retry; each further retry waits twice as long (with jitter, at most 60 s).", Integer, false, Some("1000")),
     ]
 }
@@ -232,6 +235,7 @@ pub fn from_config(config: &mut Config) -> Result<Settings, Vec<FieldError>> {
     let page_timeout = Duration::from_secs(number("page_timeout_seconds", 1, 900));
     let max_retries = number("max_retries", 0, 20) as u32;
     let retry_delay = Duration::from_millis(number("retry_delay_ms", 1, 60_000));
+    let catalogue = config.boolean("catalogue");
     let pacer = Pacer::parse(&config.text("rate_limits")).unwrap_or_else(|m| {
         config.error("rate_limits", &m);
         Pacer::default()
@@ -261,6 +265,7 @@ pub fn from_config(config: &mut Config) -> Result<Settings, Vec<FieldError>> {
         page_timeout,
         max_retries,
         retry_delay,
+        catalogue,
     })
 }
 

@@ -77,6 +77,23 @@ pub fn verify(api: &mut Client) -> Result<Vec<Check>, PluginError> {
             rows(&body)
         ),
     });
+    // The catalogue only enriches definitions: a run goes on without it, so its
+    // check reports what is missing instead of failing.
+    if api.settings.catalogue {
+        let url = format!("{base}{}?$top=1", crate::catalogue::ENDPOINT);
+        let detail = match api.get(&url, pacing::VULNERABILITIES, "Vulnerability.Read.All", timeout) {
+            Ok(body) => format!(
+                "{} answered /api/vulnerabilities ({} record(s) in a 1-record probe): definitions get Defender's name, description, CVSS, EPSS and exploit facts",
+                host_of(&base),
+                rows(&body)
+            ),
+            Err(e) => format!(
+                "not readable, so definitions will have no description (runs go on without it): {}",
+                crate::catalogue::text_of(&e)
+            ),
+        };
+        checks.push(Check { name: "vulnerability catalogue".into(), detail });
+    }
     Ok(checks)
 }
 

@@ -95,3 +95,35 @@ fn an_advanced_hunting_result_is_not_a_page() {
     let err = mapping::map_vulnerabilities_page(&fixture("ibm-cp4s-car-atp/machine_vuln_details.json")).unwrap_err();
     assert!(err.0.contains("`value`"), "{}", err.0);
 }
+
+/// Microsoft's own example records of the vulnerability catalogue, mapped to the
+/// definitions a run writes.
+#[test]
+fn microsoft_docs_catalogue_records_become_described_definitions() {
+    use plugin_defender::catalogue;
+    let records = catalogue::parse_page(&fixture("microsoft-docs/get-all-vulnerabilities.json")).unwrap();
+    assert_eq!(records.len(), 1);
+    let entry = records[0].entry().unwrap();
+    assert_eq!(entry.id, "CVE-2019-0608");
+    let definition = entry.definition();
+    assert_eq!(definition.name, "CVE-2019-0608");
+    assert_eq!(definition.cve_ids, ["CVE-2019-0608"]);
+    let text = definition.description.unwrap();
+    assert!(text
+        .starts_with("A spoofing vulnerability exists when Microsoft Browsers does not properly parse HTTP content."));
+    assert!(text.ends_with(
+        "parses HTTP responses.\n\nDefender TVM: CVSS v3 4.3 (CVSS:3.0/AV:N/AC:L/PR:N/UI:R/S:U/C:H/I:H/A:H/E:U/RL:O/RC:C); EPSS unknown; public exploit no; verified exploit no; exploit kit no; exploit types none; published 2019-10-08."
+    ));
+
+    // The entity form has no `value` and no vector; its summary says so.
+    let one: catalogue::Record =
+        serde_json::from_slice(&fixture("microsoft-docs/get-vulnerability-by-id.json")).unwrap();
+    let text = one.entry().unwrap().description;
+    assert!(text.ends_with("Defender TVM: CVSS v3 4.3; EPSS unknown; public exploit no; verified exploit no; exploit kit no; exploit types none; published 2019-10-08."), "{text}");
+
+    let listed = catalogue::parse_page(&fixture("microsoft-docs/get-discovered-vulnerabilities.json")).unwrap();
+    let entry = listed[0].entry().unwrap();
+    assert_eq!(entry.id, "CVE-2019-1348");
+    assert!(entry.description.starts_with("Git could allow a remote attacker to bypass security restrictions"));
+    assert!(entry.description.contains("published 2019-12-13."));
+}

@@ -315,6 +315,11 @@ impl Session {
         self.store.data()
     }
 
+    /// The plugin's warning and error log lines so far (masked, the first few).
+    pub fn warnings(&self) -> &[String] {
+        &self.state().log.warnings
+    }
+
     /// HTTP calls this instance made, and how many were answered 429.
     #[doc(hidden)]
     pub fn http_counts(&self) -> (u64, u64) {

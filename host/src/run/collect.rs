@@ -305,10 +305,33 @@ impl Collector {
         }
     }
 
-    /// The first definition of an identifier is kept.
+    /// Definitions of one identifier merge: each part keeps the first value given
+    /// (a name other than the identifier itself, CVE ids, a description, a
+    /// solution). A plugin can then define an identifier from its rows and enrich it
+    /// from another source, in whatever order its pages are mapped.
     pub(crate) fn add_definitions(&mut self, definitions: Vec<VulnerabilityDefinition>) {
+        use std::collections::hash_map::Entry;
         for d in definitions {
-            self.definitions.entry(d.identifier.clone()).or_insert(d);
+            match self.definitions.entry(d.identifier.clone()) {
+                Entry::Vacant(slot) => {
+                    slot.insert(d);
+                }
+                Entry::Occupied(mut slot) => {
+                    let kept = slot.get_mut();
+                    if kept.name == kept.identifier && d.name != d.identifier {
+                        kept.name = d.name;
+                    }
+                    if kept.cve_ids.is_empty() {
+                        kept.cve_ids = d.cve_ids;
+                    }
+                    if kept.description.is_none() {
+                        kept.description = d.description;
+                    }
+                    if kept.solution.is_none() {
+                        kept.solution = d.solution;
+                    }
+                }
+            }
         }
     }
 

@@ -388,6 +388,41 @@ mod tests {
     }
 
     #[test]
+    fn definitions_of_one_identifier_merge_whatever_their_order() {
+        let thin = |id: &str| VulnerabilityDefinition {
+            identifier: id.into(),
+            name: id.into(),
+            cve_ids: vec![],
+            description: None,
+            solution: None,
+        };
+        let rich = |id: &str| VulnerabilityDefinition {
+            name: format!("{id} named"),
+            cve_ids: vec![id.into()],
+            description: Some(format!("{id} described")),
+            ..thin(id)
+        };
+        for rich_first in [false, true] {
+            let mut c = Collector::default();
+            c.add_assets(vec![asset("a")]);
+            c.add_vulnerabilities(vec![vuln("a", "CVE-1", 6, 1, 2, "x")]);
+            let (first, second) =
+                if rich_first { (rich("CVE-1"), thin("CVE-1")) } else { (thin("CVE-1"), rich("CVE-1")) };
+            c.add_definitions(vec![first]);
+            c.add_definitions(vec![
+                second,
+                VulnerabilityDefinition { solution: Some("patch".into()), ..thin("CVE-1") },
+            ]);
+            let joined = c.finish().unwrap().collect().unwrap();
+            let d = &joined.definitions["CVE-1"];
+            assert_eq!(d.name, "CVE-1 named", "rich first: {rich_first}");
+            assert_eq!(d.cve_ids, vec!["CVE-1".to_owned()]);
+            assert_eq!(d.description.as_deref(), Some("CVE-1 described"));
+            assert_eq!(d.solution.as_deref(), Some("patch"));
+        }
+    }
+
+    #[test]
     fn one_open_report_keeps_a_vulnerability_open_and_fixed_ones_close_it_at_the_latest_time() {
         let mut c = Collector::default();
         c.add_assets(vec![asset("a")]);

@@ -222,6 +222,8 @@ fn execute_quietly(
         let (c, t) = s.http_counts();
         (calls + c, throttled + t)
     });
+    let warnings: Vec<String> =
+        std::iter::once(&fetcher).chain(&mappers).flat_map(|s| s.warnings().iter().cloned()).collect();
     // The instances' memory is not needed to write the files.
     drop((fetcher, mappers));
     tracing::debug!("fetched and mapped {pages} pages in {:.2} s", started.elapsed().as_secs_f64());
@@ -281,6 +283,7 @@ fn execute_quietly(
         throttled_responses: throttled,
         egress,
         stage_cpu,
+        warnings,
         duration: started.elapsed(),
     })
 }

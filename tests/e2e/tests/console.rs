@@ -337,9 +337,44 @@ async fn an_admin_adds_verifies_and_runs_a_connector_and_a_viewer_only_reads() {
     assert!(b.text("#checks").await.contains("token"), "verified with the kept secret");
     b.shot("08b-edited").await;
 
-    // The run: its figures, its masked log, its KDI file downloaded.
-    b.click("#runs tbody a").await;
+    // The run: its figures, its reconciliation, its masked log, its KDI file downloaded.
+    // The first run, the baseline: every row read, some skipped.
+    let run_id = b.find("#runs tbody tr:last-child").await.attr("data-run").await.unwrap().unwrap();
+    let (_, run) =
+        tokio::task::block_in_place(|| Api::new(&url, Some(ADMIN_TOKEN)).get(&format!("/api/runs/{run_id}")));
+    let summary = &run["summary"];
+    let skipped: u64 = summary["skipped"].as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum();
+    let shown_skipped = b.text("#runs tbody tr:last-child td[data-skipped]").await;
+    assert_eq!(
+        shown_skipped.chars().filter(char::is_ascii_digit).collect::<String>(),
+        skipped.to_string(),
+        "rows skipped in the history"
+    );
+    b.click("#runs tbody tr:last-child a").await;
     b.find("#files").await;
+    let facts = b.text("#run-facts").await;
+    assert!(facts.contains("Vulnerability rows fetched"), "counters carry the plugin's labels: {facts}");
+    assert!(facts.contains("Devices fetched") && !facts.contains("devices fetched"), "{facts}");
+    let reconciliation = b.text("#reconciliation").await;
+    for line in ["Rows read from the source", "Rows skipped", "Assets written", "Vulnerabilities written"] {
+        assert!(reconciliation.contains(line), "`{line}` not in the reconciliation:\n{reconciliation}");
+    }
+    assert!(!summary["skipped"].as_object().unwrap().is_empty(), "the tenant has rows to skip: {summary}");
+    for (reason, count) in summary["skipped"].as_object().unwrap() {
+        let shown = format!("{reason}\t{}", count.as_u64().unwrap());
+        let numbered = b
+            .client
+            .execute(
+                &format!(
+                "return [...document.querySelectorAll('#reconciliation tr.reason')].some((tr) => tr.textContent.includes({reason:?}) && tr.querySelector('td').textContent.replace(/\\D/g, '') === '{}')",
+                    count.as_u64().unwrap()
+                ),
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(numbered, json!(true), "{shown} not in the reconciliation:\n{reconciliation}");
+    }
     let log = b.text("#log").await;
     for line in [
         "fetching devices",

@@ -6,7 +6,7 @@ use connector_host::config::ConnectorConfig;
 use connector_host::engine::{PluginHost, SessionOptions};
 use connector_host::run::UNKNOWN_ASSET;
 use connector_host::run::{self, RunOptions};
-use connector_simulators::defender::{DefenderSim, SimOptions, TenantSpec};
+use connector_simulators::defender::{catalogue, DefenderSim, SimOptions, TenantSpec};
 use std::collections::{BTreeMap, BTreeSet};
 
 const DEVICES: usize = 250;
@@ -63,7 +63,12 @@ fn run_writes_every_record_as_the_spec_maps_it() {
         }
         for d in file["vuln_defs"].as_array().unwrap() {
             let id = d["scanner_identifier"].as_str().unwrap();
-            assert_eq!(d["name"], id);
+            // Named and described from Defender's catalogue.
+            let record = sim.tenant().catalogue_record(id).unwrap_or_else(|| panic!("{id} is in the catalogue"));
+            assert_eq!(d["name"], record["name"]);
+            let description = d["description"].as_str().unwrap_or_else(|| panic!("{id} has a description"));
+            assert!(description.starts_with(record["description"].as_str().unwrap()), "{description}");
+            assert!(description.contains("\n\nDefender TVM: CVSS v3 "), "{description}");
             match id.starts_with("CVE-") {
                 true => assert_eq!(d["cve_identifiers"], id),
                 false => assert!(d.get("cve_identifiers").is_none(), "{id} is not a CVE"),
@@ -97,6 +102,9 @@ fn run_writes_every_record_as_the_spec_maps_it() {
     assert_eq!(calls["token"], 1);
     assert_eq!(calls["machines"] as usize, active / MACHINES_PAGE_SIZE + 1);
     assert_eq!(calls["vulnerabilities"], ROWS.div_ceil(PAGE_SIZE));
+    // The whole catalogue in pages of 8,000, ended by an empty page.
+    assert_eq!(calls["catalogue"], catalogue::len().div_ceil(catalogue::MAX_TOP as u64) + 1);
+    assert_eq!(summary.counters["catalogue records read"], catalogue::len());
     assert_eq!(summary.api_calls, calls.values().sum::<u64>());
 }
 

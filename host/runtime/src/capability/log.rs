@@ -11,11 +11,18 @@ pub(crate) struct LogCapability {
     redactor: Arc<Redactor>,
     max_lines: u64,
     pub(crate) lines: u64,
+    /// The first [`MAX_WARNINGS`] warning and error lines, masked: what the run
+    /// summary shows an operator.
+    pub(crate) warnings: Vec<String>,
 }
+
+/// Warning lines a run summary keeps of one instance; later ones are counted only
+/// in the log.
+pub(crate) const MAX_WARNINGS: usize = 20;
 
 impl LogCapability {
     pub(crate) fn new(plugin_id: String, redactor: Arc<Redactor>, max_lines: u64) -> Self {
-        LogCapability { plugin_id, redactor, max_lines, lines: 0 }
+        LogCapability { plugin_id, redactor, max_lines, lines: 0, warnings: Vec::new() }
     }
 
     /// Writes a line, or says which limit it would exceed.
@@ -32,6 +39,9 @@ impl LogCapability {
         let head = &message[..message.floor_char_boundary(4 * crate::redact::MAX_LOG_LINE_BYTES)];
         let mut text = crate::redact::one_line(&self.redactor.redact(head));
         crate::redact::cap_line(&mut text);
+        if matches!(level, Level::Warn | Level::Error) && self.warnings.len() < MAX_WARNINGS {
+            self.warnings.push(text.clone());
+        }
         let plugin = self.plugin_id.as_str();
         match level {
             Level::Trace => tracing::trace!(plugin, "{text}"),

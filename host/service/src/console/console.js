@@ -464,6 +464,33 @@ function declared(run, role, word) {
   return value !== undefined && value !== null ? value : counter(run, word);
 }
 
+// Rows the run skipped, every reason together.
+function skippedTotal(summary) {
+  return Object.values(summary.skipped || {}).reduce((sum, n) => sum + n, 0);
+}
+
+// A counter as the summary labels it: the plugin's label (contract 0.4), else its
+// name with a capital, as the CLI prints it.
+function counterLabel(summary, name) {
+  const label = summary.counter_labels && summary.counter_labels[name];
+  return label || name.charAt(0).toUpperCase() + name.slice(1);
+}
+
+// Rows in against records out: what the source gave, what was skipped and why,
+// what was written. Every skipped row has a reason and a count.
+function reconciliation(s) {
+  const skipped = Object.entries(s.skipped || {}).sort((a, b) => b[1] - a[1]);
+  const rows = [
+    ["Assets read from the source", s.source_assets], ["Rows read from the source", s.source_rows],
+    ["Rows skipped", skippedTotal(s)], ...skipped.map(([reason, n]) => [reason, n, "reason"]),
+    ["Assets written", s.assets_written], ["Vulnerabilities written", s.vulnerabilities_written],
+    ["of which closed (fixed)", s.vulnerabilities_closed], ["Vulnerability definitions written", s.definitions_written]];
+  return h("div", { class: "table-wrap" }, h("table", { id: "reconciliation" },
+    h("caption", { class: "sr-only" }, "Rows in and records out"),
+    h("tbody", {}, rows.filter(([, v]) => v !== undefined && v !== null).map(([k, v, kind]) => h("tr", kind ? { class: "reason" } : {},
+      h("th", { scope: "row" }, kind ? `↳ ${k}` : k), h("td", { class: "num" }, number(v)))))));
+}
+
 function counter(run, word) {
   const counters = (run.summary && run.summary.counters) || {};
   const key = Object.keys(counters).find((k) => k.includes(word));
@@ -512,7 +539,7 @@ async function connectorPage(id) {
   const history = h("div", { class: "table-wrap" }, h("table", { id: "runs" },
     h("caption", { class: "sr-only" }, "Run history"),
     h("thead", {}, h("tr", {}, ["Status", "Started", "Duration"].map((t) => h("th", { scope: "col" }, t)),
-      ["Devices", "Rows", "Assets", "Vulnerabilities", "Files", "API calls", "Throttled"].map((t) => h("th", { scope: "col", class: "num" }, t)),
+      ["Source assets", "Rows read", "Rows skipped", "Assets", "Vulnerabilities", "Files", "API calls", "Throttled"].map((t) => h("th", { scope: "col", class: "num" }, t)),
       h("th", { scope: "col" }, "CVM run"))),
     h("tbody", {}, runs.map((r) => h("tr", { "data-run": r.id },
       h("td", {}, h("a", { href: `#/runs/${r.id}` }, statusBadge(r.status))),
@@ -520,6 +547,7 @@ async function connectorPage(id) {
       h("td", {}, r.status === "running" || r.status === "queued" ? progressText(r) : duration(r.duration_ms)),
       h("td", { class: "num" }, number(declared(r, "source_assets", "devices"))),
       h("td", { class: "num" }, number(declared(r, "source_rows", "rows"))),
+      h("td", { class: "num", "data-skipped": "" }, number(r.summary ? skippedTotal(r.summary) : null)),
       h("td", { class: "num" }, number(r.assets)),
       h("td", { class: "num" }, number(r.open_vulnerabilities)),
       h("td", { class: "num" }, r.files.length),
@@ -601,8 +629,7 @@ async function runPage(id) {
   const facts = [
     ["Status", statusBadge(r.status)], ["Triggered by", r.triggered_by], ["Mode", s.mode ? `${s.mode}${s.mode_reason ? ` (${s.mode_reason})` : ""}` : "–"], ["Queued", when(r.queued_at)], ["Started", when(r.started_at)],
     ["Finished", when(r.finished_at)], ["Duration", duration(r.duration_ms)], ["Worker", r.worker || "–"],
-    ...Object.entries(s.counters || {}).map(([k, v]) => [k, number(v)]),
-    ["Assets written", number(s.assets_written)], ["Vulnerabilities written", number(s.vulnerabilities_written)],
+    ...Object.entries(s.counters || {}).map(([k, v]) => [counterLabel(s, k), number(v)]),
     ["API calls", number(s.api_calls)], ["Throttled responses", number(s.throttled_responses)], ["CVM run", cvmCounts(r)]];
   show(
     h("p", {}, h("a", { href: `#/connectors/${r.connector}` }, "← Connector")),
@@ -612,7 +639,10 @@ async function runPage(id) {
     r.settings_problem ? h("p", { id: "run-hint" }, "The source refused the connector's credentials or permissions: ",
       h("a", { href: `#/connectors/${r.connector}` }, "check its settings"), ", then Save and Verify.") : null,
     r.error_kind === "throttled" ? h("p", { id: "run-hint" }, "The source throttled the run; it runs again in about 15 minutes.") : null,
+    s.warnings && s.warnings.length ? h("section", { class: "card", id: "run-warnings", role: "status" },
+      h("h2", {}, "Warnings"), h("ul", {}, s.warnings.map((w) => h("li", {}, w)))) : null,
     h("section", { class: "card" }, h("dl", { class: "settings", id: "run-facts" }, facts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]))),
+    r.summary ? [h("h2", {}, "Reconciliation"), reconciliation(s)] : null,
     h("h2", {}, "KDI files"),
     r.files.length ? h("ul", { id: "files" }, r.files.map((f) => h("li", {},
       h("button", { type: "button", class: "link", onclick: () => download(f.url, f.name), "data-file": f.name }, `Download ${f.name}`),

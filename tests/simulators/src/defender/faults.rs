@@ -64,6 +64,9 @@ pub struct Faults {
     pub export_files: Option<usize>,
     /// The first download of this export file answers 403 (expired signature).
     pub export_expire_once: Option<usize>,
+    /// `/api/vulnerabilities` (the catalogue) answers 403, as for an application
+    /// whose consent does not cover it.
+    pub catalogue_forbidden: bool,
     /// The first download of this export file answers 200 with an empty body.
     pub export_empty_once: Option<usize>,
 }

@@ -117,6 +117,8 @@ pub struct Tenant {
     added: Vec<VulnerabilityRow>,
     /// Every change since generation, as the delta export reports it.
     pub changes: Vec<Change>,
+    /// Catalogue records updated since generation: their index and when (seconds).
+    catalogue_updates: std::collections::HashMap<u64, i64>,
 }
 
 /// One event of the delta export: a row as it is (or was), what happened to it and
@@ -156,8 +158,35 @@ impl Tenant {
             live_rows: None,
             added: Vec::new(),
             changes: Vec::new(),
+            catalogue_updates: Default::default(),
             spec,
         }
+    }
+
+    /// When catalogue record `index` was last updated (seconds since the epoch).
+    pub fn catalogue_updated(&self, index: u64) -> i64 {
+        self.catalogue_updates
+            .get(&index)
+            .copied()
+            .unwrap_or_else(|| super::catalogue::base_updated(self.spec.seed, index))
+    }
+
+    /// The catalogue's record of an identifier as it is served now.
+    pub fn catalogue_record(&self, id: &str) -> Option<serde_json::Value> {
+        let index = super::catalogue::index_of(id)?;
+        Some(super::catalogue::record(self.spec.seed, index, self.catalogue_updated(index)))
+    }
+
+    /// Updates the catalogue records of these identifiers now, as Defender does when
+    /// a score or an exploit changes; returns how many it found.
+    pub fn update_catalogue(&mut self, ids: &[&str]) -> usize {
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs() as i64;
+        let indices: Vec<u64> = ids.iter().filter_map(|id| super::catalogue::index_of(id)).collect();
+        for index in &indices {
+            self.catalogue_updates.insert(*index, now);
+        }
+        indices.len()
     }
 
     /// Rows served now.

@@ -2,6 +2,7 @@
 //! by real HTTP servers on loopback ([`server`]) that behave like the Defender API,
 //! its Azure AD login host and its export storage, with switchable [`faults`].
 
+pub mod catalogue;
 pub mod faults;
 pub mod generator;
 pub mod server;

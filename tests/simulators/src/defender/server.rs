@@ -154,6 +154,7 @@ impl DefenderSim {
             .route("/api/machines/SoftwareVulnerabilitiesByMachine", get(vulnerabilities))
             .route("/api/machines/SoftwareVulnerabilitiesExport", get(export_list))
             .route("/api/machines/SoftwareVulnerabilityChangesByMachine", get(changes))
+            .route("/api/vulnerabilities", get(catalogue))
             .route("/api/vulnerabilities/{cve}/machineReferences", get(machine_references))
             .with_state(shared.clone());
         let storage_app = Router::new().route("/tvm-export/{file}", get(export_file)).with_state(shared.clone());
@@ -654,6 +655,63 @@ fn build_references(shared: &Shared) {
         let index = index.into_iter().map(|(cve, devices)| (cve, devices.into_values().collect())).collect();
         *shared.references.write().unwrap() = Some(index);
     }
+}
+
+/// The vulnerability catalogue (see `catalogue`'s documentation).
+async fn catalogue(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    use super::catalogue as c;
+    shared.count("catalogue");
+    if let Err(e) = admit(&shared, &headers, &[VULNERABILITY_ROLE]).await {
+        return e;
+    }
+    if shared.faults().catalogue_forbidden {
+        return api_error(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "The application does not have any of the required application permissions (Vulnerability.Read.All) to access the resource.",
+        );
+    }
+    let parse = |key: &str| query.get(key).map(|v| v.parse::<usize>());
+    let top = match parse("$top") {
+        None => c::MAX_TOP,
+        Some(Ok(n)) if n <= c::MAX_TOP => n,
+        Some(_) => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "ODataError",
+                "The limit of '8000' for Top query has been exceeded.",
+            )
+        }
+    };
+    let skip = match parse("$skip") {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return api_error(StatusCode::BAD_REQUEST, "ODataError", "Invalid $skip value."),
+    };
+    let after = match query.get("$filter").map(|f| c::updated_after(f)).transpose() {
+        Ok(after) => {
+            if after.is_some() {
+                shared.count("catalogue filtered by updatedOn");
+            }
+            after
+        }
+        Err(message) => return api_error(StatusCode::BAD_REQUEST, "ODataError", &message),
+    };
+    let tenant = shared.tenant.read().unwrap();
+    let seed = tenant.spec.seed;
+    let value: Vec<Value> = (0..c::len())
+        .map(|i| (i, tenant.catalogue_updated(i)))
+        .filter(|(_, updated)| after.is_none_or(|after| *updated > after))
+        .skip(skip)
+        .take(top)
+        .map(|(i, updated)| c::record(seed, i, updated))
+        .collect();
+    let body = json!({"@odata.context": format!("{}/api/$metadata#Vulnerabilities", shared.base_url), "value": value});
+    (StatusCode::OK, [("content-type", "application/json")], body.to_string()).into_response()
 }
 
 /// The devices a CVE is on (see the module's documentation).
