@@ -22,6 +22,7 @@ pub mod delta;
 pub mod lenient;
 pub mod net;
 pub mod pacing;
+pub mod scoping;
 pub mod timestamp;
 
 use connector_sdk::config::counter;
@@ -125,17 +126,19 @@ impl Connector for DefenderConnector {
     }
 
     fn map(&mut self, page: &Page, out: &mut Output) -> Result<(), PluginError> {
+        let scoping = &self.api.settings.scoping;
         let (mapped, counter) = match page.kind.as_str() {
-            fetch::MACHINES => (mapping::map_machines_page(&page.body), mapping::DEVICES_FETCHED),
-            fetch::VULNERABILITIES => {
-                (mapping::map_vulnerabilities_page_defining(&page.body, &mut self.defined), mapping::ROWS_FETCHED)
-            }
+            fetch::MACHINES => (mapping::map_machines_page_scoped(&page.body, scoping), mapping::DEVICES_FETCHED),
+            fetch::VULNERABILITIES => (
+                mapping::map_vulnerabilities_page_defining(&page.body, &mut self.defined, scoping),
+                mapping::ROWS_FETCHED,
+            ),
             fetch::EXPORT_FILE => (mapping::map_export_file(&page.body), mapping::ROWS_FETCHED),
             fetch::EXPORT_LINES => {
-                (mapping::map_export_lines_defining(&page.body, &mut self.defined), mapping::ROWS_FETCHED)
+                (mapping::map_export_lines_defining(&page.body, &mut self.defined, scoping), mapping::ROWS_FETCHED)
             }
             delta::CHANGES => {
-                (mapping::map_changes_page_defining(&page.body, &mut self.defined), mapping::ROWS_FETCHED)
+                (mapping::map_changes_page_defining(&page.body, &mut self.defined, scoping), mapping::ROWS_FETCHED)
             }
             catalogue::DEFINITIONS => {
                 let definitions = catalogue::map_definitions(&page.body)

@@ -7,6 +7,7 @@
 
 use crate::lenient::strip_bom;
 use crate::model::{for_each_row, IpAddressEntry, Machine, Page, VulnerabilityRow};
+use crate::scoping::Scoping;
 use crate::timestamp;
 use connector_sdk::types::{Asset, Datetime, Locators, Vulnerability, VulnerabilityDefinition, VulnerabilityStatus};
 use std::borrow::Cow;
@@ -49,6 +50,12 @@ fn parse_page(body: &[u8]) -> Result<Page<'_>, PageError> {
 
 /// Maps a page of `GET /api/machines` to assets (the README's "Mapping" table).
 pub fn map_machines_page(body: &[u8]) -> Result<Mapped, PageError> {
+    map_machines_page_scoped(body, &Scoping::default())
+}
+
+/// [`map_machines_page`] within a connector's scoping: devices outside its groups
+/// skipped and counted, the attributes it asks for as tags.
+pub fn map_machines_page_scoped(body: &[u8], scoping: &Scoping) -> Result<Mapped, PageError> {
     let page = parse_page(body)?;
     let mut out = Mapped::default();
     for raw in page.value {
@@ -60,7 +67,7 @@ pub fn map_machines_page(body: &[u8]) -> Result<Mapped, PageError> {
                 continue;
             }
         };
-        match map_machine(&machine) {
+        match map_machine(&machine).and_then(|asset| scoped(asset, &machine, scoping)) {
             Ok(asset) => {
                 if asset.last_seen.is_none() && machine.last_seen.is_some() {
                     *out.notes.entry(UNREADABLE_LAST_SEEN).or_default() += 1;
@@ -106,6 +113,30 @@ pub fn map_machine(m: &Machine) -> Result<Asset, &'static str> {
         tags: tags(&m.machine_tags, m.rbac_group_name.as_deref()),
         last_seen: m.last_seen.as_deref().and_then(datetime),
     })
+}
+
+/// The asset of a device within the scoping: `None` outside its groups; its
+/// attributes as tags when asked.
+fn scoped(mut asset: Asset, m: &Machine, scoping: &Scoping) -> Result<Asset, &'static str> {
+    if !scoping.includes_group(m.rbac_group_name.as_deref()) {
+        return Err(crate::scoping::OUTSIDE_GROUPS);
+    }
+    let wanted = scoping.attribute_tags;
+    let attributes = [
+        (wanted.exposure_level, "exposureLevel", &m.exposure_level),
+        (wanted.risk_score, "riskScore", &m.risk_score),
+        (wanted.health_status, "healthStatus", &m.health_status),
+        (wanted.onboarding_status, "onboardingStatus", &m.onboarding_status),
+        (wanted.agent_version, "agentVersion", &m.agent_version),
+    ];
+    for (name, value) in
+        attributes.iter().filter(|(on, _, _)| *on).filter_map(|(_, name, v)| Some((name, v.as_deref()?.trim())))
+    {
+        if !value.is_empty() {
+            asset.tags.push(format!("{name}: {value}"));
+        }
+    }
+    Ok(asset)
 }
 
 /// OS version: `version` alone when `osBuild` is empty (null, missing, 0 or blank),
@@ -155,18 +186,22 @@ pub fn tags(machine_tags: &[Cow<str>], rbac_group_name: Option<&str>) -> Vec<Str
 /// Maps a page of `SoftwareVulnerabilitiesByMachine` to vulnerabilities and the
 /// definitions of their identifiers (the README's "Mapping" table).
 pub fn map_vulnerabilities_page(body: &[u8]) -> Result<Mapped, PageError> {
-    map_vulnerabilities_page_defining(body, &mut HashSet::new())
+    map_vulnerabilities_page_defining(body, &mut HashSet::new(), &Scoping::default())
 }
 
 /// [`map_vulnerabilities_page`], defining only identifiers not in `defined` (which
 /// it extends): a run's pages share the set, so each definition is sent once.
-pub fn map_vulnerabilities_page_defining(body: &[u8], defined: &mut HashSet<String>) -> Result<Mapped, PageError> {
+pub fn map_vulnerabilities_page_defining(
+    body: &[u8],
+    defined: &mut HashSet<String>,
+    scoping: &Scoping,
+) -> Result<Mapped, PageError> {
     let mut out = Mapped::default();
     // One pass: each row is mapped as soon as it is parsed, borrowing from the body.
     for_each_row(strip_bom(body), |row: Option<VulnerabilityRow>| {
         out.rows += 1;
         match row {
-            Some(row) => out.add_row(&row, defined),
+            Some(row) => out.add_row(&row, defined, scoping),
             None => out.skip("vulnerability row is not a JSON object"),
         }
     })
@@ -178,13 +213,17 @@ pub fn map_vulnerabilities_page_defining(body: &[u8], defined: &mut HashSet<Stri
 /// the plugin hands it out after keeping the latest event of each row `Id`: each row
 /// maps as a full-export row, open when its `status` is `New` or `Updated`, fixed at
 /// its `eventTimestamp` when `Fixed`.
-pub fn map_changes_page_defining(body: &[u8], defined: &mut HashSet<String>) -> Result<Mapped, PageError> {
+pub fn map_changes_page_defining(
+    body: &[u8],
+    defined: &mut HashSet<String>,
+    scoping: &Scoping,
+) -> Result<Mapped, PageError> {
     let mut out = Mapped::default();
     for_each_row(strip_bom(body), |row: Option<VulnerabilityRow>| {
         out.rows += 1;
         match row {
             Some(row) => match change_status(&row) {
-                Ok(status) => out.add(map_row(&row).map(|v| Vulnerability { status, ..v }), defined),
+                Ok(status) => out.add(scoped_row(&row, scoping).map(|v| Vulnerability { status, ..v }), defined),
                 Err(reason) => out.skip(reason),
             },
             None => out.skip("change row is not a JSON object"),
@@ -222,11 +261,15 @@ pub fn map_export_file(body: &[u8]) -> Result<Mapped, PageError> {
 /// Maps decompressed lines of a `SoftwareVulnerabilitiesExport` file: one JSON
 /// object per line, PascalCase keys (read by the row's aliases).
 pub fn map_export_lines(text: &[u8]) -> Result<Mapped, PageError> {
-    map_export_lines_defining(text, &mut HashSet::new())
+    map_export_lines_defining(text, &mut HashSet::new(), &Scoping::default())
 }
 
 /// [`map_export_lines`], defining only identifiers not in `defined` (which it extends).
-pub fn map_export_lines_defining(text: &[u8], defined: &mut HashSet<String>) -> Result<Mapped, PageError> {
+pub fn map_export_lines_defining(
+    text: &[u8],
+    defined: &mut HashSet<String>,
+    scoping: &Scoping,
+) -> Result<Mapped, PageError> {
     let mut out = Mapped::default();
     for line in strip_bom(text).split(|b| *b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -241,14 +284,14 @@ pub fn map_export_lines_defining(text: &[u8], defined: &mut HashSet<String>) -> 
                 continue;
             }
         };
-        out.add_row(&row, defined);
+        out.add_row(&row, defined, scoping);
     }
     Ok(out)
 }
 
 impl Mapped {
-    fn add_row(&mut self, row: &VulnerabilityRow, defined: &mut HashSet<String>) {
-        self.add(map_row(row), defined)
+    fn add_row(&mut self, row: &VulnerabilityRow, defined: &mut HashSet<String>, scoping: &Scoping) {
+        self.add(scoped_row(row, scoping), defined)
     }
 
     fn add(&mut self, mapped: Result<Vulnerability, &'static str>, defined: &mut HashSet<String>) {
@@ -262,6 +305,16 @@ impl Mapped {
             }
             Err(reason) => self.skip(reason),
         }
+    }
+}
+
+/// [`map_row`], skipping a row below the scoping's minimum severity (for the row's
+/// device group).
+fn scoped_row(row: &VulnerabilityRow, scoping: &Scoping) -> Result<Vulnerability, &'static str> {
+    let vulnerability = map_row(row)?;
+    match scoping.reports_score(row.rbac_group_name.as_deref(), vulnerability.score) {
+        true => Ok(vulnerability),
+        false => Err(crate::scoping::BELOW_SEVERITY),
     }
 }
 
@@ -492,14 +545,14 @@ mod tests {
         let first = br#"{"value":[{"deviceId":"a","cveId":"CVE-2024-1000"}]}"#;
         let second =
             br#"{"value":[{"deviceId":"b","cveId":"cve-2024-1000"},{"deviceId":"b","cveId":"CVE-2024-2000"}]}"#;
-        let m = map_vulnerabilities_page_defining(first, &mut defined).unwrap();
+        let m = map_vulnerabilities_page_defining(first, &mut defined, &Scoping::default()).unwrap();
         assert_eq!(m.definitions.len(), 1);
-        let m = map_vulnerabilities_page_defining(second, &mut defined).unwrap();
+        let m = map_vulnerabilities_page_defining(second, &mut defined, &Scoping::default()).unwrap();
         assert_eq!(m.vulnerabilities.len(), 2, "vulnerabilities are all kept");
         let ids: Vec<&str> = m.definitions.iter().map(|d| d.identifier.as_str()).collect();
         assert_eq!(ids, ["CVE-2024-2000"], "CVE-2024-1000 was defined by the first page");
         let lines = b"{\"DeviceId\":\"c\",\"CveId\":\"CVE-2024-2000\"}\n{\"DeviceId\":\"c\",\"CveId\":\"TVM-1\"}";
-        let m = map_export_lines_defining(lines, &mut defined).unwrap();
+        let m = map_export_lines_defining(lines, &mut defined, &Scoping::default()).unwrap();
         assert_eq!(m.definitions.iter().map(|d| d.identifier.as_str()).collect::<Vec<_>>(), ["TVM-1"]);
     }
 

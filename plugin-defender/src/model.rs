@@ -70,6 +70,14 @@ pub struct Machine<'a> {
     pub ip_addresses: Vec<IpAddressEntry<'a>>,
     #[serde(borrow, deserialize_with = "lenient::text", default, alias = "MergedIntoMachineId")]
     pub merged_into_machine_id: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "ExposureLevel")]
+    pub exposure_level: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "RiskScore")]
+    pub risk_score: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "OnboardingStatus")]
+    pub onboarding_status: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "lenient::text", default, alias = "AgentVersion")]
+    pub agent_version: Option<Cow<'a, str>>,
 }
 
 /// One network interface of a machine (`ipAddresses[]`, undocumented sub-fields).
@@ -183,6 +191,8 @@ pub struct VulnerabilityRow<'a> {
     pub event_timestamp: Option<Cow<'a, str>>,
     /// Delta export only: `New`, `Fixed` or `Updated`.
     pub status: Option<Cow<'a, str>>,
+    /// The device's group, for a minimum severity per group.
+    pub rbac_group_name: Option<Cow<'a, str>>,
 }
 
 /// The row fields the mapping reads, by their camelCase (API) or PascalCase
@@ -206,6 +216,7 @@ enum RowField {
     Id,
     EventTimestamp,
     Status,
+    Group,
     Other,
 }
 
@@ -237,6 +248,7 @@ impl<'de> Deserialize<'de> for RowField {
                     "id" | "Id" => RowField::Id,
                     "eventTimestamp" | "EventTimestamp" => RowField::EventTimestamp,
                     "status" | "Status" => RowField::Status,
+                    "rbacGroupName" | "RbacGroupName" => RowField::Group,
                     _ => RowField::Other,
                 })
             }
@@ -273,6 +285,7 @@ impl<'de> Deserialize<'de> for VulnerabilityRow<'de> {
                         RowField::Id => &mut row.id,
                         RowField::EventTimestamp => &mut row.event_timestamp,
                         RowField::Status => &mut row.status,
+                        RowField::Group => &mut row.rbac_group_name,
                         RowField::DiskPaths => {
                             row.disk_paths = map.next_value::<lenient::LenientList>()?.0;
                             continue;

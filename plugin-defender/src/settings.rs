@@ -73,6 +73,8 @@ pub struct Settings {
     pub retry_delay: Duration,
     /// Whether definitions get the text of Defender's vulnerability catalogue.
     pub catalogue: bool,
+    /// Which devices and rows are reported, and which attributes become tags.
+    pub scoping: crate::scoping::Scoping,
 }
 
 impl Settings {
@@ -131,6 +133,15 @@ pub fn fields() -> Vec<ConfigField> {
         field("page_timeout_seconds", "Page timeout", "Seconds allowed for one vulnerability page or export file (a 50,000-row page is about 50 MB).", Integer, false, Some("600")),
         field("max_retries", "Retries", "Retries of a call that failed on a connection error, a timeout, a 5xx or a 429, before the run stops.", Integer, false, Some("5")),
         field("catalogue", "Enrich from the catalogue", "Give each vulnerability definition the name, description, CVSS v3, EPSS and exploit facts of Defender's vulnerability catalogue (GET /api/vulnerabilities, permission Vulnerability.Read.All). Read whole once, then only what changed.", Boolean, false, Some("true")),
+        field("device_groups", "Device groups", "Only devices in these device groups (RBAC groups), by name as Defender's Settings > Device groups shows them, separated by commas. Empty: every group. Devices without a group are in `Unassigned`.", Text, false, None),
+        field("exclude_device_groups", "Excluded device groups", "Never devices in these device groups, by name, separated by commas.", Text, false, None),
+        choice_field("min_severity", "Minimum severity", "Report vulnerabilities of this severity and above; rows below are skipped and counted (and CVM closes what an earlier run sent of them).", false, Some("all"), &[("all", "All"), ("low", "Low"), ("medium", "Medium"), ("high", "High"), ("critical", "Critical")]),
+        field("min_severity_by_group", "Minimum severity by device group", "Per device group, a minimum severity that replaces the one above: `Servers EU=high; Kiosks=critical`.", Text, false, None),
+        field("tag_exposure_level", "Tag exposure level", "Tag each asset with its device's exposure level (`exposureLevel: High`).", Boolean, false, Some("false")),
+        field("tag_risk_score", "Tag risk score", "Tag each asset with its device's risk score (`riskScore: Medium`).", Boolean, false, Some("false")),
+        field("tag_health_status", "Tag health status", "Tag each asset with its device's health status (`healthStatus: Active`).", Boolean, false, Some("false")),
+        field("tag_onboarding_status", "Tag onboarding status", "Tag each asset with its device's onboarding status (`onboardingStatus: Onboarded`).", Boolean, false, Some("false")),
+        field("tag_agent_version", "Tag agent version", "Tag each asset with its device's sensor version (`agentVersion: 10.8760.19041.1`).", Boolean, false, Some("false")),
         field("retry_delay_ms", "First retry delay", "Milliseconds before the first retry; each further retry waits twice as long (with jitter, at most 60 s).", Integer, false, Some("1000")),
     ]
 }
@@ -236,6 +247,7 @@ pub fn from_config(config: &mut Config) -> Result<Settings, Vec<FieldError>> {
     let max_retries = number("max_retries", 0, 20) as u32;
     let retry_delay = Duration::from_millis(number("retry_delay_ms", 1, 60_000));
     let catalogue = config.boolean("catalogue");
+    let scoping = scoping_of(config);
     let pacer = Pacer::parse(&config.text("rate_limits")).unwrap_or_else(|m| {
         config.error("rate_limits", &m);
         Pacer::default()
@@ -266,7 +278,38 @@ pub fn from_config(config: &mut Config) -> Result<Settings, Vec<FieldError>> {
         max_retries,
         retry_delay,
         catalogue,
+        scoping,
     })
+}
+
+/// The scoping fields, every problem recorded on its field.
+fn scoping_of(config: &mut Config) -> crate::scoping::Scoping {
+    use crate::scoping::{parse_groups, parse_min_by_group, parse_severity, AttributeTags, Scoping};
+    let min_score = match parse_severity(&config.choice("min_severity", &["all", "low", "medium", "high", "critical"]))
+    {
+        Ok(score) => score,
+        Err(message) => {
+            config.error("min_severity", &message);
+            0
+        }
+    };
+    let min_score_by_group = parse_min_by_group(&config.text("min_severity_by_group")).unwrap_or_else(|message| {
+        config.error("min_severity_by_group", &message);
+        Default::default()
+    });
+    Scoping {
+        groups: parse_groups(&config.text("device_groups")),
+        excluded_groups: parse_groups(&config.text("exclude_device_groups")),
+        min_score,
+        min_score_by_group,
+        attribute_tags: AttributeTags {
+            exposure_level: config.boolean("tag_exposure_level"),
+            risk_score: config.boolean("tag_risk_score"),
+            health_status: config.boolean("tag_health_status"),
+            onboarding_status: config.boolean("tag_onboarding_status"),
+            agent_version: config.boolean("tag_agent_version"),
+        },
+    }
 }
 
 /// `8-4-4-4-12` hex digits.

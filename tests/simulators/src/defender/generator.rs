@@ -254,11 +254,12 @@ impl Tenant {
     /// under the old group and `New` under the new one, at the same time.
     pub fn move_machine(&mut self, machine_id: &str, group_id: u32, group: &'static str) {
         let now = std::time::SystemTime::now();
+        // Its rows as they were (a row carries its device's group), then the move.
+        let rows: Vec<VulnerabilityRow> = self.live_rows().filter(|r| r.device_id == machine_id).collect();
         for m in self.machines.iter_mut().filter(|m| m.id == machine_id) {
             m.rbac_group_id = group_id;
             m.rbac_group_name = Some(group);
         }
-        let rows: Vec<VulnerabilityRow> = self.live_rows().filter(|r| r.device_id == machine_id).collect();
         for row in rows {
             self.changes.push(Change { at: now, status: "Fixed", row: row.clone() });
             let moved = VulnerabilityRow { rbac_group_id: group_id, rbac_group_name: group, ..row };
@@ -384,8 +385,8 @@ fn machine(seed: u64, i: u64) -> Machine {
         onboarding_status: "Onboarded",
         rbac_group_id,
         rbac_group_name,
-        risk_score: "Medium",
-        exposure_level: "Low",
+        risk_score: ["None", "Low", "Medium", "High"][(r("risk") % 4) as usize],
+        exposure_level: ["Low", "Medium", "High"][(r("exposure") % 3) as usize],
         is_aad_joined: r("aad") % 2 == 0,
         aad_device_id: None,
         machine_tags,
@@ -413,17 +414,19 @@ fn row(tenant: &Tenant, index: u64) -> VulnerabilityRow {
     let a = |stream: &str| derive(seed, stream, anchor);
     let r = |stream: &str| derive(seed, stream, index);
     let devices = tenant.machines.len().max(1) as u64;
-    let (device_id, device_name) = if a("ghost") % 100 == 0 || tenant.machines.is_empty() {
-        (ghost_device(seed, anchor), Some("ghost.corp.contoso.com".to_owned()))
-    } else {
-        // Every 25th device gets no rows at all: a clean device must still be sent.
-        let mut index = a("device") % devices;
-        if index % 25 == 3 {
-            index = (index + 1) % devices;
-        }
-        let m = &tenant.machines[index as usize];
-        (m.id.clone(), m.computer_dns_name.clone())
-    };
+    // A row carries its device's group; a device without one is `UnassignedGroup`.
+    let (device_id, device_name, rbac_group_id, rbac_group_name) =
+        if a("ghost") % 100 == 0 || tenant.machines.is_empty() {
+            (ghost_device(seed, anchor), Some("ghost.corp.contoso.com".to_owned()), 0, None)
+        } else {
+            // Every 25th device gets no rows at all: a clean device must still be sent.
+            let mut index = a("device") % devices;
+            if index % 25 == 3 {
+                index = (index + 1) % devices;
+            }
+            let m = &tenant.machines[index as usize];
+            (m.id.clone(), m.computer_dns_name.clone(), m.rbac_group_id, m.rbac_group_name)
+        };
     let cve_id = match a("cve") % 100 {
         0 => None,
         1 => Some("TVM-2020-0002".to_owned()),
@@ -487,8 +490,8 @@ fn row(tenant: &Tenant, index: u64) -> VulnerabilityRow {
         } else {
             vec![]
         },
-        rbac_group_name: "UnassignedGroup",
-        rbac_group_id: 0,
+        rbac_group_name: rbac_group_name.unwrap_or("UnassignedGroup"),
+        rbac_group_id,
         security_update_available: r("upd-avail") % 2 == 0,
     }
 }
