@@ -212,6 +212,16 @@ async fn an_admin_adds_verifies_and_runs_a_connector_and_a_viewer_only_reads() {
     // Fields with choices (contract 0.4) are selects, the default chosen.
     assert_eq!(b.find("#f-cloud").await.prop("tagName").await.unwrap().as_deref(), Some("SELECT"));
     assert_eq!(b.value("#f-api_mode").await, "auto");
+    // Scoping (issue 24): the minimum severity is a select of its choices; device
+    // groups are text; each attribute tag is a yes/no choice, off by default.
+    assert_eq!(b.find("#f-min_severity").await.prop("tagName").await.unwrap().as_deref(), Some("SELECT"));
+    assert_eq!(b.value("#f-min_severity").await, "all");
+    let severities = b.find("#f-min_severity").await.prop("textContent").await.unwrap().unwrap_or_default();
+    assert!(["All", "Low", "Medium", "High", "Critical"].iter().all(|s| severities.contains(s)), "{severities}");
+    assert!(b.exists("#f-device_groups").await && b.exists("#f-exclude_device_groups").await);
+    assert!(b.exists("#f-min_severity_by_group").await);
+    assert_eq!(b.value("#f-tag_exposure_level").await, "false");
+    assert_eq!(b.value("#f-catalogue").await, "true", "the catalogue is on by default");
     let declared = tokio::task::block_in_place(|| Api::new(&url, Some(ADMIN_TOKEN)).get("/api/plugins").1);
     let declared = declared.as_array().unwrap().iter().find(|p| p["id"] == "defender-tvm").unwrap()["egress"]
         .as_array()
