@@ -165,6 +165,27 @@ fn main() -> Result<()> {
         }
     }
 
+    // As a user runs it: no flags, the plugin's defaults (pacing on, api_mode auto,
+    // the catalogue read), the CLI's progress on the terminal's stderr.
+    let plain = dir.join("default.toml");
+    std::fs::write(&plain, sim.config_toml())?;
+    let default = measure_run(
+        &host_bin,
+        &plugin,
+        &plain,
+        &dir.join("out-default"),
+        &["--state-dir".into(), dir.join("state-default").display().to_string()],
+    )?;
+    println!();
+    println!("A default run (connector-host run, no flags, the plugin's defaults):");
+    println!(
+        "  End to end                       {:>10.2} s   ratio to the download {:.2}",
+        default.wall.as_secs_f64(),
+        default.wall.as_secs_f64() / download.as_secs_f64()
+    );
+    println!("  CPU time of connector-host       {:>10.2} s", default.cpu.as_secs_f64());
+    println!("  Peak RSS of connector-host       {:>10.1} MiB", default.peak_rss as f64 / (1 << 20) as f64);
+
     incremental(&sim, &args, &host_bin, &plugin, &config, &dir, (last_full, page_bytes, machines))?;
     mapping_comparison(&sim, &plugin, args.page_size, args.mapping_rows)?;
     start_times(&plugin, &dir)?;
@@ -291,7 +312,22 @@ fn end_to_end(
     mapping_instances: usize,
     extra: &[String],
 ) -> Result<Measured> {
+    let mut args = vec!["--mapping-instances".to_owned(), mapping_instances.to_string(), "--json".to_owned()];
+    args.extend_from_slice(extra);
+    measure_run(host_bin, plugin, config, out, &args)
+}
+
+/// Runs `connector-host run` with `args` after the required ones; with `--json`
+/// among them, its summary is read too.
+fn measure_run(
+    host_bin: &std::path::Path,
+    plugin: &std::path::Path,
+    config: &std::path::Path,
+    out: &std::path::Path,
+    args: &[String],
+) -> Result<Measured> {
     let started = Instant::now();
+    let json = args.iter().any(|a| a == "--json");
     let mut child = Command::new(host_bin)
         .args(["run", "--plugin"])
         .arg(plugin)
@@ -300,11 +336,9 @@ fn end_to_end(
         .arg("--out")
         .arg(out)
         .arg("--allow-insecure-loopback")
-        .arg("--mapping-instances")
-        .arg(mapping_instances.to_string())
-        .arg("--json")
-        .args(extra)
+        .args(args)
         .stdout(std::process::Stdio::piped())
+        .stderr(if json { std::process::Stdio::inherit() } else { std::process::Stdio::null() })
         .spawn()?;
     // The child's own high-water mark, read from /proc while it runs. (getrusage's
     // figure for children starts from the parent's RSS at spawn, which includes the
@@ -331,6 +365,9 @@ fn end_to_end(
     }
     let mut printed = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().context("the run's output")?, &mut printed)?;
+    if !json {
+        return Ok(Measured { wall, cpu, peak_rss, stages: Vec::new(), mode: String::new() });
+    }
     let summary: serde_json::Value = serde_json::from_str(&printed).context("the run's JSON summary")?;
     let stages = summary["stage_cpu"]
         .as_object()
