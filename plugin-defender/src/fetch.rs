@@ -55,15 +55,18 @@ pub enum Stage {
         /// Parts handed out so far.
         handed: u32,
     },
-    /// Asking for the export's file list; `resume` is the next file to download.
+    /// Asking for the export's file list; `resume` is the file to read next, and
+    /// `reading` the part of it already read (when its link expired mid-file).
     ExportList {
         resume: usize,
         generation: Option<String>,
         lists: u32,
+        reading: Option<Box<ExportReader>>,
     },
-    /// Downloading export files, and handing each out in pages of lines.
+    /// Downloading export files in ranges, and handing each out in pages of lines.
     ExportFiles {
         files: Vec<String>,
+        /// The file being read (or, once all are, their count).
         next: usize,
         generation: String,
         lists: u32,
@@ -213,32 +216,32 @@ pub fn next_page(api: &mut Client, stage: &mut Stage) -> Result<Option<Page>, Pl
                 }
                 *parts = Some(split);
             }
-            Stage::ExportList { resume, generation, lists } => {
-                *stage = export_list(api, *resume, generation.take(), *lists)?;
+            Stage::ExportList { resume, generation, lists, reading } => {
+                *stage = export_list(api, *resume, generation.take(), *lists, reading.take())?;
             }
             Stage::ExportFiles { files, next, generation, lists, empty_tries, reading, chunks } => {
-                if reading.is_none() {
-                    match export_file(api, files, next, empty_tries)? {
-                        Some((index, gzip)) => *reading = Some(Box::new(ExportReader::new(index, files.len(), gzip))),
-                        None => {
-                            // The URL expired (or the body was not a file): ask for a new list.
-                            let generation = Some(generation.clone());
-                            *stage = Stage::ExportList { resume: *next, generation, lists: *lists };
-                            continue;
-                        }
-                    }
-                }
-                let reader = reading.as_mut().expect("set above");
+                let reader = reading.get_or_insert_with(|| Box::new(ExportReader::new(*next, files.len())));
                 match reader.next_lines(api.settings.page_size, PART_BYTES)? {
-                    Some(body) => {
+                    Lines::Page(body) => {
                         let page = Page { kind: EXPORT_LINES.into(), sequence: *chunks, body };
                         *chunks += 1;
                         return Ok(Some(page));
                     }
-                    None => {
+                    Lines::End => {
                         *reading = None;
+                        *next += 1;
+                        output::progress("export files", *next as u64, Some(files.len() as u64));
                         if *next == files.len() {
                             *stage = Stage::Done;
+                        }
+                    }
+                    Lines::NeedMore => {
+                        if !download_range(api, &files[*next], reader, files.len(), empty_tries)? {
+                            // The link expired (or the body was not the file): ask for a
+                            // new list and read on from where this file stands.
+                            let generation = Some(generation.clone());
+                            *stage =
+                                Stage::ExportList { resume: *next, generation, lists: *lists, reading: reading.take() };
                         }
                     }
                 }
@@ -350,7 +353,7 @@ fn vulnerabilities_stage(api: &Client, devices: u64) -> Stage {
     };
     if export {
         log(Level::Info, &format!("{devices} devices: fetching vulnerabilities through the file export"));
-        Stage::ExportList { resume: 0, generation: None, lists: 0 }
+        Stage::ExportList { resume: 0, generation: None, lists: 0, reading: None }
     } else {
         Stage::Vulnerabilities {
             next: {
@@ -375,7 +378,13 @@ struct ExportFilesResponse {
     generated_time: Option<String>,
 }
 
-fn export_list(api: &mut Client, resume: usize, previous: Option<String>, lists: u32) -> Result<Stage, PluginError> {
+fn export_list(
+    api: &mut Client,
+    resume: usize,
+    previous: Option<String>,
+    lists: u32,
+    reading: Option<Box<ExportReader>>,
+) -> Result<Stage, PluginError> {
     if lists > api.settings.max_retries {
         return Err(PluginError::BadResponse(format!(
             "export files kept expiring or failing: asked for a new file list {lists} times"
@@ -393,7 +402,7 @@ fn export_list(api: &mut Client, resume: usize, previous: Option<String>, lists:
     })?;
     let generation = list.generated_time.unwrap_or_default();
     if let Some(previous) = previous {
-        if previous != generation && resume > 0 {
+        if previous != generation && (resume > 0 || reading.is_some()) {
             return Err(PluginError::BadResponse(format!(
                 "the export was regenerated during the run ({previous} became {generation}); files of two generations cannot be mixed, run again"
             )));
@@ -403,120 +412,226 @@ fn export_list(api: &mut Client, resume: usize, previous: Option<String>, lists:
     if resume >= files.len() {
         return Ok(Stage::Done);
     }
-    Ok(Stage::ExportFiles {
-        files,
-        next: resume,
-        generation,
-        lists: lists + 1,
-        empty_tries: 0,
-        reading: None,
-        chunks: 0,
-    })
+    Ok(Stage::ExportFiles { files, next: resume, generation, lists: lists + 1, empty_tries: 0, reading, chunks: 0 })
 }
 
-/// An export file being handed out in pages of lines, decompressed as it goes: the
-/// compressed file stays in memory, the decompressed one never does at once.
+/// Bytes of an export file asked for at a time (`Range`): an export file can be
+/// hundreds of MB gzipped, and downloaded whole it sat in memory twice (the host's
+/// copy and this instance's) while its lines were handed out.
+pub const RANGE_BYTES: u64 = 4 << 20;
+/// Compressed bytes decompressed at a time, so that little more than a page of lines
+/// is ever held decompressed.
+const FEED_BYTES: usize = 256 << 10;
+
+/// What an export file has next.
+pub enum Lines {
+    /// Whole lines (blank ones ride along).
+    Page(Vec<u8>),
+    /// The downloaded part is used up: download the next range.
+    NeedMore,
+    /// Every line was handed out.
+    End,
+}
+
+/// An export file read in ranges and handed out in pages of lines, decompressed as
+/// it goes: neither the compressed nor the decompressed file is ever held whole.
 pub struct ExportReader {
     index: usize,
     files: usize,
-    lines: std::io::BufReader<flate2::read::MultiGzDecoder<std::io::Cursor<Vec<u8>>>>,
+    /// Bytes of the file downloaded so far: where the next range starts.
+    offset: u64,
+    /// Downloaded, not yet decompressed (from `fed` on).
+    compressed: Vec<u8>,
+    fed: usize,
+    /// Decompresses into its buffer; the lines before `taken` were handed out.
+    decoder: flate2::write::MultiGzDecoder<Vec<u8>>,
+    taken: usize,
+    /// Where the scan for line ends stands, and what it counted since `taken`.
+    scanned: usize,
+    lines: u32,
+    /// The whole file is downloaded, and then decompressed to its end.
+    downloaded: bool,
+    finished: bool,
 }
 
 impl ExportReader {
-    pub fn new(index: usize, files: usize, gzip: Vec<u8>) -> Self {
-        let decoder = flate2::read::MultiGzDecoder::new(std::io::Cursor::new(gzip));
-        ExportReader { index, files, lines: std::io::BufReader::with_capacity(1 << 20, decoder) }
+    pub fn new(index: usize, files: usize) -> Self {
+        ExportReader {
+            index,
+            files,
+            offset: 0,
+            compressed: Vec::new(),
+            fed: 0,
+            decoder: flate2::write::MultiGzDecoder::new(Vec::new()),
+            taken: 0,
+            scanned: 0,
+            lines: 0,
+            downloaded: false,
+            finished: false,
+        }
     }
 
-    /// The next `rows` non-blank lines (blank ones ride along), or `None` at the end.
-    /// The next `rows` lines, or fewer once they fill `bytes` (whole lines only).
-    pub fn next_lines(&mut self, rows: u32, bytes: usize) -> Result<Option<Vec<u8>>, PluginError> {
-        use std::io::BufRead;
-        let mut body = Vec::new();
-        let mut count = 0;
-        while count < rows && body.len() < bytes {
-            let start = body.len();
-            let read = self.lines.read_until(b'\n', &mut body).map_err(|e| {
-                PluginError::BadResponse(format!(
-                    "export file {} of {} is not a readable gzip file: {e}",
-                    self.index + 1,
-                    self.files
-                ))
-            })?;
-            if read == 0 {
-                break;
+    /// Where the next range starts.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Adds the next downloaded bytes of the file; `last` when it ends with them.
+    pub fn add(&mut self, bytes: &[u8], last: bool) {
+        self.compressed.drain(..self.fed);
+        self.fed = 0;
+        self.compressed.extend_from_slice(bytes);
+        self.offset += bytes.len() as u64;
+        self.downloaded |= last;
+    }
+
+    fn unreadable(&self, e: std::io::Error) -> PluginError {
+        PluginError::BadResponse(format!(
+            "export file {} of {} is not a readable gzip file: {e}",
+            self.index + 1,
+            self.files
+        ))
+    }
+
+    /// The next `rows` non-blank lines, or fewer once they fill `bytes` (whole
+    /// lines only); `NeedMore` when the downloaded part holds no such page yet.
+    pub fn next_lines(&mut self, rows: u32, bytes: usize) -> Result<Lines, PluginError> {
+        use std::io::Write;
+        loop {
+            // Scan on for line ends, cutting a page at the limit.
+            let out = self.decoder.get_ref();
+            let mut line_start = self.scanned;
+            while let Some(end) = out[self.scanned..].iter().position(|b| *b == b'\n').map(|p| self.scanned + p + 1) {
+                if !out[line_start..end].iter().all(u8::is_ascii_whitespace) {
+                    self.lines += 1;
+                }
+                self.scanned = end;
+                line_start = end;
+                if self.lines >= rows || end - self.taken >= bytes {
+                    return Ok(Lines::Page(self.take(end)));
+                }
             }
-            if !body[start..].iter().all(u8::is_ascii_whitespace) {
-                count += 1;
+            if self.fed < self.compressed.len() {
+                let feed = (self.compressed.len() - self.fed).min(FEED_BYTES);
+                let slice = &self.compressed[self.fed..self.fed + feed];
+                // Flushed, so that what was decompressed is in the buffer to scan.
+                let result = self.decoder.write_all(slice).and_then(|()| self.decoder.flush());
+                result.map_err(|e| self.unreadable(e))?;
+                self.fed += feed;
+                continue;
             }
+            if !self.downloaded {
+                return Ok(Lines::NeedMore);
+            }
+            if !self.finished {
+                self.decoder.try_finish().map_err(|e| self.unreadable(e))?;
+                self.finished = true;
+                continue;
+            }
+            // The rest: a last line without a line end, or nothing.
+            let end = self.decoder.get_ref().len();
+            self.scanned = end;
+            return Ok(match end > self.taken {
+                true => Lines::Page(self.take(end)),
+                false => Lines::End,
+            });
         }
-        Ok((!body.is_empty()).then_some(body))
+    }
+
+    /// Hands out the decompressed bytes up to `end`, and lets go of them.
+    fn take(&mut self, end: usize) -> Vec<u8> {
+        let page = self.decoder.get_ref()[self.taken..end].to_vec();
+        self.taken = end;
+        self.lines = 0;
+        if self.taken > PART_BYTES {
+            let buffer = self.decoder.get_mut();
+            buffer.drain(..self.taken);
+            self.scanned -= self.taken;
+            self.taken = 0;
+        }
+        page
     }
 }
 
-/// Downloads the next export file (gzip). No token goes to the storage host: the URL
-/// carries its own signature. Returns `None` when the URL has expired.
-fn export_file(
+/// Downloads the next range of an export file into `reader`. No token goes to the
+/// storage host: the URL carries its own signature. Returns false when the link has
+/// expired (a 403, or a 200 that is not the file).
+fn download_range(
     api: &mut Client,
-    files: &[String],
-    next: &mut usize,
+    url: &str,
+    reader: &mut ExportReader,
+    files: usize,
     empty_tries: &mut u32,
-) -> Result<Option<(usize, Vec<u8>)>, PluginError> {
-    loop {
-        let index = *next;
-        let url = &files[index];
-        let response = api.send(Call {
-            method: Method::Get,
-            url,
-            headers: Vec::new(),
-            body: None,
-            pace: None,
-            timeout: api.settings.page_timeout,
-        })?;
-        let gzip = response.body.starts_with(&[0x1f, 0x8b]);
-        match response.status {
-            200 if response.body.is_empty() => {
-                // Elastic saw this before a file was ready: wait and retry, bounded.
-                *empty_tries += 1;
-                if *empty_tries > api.settings.max_retries {
-                    return Err(PluginError::BadResponse(format!(
-                        "export file {} of {} came back empty {} times",
-                        index + 1,
-                        files.len(),
-                        *empty_tries
-                    )));
-                }
-                output::count(client::RETRIES, 1);
-                std::thread::sleep(api.settings.retry_delay.saturating_mul(*empty_tries));
+) -> Result<bool, PluginError> {
+    let (index, offset) = (reader.index, reader.offset());
+    let range = format!("bytes={offset}-{}", offset + RANGE_BYTES - 1);
+    let response = api.send(Call {
+        method: Method::Get,
+        url,
+        headers: vec![("range".into(), range)],
+        body: None,
+        pace: None,
+        timeout: api.settings.page_timeout,
+    })?;
+    let gzip = |body: &[u8]| body.starts_with(&[0x1f, 0x8b]);
+    match response.status {
+        206 => {
+            // `Content-Range: bytes a-b/size`; without a size, a short range is the last.
+            let size = response
+                .header("content-range")
+                .and_then(|r| r.rsplit_once('/'))
+                .and_then(|(_, s)| s.trim().parse::<u64>().ok());
+            let end = offset + response.body.len() as u64;
+            let last =
+                response.body.is_empty() || size.map_or((response.body.len() as u64) < RANGE_BYTES, |size| end >= size);
+            if offset == 0 && !gzip(&response.body) {
+                return Ok(expired(index, files));
             }
-            200 if gzip => {
-                *empty_tries = 0;
-                *next += 1;
-                output::progress("export files", *next as u64, Some(files.len() as u64));
-                return Ok(Some((index, response.body)));
-            }
-            // An expired signature is a 403 with XML; a 200 that is not gzip meant the same.
-            200 | 403 => {
-                log(
-                    Level::Info,
-                    &format!(
-                        "export file {} of {}: the link has expired; asking for a new list",
-                        index + 1,
-                        files.len()
-                    ),
-                );
-                return Ok(None);
-            }
-            status => {
-                return Err(PluginError::BadResponse(format!(
-                    "export file {} of {} answered HTTP {status}: {}",
-                    index + 1,
-                    files.len(),
-                    crate::net::excerpt(&response.body)
-                )))
-            }
+            *empty_tries = 0;
+            reader.add(&response.body, last);
+            Ok(true)
         }
+        // A range past the end: the file ended exactly at the last one.
+        416 => {
+            reader.add(&[], true);
+            Ok(true)
+        }
+        200 if response.body.is_empty() => {
+            // Elastic saw this before a file was ready: wait and retry, bounded.
+            *empty_tries += 1;
+            if *empty_tries > api.settings.max_retries {
+                return Err(PluginError::BadResponse(format!(
+                    "export file {} of {} came back empty {} times",
+                    index + 1,
+                    files,
+                    *empty_tries
+                )));
+            }
+            output::count(client::RETRIES, 1);
+            std::thread::sleep(api.settings.retry_delay.saturating_mul(*empty_tries));
+            Ok(true)
+        }
+        // A server that ignores `Range` sends the whole file: keep what is new.
+        200 if gzip(&response.body) => {
+            *empty_tries = 0;
+            let new = response.body.get(offset as usize..).unwrap_or_default();
+            reader.add(new, true);
+            Ok(true)
+        }
+        // An expired signature is a 403 with XML; a 200 that is not gzip meant the same.
+        200 | 403 => Ok(expired(index, files)),
+        status => Err(PluginError::BadResponse(format!(
+            "export file {} of {} answered HTTP {status}: {}",
+            index + 1,
+            files,
+            crate::net::excerpt(&response.body)
+        ))),
     }
+}
+
+fn expired(index: usize, files: usize) -> bool {
+    log(Level::Info, &format!("export file {} of {files}: the link has expired; asking for a new list", index + 1));
+    false
 }
 
 pub(crate) fn parse<'a, T: Deserialize<'a>>(body: &'a [u8], endpoint: &str, sequence: u32) -> Result<T, PluginError> {
@@ -669,32 +784,56 @@ mod tests {
         assert!(parts.next_part().is_none());
     }
 
+    /// Reads an export file given in downloads of `chunk` bytes, as the ranges come.
+    fn read_in_ranges(gzip: &[u8], chunk: usize, rows: u32, bytes: usize) -> Vec<String> {
+        let mut reader = super::ExportReader::new(0, 1);
+        let mut pages = Vec::new();
+        let mut downloaded = 0;
+        loop {
+            match reader.next_lines(rows, bytes).unwrap() {
+                super::Lines::Page(page) => pages.push(String::from_utf8(page).unwrap()),
+                super::Lines::NeedMore => {
+                    let next = (downloaded + chunk).min(gzip.len());
+                    reader.add(&gzip[downloaded..next], next == gzip.len());
+                    downloaded = next;
+                }
+                super::Lines::End => return pages,
+            }
+        }
+    }
+
     #[test]
-    fn export_files_are_handed_out_in_pages_of_lines() {
+    fn export_files_are_handed_out_in_pages_of_lines_whatever_the_ranges() {
         use std::io::Write;
         let text = "{\"DeviceId\":\"a\"}\n\n{\"DeviceId\":\"b\"}\r\n{\"DeviceId\":\"c\"}\n{\"DeviceId\":\"d\"}\n{\"DeviceId\":\"e\"}";
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(text.as_bytes()).unwrap();
-        let mut reader = super::ExportReader::new(0, 1, gz.finish().unwrap());
-        let mut pages = Vec::new();
-        while let Some(page) = reader.next_lines(2, super::PART_BYTES).unwrap() {
-            pages.push(String::from_utf8(page).unwrap());
+        let gz = gz.finish().unwrap();
+        for chunk in [1, 7, 64, gz.len()] {
+            let pages = read_in_ranges(&gz, chunk, 2, super::PART_BYTES);
+            assert_eq!(pages.len(), 3, "ranges of {chunk}: {pages:?}");
+            assert_eq!(pages.concat(), text, "every byte handed out once, in order");
+            let rows: Vec<u64> =
+                pages.iter().map(|p| crate::mapping::map_export_lines(p.as_bytes()).unwrap().rows).collect();
+            assert_eq!(rows, [2, 2, 1]);
         }
-        assert_eq!(pages.len(), 3, "{pages:?}");
-        assert_eq!(pages.concat(), text, "every byte handed out once, in order");
-        let rows: Vec<u64> =
-            pages.iter().map(|p| crate::mapping::map_export_lines(p.as_bytes()).unwrap().rows).collect();
-        assert_eq!(rows, [2, 2, 1]);
 
         // A page also ends once it holds `bytes`, after a whole line.
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(text.as_bytes()).unwrap();
-        let mut reader = super::ExportReader::new(0, 1, gz.finish().unwrap());
-        let first = reader.next_lines(100, 20).unwrap().unwrap();
-        assert_eq!(String::from_utf8(first).unwrap(), "{\"DeviceId\":\"a\"}\n\n{\"DeviceId\":\"b\"}\r\n");
+        let first = read_in_ranges(&gz, 5, 100, 20).remove(0);
+        assert_eq!(first, "{\"DeviceId\":\"a\"}\n\n{\"DeviceId\":\"b\"}\r\n");
 
-        let mut broken = super::ExportReader::new(2, 3, vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3]);
-        let error = format!("{:?}", broken.next_lines(2, super::PART_BYTES).unwrap_err());
+        // A large file: the decompressed part held stays near a page, not the file.
+        let big: String = (0..200_000).map(|i| format!("{{\"DeviceId\":\"{i:08}\"}}\n")).collect();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(big.as_bytes()).unwrap();
+        let gz = gz.finish().unwrap();
+        let pages = read_in_ranges(&gz, 64 << 10, 1_000, super::PART_BYTES);
+        assert_eq!(pages.len(), 200);
+        assert_eq!(pages.concat(), big);
+
+        let mut broken = super::ExportReader::new(2, 3);
+        broken.add(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3], true);
+        let error = format!("{:?}", broken.next_lines(2, super::PART_BYTES).err().unwrap());
         assert!(error.contains("export file 3 of 3 is not a readable gzip file"), "{error}");
     }
 }

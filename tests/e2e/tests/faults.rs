@@ -302,6 +302,37 @@ fn an_expired_export_link_asks_for_a_new_list() {
     assert_eq!(o.calls("export list"), 2);
 }
 
+/// An export file larger than a range is read in ranges; when its link expires
+/// half-way, a new list is asked for and the file is read on from where it stood
+/// (same generation, same bytes): the KDI is a JSON-page run's, byte for byte.
+#[test]
+fn a_large_export_file_is_read_in_ranges_and_read_on_after_its_link_expires() {
+    let spec = TenantSpec { seed: 23, devices: 400, rows: 60_000 };
+    let run = |name: &str, faults: Faults, extra: &str| {
+        let sim = DefenderSim::start(spec.clone(), SimOptions { faults, ..Default::default() }).unwrap();
+        let config = ConnectorConfig::parse(&format!("{}{}", sim.config_toml(), settings(extra)), &|_| None).unwrap();
+        let out = kdi::temp_dir(&format!("faults-{name}"));
+        let (host, plugin) = host();
+        run::run(
+            host,
+            plugin,
+            &config,
+            SessionOptions { allow_insecure_loopback: true, ..Default::default() },
+            &RunOptions { out_dir: out.clone(), assets_per_file: 100, ..Default::default() },
+        )
+        .unwrap();
+        let calls = sim.calls();
+        (kdi::read_dir(&out), calls)
+    };
+    let (json_files, _) = run("ranges-json", Faults::default(), "");
+    let faults = Faults { export_files: Some(1), export_expire_mid_file: Some(0), ..Default::default() };
+    let (files, calls) = run("ranges-export", faults, "api_mode = \"export\"\n");
+    assert!(calls["export file range"] >= 2, "the file came in ranges: {calls:?}");
+    assert_eq!(calls["export link expired"], 1);
+    assert_eq!(calls["export list"], 2, "a new list after the expiry");
+    assert!(files == json_files, "the KDI differs from the JSON pages' run");
+}
+
 #[test]
 fn an_empty_export_file_is_fetched_again() {
     let o = run_with(

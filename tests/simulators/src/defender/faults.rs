@@ -67,6 +67,9 @@ pub struct Faults {
     /// `/api/vulnerabilities` (the catalogue) answers 403, as for an application
     /// whose consent does not cover it.
     pub catalogue_forbidden: bool,
+    /// The first range of this export file after its first answers 403 (the
+    /// signature expired while the file was being read).
+    pub export_expire_mid_file: Option<usize>,
     /// The first download of this export file answers 200 with an empty body.
     pub export_empty_once: Option<usize>,
 }

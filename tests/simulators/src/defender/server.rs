@@ -108,6 +108,9 @@ struct Shared {
     /// The devices of each CVE (upper case) in the live rows, built on the first
     /// `machineReferences` call after the tenant changed.
     references: RwLock<Option<HashMap<String, Vec<Value>>>>,
+    /// Export files as served (gzip), by index, made on the first request after the
+    /// tenant changed: a file read in ranges must be the same bytes each time.
+    export_files: RwLock<HashMap<usize, bytes::Bytes>>,
 }
 
 impl Shared {
@@ -146,6 +149,7 @@ impl DefenderSim {
             counters: Mutex::default(),
             rendered_pages: RwLock::default(),
             references: RwLock::default(),
+            export_files: RwLock::default(),
         });
         let api_app = Router::new()
             .route("/{tenant}/oauth2/v2.0/token", post(token_v2))
@@ -181,6 +185,7 @@ impl DefenderSim {
         change(&mut self.shared.tenant.write().unwrap());
         self.shared.rendered_pages.write().unwrap().clear();
         *self.shared.references.write().unwrap() = None;
+        self.shared.export_files.write().unwrap().clear();
     }
 
     /// Renders every vulnerability page of `page_size` rows ahead, on every core,
@@ -912,17 +917,65 @@ async fn export_file(
         let xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>AuthenticationFailed</Code><Message>Server failed to authenticate the request. Signature not valid in the specified key time frame</Message></Error>";
         return (StatusCode::FORBIDDEN, [("content-type", "application/xml")], xml).into_response();
     }
+    let mid_file =
+        headers.get("range").and_then(|r| r.to_str().ok()).and_then(parse_range).is_some_and(|(from, _)| from > 0);
+    if mid_file && faults.export_expire_mid_file == Some(index) && shared.first_time("expire-mid-file", index as u64) {
+        shared.count("export link expired");
+        let xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>AuthenticationFailed</Code><Message>Signature not valid in the specified key time frame</Message></Error>";
+        return (StatusCode::FORBIDDEN, [("content-type", "application/xml")], xml).into_response();
+    }
     if faults.export_empty_once == Some(index) && shared.first_time("empty", index as u64) {
         shared.count("export file empty");
         return StatusCode::OK.into_response();
     }
-    let tenant = shared.tenant.read().unwrap();
-    let total = tenant.row_count();
-    let (start, end) = (total * index as u64 / files as u64, total * (index as u64 + 1) / files as u64);
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    for i in start..end {
-        serde_json::to_writer(&mut gz, &pascal_case(&tenant.row_at(i))).unwrap();
-        gz.write_all(b"\n").unwrap();
+    let cached = shared.export_files.read().unwrap().get(&index).cloned();
+    let file = match cached {
+        Some(file) => file,
+        None => {
+            let tenant = shared.tenant.read().unwrap();
+            let total = tenant.row_count();
+            let (start, end) = (total * index as u64 / files as u64, total * (index as u64 + 1) / files as u64);
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            for i in start..end {
+                serde_json::to_writer(&mut gz, &pascal_case(&tenant.row_at(i))).unwrap();
+                gz.write_all(b"\n").unwrap();
+            }
+            let file = bytes::Bytes::from(gz.finish().unwrap());
+            shared.export_files.write().unwrap().insert(index, file.clone());
+            file
+        }
+    };
+    // Blob storage answers a `Range: bytes=a-b` with 206 and that slice, a range
+    // past the end with 416.
+    let size = file.len() as u64;
+    match headers.get("range").and_then(|r| r.to_str().ok()).map(parse_range) {
+        None => (StatusCode::OK, [("content-type", "application/octet-stream")], file).into_response(),
+        Some(Some((from, _))) if from >= size => Response::builder()
+            .status(StatusCode::RANGE_NOT_SATISFIABLE)
+            .header("content-range", format!("bytes */{size}"))
+            .body(Body::empty())
+            .unwrap(),
+        Some(Some((from, to))) => {
+            shared.count("export file range");
+            let to = to.unwrap_or(size - 1).min(size - 1);
+            Response::builder()
+                .status(StatusCode::PARTIAL_CONTENT)
+                .header("content-type", "application/octet-stream")
+                .header("content-range", format!("bytes {from}-{to}/{size}"))
+                .body(Body::from(file.slice(from as usize..=to as usize)))
+                .unwrap()
+        }
+        Some(None) => (StatusCode::BAD_REQUEST, "InvalidRange").into_response(),
     }
-    (StatusCode::OK, [("content-type", "application/octet-stream")], gz.finish().unwrap()).into_response()
+}
+
+/// `bytes=a-b` or `bytes=a-`.
+fn parse_range(header: &str) -> Option<(u64, Option<u64>)> {
+    let (from, to) = header.trim().strip_prefix("bytes=")?.split_once('-')?;
+    let from = from.trim().parse().ok()?;
+    let to = match to.trim() {
+        "" => None,
+        to => Some(to.parse::<u64>().ok().filter(|to| *to >= from)?),
+    };
+    Some((from, to))
 }
