@@ -29,6 +29,19 @@ macro_rules! on_db {
     };
 }
 
+/// Due again by `$2` (ms), unless due sooner.
+const DUE_BY: &str =
+    "UPDATE connectors SET next_due_at = $2 WHERE id = $1 AND (next_due_at IS NULL OR next_due_at > $2)";
+
+/// What a run's end changes for its connector ([`Db::finish_run_committing`]).
+#[derive(Default)]
+pub(crate) struct AfterRun<'a> {
+    /// A delivered run's checkpoint: where the connector's next run starts.
+    pub(crate) checkpoint: Option<&'a CheckpointRow>,
+    /// Due again by this time (ms), unless due sooner.
+    pub(crate) due_by: Option<i64>,
+}
+
 const UPSERT_CHECKPOINT: &str = "INSERT INTO checkpoints (connector_id, state, state_from, last_baseline, updated_at)
     VALUES ($1, $2, $3, $4, $5)
     ON CONFLICT (connector_id) DO UPDATE SET state = excluded.state, state_from = excluded.state_from,
@@ -365,14 +378,6 @@ impl Db {
         Ok(on_db!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(q.as_str())).bind(now).fetch_all(p).await)?)
     }
 
-    /// Brings a connector's next run forward to `at` (a retry), unless it is due
-    /// sooner already.
-    pub(crate) async fn due_by(&self, id: &str, at: i64) -> Result<()> {
-        let q = "UPDATE connectors SET next_due_at = $2 WHERE id = $1 AND (next_due_at IS NULL OR next_due_at > $2)";
-        on_db!(self, p => sqlx::query(q).bind(id).bind(at).execute(p).await.map(|r| r.rows_affected()))?;
-        Ok(())
-    }
-
     /// Moves a connector's next due time from `old` to `new`; false when another
     /// scheduler moved it first (that one starts the run).
     pub(crate) async fn advance_schedule(&self, id: &str, old: i64, new: Option<i64>) -> Result<bool> {
@@ -493,18 +498,18 @@ impl Db {
 
     /// Ends a run held by `worker` in `attempt`; false when it no longer holds it.
     pub(crate) async fn finish_run(&self, id: &str, worker: Option<(&str, i64)>, o: &Outcome) -> Result<bool> {
-        self.finish_run_committing(id, worker, o, None).await
+        self.finish_run_committing(id, worker, o, "", AfterRun::default()).await
     }
 
-    /// Ends a run, and, with `checkpoint` (a delivered run's), makes it where the
-    /// connector's next run starts, in the same transaction: whoever sees the run
-    /// succeeded also sees its state.
+    /// Ends a run and makes what its end changes for its connector, in the same
+    /// transaction: whoever sees the run ended also sees its state and when it is due.
     pub(crate) async fn finish_run_committing(
         &self,
         id: &str,
         worker: Option<(&str, i64)>,
         o: &Outcome,
-        checkpoint: Option<(&str, &CheckpointRow)>,
+        connector_id: &str,
+        after: AfterRun<'_>,
     ) -> Result<bool> {
         let q = "UPDATE runs SET status = $2, finished_at = $3, summary = $4, error = $5, cvm_result = $6, duration_ms = $7,
                    assets = $8, open_vulnerabilities = $9, rows_read = $10, api_calls = $11, throttled = $12, error_kind = $15
@@ -517,9 +522,12 @@ impl Db {
                 .bind(o.duration_ms).bind(o.assets).bind(o.open_vulnerabilities).bind(o.rows_read).bind(o.api_calls)
                 .bind(o.throttled).bind(w).bind(a).bind(&o.error_kind)
                 .execute(&mut *tx).await?.rows_affected();
-            if let (1, Some((connector_id, c))) = (done, checkpoint) {
+            if let (1, Some(c)) = (done, after.checkpoint) {
                 sqlx::query(UPSERT_CHECKPOINT).bind(connector_id).bind(&c.state).bind(c.state_from).bind(c.last_baseline)
                     .bind(now_ms()).execute(&mut *tx).await?;
+            }
+            if let (1, Some(at)) = (done, after.due_by) {
+                sqlx::query(DUE_BY).bind(connector_id).bind(at).execute(&mut *tx).await?;
             }
             tx.commit().await?;
             done

@@ -15,7 +15,7 @@ use super::connectors::Values;
 use super::domain::RunStatus;
 use super::incremental;
 use super::run_log::RunLog;
-use super::store::{now_ms, ConnectorRow, Db, Outcome, RunRow};
+use super::store::{now_ms, AfterRun, ConnectorRow, Db, Outcome, RunRow};
 use super::trust;
 use super::vault::Vault;
 use anyhow::{anyhow, bail, Context, Result};
@@ -251,21 +251,16 @@ async fn execute(shared: &Arc<WorkerShared>, run_id: &str) -> Result<()> {
     // Delivered (its files stored and, with CVM, CVM's run ended well): only now does
     // the plugin's new state become where the next run starts, with the run's end.
     let commit = checkpoint.filter(|_| outcome.status == RunStatus::Succeeded).map(|c| incremental::to_row(&c));
-    let finished = db
-        .finish_run_committing(
-            run_id,
-            Some((&shared.name, attempt)),
-            &outcome,
-            commit.as_ref().map(|c| (run.connector_id.as_str(), c)),
-        )
-        .await?;
+    // A throttled run: the source's quota will have room again, so it runs again then,
+    // without waiting for the schedule (or for someone to press Run now).
+    let throttled = outcome.error_kind.as_deref() == Some(FailureKind::Throttled.as_str());
+    let due_by = throttled.then(|| now_ms() + THROTTLED_RETRY.as_millis() as i64);
+    let after = AfterRun { checkpoint: commit.as_ref(), due_by };
+    let finished =
+        db.finish_run_committing(run_id, Some((&shared.name, attempt)), &outcome, &run.connector_id, after).await?;
     if !finished {
         tracing::warn!(run = %run_id, "another worker took this run over; its outcome here is not recorded");
-    } else if outcome.error_kind.as_deref() == Some(FailureKind::Throttled.as_str()) {
-        // The source's quota will have room again: run it again then, without waiting
-        // for the schedule (or for someone to press Run now).
-        let at = now_ms() + THROTTLED_RETRY.as_millis() as i64;
-        db.due_by(&run.connector_id, at).await?;
+    } else if throttled {
         tracing::info!(run = %run_id, "the source throttled the run; it runs again in {} minutes", THROTTLED_RETRY.as_secs() / 60);
     }
     stored
