@@ -157,7 +157,7 @@ pub struct Catalogue {
     entries: BTreeMap<String, Entry>,
     /// What the state had: where this run reads from (`None`: the whole catalogue).
     updated_to: Option<DateTime<Utc>>,
-    /// The newest `updatedOn` this run read.
+    /// The newest `updatedOn` read so far (starting from `updated_to`).
     newest: Option<DateTime<Utc>>,
     stage: Stage,
 }
@@ -199,7 +199,7 @@ impl Catalogue {
                     match self.read_page(api, skip, sequence) {
                         Ok(0) => {
                             // Everything read: the next run reads on from here.
-                            self.updated_to = self.newest.or(self.updated_to);
+                            self.updated_to = self.newest;
                             self.stage = Stage::Handing { after: None, sequence: 0 };
                         }
                         Ok(_) => self.stage = Stage::Reading { skip: skip + PAGE_SIZE, sequence: sequence + 1 },
@@ -218,8 +218,7 @@ impl Catalogue {
                                     }
                                 ),
                             );
-                            // Read again from where the state stood next time.
-                            self.newest = self.updated_to;
+                            // `updated_to` stays: the next run reads again from there.
                             self.stage = Stage::Handing { after: None, sequence: 0 };
                         }
                     }

@@ -34,8 +34,8 @@ const DUE_BY: &str =
     "UPDATE connectors SET next_due_at = $2 WHERE id = $1 AND (next_due_at IS NULL OR next_due_at > $2)";
 
 /// What a run's end changes for its connector ([`Db::finish_run_committing`]).
-#[derive(Default)]
 pub(crate) struct AfterRun<'a> {
+    pub(crate) connector_id: &'a str,
     /// A delivered run's checkpoint: where the connector's next run starts.
     pub(crate) checkpoint: Option<&'a CheckpointRow>,
     /// Due again by this time (ms), unless due sooner.
@@ -498,7 +498,7 @@ impl Db {
 
     /// Ends a run held by `worker` in `attempt`; false when it no longer holds it.
     pub(crate) async fn finish_run(&self, id: &str, worker: Option<(&str, i64)>, o: &Outcome) -> Result<bool> {
-        self.finish_run_committing(id, worker, o, "", AfterRun::default()).await
+        self.finish_run_committing(id, worker, o, None).await
     }
 
     /// Ends a run and makes what its end changes for its connector, in the same
@@ -508,8 +508,7 @@ impl Db {
         id: &str,
         worker: Option<(&str, i64)>,
         o: &Outcome,
-        connector_id: &str,
-        after: AfterRun<'_>,
+        after: Option<AfterRun<'_>>,
     ) -> Result<bool> {
         let q = "UPDATE runs SET status = $2, finished_at = $3, summary = $4, error = $5, cvm_result = $6, duration_ms = $7,
                    assets = $8, open_vulnerabilities = $9, rows_read = $10, api_calls = $11, throttled = $12, error_kind = $15
@@ -522,12 +521,14 @@ impl Db {
                 .bind(o.duration_ms).bind(o.assets).bind(o.open_vulnerabilities).bind(o.rows_read).bind(o.api_calls)
                 .bind(o.throttled).bind(w).bind(a).bind(&o.error_kind)
                 .execute(&mut *tx).await?.rows_affected();
-            if let (1, Some(c)) = (done, after.checkpoint) {
-                sqlx::query(UPSERT_CHECKPOINT).bind(connector_id).bind(&c.state).bind(c.state_from).bind(c.last_baseline)
-                    .bind(now_ms()).execute(&mut *tx).await?;
-            }
-            if let (1, Some(at)) = (done, after.due_by) {
-                sqlx::query(DUE_BY).bind(connector_id).bind(at).execute(&mut *tx).await?;
+            if let (1, Some(after)) = (done, &after) {
+                if let Some(c) = after.checkpoint {
+                    sqlx::query(UPSERT_CHECKPOINT).bind(after.connector_id).bind(&c.state).bind(c.state_from)
+                        .bind(c.last_baseline).bind(now_ms()).execute(&mut *tx).await?;
+                }
+                if let Some(at) = after.due_by {
+                    sqlx::query(DUE_BY).bind(after.connector_id).bind(at).execute(&mut *tx).await?;
+                }
             }
             tx.commit().await?;
             done

@@ -255,9 +255,8 @@ async fn execute(shared: &Arc<WorkerShared>, run_id: &str) -> Result<()> {
     // without waiting for the schedule (or for someone to press Run now).
     let throttled = outcome.error_kind.as_deref() == Some(FailureKind::Throttled.as_str());
     let due_by = throttled.then(|| now_ms() + THROTTLED_RETRY.as_millis() as i64);
-    let after = AfterRun { checkpoint: commit.as_ref(), due_by };
-    let finished =
-        db.finish_run_committing(run_id, Some((&shared.name, attempt)), &outcome, &run.connector_id, after).await?;
+    let after = AfterRun { connector_id: &run.connector_id, checkpoint: commit.as_ref(), due_by };
+    let finished = db.finish_run_committing(run_id, Some((&shared.name, attempt)), &outcome, Some(after)).await?;
     if !finished {
         tracing::warn!(run = %run_id, "another worker took this run over; its outcome here is not recorded");
     } else if throttled {

@@ -218,12 +218,11 @@ fn execute_quietly(
         tracing::info_span!("stage", stage = "fetch").in_scope(|| fetch_and_map(&mut fetcher, &mut mappers))?;
     let new_state = fetcher.finish()?;
     let sessions = std::iter::once(&fetcher).chain(&mappers);
+    let warnings: Vec<String> = sessions.clone().flat_map(|s| s.warnings().iter().cloned()).collect();
     let (api_calls, throttled) = sessions.fold((0, 0), |(calls, throttled), s| {
         let (c, t) = s.http_counts();
         (calls + c, throttled + t)
     });
-    let warnings: Vec<String> =
-        std::iter::once(&fetcher).chain(&mappers).flat_map(|s| s.warnings().iter().cloned()).collect();
     // The instances' memory is not needed to write the files.
     drop((fetcher, mappers));
     tracing::debug!("fetched and mapped {pages} pages in {:.2} s", started.elapsed().as_secs_f64());
