@@ -91,9 +91,25 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         concurrency: usize,
     },
+    /// The service's run files: `files migrate` moves those kept in the database (by
+    /// versions before the file store) into the file store (--files); resumable.
+    Files {
+        #[command(subcommand)]
+        command: FilesCommand,
+    },
     /// Run the Defender plugin against a simulated tenant on loopback (no credentials needed).
     #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
+}
+
+#[derive(Subcommand)]
+enum FilesCommand {
+    /// Move the run files kept in the database into the file store, one at a time;
+    /// run it again after an interruption and it goes on where it stopped.
+    Migrate {
+        #[command(flatten)]
+        service: ServiceArgs,
+    },
 }
 
 #[derive(Args)]
@@ -119,6 +135,15 @@ struct ServiceArgs {
     /// Days a run's KDI files are kept.
     #[arg(long, default_value_t = 14)]
     retention_days: u64,
+    /// Where run files are kept: a directory, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or
+    /// az://CONTAINER/PREFIX; credentials and region from the store's usual environment
+    /// variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, ...)
+    /// [default: <state-dir>/files].
+    #[arg(long, env = "CONNECTOR_HOST_FILES")]
+    files: Option<String>,
+    /// An S3-compatible server for s3:// (MinIO, Ceph, ...), e.g. http://minio:9000.
+    #[arg(long, env = "CONNECTOR_HOST_FILES_ENDPOINT")]
+    files_endpoint: Option<String>,
 }
 
 impl ServiceArgs {
@@ -131,6 +156,8 @@ impl ServiceArgs {
             concurrency,
             lease: std::time::Duration::from_secs(self.lease_seconds.max(1)),
             retention: std::time::Duration::from_secs(self.retention_days * 86_400),
+            files: self.files,
+            files_endpoint: self.files_endpoint,
         }
     }
 }
@@ -198,7 +225,7 @@ struct Common {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // A service logs what it does by default; a one-off command only warnings.
-    let service = matches!(cli.command, Command::Serve { .. } | Command::Worker { .. });
+    let service = matches!(cli.command, Command::Serve { .. } | Command::Worker { .. } | Command::Files { .. });
     logging::init(cli.verbose, cli.log_format, service);
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -223,6 +250,9 @@ fn execute(command: Command) -> Result<()> {
         }
         Command::Worker { service, concurrency } => {
             service_runtime()?.block_on(connector_service::worker(service.options(concurrency)))
+        }
+        Command::Files { command: FilesCommand::Migrate { service } } => {
+            service_runtime()?.block_on(connector_service::migrate_files(service.options(0)))
         }
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(args),
@@ -333,6 +363,7 @@ fn run_command(common: &Common, args: RunArgs) -> Result<()> {
         mapping_instances: args.mapping_instances,
         events: Some(progress.events()),
         resume: checkpoint.resume(next.mode),
+        keep_files: None,
     };
     let result = match &delivery {
         Some(d) => run::run_and_deliver(&host, &plugin, &config, options, &run_options, d),

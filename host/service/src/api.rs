@@ -3,13 +3,14 @@
 
 use super::auth::{self, Role};
 use super::catalogue::Catalogue;
+use super::files::{self, FileStore, Found};
 use super::connectors::{self, time, Draft, Invalid, Values};
 use super::metrics;
 use super::store::{new_id, now_ms, ConnectorRow, Db, FileRow, Inserted, PluginRow, RunRow};
 use super::trust::{self, Trust};
 use super::vault::Vault;
 use super::worker::Queue;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::{header, request::Parts, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -31,6 +32,10 @@ pub(crate) struct App {
     pub(crate) catalogue: Arc<Catalogue>,
     pub(crate) queue: Queue,
     pub(crate) allow_insecure_loopback: bool,
+    /// Where the runs' files are kept.
+    pub(crate) files: FileStore,
+    /// How long they are kept (named when one is gone).
+    pub(crate) retention: std::time::Duration,
 }
 
 type AppState = State<Arc<App>>;
@@ -355,8 +360,15 @@ async fn delete_connector(State(app): AppState, caller: Caller, Path(id): Path<S
             json!({"error": format!("run {run} of this connector is queued or running; delete the connector when it ends"), "run": run}),
         ));
     }
+    // Its runs' files go with it: the rows with the connector, the objects after.
+    let locations = app.db.file_locations_of_connector(&id).await?;
     app.db.delete_connector(&id).await?;
-    tracing::info!(connector = %id, "connector deleted");
+    for location in &locations {
+        if let Err(e) = app.files.delete(location).await {
+            tracing::warn!(connector = %id, "a file of a deleted connector stays in the file store: {e:#}");
+        }
+    }
+    tracing::info!(connector = %id, files = locations.len(), "connector deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -481,7 +493,9 @@ async fn list_runs(State(app): AppState, _caller: Caller, Query(q): Query<RunsQu
 fn run_view<'a>(run: &RunRow, files: impl Iterator<Item = &'a FileRow>) -> Value {
     let parse = |text: &Option<String>| text.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok());
     let files: Vec<Value> = files
-        .map(|f| json!({"name": f.name, "bytes": f.bytes, "url": format!("/api/runs/{}/files/{}", run.id, f.name)}))
+        .map(|f| {
+            json!({"name": f.name, "bytes": f.bytes, "sha256": f.sha256, "url": format!("/api/runs/{}/files/{}", run.id, f.name)})
+        })
         .collect();
     json!({
         "id": run.id,
@@ -523,8 +537,9 @@ async fn run_log(State(app): AppState, _caller: Caller, Path(id): Path<String>) 
     Ok(Json(json!(app.db.logs(&id).await?)))
 }
 
-/// A run's KDI file. Stored gzipped: sent as it is to a client that accepts gzip,
-/// else decompressed as it is sent, a chunk at a time (never whole in memory).
+/// A run's KDI file, streamed from where it is kept (gzipped): as it is to a client
+/// that accepts gzip, else decompressed as it is sent; never whole in memory. Both
+/// carry `Content-Length`. A file whose object is gone answers 410.
 async fn run_file(
     State(app): AppState,
     _caller: Caller,
@@ -532,35 +547,82 @@ async fn run_file(
     headers: axum::http::HeaderMap,
 ) -> ApiResult {
     load_run(&app, &id).await?;
-    let packed = app.db.file_gzipped(&id, &name).await?.ok_or_else(|| {
+    let place = app.db.file_place(&id, &name).await?.ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, format!("run {id} has no file `{name}` (or it is past its retention)"))
     })?;
-    let disposition = format!("attachment; filename=\"{}\"", name.replace('"', ""));
-    let json = (header::CONTENT_TYPE, "application/json".to_owned());
     let accepts_gzip = headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|e| e.trim().split(';').next() == Some("gzip")));
-    if accepts_gzip {
-        let encoding = (header::CONTENT_ENCODING, "gzip".to_owned());
-        return Ok(([json, encoding, (header::CONTENT_DISPOSITION, disposition)], packed).into_response());
-    }
-    let decoder = Some(flate2::read::GzDecoder::new(std::io::Cursor::new(packed)));
-    let chunks = futures::stream::unfold(decoder, |decoder| async move {
-        use std::io::Read;
-        let mut decoder = decoder?;
-        let mut chunk = vec![0u8; 64 << 10];
-        match decoder.read(&mut chunk) {
-            Ok(0) => None,
-            Ok(n) => {
-                chunk.truncate(n);
-                Some((Ok(Bytes::from(chunk)), Some(decoder)))
+    let (packed, stored): (Body, i64) = match (&place.location, place.content) {
+        (Some(location), _) => match app.files.get(location).await? {
+            Found::Object(object) => {
+                let size = object.meta.size as i64;
+                if accepts_gzip {
+                    (Body::from_stream(object.into_stream()), size)
+                } else {
+                    (gunzipped(move || files::gunzip_blocking(object)), size)
+                }
             }
-            Err(e) => Some((Err(e), None)),
+            Found::Missing => {
+                return Err(ApiError::new(
+                    StatusCode::GONE,
+                    format!(
+                        "run {id}'s file `{name}` is gone from the file store ({location}): files are kept {} days after their run (--retention-days), and the store's own lifecycle rules may remove them sooner",
+                        app.retention.as_secs() / 86_400
+                    ),
+                ))
+            }
+        },
+        // Written before the file store; `connector-host files migrate` moves it.
+        (None, Some(packed)) => {
+            let size = packed.len() as i64;
+            if accepts_gzip {
+                (Body::from(packed), size)
+            } else {
+                (gunzipped(move || flate2::read::GzDecoder::new(std::io::Cursor::new(packed))), size)
+            }
+        }
+        (None, None) => return Err(anyhow::anyhow!("run {id}'s file `{name}` has neither a location nor content").into()),
+    };
+    let mut response = packed.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+    let disposition = format!("attachment; filename=\"{}\"", name.replace(['"', '\\', '\r', '\n'], ""));
+    headers.insert(header::CONTENT_DISPOSITION, disposition.parse().map_err(anyhow::Error::from)?);
+    let length = if accepts_gzip {
+        headers.insert(header::CONTENT_ENCODING, "gzip".parse().unwrap());
+        stored
+    } else {
+        place.bytes
+    };
+    headers.insert(header::CONTENT_LENGTH, length.into());
+    Ok(response)
+}
+
+/// A body of what `open` reads (on a blocking thread, 64 KiB at a time).
+fn gunzipped<R: std::io::Read + Send + 'static>(open: impl FnOnce() -> R + Send + 'static) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut reader = open();
+        loop {
+            let mut chunk = vec![0u8; 64 << 10];
+            let sent = match reader.read(&mut chunk) {
+                Ok(0) => return,
+                Ok(n) => {
+                    chunk.truncate(n);
+                    tx.blocking_send(Ok(Bytes::from(chunk)))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => tx.blocking_send(Err(e)),
+            };
+            // The client went away: stop reading.
+            if sent.is_err() {
+                return;
+            }
         }
     });
-    let body = axum::body::Body::from_stream(chunks);
-    Ok(([json, (header::CONTENT_DISPOSITION, disposition)], body).into_response())
+    Body::from_stream(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|chunk| (chunk, rx)) }))
 }
 
 async fn list_tokens(State(app): AppState, caller: Caller) -> ApiResult<Json<Value>> {

@@ -25,6 +25,7 @@ mod catalogue;
 mod connectors;
 mod console;
 mod domain;
+mod files;
 mod incremental;
 mod metrics;
 mod run_log;
@@ -39,6 +40,7 @@ pub use vault::KEY_ENV as SECRET_KEY_ENV;
 
 use anyhow::{Context, Result};
 use catalogue::Catalogue;
+use files::FileStore;
 use connector_host::engine::PluginHost;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -66,6 +68,11 @@ pub struct ServiceOptions {
     pub lease: Duration,
     /// How long KDI files are kept.
     pub retention: Duration,
+    /// Where run files are kept: a directory, `s3://BUCKET/PREFIX`,
+    /// `gs://BUCKET/PREFIX`, `az://CONTAINER/PREFIX`; `None`: `<state-dir>/files`.
+    pub files: Option<String>,
+    /// An S3-compatible server's address, for `s3://` (MinIO, Ceph, ...).
+    pub files_endpoint: Option<String>,
 }
 
 /// The database file `serve` uses when not told otherwise.
@@ -78,6 +85,13 @@ struct Opened {
     host: Arc<PluginHost>,
     catalogue: Arc<Catalogue>,
     queue: Queue,
+    files: FileStore,
+}
+
+/// The database `options` name: SQLite in the state directory unless told.
+fn database_url(options: &ServiceOptions) -> String {
+    let default = || format!("sqlite://{}", options.state_dir.join(DEFAULT_DATABASE_FILE).display());
+    options.database.clone().unwrap_or_else(default)
 }
 
 /// Opens the database (schema up to date), the secret key (checked against the
@@ -93,8 +107,7 @@ async fn open(options: &ServiceOptions) -> Result<Opened> {
             .create(state)
             .with_context(|| format!("cannot create the state directory {}", state.display()))?;
     }
-    let url =
-        options.database.clone().unwrap_or_else(|| format!("sqlite://{}", state.join(DEFAULT_DATABASE_FILE).display()));
+    let url = database_url(options);
     let db = Db::connect(&url).await?;
     db.migrate().await?;
     let vault = open_vault(&db, options).await?;
@@ -113,7 +126,22 @@ async fn open(options: &ServiceOptions) -> Result<Opened> {
         Db::Postgres(_) => None,
     };
     let queue = Queue::open(&db, queue_url.as_deref(), options.lease).await?;
-    Ok(Opened { db, vault, host, catalogue: Arc::new(catalogue), queue })
+    let files = open_files(options, &db)?;
+    Ok(Opened { db, vault, host, catalogue: Arc::new(catalogue), queue, files })
+}
+
+/// The file store; a word when a directory on this machine serves machines sharing
+/// a PostgreSQL database (other machines cannot read it).
+fn open_files(options: &ServiceOptions, db: &Db) -> Result<FileStore> {
+    let files = FileStore::open(options.files.as_deref(), options.files_endpoint.as_deref(), &options.state_dir)?;
+    if files.is_local() && matches!(db, Db::Postgres(_)) {
+        tracing::warn!(
+            "run files are kept in {} on this machine: `serve` and workers on other machines cannot read them; give them all --files s3://... (or one shared directory)",
+            files.address()
+        );
+    }
+    tracing::info!(files = files.address(), "run files are kept in the file store");
+    Ok(files)
 }
 
 /// The secret key: refused when it is not the one the database's secrets were sealed
@@ -151,6 +179,7 @@ fn worker_shared(opened: &Opened, options: &ServiceOptions) -> Arc<WorkerShared>
         allow_insecure_loopback: options.allow_insecure_loopback,
         retention: options.retention,
         scratch: options.state_dir.join("runs"),
+        files: opened.files.clone(),
     })
 }
 
@@ -177,7 +206,8 @@ pub async fn serve(options: ServiceOptions, listen: SocketAddr) -> Result<()> {
     std::io::stdout().flush().ok();
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let scheduler = tokio::spawn(schedule_loop(opened.db.clone(), opened.queue.clone(), stop_rx.clone()));
+    let scheduler =
+        tokio::spawn(schedule_loop(opened.db.clone(), opened.queue.clone(), opened.files.clone(), stop_rx.clone()));
     let in_process_worker = (options.concurrency > 0).then(|| {
         let shared = worker_shared(&opened, &options);
         tokio::spawn(worker::run_worker(shared, opened.queue.clone(), options.concurrency, stopped(stop_rx.clone())))
@@ -189,6 +219,8 @@ pub async fn serve(options: ServiceOptions, listen: SocketAddr) -> Result<()> {
         catalogue: opened.catalogue.clone(),
         queue: opened.queue.clone(),
         allow_insecure_loopback: options.allow_insecure_loopback,
+        files: opened.files.clone(),
+        retention: options.retention,
     });
     let served = axum::serve(listener, api::router(app)).with_graceful_shutdown(termination()).await;
     tracing::info!("stopping: no new runs are taken; runs in progress finish");
@@ -210,9 +242,26 @@ pub async fn worker(options: ServiceOptions) -> Result<()> {
     worker::run_worker(shared, opened.queue.clone(), options.concurrency.max(1), termination()).await
 }
 
+/// `connector-host files migrate`: moves the run files kept in the database (by
+/// versions before the file store) into the configured file store, one at a time;
+/// run again after an interruption, it goes on where it stopped. Prints a line per
+/// file and a total.
+pub async fn migrate_files(options: ServiceOptions) -> Result<()> {
+    let db = Db::connect(&database_url(&options)).await?;
+    db.migrate().await?;
+    let files = open_files(&options, &db)?;
+    println!("moving run files from the database to {}", files.address());
+    let moved = files::migrate(&db, &files, |run, kept| {
+        println!("{run}/{}: {} bytes ({} kept) -> {}", kept.name, kept.bytes, kept.stored_bytes, kept.location)
+    })
+    .await?;
+    println!("{moved} files moved; none is left in the database");
+    Ok(())
+}
+
 /// Starts due scheduled runs every second; requeues lost jobs and deletes old files
 /// every half minute.
-async fn schedule_loop(db: Db, queue: Queue, mut stop: watch::Receiver<bool>) {
+async fn schedule_loop(db: Db, queue: Queue, files: FileStore, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut ticks = 0u64;
     loop {
@@ -224,7 +273,7 @@ async fn schedule_loop(db: Db, queue: Queue, mut stop: watch::Receiver<bool>) {
             tracing::warn!("scheduler: {e:#}");
         }
         if ticks.is_multiple_of(30) {
-            if let Err(e) = worker::reconcile(&db, &queue).await {
+            if let Err(e) = worker::reconcile(&db, &queue, &files).await {
                 tracing::warn!("reconcile: {e:#}");
             }
         }

@@ -3,6 +3,7 @@
 //! every query (`$1` parameters read the same in both).
 
 use super::domain::RunStatus;
+use super::files::Kept;
 use anyhow::{bail, Context, Result};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
@@ -165,6 +166,19 @@ pub(crate) struct FileRow {
     pub(crate) run_id: String,
     pub(crate) name: String,
     pub(crate) bytes: i64,
+    /// SHA-256 of the content; none for a file written before the file store.
+    pub(crate) sha256: Option<String>,
+}
+
+/// Where a run's file is ([`Db::file_place`]).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct FilePlace {
+    /// Its size as a client reads it.
+    pub(crate) bytes: i64,
+    /// In the file store.
+    pub(crate) location: Option<String>,
+    /// Gzipped in the database: a file written before the file store.
+    pub(crate) content: Option<Vec<u8>>,
 }
 
 /// A stored API token (its hash).
@@ -559,45 +573,80 @@ impl Db {
         Ok(on_db!(self, p => sqlx::query_as(q).bind(run_id).fetch_all(p).await)?)
     }
 
-    /// Stores a KDI file, gzipped by [`pack`]; `bytes` is its unpacked size.
-    pub(crate) async fn insert_file(
-        &self,
-        run_id: &str,
-        name: &str,
-        bytes: usize,
-        packed: &[u8],
-        expires_at: i64,
-    ) -> Result<()> {
-        let q = "INSERT INTO run_files (run_id, name, bytes, content, expires_at) VALUES ($1, $2, $3, $4, $5)";
-        on_db!(self, p => sqlx::query(q).bind(run_id).bind(name).bind(bytes as i64).bind(packed).bind(expires_at).execute(p).await.map(|r| r.rows_affected()))?;
+    /// Lists a run's files, kept in the file store, in one transaction (a worker that
+    /// took the run over replaces what the lost one listed).
+    pub(crate) async fn insert_files(&self, run_id: &str, files: &[Kept], expires_at: i64) -> Result<()> {
+        let q = "INSERT INTO run_files (run_id, name, bytes, content, location, stored_bytes, sha256, expires_at)
+                 VALUES ($1, $2, $3, NULL, $4, $5, $6, $7)
+                 ON CONFLICT (run_id, name) DO UPDATE SET bytes = excluded.bytes, content = NULL,
+                   location = excluded.location, stored_bytes = excluded.stored_bytes, sha256 = excluded.sha256,
+                   expires_at = excluded.expires_at";
+        on_db!(self, p => {
+            let mut tx = p.begin().await?;
+            for f in files {
+                sqlx::query(q).bind(run_id).bind(&f.name).bind(f.bytes).bind(&f.location).bind(f.stored_bytes)
+                    .bind(&f.sha256).bind(expires_at).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
         Ok(())
     }
 
     pub(crate) async fn files(&self, run_id: &str) -> Result<Vec<FileRow>> {
-        let q = "SELECT run_id, name, bytes FROM run_files WHERE run_id = $1 ORDER BY name";
+        let q = "SELECT run_id, name, bytes, sha256 FROM run_files WHERE run_id = $1 ORDER BY name";
         Ok(on_db!(self, p => sqlx::query_as(q).bind(run_id).fetch_all(p).await)?)
     }
 
     /// The files of the runs [`Db::runs`] lists for the same arguments, in one query.
     pub(crate) async fn files_of_runs(&self, connector_id: Option<&str>, limit: i64) -> Result<Vec<FileRow>> {
-        let q = "SELECT f.run_id, f.name, f.bytes FROM run_files f
+        let q = "SELECT f.run_id, f.name, f.bytes, f.sha256 FROM run_files f
                  JOIN (SELECT id FROM runs WHERE (CAST($1 AS TEXT) IS NULL OR connector_id = $1)
                        ORDER BY queued_at DESC, id DESC LIMIT $2) r ON f.run_id = r.id
                  ORDER BY f.run_id, f.name";
         Ok(on_db!(self, p => sqlx::query_as(q).bind(connector_id).bind(limit).fetch_all(p).await)?)
     }
 
-    /// A run's file as stored: gzipped (a tenth of its size or less).
-    pub(crate) async fn file_gzipped(&self, run_id: &str, name: &str) -> Result<Option<Vec<u8>>> {
-        let q = "SELECT content FROM run_files WHERE run_id = $1 AND name = $2";
-        Ok(on_db!(self, p => sqlx::query_scalar(q).bind(run_id).bind(name).fetch_optional(p).await)?)
+    /// Where a run's file is: its location in the file store, or (a file written
+    /// before the file store) its gzipped bytes in the database.
+    pub(crate) async fn file_place(&self, run_id: &str, name: &str) -> Result<Option<FilePlace>> {
+        let q = "SELECT bytes, location, content FROM run_files WHERE run_id = $1 AND name = $2";
+        Ok(on_db!(self, p => sqlx::query_as(q).bind(run_id).bind(name).fetch_optional(p).await)?)
     }
 
-    /// Deletes files past their retention; how many.
-    pub(crate) async fn expire_files(&self, now: i64) -> Result<u64> {
-        Ok(
-            on_db!(self, p => sqlx::query("DELETE FROM run_files WHERE expires_at < $1").bind(now).execute(p).await.map(|r| r.rows_affected()))?,
-        )
+    /// Files past their retention (at most `limit`): their run, name and location.
+    pub(crate) async fn expired_files(&self, now: i64, limit: i64) -> Result<Vec<(String, String, Option<String>)>> {
+        let q = "SELECT run_id, name, location FROM run_files WHERE expires_at < $1 ORDER BY expires_at LIMIT $2";
+        Ok(on_db!(self, p => sqlx::query_as(q).bind(now).bind(limit).fetch_all(p).await)?)
+    }
+
+    /// Forgets a file (its object deleted, or it was in the database).
+    pub(crate) async fn delete_file(&self, run_id: &str, name: &str) -> Result<()> {
+        let q = "DELETE FROM run_files WHERE run_id = $1 AND name = $2";
+        on_db!(self, p => sqlx::query(q).bind(run_id).bind(name).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// The locations of a connector's files, to delete with it.
+    pub(crate) async fn file_locations_of_connector(&self, connector_id: &str) -> Result<Vec<String>> {
+        let q = "SELECT f.location FROM run_files f JOIN runs r ON r.id = f.run_id
+                 WHERE r.connector_id = $1 AND f.location IS NOT NULL";
+        Ok(on_db!(self, p => sqlx::query_scalar(q).bind(connector_id).fetch_all(p).await)?)
+    }
+
+    /// Files still in the database (written before the file store), oldest first.
+    pub(crate) async fn files_in_database(&self, limit: i64) -> Result<Vec<(String, String)>> {
+        let q = "SELECT run_id, name FROM run_files WHERE location IS NULL ORDER BY expires_at, run_id, name LIMIT $1";
+        Ok(on_db!(self, p => sqlx::query_as(q).bind(limit).fetch_all(p).await)?)
+    }
+
+    /// A file moved to the file store: its row points there and its bytes leave the
+    /// database. False when it had moved already (another migration got there first).
+    pub(crate) async fn file_moved(&self, run_id: &str, kept: &Kept) -> Result<bool> {
+        let q = "UPDATE run_files SET location = $3, stored_bytes = $4, sha256 = $5, content = NULL
+                 WHERE run_id = $1 AND name = $2 AND location IS NULL";
+        let done = on_db!(self, p => sqlx::query(q).bind(run_id).bind(&kept.name).bind(&kept.location)
+            .bind(kept.stored_bytes).bind(&kept.sha256).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(done == 1)
     }
 
     // --- checkpoints ---
@@ -640,8 +689,8 @@ impl Db {
     }
 }
 
-/// A file as the database keeps it: gzipped (a demo KDI file of 12.4 MB packs into 1.8 MB). CPU
-/// work: call it off the async runtime.
+/// A file as versions before the file store kept it in the database: gzipped.
+#[cfg(test)]
 pub(crate) fn pack(content: &[u8]) -> Result<Vec<u8>> {
     use std::io::Write;
     let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(content.len() / 8), flate2::Compression::fast());

@@ -13,6 +13,7 @@
 use super::catalogue::Catalogue;
 use super::connectors::Values;
 use super::domain::RunStatus;
+use super::files::{FileStore, Kept};
 use super::incremental;
 use super::run_log::RunLog;
 use super::store::{now_ms, AfterRun, ConnectorRow, Db, Outcome, RunRow};
@@ -27,7 +28,7 @@ use connector_host::cvm::baseline::PARTS;
 use connector_host::cvm::{BaselineStore, DeliveryOptions, LastUpload, UploadGate};
 use connector_host::engine::{FailureKind, Plugin, PluginFailure, PluginHost, SessionOptions, UnapprovedOrigin};
 use connector_host::events::{Event, EventSink};
-use connector_host::run::{self, RunOptions};
+use connector_host::run::{self, KeepFiles, RunOptions};
 use connector_host::summary::RunSummary;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -117,8 +118,10 @@ pub(crate) struct WorkerShared {
     pub(crate) allow_insecure_loopback: bool,
     /// How long KDI files are kept.
     pub(crate) retention: Duration,
-    /// Where runs write before their files go to the database.
+    /// Where runs write before their files go to the file store.
     pub(crate) scratch: PathBuf,
+    /// Where the runs' files are kept.
+    pub(crate) files: FileStore,
 }
 
 /// A name for this worker process: host, process id and a random part.
@@ -244,7 +247,7 @@ async fn execute(shared: &Arc<WorkerShared>, run_id: &str) -> Result<()> {
         Ok((summary, checkpoint)) => (Ok(summary), Some(checkpoint)),
         Err(e) => (Err(e), None),
     };
-    let outcome = outcome_of(shared, run_id, result, started.elapsed()).await;
+    let outcome = outcome_of(result, started.elapsed());
     tokio::fs::remove_dir_all(shared.scratch.join(run_id)).await.ok();
     let lines = run_log.take();
     let stored = db.append_logs(run_id, &lines).await;
@@ -292,8 +295,8 @@ async fn take_over(shared: &WorkerShared, run: &RunRow) -> Result<Option<i64>> {
     Ok(None)
 }
 
-/// The run's record: its summary and figures, its files into the database, or its error.
-async fn outcome_of(shared: &WorkerShared, run_id: &str, result: Result<RunSummary>, took: Duration) -> Outcome {
+/// The run's record: its summary and figures (its files are kept already), or its error.
+fn outcome_of(result: Result<RunSummary>, took: Duration) -> Outcome {
     let summary = match result {
         Ok(summary) => summary,
         Err(e) => {
@@ -307,30 +310,8 @@ async fn outcome_of(shared: &WorkerShared, run_id: &str, result: Result<RunSumma
             };
         }
     };
-    let expires_at = now_ms() + shared.retention.as_millis() as i64;
-    let mut names = Vec::new();
-    for path in &summary.files_written {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let file = path.clone();
-        let packed = tokio::task::spawn_blocking(move || {
-            let content = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            Ok::<_, anyhow::Error>((content.len(), super::store::pack(&content)?))
-        })
-        .await
-        .unwrap_or_else(|e| Err(anyhow!("{e}")));
-        let stored = match packed {
-            Ok((bytes, packed)) => shared.db.insert_file(run_id, &name, bytes, &packed, expires_at).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = stored {
-            return Outcome {
-                status: RunStatus::Failed,
-                error: Some(format!("the run's file {name} could not be stored: {e:#}")),
-                ..Outcome::default()
-            };
-        }
-        names.push(name);
-    }
+    let names: Vec<String> =
+        summary.files_written.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
     // The rows the plugin declared as its source rows (contract 0.4); an older plugin
     // declares none, and its counters that say "rows" stand in.
     let rows = summary
@@ -425,8 +406,13 @@ fn run_blocking(
     let started = chrono::Utc::now();
     let next = incremental::next_run(connector, &plugin.info, checkpoint, started);
     tracing::info!(mode = next.mode.as_str(), "{}", next.why);
-    let options =
-        RunOptions { out_dir, events: Some(events), resume: checkpoint.resume(next.mode), ..RunOptions::default() };
+    let options = RunOptions {
+        out_dir,
+        events: Some(events),
+        resume: checkpoint.resume(next.mode),
+        keep_files: Some(keep_files(shared, rt.clone(), run.id.clone())),
+        ..RunOptions::default()
+    };
     let result = match &values.cvm {
         None => run::run(&shared.host, plugin, &config, session, &options),
         Some(_) => {
@@ -443,6 +429,45 @@ fn run_blocking(
         let after = checkpoint.after(&summary, started);
         (summary, after)
     })
+}
+
+/// Puts the run's files in the file store, each streamed from the run's scratch
+/// folder, then lists them in the database in one transaction: before anything goes
+/// to CVM, so a store that refuses them fails the run undelivered. What was put
+/// before a failure is deleted again: nothing half-kept is listed or left.
+fn keep_files(shared: &WorkerShared, rt: Handle, run_id: String) -> KeepFiles {
+    let (db, files, retention) = (shared.db.clone(), shared.files.clone(), shared.retention);
+    KeepFiles(Arc::new(move |paths: &[PathBuf]| {
+        rt.block_on(async {
+            let mut kept: Vec<Kept> = Vec::with_capacity(paths.len());
+            let result = put_and_list(&db, &files, &run_id, paths, retention, &mut kept).await;
+            if result.is_err() {
+                for file in &kept {
+                    files.delete(&file.location).await.ok();
+                }
+            }
+            result
+        })?;
+        tracing::info!(files = paths.len(), store = files.address(), "the run's files are kept");
+        Ok(())
+    }))
+}
+
+async fn put_and_list(
+    db: &Db,
+    files: &FileStore,
+    run_id: &str,
+    paths: &[PathBuf],
+    retention: Duration,
+    kept: &mut Vec<Kept>,
+) -> Result<()> {
+    for path in paths {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let content = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        kept.push(files.put(&name, &FileStore::key(run_id, &name), content).await?);
+    }
+    let expires_at = now_ms() + retention.as_millis() as i64;
+    db.insert_files(run_id, kept, expires_at).await
 }
 
 /// Claims the upload for this worker and attempt, or refuses it.
@@ -530,13 +555,13 @@ fn progress_sink(db: Db, run_id: String, rt: Handle) -> EventSink {
 
 /// Queued runs whose job never reached the queue are queued again (the process
 /// stopped between the two); old files are deleted. Called now and then by `serve`.
-pub(crate) async fn reconcile(db: &Db, queue: &Queue) -> Result<()> {
+pub(crate) async fn reconcile(db: &Db, queue: &Queue, files: &FileStore) -> Result<()> {
     for run in db.runs_not_enqueued(now_ms() - 30_000).await? {
         queue.push(&run).await?;
         db.mark_enqueued(&run).await?;
     }
     reap(db, now_ms()).await?;
-    let expired = db.expire_files(now_ms()).await?;
+    let expired = super::files::expire(db, files, now_ms()).await?;
     if expired > 0 {
         tracing::info!(files = expired, "deleted KDI files past their retention");
     }

@@ -53,7 +53,15 @@ pub struct RunOptions {
     /// Where the run starts from (contract 0.4): the mode asked for and the state
     /// the plugin kept at the end of the last delivered run ([`crate::checkpoint`]).
     pub resume: Resume,
+    /// Called with the files once they are written and before anything goes to CVM:
+    /// a platform keeps them (the service puts them in its file store). Its error
+    /// fails the run, so files that could not be kept are never delivered either.
+    pub keep_files: Option<KeepFiles>,
 }
+
+/// Where a platform keeps a run's files ([`RunOptions::keep_files`]).
+#[derive(Clone)]
+pub struct KeepFiles(pub Arc<dyn Fn(&[PathBuf]) -> Result<()> + Send + Sync>);
 
 /// The mode a run asks the plugin for, and the state it starts from.
 #[derive(Clone, Default)]
@@ -109,6 +117,7 @@ impl std::fmt::Debug for RunOptions {
             .field("events", &self.events.as_ref().map(|_| "a sink"))
             .field("mode", &self.resume.mode)
             .field("state_bytes", &self.resume.state.as_ref().map(Vec::len))
+            .field("keep_files", &self.keep_files.as_ref().map(|_| "a keeper"))
             .finish()
     }
 }
@@ -122,6 +131,7 @@ impl Default for RunOptions {
             mapping_instances: None,
             events: None,
             resume: Resume::default(),
+            keep_files: None,
         }
     }
 }
@@ -245,6 +255,9 @@ fn execute_quietly(
             .map(|(stage, cpu)| (stage.to_owned(), cpu))
             .collect();
 
+    if let Some(keep) = &options.keep_files {
+        (keep.0)(&written.files).context("the run's files could not be kept")?;
+    }
     let delivered = match (delivery, snapshot.map(Snapshot::seal)) {
         (Some(d), Some(snapshot)) => Some({
             emit(events, Event::Delivering);
