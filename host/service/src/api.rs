@@ -3,8 +3,8 @@
 
 use super::auth::{self, Role};
 use super::catalogue::Catalogue;
-use super::files::{self, FileStore, Found};
 use super::connectors::{self, time, Draft, Invalid, Values};
+use super::files::{self, FileStore, Found};
 use super::metrics;
 use super::store::{new_id, now_ms, ConnectorRow, Db, FileRow, Inserted, PluginRow, RunRow};
 use super::trust::{self, Trust};

@@ -9,6 +9,7 @@
 //! are sent. Both ways a file streams, a chunk at a time: a worker never holds a
 //! whole file in memory, and neither does `serve`.
 
+use super::store::Db;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use flate2::write::GzEncoder;
@@ -16,7 +17,6 @@ use futures::StreamExt;
 use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjectPath;
 use object_store::{GetResult, ObjectStore, ObjectStoreExt};
-use super::store::Db;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -185,8 +185,7 @@ impl FileStore {
     /// one. What failed midway is aborted, so no half-written object is left.
     pub(crate) async fn put(&self, name: &str, key: &str, mut content: impl Read) -> Result<Kept> {
         let path = self.path(key)?;
-        let mut writer =
-            BufWriter::with_capacity(self.store.clone(), path, PART).with_max_concurrency(PARTS_IN_FLIGHT);
+        let mut writer = BufWriter::with_capacity(self.store.clone(), path, PART).with_max_concurrency(PARTS_IN_FLIGHT);
         let failed = |e: anyhow::Error| e.context(format!("cannot write {key} to the file store {}", self.base));
         let mut hasher = Sha256::new();
         let mut encoder = GzEncoder::new(Vec::with_capacity(CHUNK), flate2::Compression::fast());
@@ -297,7 +296,11 @@ pub(crate) async fn migrate(db: &Db, files: &FileStore, mut progress: impl FnMut
                 .with_context(|| format!("run {run_id}'s file {name} was not moved"))?;
             if kept.bytes != place.bytes {
                 files.delete(&kept.location).await.ok();
-                bail!("run {run_id}'s file {name} is damaged in the database: {} bytes, {} recorded", kept.bytes, place.bytes);
+                bail!(
+                    "run {run_id}'s file {name} is damaged in the database: {} bytes, {} recorded",
+                    kept.bytes,
+                    place.bytes
+                );
             }
             if db.file_moved(&run_id, &kept).await? {
                 progress(&run_id, &kept);
@@ -387,14 +390,16 @@ mod tests {
         .unwrap();
         db.insert_run("r1", "c1", "manual").await.unwrap();
         for (name, content) in files {
-            sqlx::query("INSERT INTO run_files (run_id, name, bytes, content, expires_at) VALUES ('r1', $1, $2, $3, $4)")
-                .bind(name)
-                .bind(content.len() as i64)
-                .bind(crate::store::pack(content).unwrap())
-                .bind(i64::MAX)
-                .execute(pool)
-                .await
-                .unwrap();
+            sqlx::query(
+                "INSERT INTO run_files (run_id, name, bytes, content, expires_at) VALUES ('r1', $1, $2, $3, $4)",
+            )
+            .bind(name)
+            .bind(content.len() as i64)
+            .bind(crate::store::pack(content).unwrap())
+            .bind(i64::MAX)
+            .execute(pool)
+            .await
+            .unwrap();
         }
         db
     }

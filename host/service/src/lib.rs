@@ -6,7 +6,9 @@
 //! serve:  REST API (api) ─┬─ store (sqlx: SQLite | PostgreSQL) ── vault (sealed secrets)
 //!         scheduler ──────┤
 //!                         └─ queue (apalis) ──> worker ──> run::run_and_deliver
-//! worker: queue (apalis) ──> worker ──> run::run_and_deliver ──> store (files, log, summary)
+//! worker: queue (apalis) ──> worker ──> run::run_and_deliver ──> files (file store: the KDI files,
+//!                                                                   before delivery)
+//!                                                              ──> store (file rows, log, summary)
 //! ```
 //!
 //! Every run goes through the library's own path (sandbox, limits, join, KDI files,
@@ -40,8 +42,8 @@ pub use vault::KEY_ENV as SECRET_KEY_ENV;
 
 use anyhow::{Context, Result};
 use catalogue::Catalogue;
-use files::FileStore;
 use connector_host::engine::PluginHost;
+use files::FileStore;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

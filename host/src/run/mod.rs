@@ -61,7 +61,10 @@ pub struct RunOptions {
 
 /// Where a platform keeps a run's files ([`RunOptions::keep_files`]).
 #[derive(Clone)]
-pub struct KeepFiles(pub Arc<dyn Fn(&[PathBuf]) -> Result<()> + Send + Sync>);
+pub struct KeepFiles(pub Arc<KeepFilesFn>);
+
+/// What [`KeepFiles`] calls: the run's files, in the order written.
+pub type KeepFilesFn = dyn Fn(&[PathBuf]) -> Result<()> + Send + Sync;
 
 /// The mode a run asks the plugin for, and the state it starts from.
 #[derive(Clone, Default)]

@@ -519,7 +519,6 @@ fn start_times(plugin: &std::path::Path, dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// `VmHWM` (peak resident set) of a running process, in bytes.
 /// CPU time (user and system, all threads) a running process has used so far.
 /// Fields 14 and 15 of /proc/PID/stat, in clock ticks of 1/100 s on Linux.
 fn cpu_time(pid: u32) -> Option<Duration> {
@@ -530,6 +529,7 @@ fn cpu_time(pid: u32) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
+/// `VmHWM` (peak resident set) of a running process, in bytes.
 fn high_water_mark(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;

@@ -27,7 +27,10 @@ pub fn plugin(name: &str) -> PathBuf {
 
 /// The `connector-host` binary of the same build profile as the tests.
 pub fn host_binary() -> PathBuf {
-    let path = profile_dir().join("connector-host");
+    // A benchmark may compare another build (`CONNECTOR_HOST_BINARY`) with this one.
+    let path = std::env::var_os("CONNECTOR_HOST_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| profile_dir().join("connector-host"));
     assert!(path.is_file(), "{} is missing; run the tests with `cargo test --workspace`", path.display());
     path
 }

@@ -266,3 +266,61 @@ impl Drop for Postgres {
         std::fs::remove_dir_all(&self.dir).ok();
     }
 }
+
+/// An S3-protocol server of the test's own on a free loopback port: moto's server
+/// (`pip install 'moto[server]'`, which `.ci/run` does), reached over plain HTTP with
+/// path-style requests as S3-compatible stores are. Stopped on drop.
+pub struct S3Server {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl S3Server {
+    pub fn start() -> S3Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 is needed for the S3 server");
+        let mut server = S3Server { child, endpoint: format!("http://127.0.0.1:{port}") };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if reqwest::blocking::get(&server.endpoint).is_ok() {
+                return server;
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("the S3 server (moto) exited ({status}): install it with pip install 'moto[server]==5.2.5' (.ci/run does)");
+            }
+            assert!(Instant::now() < deadline, "the S3 server (moto) did not answer within a minute");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Creates a bucket (the server takes unsigned requests).
+    pub fn create_bucket(&self, bucket: &str) {
+        let answer = reqwest::blocking::Client::new().put(format!("{}/{bucket}", self.endpoint)).send().unwrap();
+        assert!(answer.status().is_success(), "create bucket {bucket}: {}", answer.status());
+    }
+
+    /// The keys in `bucket` under `prefix` (ListObjectsV2, one page).
+    pub fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let url = format!("{}/{bucket}?list-type=2&prefix={prefix}", self.endpoint);
+        let xml = reqwest::blocking::get(url).unwrap().text().unwrap();
+        xml.split("<Key>").skip(1).filter_map(|k| k.split("</Key>").next()).map(str::to_owned).collect()
+    }
+
+    /// Forgets every bucket and object, as a store that lost its bucket.
+    pub fn reset(&self) {
+        let answer = reqwest::blocking::Client::new().post(format!("{}/moto-api/reset", self.endpoint)).send().unwrap();
+        assert!(answer.status().is_success(), "reset: {}", answer.status());
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}

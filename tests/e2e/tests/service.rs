@@ -137,16 +137,31 @@ fn the_api_adds_verifies_and_runs_a_connector_and_never_shows_a_secret() {
     let mut assets = BTreeSet::new();
     for file in files {
         // Streamed out decompressed; or as stored, gzipped, to a client that accepts it.
-        let (status, text) = api.call_text("GET", file["url"].as_str().unwrap(), None);
-        assert_eq!(status, 200);
+        // Both with their length: the service streams them, and a client can still
+        // see how much is coming.
+        let url = format!("{}{}", api.base, file["url"].as_str().unwrap());
+        let plain = reqwest::blocking::Client::new().get(&url).bearer_auth(ADMIN_TOKEN).send().unwrap();
+        assert_eq!(plain.status(), 200);
+        assert_eq!(plain.headers()["content-length"].to_str().unwrap(), file["bytes"].to_string());
+        assert!(plain.headers().get("content-encoding").is_none());
+        let text = plain.text().unwrap();
         assert_eq!(text.len() as u64, file["bytes"].as_u64().unwrap());
+        let sha256: String = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&text))
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(file["sha256"], sha256.as_str(), "the listed checksum is the content's");
         let gzipped = reqwest::blocking::Client::new()
-            .get(format!("{}{}", api.base, file["url"].as_str().unwrap()))
+            .get(&url)
             .bearer_auth(ADMIN_TOKEN)
             .header("accept-encoding", "gzip")
             .send()
             .unwrap();
         assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+        // The default file store: a directory in the state directory, gzipped as sent.
+        let object = state.join("files/runs").join(&run_id).join(format!("{}.gz", file["name"].as_str().unwrap()));
+        let on_disk = std::fs::metadata(&object).unwrap_or_else(|e| panic!("{}: {e}", object.display())).len();
+        assert_eq!(gzipped.headers()["content-length"].to_str().unwrap(), on_disk.to_string());
         let packed = gzipped.bytes().unwrap();
         assert!(packed.len() < text.len() / 2, "sent compressed: {} of {} bytes", packed.len(), text.len());
         let mut unpacked = String::new();
@@ -160,6 +175,15 @@ fn the_api_adds_verifies_and_runs_a_connector_and_never_shows_a_secret() {
     }
     assert_eq!(assets, expected.assets.keys().cloned().collect::<BTreeSet<_>>(), "the files hold every asset");
     assert_eq!(cvm.assets(), assets, "CVM has what the files hold");
+    // A file whose object is gone (a lifecycle rule, a hand) is reported gone, not as a fault.
+    let first = &files[0];
+    std::fs::remove_file(
+        state.join("files/runs").join(&run_id).join(format!("{}.gz", first["name"].as_str().unwrap())),
+    )
+    .unwrap();
+    let (status, gone) = api.get(first["url"].as_str().unwrap());
+    assert_eq!(status, 410, "{gone}");
+    assert!(gone["error"].as_str().unwrap().contains("kept 14 days"), "{gone}");
     let (_, log) = api.get(&format!("/api/runs/{run_id}/log"));
     let log_text = log.to_string();
     assert!(log_text.contains("run started") && log_text.contains("run succeeded"), "{log_text}");
@@ -504,4 +528,27 @@ fn the_mass_close_guard_reads_its_baseline_from_the_database_after_a_restart() {
     let error = refused["error"].as_str().unwrap();
     assert!(error.contains("refusing to upload") && error.contains("the last upload to connector"), "{error}");
     assert_eq!(cvm.uploaded_files(), uploads, "nothing was uploaded");
+}
+
+/// `files migrate` (moving files that versions before the file store kept in the
+/// database; the move itself is tested in the service crate) opens the same store
+/// `serve` does, and a store nobody speaks is named before anything happens.
+#[test]
+fn files_migrate_opens_the_services_store_and_names_a_bad_one() {
+    let dir = kdi::temp_dir("service-files-migrate");
+    let state = dir.join("state");
+    drop(Process::serve(&state, &[], &[]).unwrap());
+    let migrate = |extra: &[&str]| {
+        let mut command = std::process::Command::new(connector_e2e::artifacts::host_binary());
+        command.args(["files", "migrate", "--state-dir", state.to_str().unwrap()]).args(extra);
+        command.env_remove("CONNECTOR_HOST_FILES").env_remove("CONNECTOR_HOST_DATABASE").output().unwrap()
+    };
+    let done = migrate(&[]);
+    let out = String::from_utf8_lossy(&done.stdout);
+    assert!(done.status.success(), "{out}{}", String::from_utf8_lossy(&done.stderr));
+    let store = format!("file://{}/", state.join("files").canonicalize().unwrap().display());
+    assert!(out.contains(&format!("to {store}")) && out.contains("0 files moved"), "{out}");
+    let refused = migrate(&["--files", "ftp://files.example/x"]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("no store speaks `ftp`"), "{err}");
 }
