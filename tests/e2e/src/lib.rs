@@ -2,6 +2,8 @@
 //! to run the CLI, and an independent statement of the expected KDI output.
 
 pub mod artifacts;
+pub mod dependabot;
 pub mod kdi;
+pub mod languages;
 pub mod oracle;
 pub mod service;

@@ -4,8 +4,9 @@
 //! error signals; and what verify reports.
 
 use connector_e2e::artifacts::{self, run_cli, CliOutput};
+use connector_e2e::dependabot::{oracle, written};
 use connector_e2e::kdi;
-use connector_simulators::github::{cvss, ghsa, severity, GithubSim, OrgSpec};
+use connector_simulators::github::{ghsa, GithubSim, OrgSpec};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -26,59 +27,6 @@ fn config(name: &str, text: &str) -> PathBuf {
 fn run(config: &Path, out: &Path) -> CliOutput {
     let (plugin, config, out) = (plugin(), config.to_str().unwrap(), out.to_str().unwrap());
     run_cli(&["run", "--plugin", &plugin, "--config", config, "--out", out, "--allow-insecure-loopback"], &[])
-}
-
-/// Restates the mapping: the score of an advisory.
-fn expected_score(advisory: u64) -> u64 {
-    match cvss(advisory) {
-        Some(score) => score.round() as u64,
-        None => match severity(advisory) {
-            "critical" => 10,
-            "high" => 8,
-            "medium" => 5,
-            _ => 2,
-        },
-    }
-}
-
-/// Repository -> (GHSA id -> score) for every open alert of an advisory not
-/// withdrawn; every repository of the organization is there, also without alerts.
-fn oracle(sim: &GithubSim) -> BTreeMap<String, BTreeMap<String, u64>> {
-    let org = sim.org();
-    let mut expected: BTreeMap<String, BTreeMap<String, u64>> =
-        (0..org.repositories).map(|r| (org.repository_name(r), BTreeMap::new())).collect();
-    for a in org.alerts.iter().filter(|a| a.state == "open" && !a.withdrawn) {
-        expected
-            .entry(org.repository_name(a.repository))
-            .or_default()
-            .insert(ghsa(a.advisory), expected_score(a.advisory));
-    }
-    expected
-}
-
-/// The written KDI as the same shape as the oracle, after checking every file
-/// against the schema and every asset's locators.
-fn written(out: &Path) -> BTreeMap<String, BTreeMap<String, u64>> {
-    let mut found = BTreeMap::new();
-    for (name, file) in kdi::read_dir(out) {
-        kdi::assert_valid(&name, &file);
-        for asset in file["assets"].as_array().unwrap() {
-            let repo = asset["application"].as_str().expect("application").to_owned();
-            assert_eq!(asset["url"], format!("https://github.com/{repo}"));
-            assert!(asset["external_id"].as_str().unwrap().starts_with("github-repository:"));
-            let vulns: BTreeMap<String, u64> = asset["vulns"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| {
-                    assert_eq!(v["scanner_type"], "GitHub Dependabot");
-                    (v["scanner_identifier"].as_str().unwrap().to_owned(), v["scanner_score"].as_u64().unwrap())
-                })
-                .collect();
-            found.insert(repo, vulns);
-        }
-    }
-    found
 }
 
 /// A counter of the run summary (`  Alerts fetched     230`), by its name.

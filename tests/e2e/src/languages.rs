@@ -1,0 +1,69 @@
+//! Plugins in other languages, built from source as their guides say
+//! (`wit/guides/`): the tools come from the package registries and `.ci/run`
+//! installs them at pinned versions.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The repository's root.
+pub fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).unwrap().to_path_buf()
+}
+
+/// Builds the Python plugin in `tests/plugins/<example>/app.py` into a component
+/// with componentize-py, as `wit/guides/python.md` says; its path.
+pub fn componentize_python(example: &str) -> PathBuf {
+    let root = repository();
+    let source = root.join("tests/plugins").join(example);
+    let out = crate::kdi::temp_dir(&format!("python-{example}")).join(format!("{example}.wasm"));
+    let built = Command::new("componentize-py")
+        .args(["-d", root.join("wit").to_str().unwrap(), "-w", "connector-plugin", "componentize", "app"])
+        .args(["-p", source.to_str().unwrap(), "-o", out.to_str().unwrap()])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("componentize-py could not be started ({e}): pip install componentize-py==0.25.1 (.ci/run does)")
+        });
+    assert!(
+        built.status.success() && out.is_file(),
+        "componentize-py failed on {}:\n{}{}",
+        source.display(),
+        String::from_utf8_lossy(&built.stdout),
+        String::from_utf8_lossy(&built.stderr)
+    );
+    out
+}
+
+/// The fenced code block of `guide` that follows the line `<!-- file: PATH -->`.
+pub fn guide_block(guide: &str, path: &str) -> String {
+    let marker = format!("<!-- file: {path} -->");
+    let after = guide.split_once(&marker).unwrap_or_else(|| panic!("the guide shows no `{marker}`")).1;
+    let fence = after.trim_start().lines().next().unwrap_or_default().to_owned();
+    assert!(fence.starts_with("```"), "`{marker}` is followed by a fenced block, not `{fence}`");
+    let body = after.trim_start().split_once('\n').unwrap().1;
+    body.split_once("\n```\n").unwrap_or_else(|| panic!("the block after `{marker}` never closes")).0.to_owned() + "\n"
+}
+
+/// Builds the JavaScript plugin in `tests/plugins/<example>/plugin.js` into a
+/// component with componentize-js, as `wit/guides/javascript.md` says (its
+/// `node_modules` installed by `npm ci` there); its path.
+pub fn componentize_javascript(example: &str) -> PathBuf {
+    let root = repository();
+    let source = root.join("tests/plugins").join(example);
+    let tool = source.join("node_modules/.bin/componentize-js");
+    assert!(tool.is_file(), "{} is missing: run `npm ci` in {} (.ci/run does)", tool.display(), source.display());
+    let out = crate::kdi::temp_dir(&format!("javascript-{example}")).join(format!("{example}.wasm"));
+    let built = Command::new(&tool)
+        .current_dir(&source)
+        .args(["plugin.js", "--wit", root.join("wit").to_str().unwrap(), "--world-name", "connector-plugin"])
+        .args(["--disable", "stdio", "random", "clocks", "http", "fetch-event", "-o", out.to_str().unwrap()])
+        .output()
+        .unwrap_or_else(|e| panic!("componentize-js could not be started: {e}"));
+    assert!(
+        built.status.success() && out.is_file(),
+        "componentize-js failed on {}:\n{}{}",
+        source.display(),
+        String::from_utf8_lossy(&built.stdout),
+        String::from_utf8_lossy(&built.stderr)
+    );
+    out
+}

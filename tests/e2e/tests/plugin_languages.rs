@@ -1,0 +1,162 @@
+//! The contract is language-neutral: plugins written in Python (componentize-py)
+//! and JavaScript (componentize-js) are built from source here, as their guides say, and run in the same host as the
+//! Rust plugins. The example is checked against the same oracle as the Rust
+//! Dependabot plugin; the guide shows exactly the code that is built; and the
+//! sandbox holds a hostile Python plugin exactly as it holds a Rust one.
+
+use connector_e2e::artifacts::{run_cli, CliOutput};
+use connector_e2e::dependabot::{oracle, written};
+use connector_e2e::kdi;
+use connector_e2e::languages::{componentize_javascript, componentize_python, guide_block, repository};
+use connector_host::config::ConnectorConfig;
+use connector_host::engine::{Plugin, PluginHost, SessionOptions};
+use connector_host::run::{self, RunOptions};
+use connector_simulators::echo::EchoServer;
+use connector_simulators::github::{GithubSim, OrgSpec};
+use std::path::Path;
+use std::sync::OnceLock;
+
+const SPEC: OrgSpec = OrgSpec { seed: 17, repositories: 240, alerts: 260 };
+const SECRET: &str = "python-secret-4f1d";
+
+fn cli(plugin: &Path, command: &str, config: &Path, out: Option<&Path>) -> CliOutput {
+    let mut args = vec![command, "--plugin", plugin.to_str().unwrap(), "--config", config.to_str().unwrap()];
+    if let Some(out) = out {
+        args.extend(["--out", out.to_str().unwrap()]);
+    }
+    args.push("--allow-insecure-loopback");
+    run_cli(&args, &[])
+}
+
+/// The example from its guide: `info`, `verify` and `run`, the KDI against the oracle
+/// the Rust plugin's tests use.
+fn an_example_runs_like_the_rust_plugin(plugin: &Path, id: &str) {
+    let info = run_cli(&["info", "--plugin", plugin.to_str().unwrap(), "--json"], &[]);
+    assert!(info.success(), "{}", info.stderr());
+    let info: serde_json::Value = serde_json::from_str(&info.stdout()).unwrap();
+    assert_eq!(info["id"], id);
+    assert!(info.to_string().contains("0.4.0"), "declares contract 0.4: {info}");
+
+    let sim = GithubSim::start(SPEC).unwrap();
+    let dir = kdi::temp_dir(&format!("language-{id}"));
+    let config = dir.join("connector.toml");
+    let org = sim.org();
+    let text = format!(
+        "[connector]\norganization = \"{}\"\ntoken = \"{}\"\nhost = \"{}\"\n",
+        org.name,
+        org.token,
+        sim.base_url()
+    );
+    std::fs::write(&config, text).unwrap();
+
+    let verified = cli(plugin, "verify", &config, None);
+    assert!(verified.success(), "{}{}", verified.stdout(), verified.stderr());
+    assert!(verified.stdout().contains("Dependabot alerts"), "{}", verified.stdout());
+
+    let out = dir.join("out");
+    let ran = cli(plugin, "run", &config, Some(&out));
+    assert!(ran.success(), "{}", ran.stderr());
+    let expected = oracle(&sim);
+    assert!(expected.values().map(|v| v.len()).sum::<usize>() > 50, "a meaningful org");
+    assert_eq!(written(&out), expected, "the same records as the Rust plugin's oracle");
+    let summary = ran.stdout();
+    let open = org.alerts.iter().filter(|a| a.state == "open").count();
+    assert!(summary.contains(&format!("{open}")), "the alerts fetched are counted: {summary}");
+    assert!(summary.contains("advisory withdrawn by GitHub"), "skips are counted by reason: {summary}");
+    assert!(!summary.contains(&org.token) && !ran.stderr().contains(&org.token), "the token leaked");
+}
+
+#[test]
+fn a_python_plugin_built_as_its_guide_says_runs_like_the_rust_one() {
+    let plugin = componentize_python("python-dependabot");
+    an_example_runs_like_the_rust_plugin(&plugin, "python-dependabot");
+}
+
+#[test]
+fn a_javascript_plugin_built_as_its_guide_says_runs_like_the_rust_one() {
+    let plugin = componentize_javascript("javascript-dependabot");
+    an_example_runs_like_the_rust_plugin(&plugin, "javascript-dependabot");
+}
+
+#[test]
+fn each_guide_shows_the_code_that_is_built() {
+    let root = repository();
+    for (guide, path) in [
+        ("wit/guides/python.md", "tests/plugins/python-dependabot/app.py"),
+        ("wit/guides/javascript.md", "tests/plugins/javascript-dependabot/plugin.js"),
+        ("wit/guides/javascript.md", "tests/plugins/javascript-dependabot/package.json"),
+    ] {
+        let text = std::fs::read_to_string(root.join(guide)).unwrap();
+        let file = std::fs::read_to_string(root.join(path)).unwrap();
+        assert!(guide_block(&text, path) == file, "{guide} must show {path} as it is: copy it in again");
+    }
+}
+
+struct Hostile {
+    host: PluginHost,
+    plugin: Plugin,
+}
+
+fn hostile() -> &'static Hostile {
+    static HOSTILE: OnceLock<Hostile> = OnceLock::new();
+    HOSTILE.get_or_init(|| {
+        let host = PluginHost::new().unwrap();
+        let plugin = host.load(&componentize_python("python-hostile")).unwrap();
+        Hostile { host, plugin }
+    })
+}
+
+/// Runs the hostile Python plugin with a behavior; the run's error.
+fn misbehave(behavior: &str, extra: &str) -> String {
+    let h = hostile();
+    let text = format!("[connector]\nbehavior = \"{behavior}\"\n{extra}");
+    let config = ConnectorConfig::parse(&text, &|_| None).unwrap();
+    let out = kdi::temp_dir(&format!("python-hostile-{behavior}"));
+    let session = SessionOptions { allow_insecure_loopback: true, ..Default::default() };
+    let options = RunOptions { out_dir: out.clone(), ..Default::default() };
+    let result = run::run(&h.host, &h.plugin, &config, session, &options);
+    assert!(kdi::read_dir(&out).is_empty(), "a failed run writes nothing");
+    format!("{:#}", result.expect_err("the hostile plugin must fail"))
+}
+
+#[test]
+fn a_python_plugin_is_refused_an_undeclared_origin_as_a_rust_one_is() {
+    let error = misbehave("denied-host", "");
+    assert!(error.contains("request refused: HttpError_Denied("), "the plugin got the refusal as a value: {error}");
+    assert!(error.contains("https://evil.example:443 is not allowed for this run"), "{error}");
+    assert!(error.contains(r#"add "https://evil.example:443" to `allow` in the [network] table"#), "{error}");
+}
+
+#[test]
+fn a_python_plugin_cannot_send_a_secret_to_an_origin_it_is_not_bound_to() {
+    let (target, collector) = (EchoServer::start().unwrap(), EchoServer::start().unwrap());
+    let text = format!(
+        "target = \"{}\"\ncollector = \"{}\"\nsecret = \"{SECRET}\"\n",
+        target.base_url(),
+        collector.base_url()
+    );
+    let error = misbehave("unbound-origin", &text);
+    assert!(
+        error.contains("collector refused: HttpError_Denied(value='the secret `secret` may not be sent to"),
+        "{error}"
+    );
+    assert!(collector.received().is_empty(), "nothing reached the origin the secret is not bound to");
+    assert!(!error.contains(SECRET));
+}
+
+#[test]
+fn a_runaway_python_loop_is_stopped_by_the_cpu_limit() {
+    let error = misbehave("loop", "[limits]\ncpu_seconds = 1\n");
+    assert!(error.contains("plugin `test-python-hostile` exceeded its CPU limit of 1 s per call"), "{error}");
+    assert!(error.ends_with("in `fetch`"), "{error}");
+}
+
+#[test]
+fn a_python_memory_bomb_is_stopped_by_the_memory_limit() {
+    let error = misbehave("memory", "[limits]\nmemory_mb = 128\n");
+    assert!(
+        error
+            .contains("plugin `test-python-hostile` exceeded its memory limit of 128 MiB (tried to grow its memory to"),
+        "{error}"
+    );
+}
