@@ -2,17 +2,31 @@
 //! (`wit/guides/`): the tools come from the package registries and `.ci/run`
 //! installs them at pinned versions.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 
 /// The repository's root.
 pub fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).unwrap().to_path_buf()
 }
 
+/// Each example built once per test process (tests run at once and would otherwise
+/// build into, and clear, the same folder).
+fn built_once(language: &str, example: &str, build: impl FnOnce() -> PathBuf) -> PathBuf {
+    static BUILT: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
+    let mut built = BUILT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    built.entry(format!("{language}/{example}")).or_insert_with(build).clone()
+}
+
 /// Builds the Python plugin in `tests/plugins/<example>/app.py` into a component
-/// with componentize-py, as `wit/guides/python.md` says; its path.
+/// with componentize-py, as `wit/guides/python.md` says (once per process); its path.
 pub fn componentize_python(example: &str) -> PathBuf {
+    built_once("python", example, || build_python(example))
+}
+
+fn build_python(example: &str) -> PathBuf {
     let root = repository();
     let source = root.join("tests/plugins").join(example);
     let out = crate::kdi::temp_dir(&format!("python-{example}")).join(format!("{example}.wasm"));
@@ -45,8 +59,12 @@ pub fn guide_block(guide: &str, path: &str) -> String {
 
 /// Builds the JavaScript plugin in `tests/plugins/<example>/plugin.js` into a
 /// component with componentize-js, as `wit/guides/javascript.md` says (its
-/// `node_modules` installed by `npm ci` there); its path.
+/// `node_modules` installed by `npm ci` there; once per process); its path.
 pub fn componentize_javascript(example: &str) -> PathBuf {
+    built_once("javascript", example, || build_javascript(example))
+}
+
+fn build_javascript(example: &str) -> PathBuf {
     let root = repository();
     let source = root.join("tests/plugins").join(example);
     let tool = source.join("node_modules/.bin/componentize-js");

@@ -78,6 +78,47 @@ fn a_javascript_plugin_built_as_its_guide_says_runs_like_the_rust_one() {
     an_example_runs_like_the_rust_plugin(&plugin, "javascript-dependabot");
 }
 
+/// They are just components: the service's catalogue (which the console draws)
+/// lists them with their section, fields and egress, and a connector of one runs.
+#[test]
+fn the_service_lists_python_and_javascript_plugins_like_any_other_and_runs_them() {
+    use connector_e2e::service::{Api, Process, ADMIN_TOKEN};
+    let dir = kdi::temp_dir("languages-service");
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    for built in [componentize_python("python-dependabot"), componentize_javascript("javascript-dependabot")] {
+        std::fs::copy(&built, plugins.join(built.file_name().unwrap())).unwrap();
+    }
+    let env = [("CONNECTOR_HOST_ADMIN_TOKEN", ADMIN_TOKEN)];
+    let (_serve, url) = Process::serve(&dir.join("state"), &["--plugins", plugins.to_str().unwrap()], &env)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let api = Api::new(&url, Some(ADMIN_TOKEN));
+    let (status, listed) = api.get("/api/plugins");
+    assert_eq!(status, 200, "{listed}");
+    for id in ["python-dependabot", "javascript-dependabot"] {
+        let plugin =
+            listed.as_array().unwrap().iter().find(|p| p["id"] == id).unwrap_or_else(|| panic!("{id}: {listed}"));
+        assert_eq!(plugin["section"], "Application Security", "{plugin}");
+        assert_eq!(plugin["contract"], "0.4.0", "{plugin}");
+        assert_eq!(plugin["installed"], true);
+        assert_eq!(plugin["egress"][0]["origin"], "{host}", "{plugin}");
+        assert!(plugin["fields"].to_string().contains("\"token\""), "{plugin}");
+    }
+    let sim = GithubSim::start(SPEC).unwrap();
+    let org = sim.org();
+    let settings = serde_json::json!({"organization": org.name, "token": org.token, "host": sim.base_url()});
+    let body = serde_json::json!({"plugin": "python-dependabot", "name": "python", "settings": settings});
+    let (status, connector) = api.post("/api/connectors", body);
+    assert_eq!(status, 201, "{connector}");
+    let (status, queued) =
+        api.post(&format!("/api/connectors/{}/runs", connector["id"].as_str().unwrap()), serde_json::json!({}));
+    assert_eq!(status, 202, "{queued}");
+    let run = api.wait_for_run(queued["id"].as_str().unwrap(), std::time::Duration::from_secs(120));
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let repositories: usize = oracle(&sim).len();
+    assert_eq!(run["assets"], repositories, "{run}");
+}
+
 #[test]
 fn each_guide_shows_the_code_that_is_built() {
     let root = repository();
