@@ -277,7 +277,12 @@ pub fn map_export_lines_defining(
             continue;
         }
         out.rows += 1;
-        let row: VulnerabilityRow = match serde_json::from_slice(line) {
+        // One UTF-8 check a line rather than one a string (as in `for_each_row`).
+        let parsed = match std::str::from_utf8(line) {
+            Ok(text) => serde_json::from_str(text),
+            Err(_) => serde_json::from_slice(line),
+        };
+        let row: VulnerabilityRow = match parsed {
             Ok(r) => r,
             Err(_) => {
                 out.skip("export line is not a JSON object");

