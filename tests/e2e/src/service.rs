@@ -311,6 +311,22 @@ impl S3Server {
         xml.split("<Key>").skip(1).filter_map(|k| k.split("</Key>").next()).map(str::to_owned).collect()
     }
 
+    /// The ETag of each key in `bucket` under `prefix`: an object put in parts has
+    /// one ending in `-N` (N parts), one put whole a plain MD5.
+    pub fn etags(&self, bucket: &str, prefix: &str) -> Vec<(String, String)> {
+        let url = format!("{}/{bucket}?list-type=2&prefix={prefix}", self.endpoint);
+        let xml = reqwest::blocking::get(url).unwrap().text().unwrap();
+        let between = |text: &str, open: &str, close: &str| {
+            text.split(open).nth(1).and_then(|t| t.split(close).next()).unwrap_or_default().to_owned()
+        };
+        xml.split("<Contents>")
+            .skip(1)
+            .map(|c| {
+                (between(c, "<Key>", "</Key>"), between(c, "<ETag>", "</ETag>").replace("&#34;", "").replace('"', ""))
+            })
+            .collect()
+    }
+
     /// Forgets every bucket and object, as a store that lost its bucket.
     pub fn reset(&self) {
         let answer = reqwest::blocking::Client::new().post(format!("{}/moto-api/reset", self.endpoint)).send().unwrap();

@@ -119,6 +119,29 @@ fn serve_and_two_workers_keep_run_files_in_an_s3_store() {
     }
     assert!(!state.join("files").exists(), "nothing is kept in serve's state directory");
 
+    // A file larger than a part (8 MiB gzipped) goes up as a multipart upload and
+    // comes back whole: one asset file of about 70 MB.
+    let large =
+        DefenderSim::start(TenantSpec { seed: 22, devices: 360, rows: 180_000 }, SimOptions::default()).unwrap();
+    let mut settings = defender_settings(&large);
+    settings["page_size"] = json!(10_000);
+    let (status, connector) =
+        api.post("/api/connectors", json!({"plugin": "defender-tvm", "name": "large", "settings": settings}));
+    assert_eq!(status, 201, "{connector}");
+    let (status, queued) = api.post(&format!("/api/connectors/{}/runs", connector["id"].as_str().unwrap()), json!({}));
+    assert_eq!(status, 202, "{queued}");
+    let run = api.wait_for_run(queued["id"].as_str().unwrap(), Duration::from_secs(300));
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let id = run["id"].as_str().unwrap();
+    let etags = s3.etags(BUCKET, &format!("{PREFIX}/runs/{id}/"));
+    assert!(etags.iter().any(|(_, etag)| etag.contains('-')), "one object went up in parts: {etags:?}");
+    for file in run["files"].as_array().unwrap() {
+        let (status, text) = api.call_text("GET", file["url"].as_str().unwrap(), None);
+        assert_eq!(status, 200);
+        assert_eq!(text.len() as u64, file["bytes"].as_u64().unwrap());
+        assert_eq!(file["sha256"], sha256_hex(text.as_bytes()).as_str());
+    }
+
     // A connector goes with its objects.
     let gone = &connectors[0];
     assert_eq!(api.call("DELETE", &format!("/api/connectors/{gone}"), None).0, 204);
