@@ -441,6 +441,11 @@ mod tests {
         let expected: String = Sha256::digest(contents[1].1).iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(listed[1].sha256.as_deref(), Some(expected.as_str()));
         assert_eq!(migrate(&db, &store, |_, _| ()).await.unwrap(), 0, "nothing is left to move");
+        let Db::Sqlite(pool) = &db else { unreachable!() };
+        let pages = || async { sqlx::query_scalar::<_, i64>("PRAGMA freelist_count").fetch_one(pool).await.unwrap() };
+        assert!(pages().await > 0, "the moved files left free pages");
+        db.compact_after_move().await.unwrap();
+        assert_eq!(pages().await, 0, "VACUUM gave them back");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -258,6 +258,9 @@ pub async fn migrate_files(options: ServiceOptions) -> Result<()> {
     })
     .await?;
     println!("{moved} files moved; none is left in the database");
+    if moved > 0 {
+        println!("{}", db.compact_after_move().await?);
+    }
     Ok(())
 }
 

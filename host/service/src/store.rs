@@ -649,6 +649,23 @@ impl Db {
         Ok(done == 1)
     }
 
+    /// After files moved out: SQLite rewrites its file to give the space back
+    /// (VACUUM); PostgreSQL reuses freed space by itself. What happened, to print.
+    pub(crate) async fn compact_after_move(&self) -> Result<&'static str> {
+        match self {
+            Db::Sqlite(p) => {
+                sqlx::query("VACUUM").execute(p).await.context("cannot compact the SQLite database (VACUUM)")?;
+                // In WAL mode the compacted pages sit in the log until a checkpoint
+                // writes them back and the file shrinks.
+                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(p).await.context("cannot checkpoint the SQLite log")?;
+                Ok("the SQLite database was compacted (VACUUM): its file is smaller now")
+            }
+            Db::Postgres(_) => Ok(
+                "PostgreSQL reuses the freed space; `VACUUM FULL run_files` returns it to the system (it locks the table while it runs)",
+            ),
+        }
+    }
+
     // --- checkpoints ---
 
     pub(crate) async fn checkpoint(&self, connector_id: &str) -> Result<Option<CheckpointRow>> {

@@ -10,7 +10,8 @@
 //!   the file store's.
 //!
 //! `CONNECTOR_HOST_BINARY=PATH` measures another build (an older one that kept files
-//! in the database) with the same steps, for a before/after in one sitting.
+//! in the database) with the same steps, for a before/after in one sitting; with
+//! `--keep`, the database it filled is kept, to try an upgrade on it.
 //!
 //! Build first: `cargo build-plugins && cargo build --release -p connector-host-cli -p connector-bench`.
 
@@ -40,6 +41,9 @@ struct Args {
     /// Skip the database figures.
     #[arg(long)]
     no_database: bool,
+    /// Keep the database figures' state directory (to try an upgrade on it) and print where.
+    #[arg(long)]
+    keep: bool,
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -178,6 +182,10 @@ fn memory() -> Result<()> {
     Ok(())
 }
 
+fn service_state(dir: &Path) -> PathBuf {
+    dir.join("state")
+}
+
 fn size_of(path: &Path) -> u64 {
     match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => {
@@ -219,6 +227,10 @@ fn database(args: &Args) -> Result<()> {
     println!("  job queue (connector-host-jobs.db with its WAL): {:.1} MB", jobs as f64 / 1e6);
     println!("  file store (state/files): {:.1} MB", files as f64 / 1e6);
     drop(service);
-    std::fs::remove_dir_all(&dir).ok();
+    if args.keep {
+        println!("  kept: {}", service_state(&dir).display());
+    } else {
+        std::fs::remove_dir_all(&dir).ok();
+    }
     Ok(())
 }
