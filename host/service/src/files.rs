@@ -159,9 +159,11 @@ impl FileStore {
         self.local
     }
 
-    /// Where a run's file is kept: `runs/RUN/NAME.gz` under the store's address.
-    pub(crate) fn key(run_id: &str, name: &str) -> String {
-        format!("runs/{run_id}/{name}.gz")
+    /// Where a run's file is kept: `runs/RUN/ATTEMPT/NAME.gz` under the store's
+    /// address. The attempt keeps apart what a worker that lost the run put and what
+    /// the worker that took it over put (files moved from the database: attempt 0).
+    pub(crate) fn key(run_id: &str, attempt: i64, name: &str) -> String {
+        format!("runs/{run_id}/{attempt}/{name}.gz")
     }
 
     fn path(&self, key: &str) -> Result<ObjectPath> {
@@ -291,7 +293,7 @@ pub(crate) async fn migrate(db: &Db, files: &FileStore, mut progress: impl FnMut
             // Put as the worker puts a new file (gzipped again, checksummed on the way).
             let content = flate2::read::GzDecoder::new(std::io::Cursor::new(packed));
             let kept = files
-                .put(&name, &FileStore::key(&run_id, &name), content)
+                .put(&name, &FileStore::key(&run_id, 0, &name), content)
                 .await
                 .with_context(|| format!("run {run_id}'s file {name} was not moved"))?;
             if kept.bytes != place.bytes {
@@ -334,13 +336,13 @@ mod tests {
             x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             content.extend_from_slice(format!("{{\"asset\":{x},\"n\":{}}}\n", content.len()).as_bytes());
         }
-        let key = FileStore::key("run-1", "kdi-0001.json");
+        let key = FileStore::key("run-1", 1, "kdi-0001.json");
         let kept = store.put("kdi-0001.json", &key, &content[..]).await.unwrap();
         assert_eq!(kept.bytes as usize, content.len());
-        assert!(kept.location.starts_with("file://") && kept.location.ends_with("/runs/run-1/kdi-0001.json.gz"));
+        assert!(kept.location.starts_with("file://") && kept.location.ends_with("/runs/run-1/1/kdi-0001.json.gz"));
         let expected: String = Sha256::digest(&content).iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(kept.sha256, expected);
-        let on_disk = std::fs::metadata(dir.path().join("files/runs/run-1/kdi-0001.json.gz")).unwrap();
+        let on_disk = std::fs::metadata(dir.path().join("files/runs/run-1/1/kdi-0001.json.gz")).unwrap();
         assert_eq!(on_disk.len() as i64, kept.stored_bytes);
         assert!(kept.stored_bytes < kept.bytes, "kept gzipped");
 
@@ -423,7 +425,7 @@ mod tests {
         let db = database_with_old_files(dir.path(), &contents).await;
         let store = FileStore::open(Some(dir.path().join("elsewhere").to_str().unwrap()), None, dir.path()).unwrap();
         // An earlier migration stopped after putting the first file, before its row moved.
-        store.put("kdi-0001.json", &FileStore::key("r1", "kdi-0001.json"), contents[0].1).await.unwrap();
+        store.put("kdi-0001.json", &FileStore::key("r1", 0, "kdi-0001.json"), contents[0].1).await.unwrap();
 
         let mut heard = Vec::new();
         let moved = migrate(&db, &store, |run, kept| heard.push(format!("{run}/{}", kept.name))).await.unwrap();
@@ -453,18 +455,49 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = database_with_old_files(dir.path(), &[("old.json", b"{}")]).await;
         let store = FileStore::open(None, None, dir.path()).unwrap();
-        let kept = store.put("kdi-0001.json", &FileStore::key("r1", "kdi-0001.json"), &b"{}"[..]).await.unwrap();
-        db.insert_files("r1", std::slice::from_ref(&kept), 1_000).await.unwrap();
+        let attempt = db.claim_run("r1", "w1").await.unwrap().unwrap();
+        let kept =
+            store.put("kdi-0001.json", &FileStore::key("r1", attempt, "kdi-0001.json"), &b"{}"[..]).await.unwrap();
+        db.insert_files("r1", ("w1", attempt), std::slice::from_ref(&kept), 1_000).await.unwrap();
         // A file kept by a worker given another store cannot be deleted from here: it stays listed.
         let mut elsewhere = kept.clone();
         elsewhere.name = "kdi-0002.json".into();
         elsewhere.location = "s3://other-bucket/runs/r1/kdi-0002.json.gz".into();
-        db.insert_files("r1", &[elsewhere], 1_000).await.unwrap();
+        db.insert_files("r1", ("w1", attempt), &[elsewhere], 1_000).await.unwrap();
 
         assert_eq!(expire(&db, &store, 500).await.unwrap(), 0, "nothing is past its retention yet");
         assert_eq!(expire(&db, &store, 2_000).await.unwrap(), 1);
         assert!(matches!(store.get(&kept.location).await.unwrap(), Found::Missing), "the object is deleted");
         let left: Vec<String> = db.files("r1").await.unwrap().into_iter().map(|f| f.name).collect();
         assert_eq!(left, ["kdi-0002.json", "old.json"], "the unreachable one stays; the old one is not due");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_the_worker_holding_a_run_lists_its_files_and_a_takeover_replaces_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = database_with_old_files(dir.path(), &[]).await;
+        let store = FileStore::open(None, None, dir.path()).unwrap();
+        let put = |attempt: i64| {
+            let store = store.clone();
+            async move {
+                store.put("kdi-0001.json", &FileStore::key("r1", attempt, "kdi-0001.json"), &b"{}"[..]).await.unwrap()
+            }
+        };
+        let first = db.claim_run("r1", "w1").await.unwrap().unwrap();
+        let early = put(first).await;
+        assert_eq!(
+            db.insert_files("r1", ("w1", first), std::slice::from_ref(&early), i64::MAX).await.unwrap(),
+            Vec::<String>::new()
+        );
+        // w1 stops answering; w2 takes the run over and keeps its own files.
+        let second = db.take_over_run("r1", "w2", "w1", first).await.unwrap().unwrap();
+        let late = put(second).await;
+        assert_ne!(early.location, late.location, "each attempt has its own keys");
+        let replaced = db.insert_files("r1", ("w2", second), std::slice::from_ref(&late), i64::MAX).await.unwrap();
+        assert_eq!(replaced, [early.location.clone()], "the lost attempt's object is named, to delete");
+        // w1 comes back and tries to list what it wrote since: refused, nothing changes.
+        let error = db.insert_files("r1", ("w1", first), std::slice::from_ref(&early), i64::MAX).await.unwrap_err();
+        assert!(error.to_string().contains("worker w1 no longer holds run r1"), "{error}");
+        assert_eq!(db.file_place("r1", "kdi-0001.json").await.unwrap().unwrap().location, Some(late.location));
     }
 }

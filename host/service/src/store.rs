@@ -170,6 +170,25 @@ pub(crate) struct FileRow {
     pub(crate) sha256: Option<String>,
 }
 
+/// A worker lists a run's files only while it holds the run ([`Db::insert_files`]).
+#[derive(Debug)]
+pub(crate) struct NotHolder {
+    run: String,
+    worker: String,
+}
+
+impl std::fmt::Display for NotHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "worker {} no longer holds run {} (another worker took it over); its files are not listed",
+            self.worker, self.run
+        )
+    }
+}
+
+impl std::error::Error for NotHolder {}
+
 /// Where a run's file is ([`Db::file_place`]).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct FilePlace {
@@ -573,23 +592,40 @@ impl Db {
         Ok(on_db!(self, p => sqlx::query_as(q).bind(run_id).fetch_all(p).await)?)
     }
 
-    /// Lists a run's files, kept in the file store, in one transaction (a worker that
-    /// took the run over replaces what the lost one listed).
-    pub(crate) async fn insert_files(&self, run_id: &str, files: &[Kept], expires_at: i64) -> Result<()> {
+    /// Lists a run's files, kept in the file store, in one transaction, if `holder`
+    /// (worker, attempt) still holds the run: a worker that lost the run to another
+    /// lists nothing (`NotHolder`). A worker that took the run over replaces what the
+    /// lost one listed; the locations it replaced are returned, to delete.
+    pub(crate) async fn insert_files(
+        &self,
+        run_id: &str,
+        holder: (&str, i64),
+        files: &[Kept],
+        expires_at: i64,
+    ) -> Result<Vec<String>> {
+        let holds = "SELECT COUNT(*) FROM runs WHERE id = $1 AND worker = $2 AND attempt = $3 AND status = 'running'";
+        let before = "SELECT location FROM run_files WHERE run_id = $1 AND name = $2 AND location IS NOT NULL";
         let q = "INSERT INTO run_files (run_id, name, bytes, content, location, stored_bytes, sha256, expires_at)
                  VALUES ($1, $2, $3, NULL, $4, $5, $6, $7)
                  ON CONFLICT (run_id, name) DO UPDATE SET bytes = excluded.bytes, content = NULL,
                    location = excluded.location, stored_bytes = excluded.stored_bytes, sha256 = excluded.sha256,
                    expires_at = excluded.expires_at";
+        let mut replaced = Vec::new();
         on_db!(self, p => {
             let mut tx = p.begin().await?;
+            let held: i64 = sqlx::query_scalar(holds).bind(run_id).bind(holder.0).bind(holder.1).fetch_one(&mut *tx).await?;
+            if held == 0 {
+                return Err(NotHolder { run: run_id.to_owned(), worker: holder.0.to_owned() }.into());
+            }
             for f in files {
+                let old: Option<String> = sqlx::query_scalar(before).bind(run_id).bind(&f.name).fetch_optional(&mut *tx).await?;
+                replaced.extend(old.filter(|old| *old != f.location));
                 sqlx::query(q).bind(run_id).bind(&f.name).bind(f.bytes).bind(&f.location).bind(f.stored_bytes)
                     .bind(&f.sha256).bind(expires_at).execute(&mut *tx).await?;
             }
             tx.commit().await?;
         });
-        Ok(())
+        Ok(replaced)
     }
 
     pub(crate) async fn files(&self, run_id: &str) -> Result<Vec<FileRow>> {

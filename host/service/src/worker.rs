@@ -410,7 +410,7 @@ fn run_blocking(
         out_dir,
         events: Some(events),
         resume: checkpoint.resume(next.mode),
-        keep_files: Some(keep_files(shared, rt.clone(), run.id.clone())),
+        keep_files: Some(keep_files(shared, rt.clone(), run.id.clone(), attempt)),
         ..RunOptions::default()
     };
     let result = match &values.cvm {
@@ -435,39 +435,47 @@ fn run_blocking(
 /// folder, then lists them in the database in one transaction: before anything goes
 /// to CVM, so a store that refuses them fails the run undelivered. What was put
 /// before a failure is deleted again: nothing half-kept is listed or left.
-fn keep_files(shared: &WorkerShared, rt: Handle, run_id: String) -> KeepFiles {
-    let (db, files, retention) = (shared.db.clone(), shared.files.clone(), shared.retention);
+fn keep_files(shared: &WorkerShared, rt: Handle, run_id: String, attempt: i64) -> KeepFiles {
+    let (db, files, retention, worker) =
+        (shared.db.clone(), shared.files.clone(), shared.retention, shared.name.clone());
     KeepFiles(Arc::new(move |paths: &[PathBuf]| {
         rt.block_on(async {
             let mut kept: Vec<Kept> = Vec::with_capacity(paths.len());
-            let result = put_and_list(&db, &files, &run_id, paths, retention, &mut kept).await;
-            if result.is_err() {
-                for file in &kept {
-                    files.delete(&file.location).await.ok();
-                }
+            let holder = (worker.as_str(), attempt);
+            let result = put_and_list(&db, &files, &run_id, holder, paths, retention, &mut kept).await;
+            // Under this attempt's own keys: deleting them touches nobody else's.
+            let stale = match &result {
+                Ok(replaced) => replaced.clone(),
+                Err(_) => kept.iter().map(|k| k.location.clone()).collect(),
+            };
+            for location in &stale {
+                files.delete(location).await.ok();
             }
-            result
+            result.map(|_| ())
         })?;
         tracing::info!(files = paths.len(), store = files.address(), "the run's files are kept");
         Ok(())
     }))
 }
 
+/// Puts each file, then lists them all; the locations of an earlier attempt's
+/// files that this listing replaced.
 async fn put_and_list(
     db: &Db,
     files: &FileStore,
     run_id: &str,
+    holder: (&str, i64),
     paths: &[PathBuf],
     retention: Duration,
     kept: &mut Vec<Kept>,
-) -> Result<()> {
+) -> Result<Vec<String>> {
     for path in paths {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let content = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-        kept.push(files.put(&name, &FileStore::key(run_id, &name), content).await?);
+        kept.push(files.put(&name, &FileStore::key(run_id, holder.1, &name), content).await?);
     }
     let expires_at = now_ms() + retention.as_millis() as i64;
-    db.insert_files(run_id, kept, expires_at).await
+    db.insert_files(run_id, holder, kept, expires_at).await
 }
 
 /// Claims the upload for this worker and attempt, or refuses it.

@@ -159,7 +159,12 @@ fn the_api_adds_verifies_and_runs_a_connector_and_never_shows_a_secret() {
             .unwrap();
         assert_eq!(gzipped.headers()["content-encoding"], "gzip");
         // The default file store: a directory in the state directory, gzipped as sent.
-        let object = state.join("files/runs").join(&run_id).join(format!("{}.gz", file["name"].as_str().unwrap()));
+        let attempt = run["attempt"].to_string();
+        let object = state
+            .join("files/runs")
+            .join(&run_id)
+            .join(&attempt)
+            .join(format!("{}.gz", file["name"].as_str().unwrap()));
         let on_disk = std::fs::metadata(&object).unwrap_or_else(|e| panic!("{}: {e}", object.display())).len();
         assert_eq!(gzipped.headers()["content-length"].to_str().unwrap(), on_disk.to_string());
         let packed = gzipped.bytes().unwrap();
@@ -177,10 +182,8 @@ fn the_api_adds_verifies_and_runs_a_connector_and_never_shows_a_secret() {
     assert_eq!(cvm.assets(), assets, "CVM has what the files hold");
     // A file whose object is gone (a lifecycle rule, a hand) is reported gone, not as a fault.
     let first = &files[0];
-    std::fs::remove_file(
-        state.join("files/runs").join(&run_id).join(format!("{}.gz", first["name"].as_str().unwrap())),
-    )
-    .unwrap();
+    let object = state.join("files/runs").join(&run_id).join(run["attempt"].to_string());
+    std::fs::remove_file(object.join(format!("{}.gz", first["name"].as_str().unwrap()))).unwrap();
     let (status, gone) = api.get(first["url"].as_str().unwrap());
     assert_eq!(status, 410, "{gone}");
     assert!(gone["error"].as_str().unwrap().contains("kept 14 days"), "{gone}");

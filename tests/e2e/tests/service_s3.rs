@@ -105,8 +105,9 @@ fn serve_and_two_workers_keep_run_files_in_an_s3_store() {
         assert!(!files.is_empty(), "{run}");
         // In the bucket, under the prefix, one object a file.
         let keys = s3.keys(BUCKET, &format!("{PREFIX}/runs/{id}/"));
+        let attempt = &run["attempt"];
         let names: BTreeSet<String> =
-            files.iter().map(|f| format!("{PREFIX}/runs/{id}/{}.gz", f["name"].as_str().unwrap())).collect();
+            files.iter().map(|f| format!("{PREFIX}/runs/{id}/{attempt}/{}.gz", f["name"].as_str().unwrap())).collect();
         assert_eq!(keys.into_iter().collect::<BTreeSet<_>>(), names);
         // Read back through serve, which wrote none of them.
         for file in files {
