@@ -494,7 +494,7 @@ mod tests {
         let late = put(second).await;
         assert_ne!(early.location, late.location, "each attempt has its own keys");
         let replaced = db.insert_files("r1", ("w2", second), std::slice::from_ref(&late), i64::MAX).await.unwrap();
-        assert_eq!(replaced, [early.location.clone()], "the lost attempt's object is named, to delete");
+        assert_eq!(replaced, std::slice::from_ref(&early.location), "the lost attempt's object is named, to delete");
         // w1 comes back and tries to list what it wrote since: refused, nothing changes.
         let error = db.insert_files("r1", ("w1", first), std::slice::from_ref(&early), i64::MAX).await.unwrap_err();
         assert!(error.to_string().contains("worker w1 no longer holds run r1"), "{error}");
