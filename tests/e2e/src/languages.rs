@@ -85,3 +85,23 @@ fn build_javascript(example: &str) -> PathBuf {
     );
     out
 }
+
+/// The world a built component imports and exports, as `jco wit` prints it (jco
+/// from the JavaScript example's `node_modules`, pinned in its `package.json`).
+pub fn component_world(component: &Path) -> String {
+    let example = repository().join("tests/plugins/javascript-dependabot");
+    let tool = example.join("node_modules/.bin/jco");
+    assert!(tool.is_file(), "{} is missing: run `npm ci` in {} (.ci/run does)", tool.display(), example.display());
+    let printed = Command::new(&tool)
+        .arg("wit")
+        .arg(component)
+        .output()
+        .unwrap_or_else(|e| panic!("jco could not be started: {e}"));
+    assert!(
+        printed.status.success(),
+        "jco wit {} failed:\n{}",
+        component.display(),
+        String::from_utf8_lossy(&printed.stderr)
+    );
+    String::from_utf8(printed.stdout).expect("jco prints UTF-8")
+}

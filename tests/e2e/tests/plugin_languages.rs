@@ -7,7 +7,9 @@
 use connector_e2e::artifacts::{run_cli, CliOutput};
 use connector_e2e::dependabot::{oracle, written};
 use connector_e2e::kdi;
-use connector_e2e::languages::{componentize_javascript, componentize_python, guide_block, repository};
+use connector_e2e::languages::{
+    component_world, componentize_javascript, componentize_python, guide_block, repository,
+};
 use connector_host::config::ConnectorConfig;
 use connector_host::engine::{Plugin, PluginHost, SessionOptions};
 use connector_host::run::{self, RunOptions};
@@ -41,13 +43,7 @@ fn an_example_runs_like_the_rust_plugin(plugin: &Path, id: &str) {
     let dir = kdi::temp_dir(&format!("language-{id}"));
     let config = dir.join("connector.toml");
     let org = sim.org();
-    let text = format!(
-        "[connector]\norganization = \"{}\"\ntoken = \"{}\"\nhost = \"{}\"\n",
-        org.name,
-        org.token,
-        sim.base_url()
-    );
-    std::fs::write(&config, text).unwrap();
+    std::fs::write(&config, sim.connection_toml()).unwrap();
 
     let verified = cli(plugin, "verify", &config, None);
     assert!(verified.success(), "{}{}", verified.stdout(), verified.stderr());
@@ -117,6 +113,25 @@ fn the_service_lists_python_and_javascript_plugins_like_any_other_and_runs_them(
     assert_eq!(run["status"], "succeeded", "{run}");
     let repositories: usize = oracle(&sim).len();
     assert_eq!(run["assets"], repositories, "{run}");
+}
+
+/// What `jco wit` shows, as the JavaScript guide says: the JavaScript component
+/// imports the contract's interfaces and nothing else (its build disables the WASI
+/// parts); the Python one also imports WASI's, which the host lends empty.
+#[test]
+fn the_components_import_what_their_guides_say() {
+    let contract = |line: &str| line.starts_with("import vulnbridge:connector/") && line.ends_with("@0.4.0;");
+    let javascript = component_world(&componentize_javascript("javascript-dependabot"));
+    let imports: Vec<&str> = javascript.lines().map(str::trim).filter(|l| l.starts_with("import ")).collect();
+    assert_eq!(imports.len(), 4, "http, log, types and output: {javascript}");
+    assert!(imports.iter().all(|l| contract(l)), "only the contract: {javascript}");
+    let python = component_world(&componentize_python("python-dependabot"));
+    for world in [&javascript, &python] {
+        assert!(world.contains("export vulnbridge:connector/connector@0.4.0;"), "{world}");
+        assert!(world.contains("import vulnbridge:connector/http@0.4.0;"), "{world}");
+        assert!(!world.contains("wasi:http"), "the host lends no wasi:http: {world}");
+    }
+    assert!(python.contains("import wasi:sockets/tcp@"), "CPython's WASI imports, lent empty: {python}");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 // Repositories become assets (every one of the organization, so that CVM closes what
 // was fixed in a repository that now has no alert); open Dependabot alerts become
 // vulnerabilities, one per advisory and repository. Built into a WebAssembly
-// component with jco and componentize-js against the connector contract
+// component with componentize-js against the connector contract
 // (wit/guides/javascript.md).
 
 import { send } from 'vulnbridge:connector/http@0.4.0';

@@ -295,12 +295,20 @@ impl GithubSim {
         self.shared.total_calls.load(Ordering::Relaxed)
     }
 
-    /// A connector configuration (`[connector]` table) for this organization.
+    /// A connector configuration (`[connector]` table) for this organization, with
+    /// the Rust plugin's short retry delay.
     pub fn config_toml(&self) -> String {
+        format!("{}retry_delay_ms = \"50\"\n", self.connection_toml())
+    }
+
+    /// The `[connector]` table any Dependabot plugin needs: organization, token and
+    /// host, nothing plugin-specific.
+    pub fn connection_toml(&self) -> String {
+        let org = self.org();
         format!(
-            "[connector]\norganization = \"{}\"\ntoken = \"{}\"\nhost = \"{}\"\nretry_delay_ms = \"50\"\n",
-            self.org().name,
-            self.org().token,
+            "[connector]\norganization = \"{}\"\ntoken = \"{}\"\nhost = \"{}\"\n",
+            org.name,
+            org.token,
             self.base_url()
         )
     }
