@@ -81,12 +81,9 @@ fn start_service(state: &Path, in_process_worker: bool) -> Result<Service> {
     let env = [("CONNECTOR_HOST_ADMIN_TOKEN", ADMIN_TOKEN)];
     let workers = if in_process_worker { "1" } else { "0" };
     let (serve, url) = Process::serve(state, &["--workers", workers], &env).map_err(anyhow::Error::msg)?;
-    let args = ["worker", "--state-dir", state.to_str().unwrap(), "--allow-insecure-loopback"];
     let worker = match in_process_worker {
         true => None,
-        false => Some(
-            Process::start(&args, &[], &state.with_extension("worker.log"), "started").map_err(anyhow::Error::msg)?,
-        ),
+        false => Some(Process::worker(state, &[], &[]).map_err(anyhow::Error::msg)?.0),
     };
     Ok(Service { serve, worker, api: Api::new(&url, Some(ADMIN_TOKEN)), state: state.to_owned() })
 }

@@ -87,27 +87,12 @@ fn measure(
     rounds: usize,
     dir: &Path,
 ) -> Result<Figures> {
-    // Cold: compiling into an empty cache; warm: the same from the cache.
     let cache = dir.join("cache");
-    let mut starts = Vec::new();
-    for _ in 0..2 {
-        let started = Instant::now();
-        let host = PluginHost::new()?.with_cache_dir(Some(cache.clone()));
-        let loaded = host.load(plugin)?;
-        let mut session = loaded.open(&host, &Default::default(), SessionOptions::default())?;
-        session.info()?;
-        starts.push(started.elapsed());
-    }
+    let starts = connector_bench::start_times(plugin, &cache)?;
+    anyhow::ensure!(starts.as_meant, "{language}: the cold start did not compile or the warm one missed the cache");
     let host = PluginHost::new()?.with_cache_dir(Some(cache));
     let loaded = host.load(plugin)?;
-    let org = sim.org();
-    let text = format!(
-        "[connector]\norganization = \"{}\"\ntoken = \"{}\"\nhost = \"{}\"\n",
-        org.name,
-        org.token,
-        sim.base_url()
-    );
-    let config = ConnectorConfig::parse(&text, &|_| None)?;
+    let config = ConnectorConfig::parse(&sim.connection_toml(), &|_| None)?;
     let resolved = config.resolve(&loaded.info)?;
     let options = SessionOptions { allow_insecure_loopback: true, ..Default::default() };
     let mut session = connector_host::bench_support::open_collecting(&loaded, &host, &resolved, options)?;
@@ -121,7 +106,7 @@ fn measure(
         }
         best = best.min(started.elapsed());
     }
-    Ok(Figures { language, bytes: std::fs::metadata(plugin)?.len(), cold: starts[0], warm: starts[1], map: best })
+    Ok(Figures { language, bytes: std::fs::metadata(plugin)?.len(), cold: starts.cold, warm: starts.warm, map: best })
 }
 
 /// Every page of the organization's open alerts, 100 a page, as GitHub sends them.

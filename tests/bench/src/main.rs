@@ -494,28 +494,15 @@ fn mapping_comparison(sim: &DefenderSim, plugin: &std::path::Path, page_size: u6
 
 /// Cold (compiling) and warm (cached) start to a ready instance with its info read.
 fn start_times(plugin: &std::path::Path, dir: &std::path::Path) -> Result<()> {
-    let cache = dir.join("cache");
-    let mut times = Vec::new();
-    for _ in 0..2 {
-        let started = Instant::now();
-        let host = PluginHost::new()?.with_cache_dir(Some(cache.clone()));
-        let loaded = host.load(plugin)?;
-        let mut session = loaded.open(&host, &Default::default(), SessionOptions::default())?;
-        session.info()?;
-        times.push((started.elapsed(), loaded.from_cache));
-    }
+    let times = connector_bench::start_times(plugin, &dir.join("cache"))?;
     println!();
     println!(
-        "Cold start to a ready instance     {:>10.1} ms (compiled: {})",
-        times[0].0.as_secs_f64() * 1000.0,
-        !times[0].1
+        "Cold start to a ready instance     {:>10.1} ms (compiled, then from the cache: {})",
+        times.cold.as_secs_f64() * 1000.0,
+        times.as_meant
     );
-    println!(
-        "Warm start to a ready instance     {:>10.1} ms (from cache: {})",
-        times[1].0.as_secs_f64() * 1000.0,
-        times[1].1
-    );
-    println!("Ratio cold / warm                  {:>10.1}", times[0].0.as_secs_f64() / times[1].0.as_secs_f64());
+    println!("Warm start to a ready instance     {:>10.1} ms", times.warm.as_secs_f64() * 1000.0);
+    println!("Ratio cold / warm                  {:>10.1}", times.cold.as_secs_f64() / times.warm.as_secs_f64());
     Ok(())
 }
 

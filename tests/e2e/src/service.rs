@@ -89,6 +89,19 @@ impl Process {
         Ok((process, url))
     }
 
+    /// `worker` on its own state directory, with `extra` arguments (a database, a
+    /// lease): the process and the name it works under.
+    pub fn worker(state_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Result<(Process, String), String> {
+        let mut args = vec!["worker", "--state-dir", state_dir.to_str().unwrap(), "--allow-insecure-loopback"];
+        args.extend_from_slice(extra);
+        let log = state_dir.with_extension(format!("worker-{}.log", unique()));
+        let process = Process::start(&args, env, &log, "started")?;
+        // "connector-host worker NAME started (...)": the name the runs' `worker` field shows.
+        let line = process.stdout.lock().unwrap().iter().find(|l| l.contains("started")).cloned().unwrap();
+        let name = line.split_whitespace().nth(2).unwrap().to_owned();
+        Ok((process, name))
+    }
+
     /// Everything the process logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

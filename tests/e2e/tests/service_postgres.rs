@@ -17,22 +17,8 @@ const LEASE: &str = "2";
 
 fn worker(pg: &Postgres, dir: &Path, index: usize, key: &str) -> (Process, String) {
     let state = dir.join(format!("worker-{index}"));
-    let args = [
-        "worker",
-        "--database",
-        pg.url.as_str(),
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--allow-insecure-loopback",
-        "--lease-seconds",
-        LEASE,
-    ];
-    let log = dir.join(format!("worker-{index}.log"));
-    let process =
-        Process::start(&args, &[("CONNECTOR_HOST_SECRET_KEY", key)], &log, "started").unwrap_or_else(|e| panic!("{e}"));
-    let line = process.stdout.lock().unwrap()[0].clone();
-    let name = line.split_whitespace().nth(2).unwrap().to_owned();
-    (process, name)
+    let args = ["--database", pg.url.as_str(), "--lease-seconds", LEASE];
+    Process::worker(&state, &args, &[("CONNECTOR_HOST_SECRET_KEY", key)]).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Waits until some run is running on a worker of `names` (and has begun its upload,

@@ -30,14 +30,7 @@ fn store_env(s3: &S3Server) -> Vec<(&'static str, String)> {
 
 fn worker(pg: &Postgres, dir: &Path, index: usize, env: &[(&str, &str)]) -> (Process, String) {
     let state = dir.join(format!("worker-{index}"));
-    let args = ["worker", "--database", pg.url.as_str(), "--state-dir", state.to_str().unwrap()];
-    let mut args = args.to_vec();
-    args.push("--allow-insecure-loopback");
-    let log = dir.join(format!("worker-{index}.log"));
-    let process = Process::start(&args, env, &log, "started").unwrap_or_else(|e| panic!("{e}"));
-    let line = process.stdout.lock().unwrap()[0].clone();
-    let name = line.split_whitespace().nth(2).unwrap().to_owned();
-    (process, name)
+    Process::worker(&state, &["--database", pg.url.as_str()], env).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
