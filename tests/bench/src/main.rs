@@ -49,6 +49,18 @@ struct Args {
     /// Percent of the rows fixed between the full run and the incremental one.
     #[arg(long, default_value_t = 1.0)]
     changed_percent: f64,
+    /// Another build of `connector-host` (e.g. main's, copied aside) to compare with
+    /// this one: both run the same full run on two mapping instances, taking turns,
+    /// `--rounds` times; the best of each and their ratios are printed.
+    #[arg(long)]
+    baseline_host: Option<PathBuf>,
+    /// Another build of the Defender plugin to compare with this one, the same way
+    /// (alone, or with `--baseline-host`).
+    #[arg(long)]
+    baseline_plugin: Option<PathBuf>,
+    /// Rounds of the comparison with a baseline.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 fn target_release() -> Result<PathBuf> {
@@ -165,6 +177,12 @@ fn main() -> Result<()> {
         }
     }
 
+    if args.baseline_host.is_some() || args.baseline_plugin.is_some() {
+        let baseline =
+            (args.baseline_host.as_deref().unwrap_or(&host_bin), args.baseline_plugin.as_deref().unwrap_or(&plugin));
+        compare_builds(baseline, (&host_bin, &plugin), &config, &dir, args.rounds, args.rows)?;
+    }
+
     // As a user runs it: no flags, the plugin's defaults (pacing on, api_mode auto,
     // the catalogue read), the CLI's progress on the terminal's stderr.
     let plain = dir.join("default.toml");
@@ -190,6 +208,54 @@ fn main() -> Result<()> {
     mapping_comparison(&sim, &plugin, args.page_size, args.mapping_rows)?;
     start_times(&plugin, &dir)?;
     std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
+
+/// The same full run on two mapping instances with the `baseline` build (host and
+/// plugin) and with this one, in turns (so that both see the machine in the same
+/// moods); the best CPU time of each, by stage, and the ratios.
+fn compare_builds(
+    baseline: (&std::path::Path, &std::path::Path),
+    this: (&std::path::Path, &std::path::Path),
+    config: &std::path::Path,
+    dir: &std::path::Path,
+    rounds: usize,
+    rows: u64,
+) -> Result<()> {
+    for path in [baseline.0, baseline.1] {
+        anyhow::ensure!(path.is_file(), "the baseline {} is not a file", path.display());
+    }
+    let mut best: [Option<Measured>; 2] = [None, None];
+    for round in 0..rounds.max(1) {
+        // Baseline first in even rounds, this build first in odd ones: whatever the
+        // second run of a pair pays (the first one's files to replace) is shared.
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for slot in order {
+            let (host, plugin) = [baseline, this][slot];
+            let run = end_to_end(host, plugin, config, &dir.join("out-compare"), 2, &["--full".to_owned()])?;
+            if best[slot].as_ref().is_none_or(|b| run.cpu < b.cpu) {
+                best[slot] = Some(run);
+            }
+        }
+    }
+    let [Some(before), Some(after)] = best else { unreachable!("at least one round ran") };
+    let per_million = |seconds: f64| seconds / (rows as f64 / 1e6);
+    println!();
+    println!("This build against the baseline, two mapping instances, best of {} rounds each:", rounds.max(1));
+    println!("  {:<10} {:>10} {:>10} {:>8}", "", "baseline", "this", "ratio");
+    let line = |name: &str, b: f64, a: f64| println!("  {name:<10} {b:>8.2} s {a:>8.2} s {:>8.2}", a / b);
+    line("wall", before.wall.as_secs_f64(), after.wall.as_secs_f64());
+    line("CPU / M", per_million(before.cpu.as_secs_f64()), per_million(after.cpu.as_secs_f64()));
+    for (stage, cpu) in &after.stages {
+        if let Some((_, was)) = before.stages.iter().find(|(s, _)| s == stage) {
+            line(stage, per_million(*was), per_million(*cpu));
+        }
+    }
+    println!(
+        "  peak RSS   {:>6.1} MiB {:>6.1} MiB",
+        before.peak_rss as f64 / 1048576.0,
+        after.peak_rss as f64 / 1048576.0
+    );
     Ok(())
 }
 
