@@ -55,7 +55,7 @@ impl Message {
             Message::Definitions(d) => {
                 d.iter().map(|d| d.identifier.len() + d.name.len() + opt(&d.description) + opt(&d.solution)).sum()
             }
-            Message::VulnerabilityBatch(batch) => batch.bytes.len(),
+            Message::VulnerabilityBatch(batch) => batch.texts.len() + batch.bytes.len(),
             Message::Count(name, _) | Message::Skip(name, _) => name.len(),
         };
         bytes as u64
@@ -65,10 +65,13 @@ impl Message {
 /// Vulnerabilities copied straight from the plugin's memory into one buffer, one
 /// after another, instead of lifted into a `String` for each field: the host reads
 /// the guest's strings in place when the plugin emits them (`emit-vulnerabilities`).
-/// The format is private to one run: lengths as little-endian u32, times as i64
-/// seconds and u32 nanoseconds, a flags byte for what is present.
+/// The format is private to one run: the strings one after another in `texts`, and
+/// in `bytes` their lengths as little-endian u32, times as i64 seconds and u32
+/// nanoseconds, a flags byte for what is present. The strings stay a `String`, so
+/// reading them back checks no UTF-8 again (that was about 2% of a run's CPU).
 #[derive(Default)]
 pub struct VulnerabilityBatch {
+    texts: String,
     bytes: Vec<u8>,
 }
 
@@ -104,12 +107,17 @@ impl<'a> From<&'a Vulnerability> for BatchedVulnerability<'a> {
 impl VulnerabilityBatch {
     /// Appends one vulnerability.
     pub fn push(&mut self, v: &BatchedVulnerability) {
-        let text = |bytes: &mut Vec<u8>, s: &str| {
-            bytes.extend_from_slice(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_le_bytes());
-            bytes.extend_from_slice(&s.as_bytes()[..s.len().min(u32::MAX as usize)]);
+        let text = |batch: &mut VulnerabilityBatch, s: &str| {
+            // A string of 4 GiB or more is cut at a character boundary below it.
+            let mut len = s.len().min(u32::MAX as usize);
+            while !s.is_char_boundary(len) {
+                len -= 1;
+            }
+            batch.bytes.extend_from_slice(&(len as u32).to_le_bytes());
+            batch.texts.push_str(&s[..len]);
         };
-        text(&mut self.bytes, v.asset_key);
-        text(&mut self.bytes, v.identifier);
+        text(self, v.asset_key);
+        text(self, v.identifier);
         let flags = u8::from(v.found.is_some())
             | u8::from(v.last_seen.is_some()) << 1
             | u8::from(v.details.is_some()) << 2
@@ -120,14 +128,14 @@ impl VulnerabilityBatch {
             self.bytes.extend_from_slice(&t.nanoseconds.to_le_bytes());
         }
         if let Some(details) = v.details {
-            text(&mut self.bytes, details);
+            text(self, details);
         }
     }
 
     /// Every vulnerability, in order.
     pub fn records(&self) -> impl Iterator<Item = BatchedVulnerability<'_>> {
-        let bytes = &self.bytes;
-        let mut at = 0;
+        let (texts, bytes) = (self.texts.as_str(), &self.bytes);
+        let (mut at, mut text_at) = (0, 0);
         std::iter::from_fn(move || {
             if at >= bytes.len() {
                 return None;
@@ -137,12 +145,14 @@ impl VulnerabilityBatch {
                 at += n;
                 slice
             };
-            let mut text = || {
-                let len = u32::from_le_bytes(take(4).try_into().expect("4 bytes")) as usize;
-                // Written from `&str`s by `push`: always UTF-8.
-                std::str::from_utf8(take(len)).unwrap_or_default()
+            let mut text = |len: &[u8]| {
+                let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+                let text = &texts[text_at..text_at + len];
+                text_at += len;
+                text
             };
-            let (asset_key, identifier) = (text(), text());
+            let asset_key = text(take(4));
+            let identifier = text(take(4));
             let head = take(2);
             let (score, flags) = (head[0], head[1]);
             let mut time = |present: bool| {
@@ -153,11 +163,61 @@ impl VulnerabilityBatch {
                 })
             };
             let (found, last_seen, fixed) = (time(flags & 1 != 0), time(flags & 2 != 0), time(flags & 8 != 0));
-            let details = (flags & 4 != 0).then(|| {
-                let len = u32::from_le_bytes(take(4).try_into().expect("4 bytes")) as usize;
-                std::str::from_utf8(take(len)).unwrap_or_default()
-            });
+            let details = (flags & 4 != 0).then(|| text(take(4)));
             Some(BatchedVulnerability { asset_key, identifier, score, found, last_seen, details, fixed })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_gives_back_what_was_pushed() {
+        let at = |seconds| Some(Datetime { seconds, nanoseconds: 7 });
+        let pushed = [
+            BatchedVulnerability {
+                asset_key: "device-1",
+                identifier: "CVE-2024-0001",
+                score: 8,
+                found: at(1),
+                last_seen: at(-2),
+                details: Some("Software: café ✓\nSeverity: High"),
+                fixed: None,
+            },
+            BatchedVulnerability {
+                asset_key: "",
+                identifier: "TVM-😀",
+                score: 0,
+                found: None,
+                last_seen: None,
+                details: None,
+                fixed: at(i64::MAX),
+            },
+            BatchedVulnerability {
+                asset_key: "device-2",
+                identifier: "x",
+                score: 10,
+                found: None,
+                last_seen: at(3),
+                details: Some(""),
+                fixed: None,
+            },
+        ];
+        let mut batch = VulnerabilityBatch::default();
+        pushed.iter().for_each(|v| batch.push(v));
+        let read: Vec<_> = batch.records().collect();
+        assert_eq!(read.len(), pushed.len());
+        for (read, pushed) in read.iter().zip(&pushed) {
+            assert_eq!(
+                (read.asset_key, read.identifier, read.score, read.details),
+                (pushed.asset_key, pushed.identifier, pushed.score, pushed.details)
+            );
+            let times = |v: &BatchedVulnerability| {
+                [v.found, v.last_seen, v.fixed].map(|t| t.map(|t| (t.seconds, t.nanoseconds)))
+            };
+            assert_eq!(times(read), times(pushed));
+        }
     }
 }
