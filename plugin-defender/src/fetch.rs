@@ -128,8 +128,13 @@ pub struct PageParts {
 }
 
 impl PageParts {
-    /// Finds the rows of a page (one pass, nothing built) and its nextLink.
+    /// Finds the rows of a page and its nextLink by scanning its structure
+    /// ([`crate::rows`]); a page the scan cannot follow is parsed, to be cut the
+    /// same way or fail with serde_json's error.
     pub fn split(body: Vec<u8>, endpoint: &str, sequence: u32) -> Result<(PageParts, Option<String>), PluginError> {
+        if let Some(page) = crate::rows::scan(&body) {
+            return Ok((PageParts { body, rows: page.rows, next_row: 0 }, page.next_link));
+        }
         let page: crate::model::Page = parse(&body, endpoint, sequence)?;
         let base = body.as_ptr() as usize;
         let rows = page

@@ -22,6 +22,7 @@ pub mod delta;
 pub mod lenient;
 pub mod net;
 pub mod pacing;
+pub mod rows;
 pub mod scoping;
 pub mod timestamp;
 
