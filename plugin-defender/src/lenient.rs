@@ -70,10 +70,13 @@ impl<'de> Visitor<'de> for TextVisitor {
 }
 
 fn non_blank(value: Cow<'_, str>) -> Option<Cow<'_, str>> {
-    if value.trim().is_empty() {
-        None
-    } else {
+    // Nearly every value starts with a visible ASCII character, which settles it
+    // without trimming (every string field of every row comes through here).
+    let visible_first = value.as_bytes().first().is_some_and(u8::is_ascii_graphic);
+    if visible_first || !value.trim().is_empty() {
         Some(value)
+    } else {
+        None
     }
 }
 

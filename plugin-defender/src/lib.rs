@@ -38,7 +38,7 @@ pub struct DefenderConnector {
     started: Option<chrono::DateTime<chrono::Utc>>,
     /// Identifiers whose definitions this instance's `map` already emitted: pages
     /// come in parts of a few thousand rows, and each would define them again.
-    defined: std::collections::HashSet<String>,
+    defined: mapping::Defined,
     /// Defender's vulnerability catalogue, read after the tenant's rows.
     catalogue: catalogue::Catalogue,
 }
