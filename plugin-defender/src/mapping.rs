@@ -523,6 +523,14 @@ mod tests {
             v.details.unwrap(),
             "Software: google chrome 124.0\nSeverity: High (CVSS 8.8)\nExploitability: ExploitIsPublic\nRecommended update: April 2020 Security Updates (4550961)\nDisk paths: C:\\a.exe"
         );
+        let v = row(r#"{"deviceId":"d","cveId":"CVE-2024-1000","softwareName":" openssl ","cvssScore":"7.5",
+            "recommendedSecurityUpdateId":"KB1","recommendedSecurityUpdateUrl":"https://u.example/kb1",
+            "diskPaths":["/a","/b"],"registryPaths":["HKLM\\x","HKLM\\y","HKLM\\z"]}"#)
+        .unwrap();
+        assert_eq!(
+            v.details.unwrap(),
+            "Software: openssl\nCVSS: 7.5\nRecommended update: (KB1) https://u.example/kb1\nDisk paths: /a; /b\nRegistry paths: HKLM\\x; HKLM\\y; HKLM\\z"
+        );
     }
 
     #[test]
