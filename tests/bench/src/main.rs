@@ -226,18 +226,26 @@ fn compare_builds(
         anyhow::ensure!(path.is_file(), "the baseline {} is not a file", path.display());
     }
     let mut best: [Option<Measured>; 2] = [None, None];
+    // Each round's CPU time of this build over the baseline's, the two run back to
+    // back: a drift of the machine's speed moves both, so these ratios scatter less
+    // than the best of each does.
+    let mut paired = Vec::new();
     for round in 0..rounds.max(1) {
+        let mut cpu = [Duration::ZERO; 2];
         // Baseline first in even rounds, this build first in odd ones: whatever the
         // second run of a pair pays (the first one's files to replace) is shared.
         let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
         for slot in order {
             let (host, plugin) = [baseline, this][slot];
             let run = end_to_end(host, plugin, config, &dir.join("out-compare"), 2, &["--full".to_owned()])?;
+            cpu[slot] = run.cpu;
             if best[slot].as_ref().is_none_or(|b| run.cpu < b.cpu) {
                 best[slot] = Some(run);
             }
         }
+        paired.push(cpu[1].as_secs_f64() / cpu[0].as_secs_f64());
     }
+    paired.sort_by(f64::total_cmp);
     let [Some(before), Some(after)] = best else { unreachable!("at least one round ran") };
     let per_million = |seconds: f64| seconds / (rows as f64 / 1e6);
     println!();
@@ -255,6 +263,12 @@ fn compare_builds(
         "  peak RSS   {:>6.1} MiB {:>6.1} MiB",
         before.peak_rss as f64 / 1048576.0,
         after.peak_rss as f64 / 1048576.0
+    );
+    println!(
+        "  CPU time, this ÷ baseline, round by round: median {:.3}, from {:.3} to {:.3}",
+        paired[paired.len() / 2],
+        paired[0],
+        paired[paired.len() - 1]
     );
     Ok(())
 }
