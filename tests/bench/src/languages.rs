@@ -9,8 +9,7 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use connector_host::config::ConnectorConfig;
-use connector_host::engine::{PluginHost, SessionOptions};
+use connector_host::engine::PluginHost;
 use connector_simulators::github::{GithubSim, OrgSpec};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -92,11 +91,7 @@ fn measure(
     anyhow::ensure!(starts.as_meant, "{language}: the cold start did not compile or the warm one missed the cache");
     let host = PluginHost::new()?.with_cache_dir(Some(cache));
     let loaded = host.load(plugin)?;
-    let config = ConnectorConfig::parse(&sim.connection_toml(), &|_| None)?;
-    let resolved = config.resolve(&loaded.info)?;
-    let options = SessionOptions { allow_insecure_loopback: true, ..Default::default() };
-    let mut session = connector_host::bench_support::open_collecting(&loaded, &host, &resolved, options)?;
-    session.configure(&resolved)?;
+    let mut session = connector_bench::mapping_session(&host, &loaded, &sim.connection_toml())?;
     let mut best = Duration::MAX;
     for _ in 0..rounds {
         let started = Instant::now();

@@ -1,7 +1,8 @@
 //! What the benchmark binaries measure the same way.
 
 use anyhow::Result;
-use connector_host::engine::{PluginHost, SessionOptions};
+use connector_host::config::ConnectorConfig;
+use connector_host::engine::{Plugin, PluginHost, Session, SessionOptions};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -25,4 +26,15 @@ pub fn start_times(plugin: &Path, cache: &Path) -> Result<StartTimes> {
         times.push((started.elapsed(), loaded.from_cache));
     }
     Ok(StartTimes { cold: times[0].0, warm: times[1].0, as_meant: !times[0].1 && times[1].1 })
+}
+
+/// A session of `plugin` configured from `config_toml` (a connector file's text),
+/// whose records go to a collector as in a run: what mapping is measured on.
+pub fn mapping_session(host: &PluginHost, plugin: &Plugin, config_toml: &str) -> Result<Session> {
+    let config = ConnectorConfig::parse(config_toml, &|_| None)?;
+    let resolved = config.resolve(&plugin.info)?;
+    let options = SessionOptions { allow_insecure_loopback: true, ..Default::default() };
+    let mut session = connector_host::bench_support::open_collecting(plugin, host, &resolved, options)?;
+    session.configure(&resolved)?;
+    Ok(session)
 }

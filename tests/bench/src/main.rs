@@ -16,8 +16,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use connector_host::config::ConnectorConfig;
-use connector_host::engine::{PluginHost, SessionOptions};
+use connector_host::engine::PluginHost;
 use connector_simulators::defender::{DefenderSim, SimOptions, TenantSpec};
 use std::path::PathBuf;
 use std::process::Command;
@@ -513,11 +512,7 @@ fn mapping_comparison(sim: &DefenderSim, plugin: &std::path::Path, page_size: u6
     let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(900)).build()?;
     let host = PluginHost::new()?;
     let loaded = host.load(plugin)?;
-    let config = ConnectorConfig::parse(&sim.config_toml(), &|_| None)?;
-    let resolved = config.resolve(&loaded.info)?;
-    let options = SessionOptions { allow_insecure_loopback: true, ..Default::default() };
-    let mut session = connector_host::bench_support::open_collecting(&loaded, &host, &resolved, options)?;
-    session.configure(&resolved)?;
+    let mut session = connector_bench::mapping_session(&host, &loaded, &sim.config_toml())?;
     let bearer = bearer(sim, &client)?;
     let mut pages = Vec::new();
     let mut next =

@@ -30,21 +30,26 @@ fn build_python(example: &str) -> PathBuf {
     let root = repository();
     let source = root.join("tests/plugins").join(example);
     let out = crate::kdi::temp_dir(&format!("python-{example}")).join(format!("{example}.wasm"));
-    let built = Command::new("componentize-py")
-        .args(["-d", root.join("wit").to_str().unwrap(), "-w", "connector-plugin", "componentize", "app"])
-        .args(["-p", source.to_str().unwrap(), "-o", out.to_str().unwrap()])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("componentize-py could not be started ({e}): pip install componentize-py==0.25.1 (.ci/run does)")
-        });
-    assert!(
-        built.status.success() && out.is_file(),
-        "componentize-py failed on {}:\n{}{}",
-        source.display(),
-        String::from_utf8_lossy(&built.stdout),
-        String::from_utf8_lossy(&built.stderr)
-    );
+    let mut command = Command::new("componentize-py");
+    command.args(["-d", root.join("wit").to_str().unwrap(), "-w", "connector-plugin", "componentize", "app"]);
+    command.args(["-p", source.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    run_tool(&mut command, "componentize-py", "pip install componentize-py==0.25.1 (.ci/run does)", &source);
+    assert!(out.is_file(), "componentize-py wrote no {}", out.display());
     out
+}
+
+/// Runs a tool of a language's build on `input`; what it printed. A tool that cannot
+/// be started says how to install it; one that fails shows its output.
+fn run_tool(command: &mut Command, tool: &str, install: &str, input: &Path) -> std::process::Output {
+    let output = command.output().unwrap_or_else(|e| panic!("{tool} could not be started ({e}): {install}"));
+    assert!(
+        output.status.success(),
+        "{tool} failed on {}:\n{}{}",
+        input.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
 }
 
 /// The fenced code block of `guide` that follows the line `<!-- file: PATH -->`.
@@ -70,19 +75,12 @@ fn build_javascript(example: &str) -> PathBuf {
     let tool = source.join("node_modules/.bin/componentize-js");
     assert!(tool.is_file(), "{} is missing: run `npm ci` in {} (.ci/run does)", tool.display(), source.display());
     let out = crate::kdi::temp_dir(&format!("javascript-{example}")).join(format!("{example}.wasm"));
-    let built = Command::new(&tool)
-        .current_dir(&source)
-        .args(["plugin.js", "--wit", root.join("wit").to_str().unwrap(), "--world-name", "connector-plugin"])
-        .args(["--disable", "stdio", "random", "clocks", "http", "fetch-event", "-o", out.to_str().unwrap()])
-        .output()
-        .unwrap_or_else(|e| panic!("componentize-js could not be started: {e}"));
-    assert!(
-        built.status.success() && out.is_file(),
-        "componentize-js failed on {}:\n{}{}",
-        source.display(),
-        String::from_utf8_lossy(&built.stdout),
-        String::from_utf8_lossy(&built.stderr)
-    );
+    let mut command = Command::new(&tool);
+    command.current_dir(&source);
+    command.args(["plugin.js", "--wit", root.join("wit").to_str().unwrap(), "--world-name", "connector-plugin"]);
+    command.args(["--disable", "stdio", "random", "clocks", "http", "fetch-event", "-o", out.to_str().unwrap()]);
+    run_tool(&mut command, "componentize-js", "run `npm ci` in the example's folder (.ci/run does)", &source);
+    assert!(out.is_file(), "componentize-js wrote no {}", out.display());
     out
 }
 
@@ -92,16 +90,8 @@ pub fn component_world(component: &Path) -> String {
     let example = repository().join("tests/plugins/javascript-dependabot");
     let tool = example.join("node_modules/.bin/jco");
     assert!(tool.is_file(), "{} is missing: run `npm ci` in {} (.ci/run does)", tool.display(), example.display());
-    let printed = Command::new(&tool)
-        .arg("wit")
-        .arg(component)
-        .output()
-        .unwrap_or_else(|e| panic!("jco could not be started: {e}"));
-    assert!(
-        printed.status.success(),
-        "jco wit {} failed:\n{}",
-        component.display(),
-        String::from_utf8_lossy(&printed.stderr)
-    );
+    let mut command = Command::new(&tool);
+    command.arg("wit").arg(component);
+    let printed = run_tool(&mut command, "jco wit", "run `npm ci` in the example's folder (.ci/run does)", component);
     String::from_utf8(printed.stdout).expect("jco prints UTF-8")
 }
