@@ -146,20 +146,26 @@ fn workers_share_runs_through_postgres_exactly_once_and_survive_a_lost_worker() 
         assert_eq!(run["status"], "succeeded", "{run}");
         assert_eq!(run["attempt"], 1, "executed once: {run}");
     }
-    let mut uploads_expected: BTreeMap<String, usize> = BTreeMap::new();
+    // CVM ran each succeeded run once, and a lost run at most once: the worker marks
+    // the delivery begun just before its first request to CVM, so a worker killed
+    // before its upload ended (the test kills as soon as it sees the mark) started no
+    // CVM run at all. (Counting it as an upload made this test fail now and then.)
+    let mut succeeded: BTreeMap<String, usize> = BTreeMap::new();
+    let mut delivery_started: BTreeMap<String, usize> = BTreeMap::new();
     for run in &ended {
+        let connector = run["connector"].as_str().unwrap().to_owned();
+        if run["status"] == "succeeded" {
+            *succeeded.entry(connector.clone()).or_default() += 1;
+        }
         if run["delivery_started"] == true {
-            *uploads_expected.entry(run["connector"].as_str().unwrap().to_owned()).or_default() += 1;
+            *delivery_started.entry(connector).or_default() += 1;
         }
     }
     for (id, cvm) in connectors.iter().zip(&cvms) {
         let uploads = cvm.runs().len();
-        assert_eq!(uploads, uploads_expected.get(id).copied().unwrap_or(0), "CVM runs of connector {id}");
+        let (least, most) = (succeeded.get(id).copied().unwrap_or(0), delivery_started.get(id).copied().unwrap_or(0));
+        assert!((least..=most).contains(&uploads), "CVM runs of connector {id}: {uploads}, not {least}..={most}");
         assert!((1..=2).contains(&uploads), "each connector uploaded once a run: {uploads}");
     }
-    let successes = ended.iter().filter(|r| r["status"] == "succeeded").count();
-    let uploads: usize = cvms.iter().map(|c| c.runs().len()).sum();
-    let failed_uploads = ended.iter().filter(|r| failed_after_upload(r)).count();
-    assert_eq!(uploads, successes + failed_uploads, "one upload a run that reached its upload");
     drop(serve);
 }
