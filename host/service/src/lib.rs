@@ -195,7 +195,7 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 /// commands are plain functions that build their runtime here, so that the service's
 /// async code (sqlx, apalis, axum, object_store) is compiled once, in this crate: a
 /// caller that polled the futures itself would compile all of it again (it was
-/// about 35 s of the CLI's build).
+/// about 40 s of CPU in the CLI's build).
 fn block_on(command: impl Future<Output = Result<()>>) -> Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
