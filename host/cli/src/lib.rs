@@ -245,14 +245,22 @@ fn execute(command: Command) -> Result<()> {
         Command::RunAll { config, allow_insecure_loopback, state_dir } => {
             run_all(&config, allow_insecure_loopback, state_dir)
         }
-        Command::Serve { listen, service, workers } => connector_service::serve(service.options(workers), listen),
-        Command::Worker { service, concurrency } => connector_service::worker(service.options(concurrency)),
+        Command::Serve { listen, service, workers } => {
+            service_runtime()?.block_on(connector_service::serve(service.options(workers), listen))
+        }
+        Command::Worker { service, concurrency } => {
+            service_runtime()?.block_on(connector_service::worker(service.options(concurrency)))
+        }
         Command::Files { command: FilesCommand::Migrate { service } } => {
-            connector_service::migrate_files(service.options(0))
+            service_runtime()?.block_on(connector_service::migrate_files(service.options(0)))
         }
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(args),
     }
+}
+
+fn service_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }
 
 fn info(path: &std::path::Path, json: bool) -> Result<()> {

@@ -47,6 +47,7 @@ use files::FileStore;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use store::{now_ms, Db};
@@ -191,24 +192,18 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     stop.changed().await.ok();
 }
 
-/// Runs one of the commands below on a multi-threaded runtime of its own. The
-/// commands are plain functions that build their runtime here, so that the service's
-/// async code (sqlx, apalis, axum, object_store) is compiled once, in this crate: a
-/// caller that polled the futures itself would compile all of it again (it was
-/// about 40 s of CPU in the CLI's build).
-fn block_on(command: impl Future<Output = Result<()>>) -> Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?
-        .block_on(command)
-}
+/// One of the commands below, as a future to run on a multi-threaded tokio runtime
+/// (`block_on` it, or `.await` it in an async program). Boxed here, so that the
+/// service's async code (sqlx, apalis, axum, object_store) is compiled once, in this
+/// crate: a caller that polled the commands' own future types compiled all of it
+/// again (about 40 s of CPU in the CLI's build).
+pub type Command = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 
 /// `connector-host serve`: the API, the scheduler and (unless `concurrency` is 0) a
 /// worker, until SIGTERM. Prints the address it listens on, and a first admin token
 /// when it made one.
-pub fn serve(options: ServiceOptions, listen: SocketAddr) -> Result<()> {
-    block_on(serve_until_stopped(options, listen))
+pub fn serve(options: ServiceOptions, listen: SocketAddr) -> Command {
+    Box::pin(serve_until_stopped(options, listen))
 }
 
 async fn serve_until_stopped(options: ServiceOptions, listen: SocketAddr) -> Result<()> {
@@ -253,8 +248,8 @@ async fn serve_until_stopped(options: ServiceOptions, listen: SocketAddr) -> Res
 }
 
 /// `connector-host worker`: only a worker, until SIGTERM.
-pub fn worker(options: ServiceOptions) -> Result<()> {
-    block_on(work_until_stopped(options))
+pub fn worker(options: ServiceOptions) -> Command {
+    Box::pin(work_until_stopped(options))
 }
 
 async fn work_until_stopped(options: ServiceOptions) -> Result<()> {
@@ -270,8 +265,8 @@ async fn work_until_stopped(options: ServiceOptions) -> Result<()> {
 /// versions before the file store) into the configured file store, one at a time;
 /// run again after an interruption, it goes on where it stopped. Prints a line per
 /// file and a total.
-pub fn migrate_files(options: ServiceOptions) -> Result<()> {
-    block_on(migrate_files_to_store(options))
+pub fn migrate_files(options: ServiceOptions) -> Command {
+    Box::pin(migrate_files_to_store(options))
 }
 
 async fn migrate_files_to_store(options: ServiceOptions) -> Result<()> {
