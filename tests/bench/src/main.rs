@@ -260,7 +260,6 @@ fn compare_builds(
         }
         paired.push(cpu[1].as_secs_f64() / cpu[0].as_secs_f64());
     }
-    paired.sort_by(f64::total_cmp);
     let [Some(before), Some(after)] = best else { unreachable!("at least one round ran") };
     let per_million = |seconds: f64| seconds / (rows as f64 / 1e6);
     println!();
@@ -279,13 +278,14 @@ fn compare_builds(
         before.peak_rss as f64 / 1048576.0,
         after.peak_rss as f64 / 1048576.0
     );
-    println!(
-        "  CPU time, this ÷ baseline, round by round: median {:.3}, from {:.3} to {:.3}",
-        paired[paired.len() / 2],
-        paired[0],
-        paired[paired.len() - 1]
-    );
+    println!("  CPU time, this ÷ baseline, round by round: {}", spread(&mut paired));
     Ok(())
+}
+
+/// Round-by-round ratios as their median and range.
+fn spread(ratios: &mut [f64]) -> String {
+    ratios.sort_by(f64::total_cmp);
+    format!("median {:.3}, from {:.3} to {:.3}", ratios[ratios.len() / 2], ratios[0], ratios[ratios.len() - 1])
 }
 
 /// Token, every machines page and every vulnerability page, bodies read and dropped.
@@ -606,8 +606,8 @@ fn mapping_comparison(
             took[slot] = started.elapsed();
             best[slot] = best[slot].min(took[slot]);
         }
-        if took.len() == 3 {
-            paired.push(took[1].as_secs_f64() / took[2].as_secs_f64());
+        if let [_, this, baseline] = took[..] {
+            paired.push(this.as_secs_f64() / baseline.as_secs_f64());
         }
     }
     let rate = |took: Duration| native_rows as f64 / took.as_secs_f64();
@@ -624,14 +624,11 @@ fn mapping_comparison(
         best[1].as_secs_f64() / best[0].as_secs_f64()
     );
     if let Some(&was) = best.get(2) {
-        paired.sort_by(f64::total_cmp);
         println!("Mapping in wasm, baseline plugin   {:>10.3} s   {:>12.0} rows/s", was.as_secs_f64(), rate(was));
         println!(
-            "Ratio this / baseline              {:>10.3}   round by round: median {:.3}, from {:.3} to {:.3}",
+            "Ratio this / baseline              {:>10.3}   round by round: {}",
             best[1].as_secs_f64() / was.as_secs_f64(),
-            paired[paired.len() / 2],
-            paired[0],
-            paired[paired.len() - 1]
+            spread(&mut paired)
         );
     }
     Ok(())

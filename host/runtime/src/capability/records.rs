@@ -109,10 +109,7 @@ impl VulnerabilityBatch {
     pub fn push(&mut self, v: &BatchedVulnerability) {
         let text = |batch: &mut VulnerabilityBatch, s: &str| {
             // A string of 4 GiB or more is cut at a character boundary below it.
-            let mut len = s.len().min(u32::MAX as usize);
-            while !s.is_char_boundary(len) {
-                len -= 1;
-            }
+            let len = s.floor_char_boundary(u32::MAX as usize);
             batch.bytes.extend_from_slice(&(len as u32).to_le_bytes());
             batch.texts.push_str(&s[..len]);
         };
