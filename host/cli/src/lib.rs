@@ -113,6 +113,8 @@ enum FilesCommand {
 }
 
 #[derive(Args)]
+// A build without the service parses its commands (to say what is missing) but never reads them.
+#[cfg_attr(not(feature = "service"), allow(dead_code))]
 struct ServiceArgs {
     /// The database: postgres://USER:PASSWORD@HOST/DB, or sqlite://PATH
     /// [default: SQLite in the state directory].
@@ -146,6 +148,7 @@ struct ServiceArgs {
     files_endpoint: Option<String>,
 }
 
+#[cfg(feature = "service")]
 impl ServiceArgs {
     fn options(self, concurrency: usize) -> connector_service::ServiceOptions {
         connector_service::ServiceOptions {
@@ -245,20 +248,30 @@ fn execute(command: Command) -> Result<()> {
         Command::RunAll { config, allow_insecure_loopback, state_dir } => {
             run_all(&config, allow_insecure_loopback, state_dir)
         }
+        #[cfg(feature = "service")]
         Command::Serve { listen, service, workers } => {
             service_runtime()?.block_on(connector_service::serve(service.options(workers), listen))
         }
+        #[cfg(feature = "service")]
         Command::Worker { service, concurrency } => {
             service_runtime()?.block_on(connector_service::worker(service.options(concurrency)))
         }
+        #[cfg(feature = "service")]
         Command::Files { command: FilesCommand::Migrate { service } } => {
             service_runtime()?.block_on(connector_service::migrate_files(service.options(0)))
         }
+        #[cfg(not(feature = "service"))]
+        Command::Serve { .. } | Command::Worker { .. } | Command::Files { .. } => Err(anyhow::anyhow!(
+            "this connector-host was built without the platform service (the demo's build leaves it out); \
+             build the whole CLI with `cargo build --release -p connector-host-cli` and run \
+             target/release/connector-host"
+        )),
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(args),
     }
 }
 
+#[cfg(feature = "service")]
 fn service_runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }

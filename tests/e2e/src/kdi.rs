@@ -36,7 +36,7 @@ pub fn assert_valid(name: &str, file: &Value) {
     use std::sync::OnceLock;
     static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
     let validator = VALIDATOR.get_or_init(|| {
-        let schema: Value = serde_json::from_str(connector_simulators::cvm::KDI_SCHEMA).unwrap();
+        let schema: Value = serde_json::from_str(connector_cvm_simulator::KDI_SCHEMA).unwrap();
         jsonschema::options().should_validate_formats(true).build(&schema).unwrap()
     });
     let errors: Vec<String> =

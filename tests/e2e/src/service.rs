@@ -21,7 +21,7 @@ pub fn defender_settings(sim: &connector_simulators::defender::DefenderSim) -> V
 }
 
 /// A connector's CVM part for a simulated CVM (quick polling).
-pub fn cvm_settings(cvm: &connector_simulators::cvm::CvmSim) -> Value {
+pub fn cvm_settings(cvm: &connector_cvm_simulator::CvmSim) -> Value {
     serde_json::json!({"api_host": cvm.base_url(), "api_key": cvm.options().api_key,
         "connector_id": cvm.options().connector_id, "poll_interval_ms": 50, "retry_delay_ms": 50})
 }

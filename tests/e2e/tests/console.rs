@@ -3,10 +3,10 @@
 //! the simulated Defender tenant and the simulated CVM. Every page visited is saved
 //! as a screenshot in `target/console-screenshots/` (or `$CONSOLE_SCREENSHOTS`).
 
+use connector_cvm_simulator::{CvmOptions, CvmSim};
 use connector_e2e::kdi;
 use connector_e2e::oracle;
 use connector_e2e::service::{Api, Process, ADMIN_TOKEN};
-use connector_simulators::cvm::{CvmOptions, CvmSim};
 use connector_simulators::defender::{DefenderSim, SimOptions, TenantSpec};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};

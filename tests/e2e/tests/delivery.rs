@@ -1,9 +1,9 @@
 //! Delivery to CVM end to end: the real CLI, a changing simulated Defender tenant and
 //! a simulated CVM that applies KDI semantics (auto-close) to its store.
 
+use connector_cvm_simulator::{CvmOptions, CvmSim};
 use connector_e2e::artifacts::{self, run_cli, CliOutput};
 use connector_e2e::{kdi, oracle};
-use connector_simulators::cvm::{CvmOptions, CvmSim};
 use connector_simulators::defender::{DefenderSim, Endpoint, Faults, ServerError, SimOptions, TenantSpec};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

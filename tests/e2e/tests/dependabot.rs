@@ -131,7 +131,7 @@ fn verify_checks_the_token_with_one_small_call() {
 
 #[test]
 fn a_repository_whose_last_alert_was_fixed_is_sent_empty_so_cvm_closes_it() {
-    use connector_simulators::cvm::{CvmOptions, CvmSim};
+    use connector_cvm_simulator::{CvmOptions, CvmSim};
     let sim = GithubSim::start(OrgSpec { seed: 5, repositories: 230, alerts: 400 }).unwrap();
     let cvm = CvmSim::start(CvmOptions::default()).unwrap();
     let dir = kdi::temp_dir("dependabot-close");

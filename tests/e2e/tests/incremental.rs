@@ -4,9 +4,9 @@
 //! each time. Their stores must agree: the same assets, the same open and the same
 //! closed vulnerabilities on each.
 
+use connector_cvm_simulator::{CvmOptions, CvmSim};
 use connector_e2e::artifacts::{self, run_cli, CliOutput};
 use connector_e2e::{kdi, oracle};
-use connector_simulators::cvm::{CvmOptions, CvmSim};
 use connector_simulators::defender::{DefenderSim, SimOptions, TenantSpec, VulnerabilityRow};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -9,7 +9,7 @@
 //! (cargo's own switch for its test suite) lets the stable toolchain print it.
 
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::process::Command;
 
 fn unit_graph(args: &[&str]) -> Value {
@@ -30,9 +30,20 @@ fn unit_graph(args: &[&str]) -> Value {
     serde_json::from_slice(&output.stdout).expect("a unit graph")
 }
 
-/// Each unit by (package, target, mode, platform), with an identity that covers its
-/// features, profile and, recursively, its dependencies: what cargo's hash covers.
-fn identities(graph: &Value) -> BTreeMap<String, (String, String)> {
+/// One unit cargo would compile: its name (package, target, mode, platform), an
+/// identity that covers its features, profile and, recursively, its dependencies (what
+/// cargo's hash covers), and its own features and optimization level, to explain a
+/// difference. A crate can be compiled twice in one build (for a proc macro or build
+/// script and for the program, with features resolved apart), so names repeat.
+struct Unit {
+    name: String,
+    identity: String,
+    own: String,
+    /// Indexes of its dependencies in the same list.
+    dependencies: Vec<usize>,
+}
+
+fn units(graph: &Value) -> Vec<Unit> {
     let units = graph["units"].as_array().unwrap();
     fn id(i: usize, units: &[Value], memo: &mut HashMap<usize, String>) -> String {
         if let Some(known) = memo.get(&i) {
@@ -55,20 +66,24 @@ fn identities(graph: &Value) -> BTreeMap<String, (String, String)> {
     (0..units.len())
         .map(|i| {
             let u = &units[i];
-            let key = format!(
+            let name = format!(
                 "{} {} {} {}",
                 u["pkg_id"].as_str().unwrap().rsplit('#').next().unwrap(),
                 u["target"]["name"],
                 u["mode"],
                 u["platform"]
             );
-            (
-                key,
-                (
-                    id(i, units, &mut memo),
-                    format!("features {} opt-level {}", u["features"], u["profile"]["opt_level"]),
-                ),
-            )
+            Unit {
+                name,
+                identity: id(i, units, &mut memo),
+                own: format!("features {} opt-level {}", u["features"], u["profile"]["opt_level"]),
+                dependencies: u["dependencies"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d["index"].as_u64().unwrap() as usize)
+                    .collect(),
+            }
         })
         .collect()
 }
@@ -77,25 +92,76 @@ fn fxhash(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
+/// The units of `build` that the test suite would not reuse, each with the reason:
+/// its own features or optimization level, or the dependencies that differ. The CLI
+/// itself is left out: the demo builds it without the service and a production build
+/// without the demo, while the tests build it with both; it is a crate of a few
+/// hundred lines, and everything below it must not differ.
+fn compiled_again(build: &[Unit], tests: &[Unit]) -> BTreeSet<String> {
+    let compiled_for_tests: HashSet<&str> = tests.iter().map(|u| u.identity.as_str()).collect();
+    build
+        .iter()
+        .filter(|u| !u.name.starts_with("connector-host-cli@"))
+        .filter(|u| !compiled_for_tests.contains(u.identity.as_str()))
+        .filter_map(|u| {
+            let same_name: Vec<&Unit> = tests.iter().filter(|t| t.name == u.name).collect();
+            if same_name.is_empty() {
+                return None; // the tests do not build it at all
+            }
+            let Some(same_features) = same_name.iter().find(|t| t.own == u.own) else {
+                let others: Vec<&str> = same_name.iter().map(|t| t.own.as_str()).collect();
+                return Some(format!("{}: here {}, tests {}", u.name, u.own, others.join(" or ")));
+            };
+            // Name the dependencies that differ: the crate to fix may be one whose
+            // features the tests also build it with elsewhere (for a build script).
+            let differing: Vec<String> = u
+                .dependencies
+                .iter()
+                .map(|&d| &build[d])
+                .filter(|d| {
+                    same_features
+                        .dependencies
+                        .iter()
+                        .map(|&t| &tests[t])
+                        .any(|t| t.name == d.name && t.identity != d.identity)
+                })
+                .map(|d| format!("{} ({})", d.name, d.own))
+                .collect();
+            Some(format!("{}: a dependency differs: {}", u.name, differing.join(", ")))
+        })
+        .collect()
+}
+
+fn assert_shares_the_tests_build(what: &str, build: &[Unit]) {
+    assert!(build.iter().any(|u| u.name.starts_with("wasmtime@")), "{what} builds wasmtime");
+    let tests = units(&unit_graph(&["test", "--workspace", "--no-run"]));
+    let again = compiled_again(build, &tests);
+    assert!(
+        again.is_empty(),
+        "these would be compiled once for {what} and again for the tests; turn the features the \
+         tests use on in host/cli/Cargo.toml (see its comment):\n{}",
+        again.into_iter().collect::<Vec<_>>().join("\n")
+    );
+}
+
 #[test]
 fn the_demo_and_the_test_suite_compile_every_shared_crate_once() {
-    let demo = identities(&unit_graph(&["build", "--bin", "connector-host", "--features", "connector-host-cli/demo"]));
-    let tests = identities(&unit_graph(&["test", "--workspace", "--no-run"]));
-    assert!(demo.keys().any(|k| k.starts_with("wasmtime@")), "the demo builds wasmtime");
-    let twice: Vec<String> = demo
-        .iter()
-        .filter_map(|(key, (id, own))| {
-            let (other, other_own) = tests.get(key)?;
-            (id != other).then(|| match own == other_own {
-                true => format!("{key}: a dependency differs"),
-                false => format!("{key}: demo {own}, tests {other_own}"),
-            })
-        })
-        .collect();
-    assert!(
-        twice.is_empty(),
-        "these would be compiled once for `cargo demo` and again for the tests; turn the features \
-         the tests use on in host/cli/Cargo.toml (see its comment):\n{}",
-        twice.join("\n")
-    );
+    // As `cargo demo` builds it (.cargo/config.toml): without the platform service.
+    let demo = units(&unit_graph(&[
+        "build",
+        "--bin",
+        "connector-host",
+        "--no-default-features",
+        "--features",
+        "connector-host-cli/demo",
+    ]));
+    assert_shares_the_tests_build("`cargo demo`", &demo);
+}
+
+#[test]
+fn a_production_build_reuses_the_test_suites_crates() {
+    // `cargo build --release`: the workspace's default member, the CLI with the service.
+    let production = units(&unit_graph(&["build"]));
+    assert!(production.iter().any(|u| u.name.starts_with("sqlx-core@")), "a production build has the service");
+    assert_shares_the_tests_build("a production build", &production);
 }

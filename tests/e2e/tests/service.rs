@@ -2,10 +2,10 @@
 //! serve` as a process, its REST API against the simulated Defender tenant and the
 //! simulated CVM, schedules, restarts, and the secret key.
 
+use connector_cvm_simulator::{CvmOptions, CvmSim};
 use connector_e2e::kdi;
 use connector_e2e::oracle;
 use connector_e2e::service::{cvm_settings, defender_settings, Api, Process, ADMIN_TOKEN};
-use connector_simulators::cvm::{CvmOptions, CvmSim};
 use connector_simulators::defender::{DefenderSim, SimOptions, TenantSpec};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;

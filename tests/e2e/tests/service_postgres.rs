@@ -3,9 +3,9 @@
 //! One worker is killed mid-run, one is stopped with SIGTERM, one is killed while
 //! its run uploads; every run executes exactly once and nothing is uploaded twice.
 
+use connector_cvm_simulator::{CvmOptions, CvmSim};
 use connector_e2e::kdi;
 use connector_e2e::service::{cvm_settings, defender_settings, Api, Postgres, Process, ADMIN_TOKEN};
-use connector_simulators::cvm::{CvmOptions, CvmSim};
 use connector_simulators::defender::{DefenderSim, Faults, SimOptions, TenantSpec};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

@@ -5,9 +5,9 @@
 //! its objects; a store that lost its bucket fails the run before its CVM upload,
 //! naming the store's error, with nothing listed.
 
+use connector_cvm_simulator::{CvmOptions, CvmSim};
 use connector_e2e::kdi;
 use connector_e2e::service::{cvm_settings, defender_settings, Api, Postgres, Process, S3Server, ADMIN_TOKEN};
-use connector_simulators::cvm::{CvmOptions, CvmSim};
 use connector_simulators::defender::{DefenderSim, Faults, SimOptions, TenantSpec};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;

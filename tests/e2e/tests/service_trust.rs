@@ -6,10 +6,10 @@
 //! update is) and check that the connector pauses, that verify, PATCH and run-now
 //! answer 409 while it is paused, and that the new origin receives nothing.
 
+use connector_cvm_simulator::{CvmOptions, CvmSim};
 use connector_e2e::artifacts;
 use connector_e2e::kdi;
 use connector_e2e::service::{cvm_settings, Api, Process, ADMIN_TOKEN};
-use connector_simulators::cvm::{CvmOptions, CvmSim};
 use connector_simulators::echo::EchoServer;
 use serde_json::{json, Value};
 use std::path::Path;

@@ -26,12 +26,12 @@
 // Handlers return early with a ready error response; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
-use crate::serve::{bind, spawn, Background};
 use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use connector_simulators::serve::{bind, spawn, Background};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
