@@ -8,7 +8,7 @@
 //! fixed vulnerabilities as `status: closed` with `closed_at`.
 //! The format and why it is written this way: docs/cvm.md.
 
-use super::join::{Catalog, Joined, JoinedAsset};
+use super::join::{Catalog, JoinCounts, Joined, JoinedAsset, JoinedAssets};
 use crate::bindings::types::{Datetime, VulnerabilityDefinition};
 use anyhow::{Context, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -17,7 +17,10 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// Assets per file unless configured otherwise (the toolkit's batch size).
 pub const DEFAULT_ASSETS_PER_FILE: usize = 500;
@@ -237,8 +240,6 @@ pub(crate) struct KdiWriter {
     carried: Vec<u32>,
     file: Option<OpenFile>,
     written: Written,
-    /// One asset serialized, reused: its size decides the file before it is written.
-    asset_bytes: Vec<u8>,
     /// Closed files on their way to the fsync thread.
     to_sync: Option<std::sync::mpsc::Sender<(PathBuf, fs::File)>>,
     syncing: Option<std::thread::JoinHandle<Result<()>>>,
@@ -278,22 +279,57 @@ impl KdiWriter {
             carried: vec![0; identifiers],
             file: None,
             written: Written::default(),
-            asset_bytes: Vec::with_capacity(64 << 10),
             to_sync: Some(to_sync),
             syncing: Some(syncing),
         })
     }
 
+    /// Serializes the joined assets as KDI on a `serialize` thread, ahead of
+    /// [`KdiWriter::add`]: after the last page, the join, the serializing and the
+    /// writing are the run's only work, and this way they share both cores (the
+    /// serializing alone took as long as the rest of the writer).
+    pub(crate) fn serialize_ahead(&self, mut assets: JoinedAssets) -> Result<SerializedAssets> {
+        let (sender, serialized) = sync_channel::<Result<SerializedAsset>>(SERIALIZE_AHEAD_ASSETS);
+        let catalog = self.definitions.catalog.clone();
+        let scanner_type = self.options.scanner_type.clone();
+        let run_started = self.run_started.clone();
+        let thread = std::thread::Builder::new()
+            .name("serialize".into())
+            .spawn(move || {
+                let started = crate::limits::thread_cpu_time();
+                loop {
+                    let next = match assets.next() {
+                        Ok(None) => break,
+                        Ok(Some(asset)) => {
+                            let mut bytes = Vec::new();
+                            let kdi = kdi_asset(&asset, &catalog, &scanner_type, &run_started);
+                            serde_json::to_writer(&mut bytes, &kdi)
+                                .map(|()| SerializedAsset { asset, bytes })
+                                .context("cannot serialize an asset")
+                        }
+                        Err(e) => Err(e),
+                    };
+                    let failed = next.is_err();
+                    // A writer that stopped early has dropped the receiver.
+                    if sender.send(next).is_err() || failed {
+                        break;
+                    }
+                }
+                let cpu = crate::limits::thread_cpu_time().saturating_sub(started);
+                assets.finish().map(|counts| (counts, cpu))
+            })
+            .context("cannot start the thread that serializes KDI assets")?;
+        Ok(SerializedAssets { assets: Some(serialized), thread: Some(thread) })
+    }
+
     /// Adds an asset: to the open file if it has room for it and the definitions it
     /// adds; otherwise the file is closed and the asset starts the next one.
-    pub(crate) fn add(&mut self, asset: &JoinedAsset) -> Result<()> {
-        self.asset_bytes.clear();
-        let kdi = kdi_asset(asset, &self.definitions.catalog, &self.options.scanner_type, &self.run_started);
-        serde_json::to_writer(&mut self.asset_bytes, &kdi)?;
+    pub(crate) fn add(&mut self, serialized: &SerializedAsset) -> Result<()> {
+        let SerializedAsset { asset, bytes } = serialized;
         let fits = match &self.file {
             Some(open) if open.assets < self.options.assets_per_file.max(1) => {
                 let added = new_definition_bytes(asset, open, &self.carried, &mut self.definitions)?;
-                (open.bytes + self.asset_bytes.len() + 1 + added <= self.options.max_file_bytes).then_some(added)
+                (open.bytes + bytes.len() + 1 + added <= self.options.max_file_bytes).then_some(added)
             }
             _ => None,
         };
@@ -307,7 +343,7 @@ impl KdiWriter {
             }
         };
         let open = self.file.as_mut().expect("a file is open");
-        open.add(&self.asset_bytes, asset, definition_bytes, &mut self.carried)
+        open.add(bytes, asset, definition_bytes, &mut self.carried)
     }
 
     /// Closes the last file, waits until every file is on disk, moves them into
@@ -355,13 +391,65 @@ impl Drop for KdiWriter {
 
 /// Writes every joined asset of a run as KDI files into `dir`, as a run does.
 pub fn write(joined: Joined, dir: &Path, options: WriteOptions) -> Result<Written> {
-    let mut assets = joined.read_ahead()?;
+    let assets = joined.read_ahead()?;
     let mut writer = KdiWriter::create(dir, options, assets.catalog.clone())?;
-    while let Some(asset) = assets.next()? {
+    let mut serialized = writer.serialize_ahead(assets)?;
+    while let Some(asset) = serialized.next()? {
         writer.add(&asset)?;
     }
-    assets.finish()?;
+    serialized.finish()?;
     writer.finish()
+}
+
+/// Serialized assets the `serialize` thread may run ahead of the writer. Few: the
+/// join thread before it already smooths out assets of very different sizes, and
+/// each one here holds its KDI text besides.
+const SERIALIZE_AHEAD_ASSETS: usize = 8;
+
+/// A joined asset with its KDI text (its size decides the file it goes into).
+pub(crate) struct SerializedAsset {
+    pub(crate) asset: JoinedAsset,
+    bytes: Vec<u8>,
+}
+
+/// The joined assets as the `serialize` thread hands them over
+/// ([`KdiWriter::serialize_ahead`]).
+pub(crate) struct SerializedAssets {
+    assets: Option<Receiver<Result<SerializedAsset>>>,
+    thread: Option<JoinHandle<Result<(JoinCounts, Duration)>>>,
+}
+
+impl SerializedAssets {
+    /// The next asset, or `None` after the last.
+    pub(crate) fn next(&mut self) -> Result<Option<SerializedAsset>> {
+        match self.assets.as_ref().map(Receiver::recv) {
+            Some(Ok(next)) => next.map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Stops the thread (and the join behind it) and returns what the join counted
+    /// and the CPU time the serializing took.
+    pub(crate) fn finish(mut self) -> Result<(JoinCounts, Duration)> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<(JoinCounts, Duration)> {
+        self.assets = None;
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(done)) => done,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => Ok(Default::default()),
+        }
+    }
+}
+
+impl Drop for SerializedAssets {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.stop().ok();
+        }
+    }
 }
 
 /// How a file opens, before its first asset.
@@ -659,6 +747,35 @@ mod tests {
         }
         assert_eq!(seen, 10);
         assert_eq!(by_bytes.assets, 10);
+    }
+
+    #[test]
+    fn assets_serialized_ahead_come_in_order_and_a_writer_that_stops_ends_the_threads() {
+        let dir = temp("ahead");
+        let assets = joined(40, 3).read_ahead().unwrap();
+        let writer = KdiWriter::create(&dir, options(500, DEFAULT_MAX_FILE_BYTES), assets.catalog.clone()).unwrap();
+        let mut serialized = writer.serialize_ahead(assets).unwrap();
+        let mut keys = Vec::new();
+        while let Some(next) = serialized.next().unwrap() {
+            let text: serde_json::Value = serde_json::from_slice(&next.bytes).unwrap();
+            assert_eq!(text["external_id"], next.asset.asset.key.as_str(), "each asset's own text");
+            assert_eq!(text["vulns"].as_array().unwrap().len(), 3);
+            keys.push(next.asset.asset.key.clone());
+        }
+        let expected: Vec<String> = (0..40).map(|a| format!("device-{a:03}")).collect();
+        assert_eq!(keys, expected);
+        let (counts, _cpu) = serialized.finish().unwrap();
+        assert!(counts.skipped.is_empty());
+
+        // A writer that fails part-way drops what it reads: both threads end.
+        let assets = joined(200, 3).read_ahead().unwrap();
+        let mut stopped = writer.serialize_ahead(assets).unwrap();
+        assert!(stopped.next().unwrap().is_some());
+        let started = std::time::Instant::now();
+        drop(stopped);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "the serialize and join threads ended");
+        drop(writer);
+        assert!(!dir.join(format!(".staging-{}", std::process::id())).exists(), "an unfinished writer leaves nothing");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! ```text
 //! fetch (one instance) -> page_queue -> %map (another instance) -> output capability
 //!   -> collect (a collector thread; records kept in store/) -> join (a join thread)
+//!   -> KDI text of each asset (kdi::KdiWriter::serialize_ahead, a serialize thread)
 //!   -> this module: kdi::KdiWriter::add and cvm Snapshot::add, for each joined asset
 //!   -> cvm::deliver (upload, one CVM run, its result)
 //! ```
@@ -328,15 +329,17 @@ fn join_and_write(
     let collector = output.take_collector();
     let sorting = crate::limits::thread_cpu_time();
     let collect_cpu = collector.cpu;
-    let mut assets = collector.finish()?.read_ahead()?;
+    let assets = collector.finish()?.read_ahead()?;
     let collect_cpu = collect_cpu + crate::limits::thread_cpu_time().saturating_sub(sorting);
     let write_started = crate::limits::thread_cpu_time();
     let changes_only = options.skip_autoclose;
     let mut writer = KdiWriter::create(out_dir, options, assets.catalog.clone())?;
+    let mut assets = writer.serialize_ahead(assets)?;
     let mut snapshot = deliver.then(|| Snapshot { changes_only, ..Snapshot::default() });
     let mut closed = 0;
-    while let Some(asset) = assets.next()? {
-        writer.add(&asset)?;
+    while let Some(serialized) = assets.next()? {
+        writer.add(&serialized)?;
+        let asset = &serialized.asset;
         let (open, fixed): (Vec<_>, Vec<_>) = asset.vulnerabilities.iter().partition(|v| v.fixed.is_none());
         closed += fixed.len();
         if let Some(snapshot) = snapshot.as_mut() {
@@ -344,9 +347,9 @@ fn join_and_write(
             fixed.iter().for_each(|v| snapshot.add_fixed(&asset.asset.key, &v.identifier));
         }
     }
-    let counts = assets.finish()?;
+    let (counts, serialize_cpu) = assets.finish()?;
     let written = writer.finish()?;
-    let write_cpu = crate::limits::thread_cpu_time().saturating_sub(write_started);
+    let write_cpu = crate::limits::thread_cpu_time().saturating_sub(write_started) + serialize_cpu;
     tracing::debug!("joined and wrote {} files in {:.2} s", written.files.len(), writing.elapsed().as_secs_f64());
     Ok(Stored { written, closed, counts, snapshot, collect_cpu, write_cpu })
 }
