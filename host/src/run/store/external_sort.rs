@@ -48,15 +48,7 @@ pub(crate) struct ReportOrder<'a> {
 
 impl ReportOrder<'_> {
     pub(crate) fn cmp(&self, a: &Report, b: &Report) -> Ordering {
-        let asset =
-            if a.asset == b.asset { Ordering::Equal } else { self.assets.get(a.asset).cmp(self.assets.get(b.asset)) };
-        asset.then_with(|| {
-            if a.identifier == b.identifier {
-                Ordering::Equal
-            } else {
-                self.identifiers.get(a.identifier).cmp(self.identifiers.get(b.identifier))
-            }
-        })
+        self.assets.cmp(a.asset, b.asset).then_with(|| self.identifiers.cmp(a.identifier, b.identifier))
     }
 }
 
