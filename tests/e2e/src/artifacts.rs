@@ -31,6 +31,8 @@ pub fn host_binary() -> PathBuf {
     let path = std::env::var_os("CONNECTOR_HOST_BINARY")
         .map(PathBuf::from)
         .unwrap_or_else(|| profile_dir().join("connector-host"));
+    // `cargo demo` leaves one built without the service here; `cargo test --workspace`
+    // (the README's command) builds the whole CLI for the host's tests and puts it back.
     assert!(path.is_file(), "{} is missing; run the tests with `cargo test --workspace`", path.display());
     path
 }
