@@ -8,10 +8,13 @@
 //! fixed vulnerabilities as `status: closed` with `closed_at`.
 //! The format and why it is written this way: docs/cvm.md.
 
+mod emit;
+
 use super::join::{Catalog, JoinCounts, Joined, JoinedAsset, JoinedAssets};
-use crate::bindings::types::{Datetime, VulnerabilityDefinition};
+use crate::bindings::types::{Asset, Datetime, VulnerabilityDefinition};
 use anyhow::{Context, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
+use emit::VulnerabilityText;
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::fs;
@@ -53,24 +56,7 @@ struct KdiAsset<'a> {
     /// Not in the documented KDI asset table, but sent by Kenna's own connectors.
     #[serde(skip_serializing_if = "Option::is_none")]
     last_seen: Option<String>,
-    vulns: Vec<KdiVuln<'a>>,
-}
-
-#[derive(Serialize)]
-struct KdiVuln<'a> {
-    scanner_identifier: &'a str,
-    scanner_type: &'a str,
-    vuln_def_name: &'a str,
-    scanner_score: u8,
-    status: &'static str,
-    /// When a fixed vulnerability was closed (required with `status: closed`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    closed_at: Option<Iso>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    created_at: Option<Iso>,
-    last_seen_at: LastSeen<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    details: Option<Details<'a>>,
+    // `vulns` comes last, written by `emit` (see `serialize_asset`).
 }
 
 /// A time written as [`iso`] writes it, without building a string first (the
@@ -109,55 +95,6 @@ impl Iso {
         };
         buffer[end] = b'Z';
         Some((buffer, end + 1))
-    }
-}
-
-impl Serialize for Iso {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.digits() {
-            Some((buffer, len)) => serializer.serialize_str(std::str::from_utf8(&buffer[..len]).expect("ASCII digits")),
-            None => serializer.serialize_str(&iso(&self.0)),
-        }
-    }
-}
-
-/// `last_seen_at`: the vulnerability's own time, or the run's start.
-enum LastSeen<'a> {
-    At(Iso),
-    RunStarted(&'a str),
-}
-
-impl Serialize for LastSeen<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            LastSeen::At(time) => time.serialize(serializer),
-            LastSeen::RunStarted(text) => serializer.serialize_str(text),
-        }
-    }
-}
-
-/// The distinct details of the merged reports, separated by blank lines, written
-/// without joining them into a new string first.
-struct Details<'a>(&'a BTreeSet<String>);
-
-impl std::fmt::Display for Details<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, text) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n\n")?;
-            }
-            f.write_str(text)?;
-        }
-        Ok(())
-    }
-}
-
-impl Serialize for Details<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.0.first() {
-            Some(only) if self.0.len() == 1 => serializer.serialize_str(only),
-            _ => serializer.collect_str(self),
-        }
     }
 }
 
@@ -220,7 +157,7 @@ pub struct WriteOptions {
 pub const DEFAULT_MAX_FILE_BYTES: usize = 100 << 20;
 
 /// The JSON Schema of KDI v2 files (`host/schema/kdi-v2.schema.json`).
-pub const SCHEMA: &str = include_str!("../../schema/kdi-v2.schema.json");
+pub const SCHEMA: &str = include_str!("../../../schema/kdi-v2.schema.json");
 
 /// Writes KDI files into a directory, one asset at a time, as the run hands them
 /// over ([`KdiWriter::add`]).
@@ -291,8 +228,7 @@ impl KdiWriter {
     pub(crate) fn serialize_ahead(&self, mut assets: JoinedAssets) -> Result<SerializedAssets> {
         let (sender, serialized) = sync_channel::<Result<SerializedAsset>>(SERIALIZE_AHEAD_ASSETS);
         let catalog = self.definitions.catalog.clone();
-        let scanner_type = self.options.scanner_type.clone();
-        let run_started = self.run_started.clone();
+        let vulnerability = VulnerabilityText::new(&self.options.scanner_type, &self.run_started);
         let thread = std::thread::Builder::new()
             .name("serialize".into())
             .spawn(move || {
@@ -302,10 +238,8 @@ impl KdiWriter {
                         Ok(None) => break,
                         Ok(Some(asset)) => {
                             let mut bytes = Vec::new();
-                            let kdi = kdi_asset(&asset, &catalog, &scanner_type, &run_started);
-                            serde_json::to_writer(&mut bytes, &kdi)
+                            serialize_asset(&mut bytes, &asset, &catalog, &vulnerability)
                                 .map(|()| SerializedAsset { asset, bytes })
-                                .context("cannot serialize an asset")
                         }
                         Err(e) => Err(e),
                     };
@@ -589,29 +523,32 @@ fn close(
     Ok(())
 }
 
-fn kdi_asset<'a>(
-    joined_asset: &'a JoinedAsset,
-    catalog: &'a Catalog,
-    scanner_type: &'a str,
-    run_started: &'a str,
-) -> KdiAsset<'a> {
-    let a = &joined_asset.asset;
-    let vulns = joined_asset
-        .vulnerabilities
-        .iter()
-        .map(|v| KdiVuln {
-            scanner_identifier: &v.identifier,
-            scanner_type,
-            // A definition the plugin never emitted is named by its identifier.
-            vuln_def_name: catalog.definition_name(v.identifier_id),
-            scanner_score: v.score.min(10),
-            status: if v.fixed.is_some() { "closed" } else { "open" },
-            closed_at: v.fixed.map(Iso),
-            created_at: v.found.map(Iso),
-            last_seen_at: v.last_seen.map_or(LastSeen::RunStarted(run_started), |t| LastSeen::At(Iso(t))),
-            details: (!v.details.is_empty()).then_some(Details(&v.details)),
-        })
-        .collect();
+/// Appends an asset as a KDI object: its own fields through serde, then its
+/// vulnerabilities, the bulk of the bytes, by [`emit`].
+fn serialize_asset(
+    out: &mut Vec<u8>,
+    joined_asset: &JoinedAsset,
+    catalog: &Catalog,
+    vulnerability: &VulnerabilityText,
+) -> Result<()> {
+    serde_json::to_writer(&mut *out, &kdi_asset(&joined_asset.asset)).context("cannot serialize an asset")?;
+    // The object is open again for its last field (`tags` is always written before).
+    debug_assert_eq!(out.last(), Some(&b'}'));
+    out.pop();
+    out.extend_from_slice(br#","vulns":["#);
+    for (i, v) in joined_asset.vulnerabilities.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // A definition the plugin never emitted is named by its identifier.
+        vulnerability.write(out, v, catalog.definition_name(v.identifier_id));
+    }
+    out.extend_from_slice(b"]}");
+    Ok(())
+}
+
+/// An asset's own KDI fields, without its vulnerabilities.
+fn kdi_asset(a: &Asset) -> KdiAsset<'_> {
     KdiAsset {
         external_id: a.locators.external_id.as_deref(),
         hostname: a.locators.hostname.as_deref(),
@@ -625,7 +562,6 @@ fn kdi_asset<'a>(
         os_version: a.os_version.as_deref(),
         tags: &a.tags,
         last_seen: a.last_seen.as_ref().map(iso),
-        vulns,
     }
 }
 
@@ -657,6 +593,126 @@ fn remove_stale(dir: &Path, keep: &BTreeSet<std::ffi::OsString>) -> Result<()> {
 mod tests {
     use super::*;
 
+    // How vulnerabilities were written through serde before `emit`: the reference
+    // its bytes are held to.
+    #[derive(Serialize)]
+    struct KdiVuln<'a> {
+        scanner_identifier: &'a str,
+        scanner_type: &'a str,
+        vuln_def_name: &'a str,
+        scanner_score: u8,
+        status: &'static str,
+        /// When a fixed vulnerability was closed (required with `status: closed`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        closed_at: Option<Iso>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        created_at: Option<Iso>,
+        last_seen_at: LastSeen<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        details: Option<Details<'a>>,
+    }
+
+    impl Serialize for Iso {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            match self.digits() {
+                Some((buffer, len)) => {
+                    serializer.serialize_str(std::str::from_utf8(&buffer[..len]).expect("ASCII digits"))
+                }
+                None => serializer.serialize_str(&iso(&self.0)),
+            }
+        }
+    }
+
+    /// `last_seen_at`: the vulnerability's own time, or the run's start.
+    enum LastSeen<'a> {
+        At(Iso),
+        RunStarted(&'a str),
+    }
+
+    impl Serialize for LastSeen<'_> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            match self {
+                LastSeen::At(time) => time.serialize(serializer),
+                LastSeen::RunStarted(text) => serializer.serialize_str(text),
+            }
+        }
+    }
+
+    /// The distinct details of the merged reports, separated by blank lines, written
+    /// without joining them into a new string first.
+    struct Details<'a>(&'a BTreeSet<String>);
+
+    impl std::fmt::Display for Details<'_> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            for (i, text) in self.0.iter().enumerate() {
+                if i > 0 {
+                    f.write_str("\n\n")?;
+                }
+                f.write_str(text)?;
+            }
+            Ok(())
+        }
+    }
+
+    impl Serialize for Details<'_> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            match self.0.first() {
+                Some(only) if self.0.len() == 1 => serializer.serialize_str(only),
+                _ => serializer.collect_str(self),
+            }
+        }
+    }
+
+    fn reference(v: &MergedVulnerability, name: &str, scanner_type: &str, run_started: &str) -> String {
+        serde_json::to_string(&KdiVuln {
+            scanner_identifier: &v.identifier,
+            scanner_type,
+            vuln_def_name: name,
+            scanner_score: v.score.min(10),
+            status: if v.fixed.is_some() { "closed" } else { "open" },
+            closed_at: v.fixed.map(Iso),
+            created_at: v.found.map(Iso),
+            last_seen_at: v.last_seen.map_or(LastSeen::RunStarted(run_started), |t| LastSeen::At(Iso(t))),
+            details: (!v.details.is_empty()).then_some(Details(&v.details)),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn vulnerabilities_are_written_byte_for_byte_as_serde_json_wrote_them() {
+        let at = |seconds, nanoseconds| Some(Datetime { seconds, nanoseconds });
+        let mut cases = Vec::new();
+        for score in [0, 1, 9, 10, 11, 255] {
+            for (found, last_seen, fixed) in [
+                (None, None, None),
+                (at(1_714_557_600, 0), at(1_714_557_601, 120_000_000), None),
+                (at(-70_000_000_000, 0), at(i64::MAX, 0), at(1_714_557_599, 999_999_999)),
+            ] {
+                for details in [vec![], vec!["one line"], vec!["b \"quoted\"\n\tpath\\x", "a", "\u{1}é"]] {
+                    cases.push(MergedVulnerability {
+                        identifier: "CVE-2024-\"1000\"".into(),
+                        identifier_id: 0,
+                        score,
+                        found,
+                        last_seen,
+                        details: details.into_iter().map(str::to_owned).collect(),
+                        reports: 1,
+                        fixed,
+                    });
+                }
+            }
+        }
+        let text = VulnerabilityText::new("MS \"Defender\" TVM", "2024-05-01T10:00:00Z");
+        for v in &cases {
+            let mut out = Vec::new();
+            text.write(&mut out, v, "name with \\ backslash");
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                reference(v, "name with \\ backslash", "MS \"Defender\" TVM", "2024-05-01T10:00:00Z")
+            );
+        }
+    }
+
     #[test]
     fn times_are_written_as_chrono_writes_them_without_a_string_first() {
         for (seconds, nanoseconds) in [
@@ -685,8 +741,9 @@ mod tests {
         let one: BTreeSet<String> = ["only".to_owned()].into();
         assert_eq!(serde_json::to_string(&Details(&one)).unwrap(), r#""only""#);
     }
-    use crate::bindings::types::{Asset, Vulnerability, VulnerabilityStatus};
+    use crate::bindings::types::{Vulnerability, VulnerabilityStatus};
     use crate::run::collect::Collector;
+    use crate::run::join::MergedVulnerability;
 
     fn joined(assets: usize, vulns_each: usize) -> Joined {
         let mut c = Collector::default();
@@ -747,6 +804,31 @@ mod tests {
         }
         assert_eq!(seen, 10);
         assert_eq!(by_bytes.assets, 10);
+    }
+
+    #[test]
+    fn an_asset_is_written_byte_for_byte_as_serde_json_wrote_it() {
+        #[derive(Serialize)]
+        struct ReferenceAsset<'a> {
+            #[serde(flatten)]
+            fields: KdiAsset<'a>,
+            vulns: Vec<Box<serde_json::value::RawValue>>,
+        }
+        let mut assets = joined(3, 4).read_ahead().unwrap();
+        let text = VulnerabilityText::new("Test", "2024-05-01T10:00:00Z");
+        while let Some(joined) = assets.next().unwrap() {
+            let mut out = Vec::new();
+            serialize_asset(&mut out, &joined, &assets.catalog, &text).unwrap();
+            let vulns = joined
+                .vulnerabilities
+                .iter()
+                .map(|v| reference(v, assets.catalog.definition_name(v.identifier_id), "Test", "2024-05-01T10:00:00Z"))
+                .map(|json| serde_json::value::RawValue::from_string(json).unwrap())
+                .collect();
+            let expected = ReferenceAsset { fields: kdi_asset(&joined.asset), vulns };
+            assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&expected).unwrap());
+        }
+        assets.finish().unwrap();
     }
 
     #[test]
