@@ -90,9 +90,13 @@ pub(super) fn escaped(out: &mut Vec<u8>, text: &str) {
     let (mut start, mut at) = (0, 0);
     while at < bytes.len() {
         if let Some(word) = bytes.get(at..at + 8) {
-            if !needs_escape(u64::from_le_bytes(word.try_into().expect("eight bytes"))) {
-                at += 8;
-                continue;
+            match escapes(u64::from_le_bytes(word.try_into().expect("eight bytes"))) {
+                0 => {
+                    at += 8;
+                    continue;
+                }
+                // Straight to the first byte that needs escaping.
+                found => at += found.trailing_zeros() as usize / 8,
             }
         }
         let byte = bytes[at];
@@ -124,10 +128,11 @@ pub(super) fn escaped(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(&bytes[start..]);
 }
 
-/// Whether any of the eight bytes is below 0x20, `"` or `\`. Exact: a byte can only
-/// be flagged wrongly above one that is rightly flagged (the borrow of a
-/// subtraction moves up from it), and bytes from 0x80 up never are.
-fn needs_escape(word: u64) -> bool {
+/// The high bit of each of the eight bytes (read little-endian) that is below 0x20,
+/// `"` or `\`; 0 if none is. The lowest bit set is always right: a byte can only be
+/// flagged wrongly above one that is rightly flagged (the borrow of a subtraction
+/// moves up from it), and bytes from 0x80 up never are.
+fn escapes(word: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let below = |limit: u8| word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGH;
@@ -135,7 +140,7 @@ fn needs_escape(word: u64) -> bool {
         let v = word ^ (ONES * u64::from(byte));
         v.wrapping_sub(ONES) & !v & HIGH
     };
-    below(0x20) | equal(b'"') | equal(b'\\') != 0
+    below(0x20) | equal(b'"') | equal(b'\\')
 }
 
 #[cfg(test)]
@@ -170,13 +175,24 @@ mod tests {
     }
 
     #[test]
-    fn the_word_test_flags_exactly_the_bytes_that_need_escaping() {
+    fn the_word_test_finds_the_first_byte_that_needs_escaping() {
+        let needs = |byte: u8| byte < 0x20 || byte == b'"' || byte == b'\\';
         for byte in 0..=255u8 {
             for position in 0..8 {
                 let mut word = [b'a'; 8];
                 word[position] = byte;
-                let expected = byte < 0x20 || byte == b'"' || byte == b'\\';
-                assert_eq!(needs_escape(u64::from_le_bytes(word)), expected, "byte {byte:#x} at {position}");
+                let found = escapes(u64::from_le_bytes(word));
+                assert_eq!(found != 0, needs(byte), "byte {byte:#x} at {position}");
+                if needs(byte) {
+                    assert_eq!(found.trailing_zeros() as usize / 8, position, "byte {byte:#x}");
+                }
+                // Whatever follows a byte that needs escaping, the first is found.
+                for later in 0..=255u8 {
+                    if position < 7 && needs(byte) {
+                        word[position + 1] = later;
+                        assert_eq!(escapes(u64::from_le_bytes(word)).trailing_zeros() as usize / 8, position);
+                    }
+                }
             }
         }
     }
