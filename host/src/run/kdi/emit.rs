@@ -100,27 +100,28 @@ pub(super) fn escaped(out: &mut Vec<u8>, text: &str) {
             }
         }
         let byte = bytes[at];
-        let short: &[u8] = match byte {
-            b'"' => br#"\""#,
-            b'\\' => br"\\",
-            b'\n' => br"\n",
-            b'\r' => br"\r",
-            b'\t' => br"\t",
-            0x08 => br"\b",
-            0x0c => br"\f",
-            0..=0x1f => b"",
+        let short: Option<&[u8]> = match byte {
+            b'"' => Some(br#"\""#),
+            b'\\' => Some(br"\\"),
+            b'\n' => Some(br"\n"),
+            b'\r' => Some(br"\r"),
+            b'\t' => Some(br"\t"),
+            0x08 => Some(br"\b"),
+            0x0c => Some(br"\f"),
+            0..=0x1f => None,
             _ => {
                 at += 1;
                 continue;
             }
         };
         out.extend_from_slice(&bytes[start..at]);
-        if short.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(br"\u00");
-            out.extend_from_slice(&[HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]]);
-        } else {
-            out.extend_from_slice(short);
+        match short {
+            Some(escape) => out.extend_from_slice(escape),
+            None => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(br"\u00");
+                out.extend_from_slice(&[HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]]);
+            }
         }
         at += 1;
         start = at;
