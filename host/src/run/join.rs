@@ -14,6 +14,7 @@
 //! stays in memory per asset is its key and a few numbers. Definitions (one per
 //! identifier, bounded by the scanner's catalogue, not by the tenant) stay in memory.
 
+use super::ahead::Ahead;
 use super::store::asset_codec;
 use super::store::byte_log::{LogReader, Span};
 use super::store::external_sort::{Merged, Report};
@@ -22,9 +23,7 @@ use crate::bindings::types::{Asset, Datetime, VulnerabilityDefinition};
 use anyhow::Result;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 /// The skip reason for vulnerabilities whose asset did not arrive in the run.
 pub const UNKNOWN_ASSET: &str = "vulnerability of an asset not in this run (e.g. an inactive device)";
@@ -244,23 +243,17 @@ impl Joined {
                 "the run's vulnerability reports exceeded the memory buffer; {spilled} went through a file on disk"
             );
         }
-        let (sender, assets) = sync_channel::<Result<JoinedAsset>>(READ_AHEAD_ASSETS);
         let shared = catalog.clone();
-        let thread = std::thread::Builder::new()
-            .name("join".into())
-            .spawn(move || {
-                let started = crate::limits::thread_cpu_time();
-                while let Some(next) = stream.next_asset(&shared).transpose() {
-                    let failed = next.is_err();
-                    // A reader that stopped early has dropped the receiver.
-                    if sender.send(next).is_err() || failed {
-                        break;
-                    }
+        let assets = Ahead::spawn("join", READ_AHEAD_ASSETS, move |hand_over| {
+            let started = crate::limits::thread_cpu_time();
+            while let Some(next) = stream.next_asset(&shared).transpose() {
+                if !hand_over(next) {
+                    break;
                 }
-                (stream.orphans, crate::limits::thread_cpu_time().saturating_sub(started))
-            })
-            .map_err(|e| anyhow::Error::from(e).context("cannot start the thread that joins the run's records"))?;
-        Ok(JoinedAssets { assets: Some(assets), thread: Some(thread), catalog, counters, skipped })
+            }
+            (stream.orphans, crate::limits::thread_cpu_time().saturating_sub(started))
+        })?;
+        Ok(JoinedAssets { assets, catalog, counters, skipped })
     }
 
     /// Reads everything into memory (tests).
@@ -288,8 +281,8 @@ fn add_orphans(skipped: &mut BTreeMap<String, u64>, orphans: u64) {
 
 /// The joined assets of a run as a join thread hands them over ([`Joined::read_ahead`]).
 pub(crate) struct JoinedAssets {
-    assets: Option<Receiver<Result<JoinedAsset>>>,
-    thread: Option<JoinHandle<(u64, std::time::Duration)>>,
+    /// The assets, and at the end the orphans the thread passed and its CPU time.
+    assets: Ahead<JoinedAsset, (u64, std::time::Duration)>,
     /// Every identifier of the run, with its definition.
     pub(crate) catalog: Arc<Catalog>,
     counters: BTreeMap<String, u64>,
@@ -310,37 +303,14 @@ pub(crate) struct JoinCounts {
 impl JoinedAssets {
     /// The next asset with its merged vulnerabilities, or `None` after the last.
     pub(crate) fn next(&mut self) -> Result<Option<JoinedAsset>> {
-        match self.assets.as_ref().map(Receiver::recv) {
-            Some(Ok(next)) => next.map(Some),
-            _ => Ok(None),
-        }
+        self.assets.next()
     }
 
     /// Stops the join thread and returns what it counted.
     pub(crate) fn finish(mut self) -> Result<JoinCounts> {
-        let (orphans, cpu) = self.stop();
-        let mut skipped = std::mem::take(&mut self.skipped);
-        add_orphans(&mut skipped, orphans);
-        Ok(JoinCounts { counters: std::mem::take(&mut self.counters), skipped, cpu })
-    }
-
-    /// Ends the join thread (a reader that stopped early makes its next send fail)
-    /// and returns the orphans it passed and the CPU time it spent.
-    fn stop(&mut self) -> (u64, std::time::Duration) {
-        self.assets = None;
-        match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(done)) => done,
-            Some(Err(panic)) => std::panic::resume_unwind(panic),
-            None => (0, std::time::Duration::ZERO),
-        }
-    }
-}
-
-impl Drop for JoinedAssets {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            self.stop();
-        }
+        let (orphans, cpu) = self.assets.stop();
+        add_orphans(&mut self.skipped, orphans);
+        Ok(JoinCounts { counters: self.counters, skipped: self.skipped, cpu })
     }
 }
 

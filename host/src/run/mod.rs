@@ -12,6 +12,7 @@
 //! Files are written only after every page was fetched and mapped: a run that fails
 //! part-way writes nothing, so partial data can never tell CVM to close anything.
 
+mod ahead;
 pub(crate) mod collect;
 pub(crate) mod join;
 pub(crate) mod kdi;

@@ -10,6 +10,7 @@
 
 mod emit;
 
+use super::ahead::Ahead;
 use super::join::{Catalog, JoinCounts, Joined, JoinedAsset, JoinedAssets};
 use crate::bindings::types::{Asset, Datetime, VulnerabilityDefinition};
 use anyhow::{Context, Result};
@@ -20,9 +21,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Assets per file unless configured otherwise (the toolkit's batch size).
@@ -226,34 +225,24 @@ impl KdiWriter {
     /// writing are the run's only work, and this way they share both cores (the
     /// serializing alone took as long as the rest of the writer).
     pub(crate) fn serialize_ahead(&self, mut assets: JoinedAssets) -> Result<SerializedAssets> {
-        let (sender, serialized) = sync_channel::<Result<SerializedAsset>>(SERIALIZE_AHEAD_ASSETS);
         let catalog = self.definitions.catalog.clone();
         let vulnerability = VulnerabilityText::new(&self.options.scanner_type, &self.run_started);
-        let thread = std::thread::Builder::new()
-            .name("serialize".into())
-            .spawn(move || {
-                let started = crate::limits::thread_cpu_time();
-                loop {
-                    let next = match assets.next() {
-                        Ok(None) => break,
-                        Ok(Some(asset)) => {
-                            let mut bytes = Vec::new();
-                            serialize_asset(&mut bytes, &asset, &catalog, &vulnerability)
-                                .map(|()| SerializedAsset { asset, bytes })
-                        }
-                        Err(e) => Err(e),
-                    };
-                    let failed = next.is_err();
-                    // A writer that stopped early has dropped the receiver.
-                    if sender.send(next).is_err() || failed {
-                        break;
-                    }
+        let assets = Ahead::spawn("serialize", SERIALIZE_AHEAD_ASSETS, move |hand_over| {
+            let started = crate::limits::thread_cpu_time();
+            while let Some(next) = assets.next().transpose() {
+                let serialized = next.and_then(|asset| {
+                    let mut bytes = Vec::new();
+                    serialize_asset(&mut bytes, &asset, &catalog, &vulnerability)
+                        .map(|()| SerializedAsset { asset, bytes })
+                });
+                if !hand_over(serialized) {
+                    break;
                 }
-                let cpu = crate::limits::thread_cpu_time().saturating_sub(started);
-                assets.finish().map(|counts| (counts, cpu))
-            })
-            .context("cannot start the thread that serializes KDI assets")?;
-        Ok(SerializedAssets { assets: Some(serialized), thread: Some(thread) })
+            }
+            let cpu = crate::limits::thread_cpu_time().saturating_sub(started);
+            assets.finish().map(|counts| (counts, cpu))
+        })?;
+        Ok(SerializedAssets { assets })
     }
 
     /// Adds an asset: to the open file if it has room for it and the definitions it
@@ -347,42 +336,22 @@ pub(crate) struct SerializedAsset {
 }
 
 /// The joined assets as the `serialize` thread hands them over
-/// ([`KdiWriter::serialize_ahead`]).
+/// ([`KdiWriter::serialize_ahead`]); at the end, what the join counted and the CPU
+/// time the serializing took.
 pub(crate) struct SerializedAssets {
-    assets: Option<Receiver<Result<SerializedAsset>>>,
-    thread: Option<JoinHandle<Result<(JoinCounts, Duration)>>>,
+    assets: Ahead<SerializedAsset, Result<(JoinCounts, Duration)>>,
 }
 
 impl SerializedAssets {
     /// The next asset, or `None` after the last.
     pub(crate) fn next(&mut self) -> Result<Option<SerializedAsset>> {
-        match self.assets.as_ref().map(Receiver::recv) {
-            Some(Ok(next)) => next.map(Some),
-            _ => Ok(None),
-        }
+        self.assets.next()
     }
 
     /// Stops the thread (and the join behind it) and returns what the join counted
     /// and the CPU time the serializing took.
-    pub(crate) fn finish(mut self) -> Result<(JoinCounts, Duration)> {
-        self.stop()
-    }
-
-    fn stop(&mut self) -> Result<(JoinCounts, Duration)> {
-        self.assets = None;
-        match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(done)) => done,
-            Some(Err(panic)) => std::panic::resume_unwind(panic),
-            None => Ok(Default::default()),
-        }
-    }
-}
-
-impl Drop for SerializedAssets {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            self.stop().ok();
-        }
+    pub(crate) fn finish(self) -> Result<(JoinCounts, Duration)> {
+        self.assets.stop()
     }
 }
 
