@@ -8,10 +8,11 @@ use std::io::Write;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
 use tracing::{Event, Subscriber};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
+use tracing_subscriber::Layer;
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -31,7 +32,7 @@ pub(crate) fn init(verbose: u8, format: LogFormat, service: bool) {
         1 => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let filter = filter_from(std::env::var("RUST_LOG").ok().as_deref(), default);
     match format {
         LogFormat::Text => {
             let text =
@@ -39,6 +40,23 @@ pub(crate) fn init(verbose: u8, format: LogFormat, service: bool) {
             tracing_subscriber::registry().with(text.with_filter(filter)).init()
         }
         LogFormat::Json => tracing_subscriber::registry().with(JsonLines.with_filter(filter)).init(),
+    }
+}
+
+/// What to log: `RUST_LOG`'s targets and levels (`warn,connector_host::run=debug`)
+/// when it is set, else `default`. An invalid `RUST_LOG` is said once, on stderr, and
+/// the default used: a typo must not silence the log.
+///
+/// `Targets` rather than `EnvFilter`: the CLI needs no span or field filters, and
+/// `EnvFilter` compiles the regex crates into every build (about 27 s of CPU of a
+/// newcomer's first build).
+fn filter_from(rust_log: Option<&str>, default: &str) -> Targets {
+    match rust_log.map(str::trim).filter(|text| !text.is_empty()) {
+        None => default.parse().expect("a valid default level"),
+        Some(text) => text.parse().unwrap_or_else(|e| {
+            eprintln!("warning: ignoring RUST_LOG={text:?} ({e}); logging at `{default}`");
+            default.parse().expect("a valid default level")
+        }),
     }
 }
 
@@ -123,5 +141,30 @@ impl Visit for JsonVisitor<'_> {
 
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.0.insert(field.name().into(), value.into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::filter_from;
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_sets_levels_by_target_and_a_bad_one_falls_back_to_the_default() {
+        let filter = filter_from(Some("warn,connector_host::run=debug"), "info");
+        assert!(filter.would_enable("connector_host::run", &Level::DEBUG));
+        assert!(filter.would_enable("connector_host::run::kdi", &Level::DEBUG), "a module's children too");
+        assert!(!filter.would_enable("connector_host::deliver", &Level::INFO), "others at warn");
+        assert!(filter.would_enable("connector_host::deliver", &Level::WARN));
+
+        for unset in [None, Some(""), Some("  ")] {
+            let filter = filter_from(unset, "info");
+            assert!(filter.would_enable("anything", &Level::INFO), "{unset:?}");
+            assert!(!filter.would_enable("anything", &Level::DEBUG), "{unset:?}");
+        }
+
+        let filter = filter_from(Some("connector_host=loud"), "warn");
+        assert!(filter.would_enable("connector_host", &Level::WARN), "the default after a bad RUST_LOG");
+        assert!(!filter.would_enable("connector_host", &Level::INFO));
     }
 }
