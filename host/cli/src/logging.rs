@@ -32,7 +32,7 @@ pub(crate) fn init(verbose: u8, format: LogFormat, service: bool) {
         1 => "debug",
         _ => "trace",
     };
-    let filter = filter_from(std::env::var("RUST_LOG").ok().as_deref(), default);
+    let (filter, invalid) = filter_from(std::env::var("RUST_LOG").ok().as_deref(), default);
     match format {
         LogFormat::Text => {
             let text =
@@ -41,22 +41,27 @@ pub(crate) fn init(verbose: u8, format: LogFormat, service: bool) {
         }
         LogFormat::Json => tracing_subscriber::registry().with(JsonLines.with_filter(filter)).init(),
     }
+    // Through the logger, so that it is a JSON line too with `--log-format json`.
+    if let Some(problem) = invalid {
+        tracing::warn!("{problem}");
+    }
 }
 
 /// What to log: `RUST_LOG`'s targets and levels (`warn,connector_host::run=debug`)
-/// when it is set, else `default`. An invalid `RUST_LOG` is said once, on stderr, and
-/// the default used: a typo must not silence the log.
+/// when it is set, else `default`. An invalid `RUST_LOG` gives the default and what
+/// to say about it: a typo must not silence the log, nor pass unnoticed.
 ///
 /// `Targets` rather than `EnvFilter`: the CLI needs no span or field filters, and
 /// `EnvFilter` compiles the regex crates into every build (about 27 s of CPU of a
 /// newcomer's first build).
-fn filter_from(rust_log: Option<&str>, default: &str) -> Targets {
+fn filter_from(rust_log: Option<&str>, default: &str) -> (Targets, Option<String>) {
+    let fallback = || default.parse().expect("a valid default level");
     match rust_log.map(str::trim).filter(|text| !text.is_empty()) {
-        None => default.parse().expect("a valid default level"),
-        Some(text) => text.parse().unwrap_or_else(|e| {
-            eprintln!("warning: ignoring RUST_LOG={text:?} ({e}); logging at `{default}`");
-            default.parse().expect("a valid default level")
-        }),
+        None => (fallback(), None),
+        Some(text) => match text.parse() {
+            Ok(filter) => (filter, None),
+            Err(e) => (fallback(), Some(format!("ignoring RUST_LOG={text:?} ({e}); logging at `{default}`"))),
+        },
     }
 }
 
@@ -151,19 +156,23 @@ mod tests {
 
     #[test]
     fn rust_log_sets_levels_by_target_and_a_bad_one_falls_back_to_the_default() {
-        let filter = filter_from(Some("warn,connector_host::run=debug"), "info");
+        let (filter, invalid) = filter_from(Some("warn,connector_host::run=debug"), "info");
+        assert_eq!(invalid, None);
         assert!(filter.would_enable("connector_host::run", &Level::DEBUG));
         assert!(filter.would_enable("connector_host::run::kdi", &Level::DEBUG), "a module's children too");
         assert!(!filter.would_enable("connector_host::deliver", &Level::INFO), "others at warn");
         assert!(filter.would_enable("connector_host::deliver", &Level::WARN));
 
         for unset in [None, Some(""), Some("  ")] {
-            let filter = filter_from(unset, "info");
+            let (filter, invalid) = filter_from(unset, "info");
+            assert_eq!(invalid, None);
             assert!(filter.would_enable("anything", &Level::INFO), "{unset:?}");
             assert!(!filter.would_enable("anything", &Level::DEBUG), "{unset:?}");
         }
 
-        let filter = filter_from(Some("connector_host=loud"), "warn");
+        let (filter, invalid) = filter_from(Some("connector_host=loud"), "warn");
+        let said = invalid.expect("a bad RUST_LOG is said");
+        assert!(said.contains("RUST_LOG=\"connector_host=loud\"") && said.contains("`warn`"), "{said}");
         assert!(filter.would_enable("connector_host", &Level::WARN), "the default after a bad RUST_LOG");
         assert!(!filter.would_enable("connector_host", &Level::INFO));
     }
