@@ -54,12 +54,12 @@ struct KdiAsset<'a> {
     tags: &'a [String],
     /// Not in the documented KDI asset table, but sent by Kenna's own connectors.
     #[serde(skip_serializing_if = "Option::is_none")]
-    last_seen: Option<String>,
+    last_seen: Option<Iso>,
     // `vulns` comes last, written by `emit` (see `serialize_asset`).
 }
 
 /// A time written as [`iso`] writes it, without building a string first (the
-/// writer writes two per vulnerability).
+/// writer writes two per vulnerability, and one per asset through serde).
 struct Iso(Datetime);
 
 impl Iso {
@@ -94,6 +94,15 @@ impl Iso {
         };
         buffer[end] = b'Z';
         Some((buffer, end + 1))
+    }
+}
+
+impl Serialize for Iso {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.digits() {
+            Some((buffer, len)) => serializer.serialize_str(std::str::from_utf8(&buffer[..len]).expect("ASCII digits")),
+            None => serializer.serialize_str(&iso(&self.0)),
+        }
     }
 }
 
@@ -530,7 +539,7 @@ fn kdi_asset(a: &Asset) -> KdiAsset<'_> {
         os: a.os.as_deref(),
         os_version: a.os_version.as_deref(),
         tags: &a.tags,
-        last_seen: a.last_seen.as_ref().map(iso),
+        last_seen: a.last_seen.map(Iso),
     }
 }
 
@@ -579,17 +588,6 @@ mod tests {
         last_seen_at: LastSeen<'a>,
         #[serde(skip_serializing_if = "Option::is_none")]
         details: Option<Details<'a>>,
-    }
-
-    impl Serialize for Iso {
-        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-            match self.digits() {
-                Some((buffer, len)) => {
-                    serializer.serialize_str(std::str::from_utf8(&buffer[..len]).expect("ASCII digits"))
-                }
-                None => serializer.serialize_str(&iso(&self.0)),
-            }
-        }
     }
 
     /// `last_seen_at`: the vulnerability's own time, or the run's start.
